@@ -1,0 +1,71 @@
+/*
+ * backend.h: what runs the ops. A Backend names its device kind, carries its settings (threads), and points at a
+ * table of op implementations with exactly the signatures of ops.h. ops.c forwards each op_* call through the table,
+ * so model/ is written once and a backend only fills a table: kernels/cpu/ fills two today (OpenBLAS matmuls, and the
+ * plain OpenMP reference loops); kernels/cuda/ adds one later.
+ */
+#ifndef GPTRAIN_BACKEND_H
+#define GPTRAIN_BACKEND_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef enum {
+    BACKEND_CPU = 0,      // C11 + OpenMP, matmuls on OpenBLAS when built with it
+    BACKEND_CPU_REF = 1,  // C11 + OpenMP everywhere, the readable reference path
+} BackendKind;
+
+typedef struct Backend Backend;
+
+// One member per op of ops.h, same order, same arguments.
+typedef struct OpTable {
+    void (*encoder_forward)(Backend *, float *, const int32_t *, const float *, const float *, int, int, int);
+    void (*encoder_backward)(Backend *, float *, float *, const float *, const int32_t *, int, int, int);
+    void (*layernorm_forward)(Backend *, float *, float *, float *, const float *, const float *, const float *,
+                              int, int);
+    void (*layernorm_backward)(Backend *, float *, float *, float *, const float *, const float *, const float *,
+                               const float *, const float *, int, int);
+    void (*matmul_forward)(Backend *, float *, const float *, const float *, const float *, int, int, int);
+    void (*matmul_backward)(Backend *, float *, float *, float *, const float *, const float *, const float *,
+                            int, int, int);
+    void (*attention_forward)(Backend *, float *, float *, const float *, int, int, int, int);
+    void (*attention_backward)(Backend *, float *, float *, const float *, const float *, const float *,
+                               int, int, int, int);
+    void (*gelu_forward)(Backend *, float *, const float *, size_t);
+    void (*gelu_backward)(Backend *, float *, const float *, const float *, size_t);
+    void (*residual_forward)(Backend *, float *, const float *, const float *, size_t);
+    void (*classifier_forward_backward)(Backend *, float *, float *, const int32_t *, int, int, int, float);
+    double (*sum_squares)(Backend *, const float *, size_t);
+    void (*scale)(Backend *, float *, float, size_t);
+    void (*adamw_update)(Backend *, float *, const float *, float *, float *, size_t, float, float, float, float,
+                         float, float, int);
+} OpTable;
+
+struct Backend {
+    BackendKind kind;
+    const char *name;      // "cpu" or "cpu-ref", printed in the run header
+    int threads;           // OpenMP (and OpenBLAS) threads
+    const OpTable *ops;
+};
+
+// Fill *be for a kind; threads <= 0 means all cores. Returns 0, or -1 when the kind is not built in.
+int backend_init(Backend *be, BackendKind kind, int threads);
+// Which matmul library the CPU backend uses ("OpenBLAS x.y" or "none (reference loops)").
+const char *backend_cpu_blas_name(void);
+
+// Host memory: 64-byte aligned, zeroed; aborts with the request size on failure (never returns NULL).
+void *backend_host_alloc(size_t bytes, const char *what);
+void backend_host_free(void *p);
+
+// Monotonic wall clock in seconds.
+double backend_now_s(void);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif

@@ -1,0 +1,242 @@
+/*
+ * gpt.h: the GPT-2 model: configuration and presets, the parameter / gradient / optimizer-state / activation plan
+ * (each one allocation with named views), forward, hand-written backward with activation recompute, AdamW, and the
+ * FLOP and memory accounting that `gptrain info` and the per-step metrics print.
+ *
+ * The model (Radford et al. 2019, GPT-2; layout as in llm.c): token + learned position embeddings; L pre-LayerNorm
+ * blocks x += attproj(attn(qkv(ln1(x)))); x += fcproj(gelu(fc(ln2(x)))); final LayerNorm; LM head tied to the token
+ * embedding; cross-entropy over the real vocabulary V (the embedding has Vp >= V rows, Vp a multiple of 128; the
+ * padded rows are zero, never predicted, never in the loss).
+ *
+ * All computation goes through kernels/ops.h; this file knows nothing of which backend runs it.
+ */
+#ifndef GPTRAIN_GPT_H
+#define GPTRAIN_GPT_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "backend.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define GPT_VOCAB_PAD 128  // Vp = round_up(V, 128): matmul-friendly rows for the LM head
+
+typedef struct GPTConfig {
+    int n_layer;      // L
+    int n_head;       // NH
+    int d_model;      // C
+    int d_ff;         // F (0 means 4*C until gpt_config_finalize)
+    int vocab_size;   // V (real tokens)
+    int padded_vocab; // Vp (set by gpt_config_finalize)
+    int max_seq_len;  // rows of the position embedding
+} GPTConfig;
+
+// Named presets: gpt2-124m gpt2-350m gpt2-774m gpt2-1.5b small medium large xl 2.7b tiny tiny-shakespeare ...
+// Fills the shape fields; vocab_size is set to GPT-2's 50257 for the GPT-2 and benchmark presets and left 0 for the
+// tiny ones (the dataset's tokenizer decides). Returns 0, or -1 for an unknown name.
+int gpt_config_preset(GPTConfig *cfg, const char *name);
+// Comma-separated list of preset names, for --help and error messages.
+const char *gpt_config_preset_names(void);
+// Check the configuration (positive sizes, C % NH == 0, ...), fill d_ff and padded_vocab. On a user error returns -1
+// with one line in err naming the flag and what was expected.
+int gpt_config_finalize(GPTConfig *cfg, char *err, size_t errlen);
+
+typedef enum { RECOMPUTE_NONE = 0, RECOMPUTE_SELECTIVE = 1, RECOMPUTE_FULL = 2 } RecomputeMode;
+const char *gpt_recompute_name(RecomputeMode m);
+int gpt_recompute_parse(const char *s, RecomputeMode *out);  // 0 ok, -1 unknown
+
+/*
+ * The parameter list, written once. X(name, rows, cols, per_layer, decay, init)
+ *   shape per layer is (rows, cols) with cols the fastest dim; per_layer tensors have L copies (leading dim L);
+ *   decay: AdamW weight decay applies (matrices and embeddings, not biases or LayerNorm parameters);
+ *   init: INIT_NORMAL (std 0.02), INIT_RESID (0.02/sqrt(2L), the residual projections), INIT_ZERO, INIT_ONE.
+ * The order is llm.c's model-file order, so its checkpoints map onto this table one to one.
+ */
+#define GPT_PARAMS(X)                                   \
+    X(wte, Vp, C, 0, 1, INIT_NORMAL)                    \
+    X(wpe, maxT, C, 0, 1, INIT_NORMAL)                  \
+    X(ln1w, 1, C, 1, 0, INIT_ONE)                       \
+    X(ln1b, 1, C, 1, 0, INIT_ZERO)                      \
+    X(qkvw, 3 * C, C, 1, 1, INIT_NORMAL)                \
+    X(qkvb, 1, 3 * C, 1, 0, INIT_ZERO)                  \
+    X(attprojw, C, C, 1, 1, INIT_RESID)                 \
+    X(attprojb, 1, C, 1, 0, INIT_ZERO)                  \
+    X(ln2w, 1, C, 1, 0, INIT_ONE)                       \
+    X(ln2b, 1, C, 1, 0, INIT_ZERO)                      \
+    X(fcw, F, C, 1, 1, INIT_NORMAL)                     \
+    X(fcb, 1, F, 1, 0, INIT_ZERO)                       \
+    X(fcprojw, C, F, 1, 1, INIT_RESID)                  \
+    X(fcprojb, 1, C, 1, 0, INIT_ZERO)                   \
+    X(lnfw, 1, C, 0, 0, INIT_ONE)                       \
+    X(lnfb, 1, C, 0, 0, INIT_ZERO)
+
+enum { INIT_NORMAL, INIT_RESID, INIT_ZERO, INIT_ONE };
+
+#define GPT_PARAM_ENUM(name, rows, cols, per_layer, decay, init) PARAM_##name,
+typedef enum { GPT_PARAMS(GPT_PARAM_ENUM) NUM_PARAM_TENSORS } ParamId;
+#undef GPT_PARAM_ENUM
+
+// Views into one contiguous buffer (parameters, gradients, and each AdamW moment use the same layout).
+typedef struct ParamTensors {
+#define GPT_PARAM_FIELD(name, rows, cols, per_layer, decay, init) float *name;
+    GPT_PARAMS(GPT_PARAM_FIELD)
+#undef GPT_PARAM_FIELD
+} ParamTensors;
+
+typedef struct ParamInfo {
+    const char *name;
+    size_t numel;       // all layers together
+    size_t offset;      // in floats from the start of the buffer
+    int per_layer;      // 1: leading dim L
+    size_t rows, cols;  // one layer's shape
+    int decay;
+    int init;
+} ParamInfo;
+
+/*
+ * The activation list, written once. X(name, numel_expr, per_layer, kept)
+ *   per_layer: one slot per layer when kept in the run's recompute mode, else a single shared slot that the forward
+ *   overwrites layer by layer and the backward recomputes;
+ *   kept: bit mask of the recompute modes that keep the tensor for every layer (1 none, 2 selective, 4 full).
+ * Tensors that are not per layer are always kept.
+ */
+#define KEEP_NONE 1
+#define KEEP_SEL 2
+#define KEEP_FULL 4
+#define KEEP_ALL (KEEP_NONE | KEEP_SEL | KEEP_FULL)
+#define GPT_ACTS(X)                                                  \
+    X(encoded, N * C, 0, KEEP_ALL)          /* (B,T,C) block 0 input */ \
+    X(ln1, N * C, 1, KEEP_NONE)             /* (B,T,C) */            \
+    X(ln1_mean, N, 1, KEEP_NONE | KEEP_SEL) /* (B,T) */              \
+    X(ln1_rstd, N, 1, KEEP_NONE | KEEP_SEL) /* (B,T) */              \
+    X(qkv, N * 3 * C, 1, KEEP_NONE | KEEP_SEL)   /* (B,T,3C) */      \
+    X(att, B * NH * T * T, 1, KEEP_NONE | KEEP_SEL) /* (B,NH,T,T) */ \
+    X(atty, N * C, 1, KEEP_NONE | KEEP_SEL) /* (B,T,C) */            \
+    X(residual2, N * C, 1, KEEP_NONE | KEEP_SEL) /* (B,T,C) */       \
+    X(ln2, N * C, 1, KEEP_NONE)             /* (B,T,C) */            \
+    X(ln2_mean, N, 1, KEEP_NONE | KEEP_SEL) /* (B,T) */              \
+    X(ln2_rstd, N, 1, KEEP_NONE | KEEP_SEL) /* (B,T) */              \
+    X(fch, N * F, 1, KEEP_NONE | KEEP_SEL)  /* (B,T,F) */            \
+    X(fch_gelu, N * F, 1, KEEP_NONE)        /* (B,T,F) */            \
+    X(residual3, N * C, 1, KEEP_ALL)        /* (B,T,C) block output */ \
+    X(lnf, N * C, 0, KEEP_ALL)              /* (B,T,C) */            \
+    X(lnf_mean, N, 0, KEEP_ALL)             /* (B,T) */              \
+    X(lnf_rstd, N, 0, KEEP_ALL)             /* (B,T) */              \
+    X(logits, N * Vp, 0, KEEP_ALL)          /* (B,T,Vp), dlogits in place */ \
+    X(losses, N, 0, KEEP_ALL)               /* (B,T) */
+
+#define GPT_ACT_ENUM(name, numel, per_layer, kept) ACT_##name,
+typedef enum { GPT_ACTS(GPT_ACT_ENUM) NUM_ACT_TENSORS } ActId;
+#undef GPT_ACT_ENUM
+
+typedef struct ActTensors {
+#define GPT_ACT_FIELD(name, numel, per_layer, kept) float *name;
+    GPT_ACTS(GPT_ACT_FIELD)
+#undef GPT_ACT_FIELD
+} ActTensors;
+
+// Per tensor: slots (L, or 1 when shared/not per layer) and the elements of one slot.
+typedef struct ActInfo {
+    const char *name;
+    size_t slot_numel;
+    int slots;
+    size_t offset;
+} ActInfo;
+
+// The backward's scratch (gradient of the activations), also one allocation: sized for one layer at a time.
+#define GPT_GRAD_ACTS(X)                            \
+    X(dresidual, N * C)   /* (B,T,C) residual-stream gradient */ \
+    X(dbt_c, N * C)       /* (B,T,C) */             \
+    X(dbt_c2, N * C)      /* (B,T,C) */             \
+    X(dqkv, N * 3 * C)    /* (B,T,3C) */            \
+    X(datt, B * NH * T * T) /* (B,NH,T,T) */        \
+    X(dbt_f, N * F)       /* (B,T,F) */             \
+    X(dbt_f2, N * F)      /* (B,T,F) */
+
+typedef struct GradActTensors {
+#define GPT_GACT_FIELD(name, numel) float *name;
+    GPT_GRAD_ACTS(GPT_GACT_FIELD)
+#undef GPT_GACT_FIELD
+} GradActTensors;
+
+// Sizes of everything the trainer allocates, computed before any allocation (`gptrain info` prints these).
+typedef struct GPTMemory {
+    size_t num_params;        // floats in the parameter buffer (includes the Vp-V zero rows)
+    size_t num_params_real;   // the same without the padded vocabulary rows
+    size_t param_bytes, grad_bytes, optim_bytes;
+    size_t act_bytes[3];      // activations kept for backward, per recompute mode (none, selective, full)
+    size_t grad_act_bytes;    // backward scratch
+    size_t io_bytes;          // inputs and targets
+} GPTMemory;
+void gpt_memory_plan(const GPTConfig *cfg, int B, int T, GPTMemory *out);
+
+/*
+ * FLOPs of one training step for one micro-batch (B,T), from the same walk of the ops the forward performs.
+ * Only matmul-class work counts (linear layers, attention's QK^T and AV); elementwise ops are reported with 0.
+ * Causal attention computes T(T+1)/2 query-key pairs per head, not T^2: that is the exact count the kernels do.
+ * model: forward + backward (2x forward for every matmul) once; hardware: plus what recompute re-runs.
+ */
+typedef struct GPTFlops {
+    double forward;        // one forward pass
+    double model;          // forward + backward
+    double hardware[3];    // per recompute mode (none, selective, full)
+} GPTFlops;
+void gpt_flops(const GPTConfig *cfg, int B, int T, GPTFlops *out);
+
+// One op of the forward walk: name, layer (-1 outside blocks) and its forward FLOPs. gpt_forward_ops calls visit once
+// per op in execution order; gpt_flops sums the same walk.
+typedef struct GPTOp {
+    const char *name;
+    int layer;
+    double flops;
+} GPTOp;
+void gpt_forward_ops(const GPTConfig *cfg, int B, int T, void (*visit)(const GPTOp *op, void *ctx), void *ctx);
+
+typedef struct GPT {
+    GPTConfig cfg;
+    Backend *be;
+    int B, T;                 // the planned (maximum) micro-batch; forward may run smaller B, T
+    RecomputeMode recompute;
+    GPTMemory mem;
+    ParamInfo param_info[NUM_PARAM_TENSORS];
+    ActInfo act_info[NUM_ACT_TENSORS];
+    float *params_mem, *grads_mem, *m_mem, *v_mem, *acts_mem, *grad_acts_mem;
+    ParamTensors params, grads;
+    ActTensors acts;
+    GradActTensors gacts;
+    int32_t *inputs, *targets; // (B,T) copies of the last forward's batch (the backward reads them)
+    int cur_B, cur_T;          // shape of the last forward
+    int has_targets;
+    float mean_loss;
+    int adam_t;                // optimizer steps taken
+} GPT;
+
+// Plan and allocate everything for micro-batch (B,T) and a recompute mode. Parameters are zero until
+// gpt_init_weights or a load. Returns 0, or -1 with err on a user error (e.g. T > max_seq_len).
+int gpt_create(GPT *g, const GPTConfig *cfg, Backend *be, int B, int T, RecomputeMode rc, char *err, size_t errlen);
+void gpt_destroy(GPT *g);
+// GPT-2 initialisation from a seed (deterministic, independent of thread count).
+void gpt_init_weights(GPT *g, uint64_t seed);
+// Look up a parameter tensor by name (NULL if unknown).
+const ParamInfo *gpt_param_find(const GPT *g, const char *name);
+
+// Forward on tokens (b,t) with b <= B, t <= T. With targets: returns the mean loss; when dlogits_scale != 0 the
+// logits buffer is overwritten by dlogits so that gpt_backward can run (training). Without targets: logits only,
+// returns 0. The caller's dlogits_scale is 1/(b*t*grad_accum) for a mean over the whole optimizer batch.
+float gpt_forward(GPT *g, const int32_t *inputs, const int32_t *targets, int b, int t, float dlogits_scale);
+// Backward of the last training forward; parameter gradients accumulate into g->grads.
+void gpt_backward(GPT *g);
+void gpt_zero_grad(GPT *g);
+// Global L2 norm of the gradient buffer.
+float gpt_grad_norm(GPT *g);
+// One AdamW step over every tensor (decay per the table), gradients scaled by grad_scale first.
+void gpt_adamw_step(GPT *g, float lr, float beta1, float beta2, float eps, float weight_decay, float grad_scale);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif
