@@ -8,7 +8,8 @@ CFLAGS  := -std=c11 -O3 -march=native -fopenmp -Wall -Wextra -Wno-unused-paramet
 LDLIBS  := -fopenmp -lm -lpthread
 
 # --- optional dependencies (each detection runs here, at parse time, and is printed) ---
-HAVE_OPENBLAS := $(shell printf '\#include <cblas.h>\nint main(void){cblas_sgemm(CblasRowMajor,CblasNoTrans,CblasNoTrans,1,1,1,1.f,0,1,0,1,0.f,0,1);return 0;}\n' | $(CC) -x c - -o /dev/null -lopenblas >/dev/null 2>&1 && echo yes)
+HASH := \#
+HAVE_OPENBLAS := $(shell printf '$(HASH)include <cblas.h>\nint main(void){cblas_sgemm(CblasRowMajor,CblasNoTrans,CblasNoTrans,1,1,1,1.f,0,1,0,1,0.f,0,1);return 0;}\n' | $(CC) -x c - -o /dev/null -lopenblas >/dev/null 2>&1 && echo yes)
 ifeq ($(HAVE_OPENBLAS),yes)
   CFLAGS += -DGPTRAIN_OPENBLAS
   LDLIBS += -lopenblas

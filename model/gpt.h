@@ -122,6 +122,7 @@ typedef struct ParamInfo {
     X(fch, N * F, 1, KEEP_NONE | KEEP_SEL)  /* (B,T,F) */            \
     X(fch_gelu, N * F, 1, KEEP_NONE)        /* (B,T,F) */            \
     X(residual3, N * C, 1, KEEP_ALL)        /* (B,T,C) block output */ \
+    X(proj_out, N * C, 0, KEEP_ALL)         /* (B,T,C) forward temporary: a projection before its residual add */ \
     X(lnf, N * C, 0, KEEP_ALL)              /* (B,T,C) */            \
     X(lnf_mean, N, 0, KEEP_ALL)             /* (B,T) */              \
     X(lnf_rstd, N, 0, KEEP_ALL)             /* (B,T) */              \
@@ -172,6 +173,10 @@ typedef struct GPTMemory {
     size_t io_bytes;          // inputs and targets
 } GPTMemory;
 void gpt_memory_plan(const GPTConfig *cfg, int B, int T, GPTMemory *out);
+// The layouts behind it: fill the tables, return the buffer sizes in floats.
+size_t gpt_plan_params(const GPTConfig *cfg, ParamInfo *info /* [NUM_PARAM_TENSORS] */);
+size_t gpt_plan_acts(const GPTConfig *cfg, int B, int T, RecomputeMode rc, ActInfo *info /* [NUM_ACT_TENSORS] */);
+size_t gpt_plan_grad_acts(const GPTConfig *cfg, int B, int T);
 
 /*
  * FLOPs of one training step for one micro-batch (B,T), from the same walk of the ops the forward performs.

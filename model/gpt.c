@@ -1,0 +1,292 @@
+/*
+ * gpt.c: GPT-2 forward, hand-written backward with activation recompute, and the optimizer step, all through the
+ * kernels seam (ops.h). Layer by layer, forward and backward side by side; shapes in the comments use
+ * B, T, C, NH, F, V, Vp and N = B*T.
+ *
+ * Recompute (activation checkpointing), chosen at gpt_create:
+ *   none       every activation of every layer is kept;
+ *   selective  ln1, ln2 and the GELU output are not kept: one shared slot each, recomputed at the start of the
+ *              layer's backward from what is kept (the residual stream and fc pre-activation);
+ *   full       only the block inputs (the residual stream) are kept; the backward of block l first re-runs block
+ *              l's forward into shared slots.
+ * The recomputation calls the very same ops on the very same inputs, so gradients are bitwise identical across modes.
+ */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "gpt.h"
+#include "ops.h"
+
+#define GPT_ASSERT(cond)                                                                            \
+    do {                                                                                            \
+        if (!(cond)) {                                                                              \
+            fprintf(stderr, "gptrain: internal error at %s:%d: %s\n", __FILE__, __LINE__, #cond);   \
+            abort();                                                                                \
+        }                                                                                           \
+    } while (0)
+
+// ---------------------------------------------------------------------------------------------------------------
+// Creation and views
+
+static void gpt_bind_params(ParamTensors *t, float *base, const ParamInfo *info) {
+    int i = 0;
+#define GPT_PARAM_BIND(name, rows, cols, per_layer, decay, init) t->name = base + info[i++].offset;
+    GPT_PARAMS(GPT_PARAM_BIND)
+#undef GPT_PARAM_BIND
+}
+
+int gpt_create(GPT *g, const GPTConfig *cfg, Backend *be, int B, int T, RecomputeMode rc, char *err, size_t errlen) {
+    memset(g, 0, sizeof(*g));
+    if (B < 1) { snprintf(err, errlen, "--batch %d: expected at least 1", B); return -1; }
+    if (T < 1) { snprintf(err, errlen, "--seq-len %d: expected at least 1", T); return -1; }
+    if (T > cfg->max_seq_len) {
+        snprintf(err, errlen, "--seq-len %d exceeds the model's maximum sequence length %d (--max-seq-len)", T,
+                 cfg->max_seq_len);
+        return -1;
+    }
+    GPT_ASSERT(cfg->padded_vocab >= cfg->vocab_size && cfg->padded_vocab % GPT_VOCAB_PAD == 0);
+    g->cfg = *cfg;
+    g->be = be;
+    g->B = B;
+    g->T = T;
+    g->recompute = rc;
+    gpt_memory_plan(cfg, B, T, &g->mem);
+
+    size_t np = gpt_plan_params(cfg, g->param_info);
+    g->params_mem = backend_host_alloc(np * sizeof(float), "parameters");
+    g->grads_mem = backend_host_alloc(np * sizeof(float), "gradients");
+    g->m_mem = backend_host_alloc(np * sizeof(float), "AdamW first moments");
+    g->v_mem = backend_host_alloc(np * sizeof(float), "AdamW second moments");
+    gpt_bind_params(&g->params, g->params_mem, g->param_info);
+    gpt_bind_params(&g->grads, g->grads_mem, g->param_info);
+
+    size_t na = gpt_plan_acts(cfg, B, T, rc, g->act_info);
+    g->acts_mem = backend_host_alloc(na * sizeof(float), "activations");
+    {
+        int i = 0;
+#define GPT_ACT_BIND(name, numel, per_layer, kept) g->acts.name = g->acts_mem + g->act_info[i++].offset;
+        GPT_ACTS(GPT_ACT_BIND)
+#undef GPT_ACT_BIND
+    }
+    size_t ng = gpt_plan_grad_acts(cfg, B, T);
+    g->grad_acts_mem = backend_host_alloc(ng * sizeof(float), "activation gradients");
+    {
+        const size_t C = cfg->d_model, F = cfg->d_ff, NH = cfg->n_head, N = (size_t)B * T;
+        size_t off = 0;
+#define GPT_GACT_BIND(name, numel) g->gacts.name = g->grad_acts_mem + off; off += (numel);
+        GPT_GRAD_ACTS(GPT_GACT_BIND)
+#undef GPT_GACT_BIND
+        (void)F; (void)NH; (void)C;
+        GPT_ASSERT(off == ng);
+    }
+    g->inputs = backend_host_alloc((size_t)B * T * sizeof(int32_t), "input tokens");
+    g->targets = backend_host_alloc((size_t)B * T * sizeof(int32_t), "target tokens");
+    return 0;
+}
+
+void gpt_destroy(GPT *g) {
+    backend_host_free(g->params_mem);
+    backend_host_free(g->grads_mem);
+    backend_host_free(g->m_mem);
+    backend_host_free(g->v_mem);
+    backend_host_free(g->acts_mem);
+    backend_host_free(g->grad_acts_mem);
+    backend_host_free(g->inputs);
+    backend_host_free(g->targets);
+    memset(g, 0, sizeof(*g));
+}
+
+const ParamInfo *gpt_param_find(const GPT *g, const char *name) {
+    for (int i = 0; i < NUM_PARAM_TENSORS; i++)
+        if (!strcmp(g->param_info[i].name, name)) return &g->param_info[i];
+    return NULL;
+}
+
+// Activation `id` of layer l: its own slot when the mode keeps it per layer, else the shared slot.
+static float *act(GPT *g, ActId id, int l) {
+    const ActInfo *a = &g->act_info[id];
+    float *base = g->acts_mem + a->offset;
+    return a->slots > 1 ? base + (size_t)l * a->slot_numel : base;
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// Initialisation: GPT-2's normal(0, 0.02) for matrices and embeddings, residual projections scaled by 1/sqrt(2L),
+// LayerNorm weight 1 and bias 0, all biases 0, padded vocabulary rows 0. A splitmix64 stream per tensor, consumed in
+// element order, so the result does not depend on threads.
+
+static uint64_t splitmix64(uint64_t *s) {
+    uint64_t z = (*s += 0x9E3779B97F4A7C15ull);
+    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
+    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
+    return z ^ (z >> 31);
+}
+
+static double uniform01(uint64_t *s) { return ((splitmix64(s) >> 11) + 0.5) * (1.0 / 9007199254740992.0); }
+
+void gpt_init_weights(GPT *g, uint64_t seed) {
+    const GPTConfig *c = &g->cfg;
+    for (int i = 0; i < NUM_PARAM_TENSORS; i++) {
+        const ParamInfo *p = &g->param_info[i];
+        float *w = g->params_mem + p->offset;
+        uint64_t s = seed * 0x100000001B3ull + (uint64_t)i * 0x9E3779B97F4A7C15ull;
+        double std = p->init == INIT_RESID ? 0.02 / sqrt(2.0 * c->n_layer) : 0.02;
+        for (size_t k = 0; k < p->numel; k++) {
+            if (p->init == INIT_ZERO) w[k] = 0.0f;
+            else if (p->init == INIT_ONE) w[k] = 1.0f;
+            else {
+                // Box-Muller; one normal per pair of uniforms keeps the stream simple to reason about.
+                double u1 = uniform01(&s), u2 = uniform01(&s);
+                w[k] = (float)(std * sqrt(-2.0 * log(u1)) * cos(2.0 * M_PI * u2));
+            }
+        }
+    }
+    // The padded vocabulary rows are never used as tokens and never predicted: keep them exactly zero.
+    memset(g->params.wte + (size_t)c->vocab_size * c->d_model, 0,
+           (size_t)(c->padded_vocab - c->vocab_size) * c->d_model * sizeof(float));
+    memset(g->m_mem, 0, g->mem.param_bytes);
+    memset(g->v_mem, 0, g->mem.param_bytes);
+    g->adam_t = 0;
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// One transformer block. Forward writes layer l's activations (into per-layer or shared slots, per the plan).
+
+static void block_forward(GPT *g, int l, const float *residual, int B, int T) {
+    Backend *be = g->be;
+    const int C = g->cfg.d_model, F = g->cfg.d_ff, NH = g->cfg.n_head, N = B * T;
+    const ParamTensors *p = &g->params;
+    float *ln1 = act(g, ACT_ln1, l), *qkv = act(g, ACT_qkv, l), *atty = act(g, ACT_atty, l);
+    float *residual2 = act(g, ACT_residual2, l), *ln2 = act(g, ACT_ln2, l), *fch = act(g, ACT_fch, l);
+    float *fch_gelu = act(g, ACT_fch_gelu, l), *residual3 = act(g, ACT_residual3, l), *proj = g->acts.proj_out;
+
+    // residual (B,T,C) -> ln1 (B,T,C) -> qkv (B,T,3C) -> atty (B,T,C) -> residual2 = residual + atty W^T + b
+    op_layernorm_forward(be, ln1, act(g, ACT_ln1_mean, l), act(g, ACT_ln1_rstd, l), residual,
+                         p->ln1w + (size_t)l * C, p->ln1b + (size_t)l * C, N, C);
+    op_matmul_forward(be, qkv, ln1, p->qkvw + (size_t)l * 3 * C * C, p->qkvb + (size_t)l * 3 * C, N, C, 3 * C);
+    op_attention_forward(be, atty, act(g, ACT_att, l), qkv, B, T, C, NH);
+    op_matmul_forward(be, proj, atty, p->attprojw + (size_t)l * C * C, p->attprojb + (size_t)l * C, N, C, C);
+    op_residual_forward(be, residual2, residual, proj, (size_t)N * C);
+    // residual2 -> ln2 (B,T,C) -> fch (B,T,F) -> gelu (B,T,F) -> residual3 = residual2 + gelu W^T + b
+    op_layernorm_forward(be, ln2, act(g, ACT_ln2_mean, l), act(g, ACT_ln2_rstd, l), residual2,
+                         p->ln2w + (size_t)l * C, p->ln2b + (size_t)l * C, N, C);
+    op_matmul_forward(be, fch, ln2, p->fcw + (size_t)l * F * C, p->fcb + (size_t)l * F, N, C, F);
+    op_gelu_forward(be, fch_gelu, fch, (size_t)N * F);
+    op_matmul_forward(be, proj, fch_gelu, p->fcprojw + (size_t)l * C * F, p->fcprojb + (size_t)l * C, N, F, C);
+    op_residual_forward(be, residual3, residual2, proj, (size_t)N * C);
+}
+
+// Before block l's backward: bring back what the recompute mode did not keep.
+static void block_recompute(GPT *g, int l, const float *residual, int B, int T) {
+    Backend *be = g->be;
+    const int C = g->cfg.d_model, F = g->cfg.d_ff, N = B * T;
+    const ParamTensors *p = &g->params;
+    if (g->recompute == RECOMPUTE_FULL) {
+        block_forward(g, l, residual, B, T);
+    } else if (g->recompute == RECOMPUTE_SELECTIVE) {
+        op_layernorm_forward(be, act(g, ACT_ln1, l), act(g, ACT_ln1_mean, l), act(g, ACT_ln1_rstd, l), residual,
+                             p->ln1w + (size_t)l * C, p->ln1b + (size_t)l * C, N, C);
+        op_layernorm_forward(be, act(g, ACT_ln2, l), act(g, ACT_ln2_mean, l), act(g, ACT_ln2_rstd, l),
+                             act(g, ACT_residual2, l), p->ln2w + (size_t)l * C, p->ln2b + (size_t)l * C, N, C);
+        op_gelu_forward(be, act(g, ACT_fch_gelu, l), act(g, ACT_fch, l), (size_t)N * F);
+    }
+}
+
+// Block l's backward. On entry gacts.dresidual holds d(block output); on exit, d(block input).
+static void block_backward(GPT *g, int l, const float *residual, int B, int T) {
+    Backend *be = g->be;
+    const int C = g->cfg.d_model, F = g->cfg.d_ff, NH = g->cfg.n_head, N = B * T;
+    const ParamTensors *p = &g->params, *d = &g->grads;
+    GradActTensors *ga = &g->gacts;
+    const size_t lc = (size_t)l * C, lf = (size_t)l * F;
+
+    // MLP: residual3 = residual2 + gelu(ln2 Wfc^T + bfc) Wproj^T + bproj
+    op_matmul_backward(be, ga->dbt_f, d->fcprojw + lc * F, d->fcprojb + lc, ga->dresidual, act(g, ACT_fch_gelu, l),
+                       p->fcprojw + lc * F, N, F, C);
+    op_gelu_backward(be, ga->dbt_f2, act(g, ACT_fch, l), ga->dbt_f, (size_t)N * F);
+    op_matmul_backward(be, ga->dbt_c, d->fcw + lf * C, d->fcb + lf, ga->dbt_f2, act(g, ACT_ln2, l), p->fcw + lf * C,
+                       N, C, F);
+    op_layernorm_backward(be, ga->dresidual, d->ln2w + lc, d->ln2b + lc, ga->dbt_c, act(g, ACT_residual2, l),
+                          p->ln2w + lc, act(g, ACT_ln2_mean, l), act(g, ACT_ln2_rstd, l), N, C);
+    // Attention: residual2 = residual + attn(ln1 Wqkv^T + bqkv) Wproj^T + bproj
+    op_matmul_backward(be, ga->dbt_c, d->attprojw + lc * C, d->attprojb + lc, ga->dresidual, act(g, ACT_atty, l),
+                       p->attprojw + lc * C, N, C, C);
+    op_attention_backward(be, ga->dqkv, ga->datt, ga->dbt_c, act(g, ACT_qkv, l), act(g, ACT_att, l), B, T, C, NH);
+    op_matmul_backward(be, ga->dbt_c2, d->qkvw + 3 * lc * C, d->qkvb + 3 * lc, ga->dqkv, act(g, ACT_ln1, l),
+                       p->qkvw + 3 * lc * C, N, C, 3 * C);
+    op_layernorm_backward(be, ga->dresidual, d->ln1w + lc, d->ln1b + lc, ga->dbt_c2, residual, p->ln1w + lc,
+                          act(g, ACT_ln1_mean, l), act(g, ACT_ln1_rstd, l), N, C);
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// Whole model
+
+float gpt_forward(GPT *g, const int32_t *inputs, const int32_t *targets, int B, int T, float dlogits_scale) {
+    GPT_ASSERT(B >= 1 && B <= g->B && T >= 1 && T <= g->T);
+    Backend *be = g->be;
+    const GPTConfig *c = &g->cfg;
+    const int C = c->d_model, L = c->n_layer, N = B * T;
+    g->cur_B = B;
+    g->cur_T = T;
+    memcpy(g->inputs, inputs, (size_t)N * sizeof(int32_t));
+    g->has_targets = targets != NULL;
+    if (targets) memcpy(g->targets, targets, (size_t)N * sizeof(int32_t));
+
+    // tokens (B,T) -> encoded (B,T,C)
+    op_encoder_forward(be, g->acts.encoded, g->inputs, g->params.wte, g->params.wpe, B, T, C);
+    const float *residual = g->acts.encoded;
+    for (int l = 0; l < L; l++) {
+        block_forward(g, l, residual, B, T);
+        residual = act(g, ACT_residual3, l);
+    }
+    // residual (B,T,C) -> lnf (B,T,C) -> logits (B,T,Vp) = lnf wte^T
+    op_layernorm_forward(be, g->acts.lnf, g->acts.lnf_mean, g->acts.lnf_rstd, residual, g->params.lnfw,
+                         g->params.lnfb, N, C);
+    op_matmul_forward(be, g->acts.logits, g->acts.lnf, g->params.wte, NULL, N, C, c->padded_vocab);
+    if (!targets) { g->mean_loss = 0; return 0; }
+    op_classifier_forward_backward(be, g->acts.losses, g->acts.logits, g->targets, N, c->vocab_size,
+                                   c->padded_vocab, dlogits_scale);
+    double sum = 0;
+    for (int i = 0; i < N; i++) sum += g->acts.losses[i];
+    g->mean_loss = (float)(sum / N);
+    return g->mean_loss;
+}
+
+void gpt_backward(GPT *g) {
+    GPT_ASSERT(g->has_targets);
+    Backend *be = g->be;
+    const GPTConfig *c = &g->cfg;
+    const int B = g->cur_B, T = g->cur_T, C = c->d_model, L = c->n_layer, N = B * T;
+    GradActTensors *ga = &g->gacts;
+
+    // logits now hold dlogits (B,T,Vp). LM head (tied): dlnf = dlogits wte, dwte += dlogits^T lnf.
+    op_matmul_backward(be, ga->dbt_c, g->grads.wte, NULL, g->acts.logits, g->acts.lnf, g->params.wte, N, C,
+                       c->padded_vocab);
+    // The final LayerNorm's input gradient starts the residual stream's gradient (it accumulates, so zero it).
+    op_scale(be, ga->dresidual, 0.0f, (size_t)N * C);
+    const float *last = L > 0 ? act(g, ACT_residual3, L - 1) : g->acts.encoded;
+    op_layernorm_backward(be, ga->dresidual, g->grads.lnfw, g->grads.lnfb, ga->dbt_c, last, g->params.lnfw,
+                          g->acts.lnf_mean, g->acts.lnf_rstd, N, C);
+    for (int l = L - 1; l >= 0; l--) {
+        const float *residual = l == 0 ? g->acts.encoded : act(g, ACT_residual3, l - 1);
+        block_recompute(g, l, residual, B, T);
+        block_backward(g, l, residual, B, T);
+    }
+    op_encoder_backward(be, g->grads.wte, g->grads.wpe, ga->dresidual, g->inputs, B, T, C);
+    g->has_targets = 0;  // the logits buffer no longer holds dlogits for a second backward
+}
+
+void gpt_zero_grad(GPT *g) { op_scale(g->be, g->grads_mem, 0.0f, g->mem.num_params); }
+
+float gpt_grad_norm(GPT *g) { return (float)sqrt(op_sum_squares(g->be, g->grads_mem, g->mem.num_params)); }
+
+void gpt_adamw_step(GPT *g, float lr, float beta1, float beta2, float eps, float weight_decay, float grad_scale) {
+    g->adam_t++;
+    for (int i = 0; i < NUM_PARAM_TENSORS; i++) {
+        const ParamInfo *p = &g->param_info[i];
+        op_adamw_update(g->be, g->params_mem + p->offset, g->grads_mem + p->offset, g->m_mem + p->offset,
+                        g->v_mem + p->offset, p->numel, lr, beta1, beta2, eps, p->decay ? weight_decay : 0.0f,
+                        grad_scale, g->adam_t);
+    }
+}

@@ -1,0 +1,137 @@
+/*
+ * plan.c: the memory plan and the FLOP walk, both computed from the config before anything is allocated.
+ *
+ * The plan lays out four float buffers with the same named-view scheme: parameters (GPT_PARAMS), their gradients and
+ * the two AdamW moments (same layout), the activations kept for the backward (GPT_ACTS, sized per recompute mode),
+ * and the backward's scratch (GPT_GRAD_ACTS, one layer at a time). `gptrain info` prints these numbers and gpt_create
+ * allocates exactly them, so predicted and allocated memory agree by construction.
+ *
+ * The FLOP walk lists the ops of one forward in execution order with their matmul-class FLOPs (2 per multiply-add);
+ * gpt_flops sums it. Causal attention computes T(T+1)/2 query-key pairs per head: QK^T and AV each cost
+ * 2 * HS * T(T+1)/2 per head, i.e. B*C*T*(T+1) per layer each. The LM head counts the real vocabulary V (the padded
+ * rows Vp-V are zeros the hardware multiplies but the model does not need).
+ */
+#include <string.h>
+
+#include "gpt.h"
+
+// The planner's view of one table entry: slots for a recompute mode.
+static int act_slots(int per_layer, int kept, RecomputeMode rc, int L) {
+    if (!per_layer) return 1;
+    return (kept & (1 << rc)) ? L : 1;
+}
+
+size_t gpt_plan_params(const GPTConfig *cfg, ParamInfo *info) {
+    const size_t C = cfg->d_model, F = cfg->d_ff, Vp = cfg->padded_vocab, maxT = cfg->max_seq_len;
+    const int L = cfg->n_layer;
+    size_t off = 0;
+    int i = 0;
+#define GPT_PARAM_PLAN(pname, prows, pcols, pper_layer, pdecay, pinit)               \
+    info[i].name = #pname;                                                          \
+    info[i].rows = (prows);                                                         \
+    info[i].cols = (pcols);                                                         \
+    info[i].per_layer = (pper_layer);                                               \
+    info[i].numel = (size_t)(prows) * (size_t)(pcols) * ((pper_layer) ? (size_t)L : 1); \
+    info[i].offset = off;                                                           \
+    info[i].decay = (pdecay);                                                       \
+    info[i].init = (pinit);                                                         \
+    off += info[i].numel;                                                           \
+    i++;
+    GPT_PARAMS(GPT_PARAM_PLAN)
+#undef GPT_PARAM_PLAN
+    (void)maxT; (void)F; (void)Vp; (void)C;
+    return off;
+}
+
+size_t gpt_plan_acts(const GPTConfig *cfg, int Bi, int Ti, RecomputeMode rc, ActInfo *info) {
+    const size_t B = Bi, T = Ti, C = cfg->d_model, F = cfg->d_ff, NH = cfg->n_head, Vp = cfg->padded_vocab;
+    const size_t N = B * T;
+    const int L = cfg->n_layer;
+    size_t off = 0;
+    int i = 0;
+#define GPT_ACT_PLAN(aname, anumel, aper_layer, akept)     \
+    info[i].name = #aname;                                \
+    info[i].slot_numel = (anumel);                        \
+    info[i].slots = act_slots((aper_layer), (akept), rc, L); \
+    info[i].offset = off;                                 \
+    off += info[i].slot_numel * (size_t)info[i].slots;    \
+    i++;
+    GPT_ACTS(GPT_ACT_PLAN)
+#undef GPT_ACT_PLAN
+    (void)F; (void)NH; (void)Vp;
+    return off;
+}
+
+size_t gpt_plan_grad_acts(const GPTConfig *cfg, int Bi, int Ti) {
+    const size_t B = Bi, T = Ti, C = cfg->d_model, F = cfg->d_ff, NH = cfg->n_head;
+    const size_t N = B * T;
+    size_t total = 0;
+#define GPT_GACT_PLAN(gname, gnumel) total += (gnumel);
+    GPT_GRAD_ACTS(GPT_GACT_PLAN)
+#undef GPT_GACT_PLAN
+    (void)F; (void)NH; (void)C;
+    return total;
+}
+
+void gpt_memory_plan(const GPTConfig *cfg, int B, int T, GPTMemory *out) {
+    ParamInfo pinfo[NUM_PARAM_TENSORS];
+    ActInfo ainfo[NUM_ACT_TENSORS];
+    memset(out, 0, sizeof(*out));
+    out->num_params = gpt_plan_params(cfg, pinfo);
+    out->num_params_real = out->num_params - (size_t)(cfg->padded_vocab - cfg->vocab_size) * cfg->d_model;
+    out->param_bytes = out->num_params * sizeof(float);
+    out->grad_bytes = out->param_bytes;
+    out->optim_bytes = 2 * out->param_bytes;
+    for (int m = 0; m < 3; m++) out->act_bytes[m] = gpt_plan_acts(cfg, B, T, (RecomputeMode)m, ainfo) * sizeof(float);
+    out->grad_act_bytes = gpt_plan_grad_acts(cfg, B, T) * sizeof(float);
+    out->io_bytes = 2 * (size_t)B * T * sizeof(int32_t);
+}
+
+void gpt_forward_ops(const GPTConfig *cfg, int Bi, int Ti, void (*visit)(const GPTOp *op, void *ctx), void *ctx) {
+    const double B = Bi, T = Ti, C = cfg->d_model, F = cfg->d_ff, V = cfg->vocab_size;
+    const double N = B * T;
+    GPTOp op;
+#define VISIT(opname, oplayer, opflops) \
+    do { op.name = (opname); op.layer = (oplayer); op.flops = (opflops); visit(&op, ctx); } while (0)
+    VISIT("encoder", -1, 0);
+    for (int l = 0; l < cfg->n_layer; l++) {
+        VISIT("ln1", l, 0);
+        VISIT("qkv", l, 2 * N * C * 3 * C);
+        VISIT("attn_qk", l, B * C * T * (T + 1));  // 2*HS per pair, NH heads, T(T+1)/2 causal pairs, B sequences
+        VISIT("attn_softmax", l, 0);
+        VISIT("attn_av", l, B * C * T * (T + 1));
+        VISIT("attproj", l, 2 * N * C * C);
+        VISIT("residual", l, 0);
+        VISIT("ln2", l, 0);
+        VISIT("fc", l, 2 * N * C * F);
+        VISIT("gelu", l, 0);
+        VISIT("fcproj", l, 2 * N * F * C);
+        VISIT("residual", l, 0);
+    }
+    VISIT("lnf", -1, 0);
+    VISIT("lm_head", -1, 2 * N * C * V);
+    VISIT("classifier", -1, 0);
+#undef VISIT
+}
+
+typedef struct FlopSum {
+    double total, blocks;
+} FlopSum;
+
+static void flops_visit(const GPTOp *op, void *ctx) {
+    FlopSum *s = ctx;
+    s->total += op->flops;
+    if (op->layer >= 0) s->blocks += op->flops;
+}
+
+void gpt_flops(const GPTConfig *cfg, int B, int T, GPTFlops *out) {
+    FlopSum s = {0, 0};
+    gpt_forward_ops(cfg, B, T, flops_visit, &s);
+    out->forward = s.total;
+    // Every matmul's backward is two matmuls of the forward's size (input gradient and weight gradient); attention's
+    // backward is four (dP = dO V^T, dV = P^T dO, dQ = dS K, dK = dS^T Q) against the forward's two.
+    out->model = 3 * s.total;
+    out->hardware[RECOMPUTE_NONE] = out->model;
+    out->hardware[RECOMPUTE_SELECTIVE] = out->model;  // re-runs LayerNorm and GELU only: elementwise, 0 counted FLOPs
+    out->hardware[RECOMPUTE_FULL] = out->model + s.blocks;  // re-runs every block's forward inside the backward
+}

@@ -1,0 +1,42 @@
+#!/bin/sh
+# run_all.sh: the `make test` driver. Runs every test binary given as arguments, then the shell tests in tests/,
+# then the PyTorch-fixture test a second time against a fixture freshly regenerated from tests/ref/gpt_ref.py (so
+# the committed fixture can never drift from its script). Each test prints one line per case and its own
+# "N passed, N failed"; this script adds them up and prints the suite's total as its last line.
+passed=0
+failed=0
+out=$(mktemp)
+run() {  # run NAME CMD...: show its output, add its tally (a run without a tally line counts as one failure)
+    name=$1; shift
+    echo "== $name"
+    "$@" >"$out" 2>&1
+    status=$?
+    cat "$out"
+    tally=$(grep -E '^[0-9]+ passed, [0-9]+ failed$' "$out" | tail -n 1)
+    if [ -z "$tally" ]; then
+        echo "FAIL $name: exited $status without a 'N passed, N failed' line"
+        failed=$((failed + 1))
+        return
+    fi
+    p=${tally%% passed*}
+    f=${tally#*, }; f=${f%% failed*}
+    passed=$((passed + p))
+    failed=$((failed + f))
+    if [ "$status" -ne 0 ] && [ "$f" -eq 0 ]; then
+        echo "FAIL $name: exited $status"
+        failed=$((failed + 1))
+    fi
+}
+for bin in "$@"; do run "$(basename "$bin")" "$bin"; done
+for sh in tests/test_*.sh; do [ -f "$sh" ] && run "$(basename "$sh")" sh "$sh"; done
+fresh=$(mktemp -d)
+if /usr/bin/python3 tests/ref/gpt_ref.py --fixture "$fresh/fixture.bin" >"$fresh/log" 2>&1; then
+    run "test_model_ref (fixture regenerated from tests/ref/gpt_ref.py)" build/tests/test_model_ref "$fresh/fixture.bin"
+else
+    cat "$fresh/log"
+    echo "FAIL fixture regeneration: /usr/bin/python3 tests/ref/gpt_ref.py --fixture failed (python3-torch installed?)"
+    failed=$((failed + 1))
+fi
+rm -rf "$fresh" "$out"
+echo "$passed passed, $failed failed"
+[ "$failed" -eq 0 ]

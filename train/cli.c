@@ -1,0 +1,225 @@
+/*
+ * cli.c: the flag parser, config-file reader and help printer generated from GPTRAIN_FLAGS (cli.h).
+ * GNU long flags: `--name value` or `--name=value`. Precedence: table defaults < --config file < command line.
+ */
+#include "cli.h"
+
+#include <errno.h>
+#include <math.h>
+#include <stddef.h>
+#include <stdlib.h>
+#include <string.h>
+
+typedef struct FlagDef {
+    const char *field, *name;
+    FlagType type;
+    const char *def;
+    int cmds;
+    const char *choices, *help;
+    size_t offset;
+} FlagDef;
+
+static const FlagDef FLAGS[] = {
+#define CLI_DEF(field, flag, type, def, cmds, choices, help) \
+    {#field, flag, type, def, cmds, choices, help, offsetof(Options, field)},
+    GPTRAIN_FLAGS(CLI_DEF)
+#undef CLI_DEF
+};
+enum { NUM_FLAGS = sizeof(FLAGS) / sizeof(FLAGS[0]) };
+_Static_assert(NUM_FLAGS <= 64, "Options.given holds 64 flags");
+
+const char *cli_cmd_name(int cmd) {
+    switch (cmd) {
+    case CMD_PREPARE: return "prepare";
+    case CMD_TRAIN: return "train";
+    case CMD_SAMPLE: return "sample";
+    default: return "info";
+    }
+}
+
+// Is `value` one of the '|'-separated choices?
+static int choice_ok(const char *choices, const char *value) {
+    size_t n = strlen(value);
+    for (const char *c = choices; *c;) {
+        const char *bar = strchr(c, '|');
+        size_t len = bar ? (size_t)(bar - c) : strlen(c);
+        if (len == n && !strncmp(c, value, n)) return 1;
+        if (!bar) break;
+        c = bar + 1;
+    }
+    return 0;
+}
+
+// Store `value` into the option; `where` names the source for messages ("--batch" or "run.cfg:3: batch").
+static int set_value(Options *o, int i, const char *value, const char *where, char *err, size_t errlen) {
+    const FlagDef *f = &FLAGS[i];
+    char *p = (char *)o + f->offset;
+    char *end = NULL;
+    switch (f->type) {
+    case F_INT: {
+        errno = 0;
+        long v = strtol(value, &end, 10);
+        if (!*value || *end || errno || v < -2147483647L || v > 2147483647L) {
+            snprintf(err, errlen, "%s: '%s' is not an integer", where, value);
+            return -1;
+        }
+        *(int *)p = (int)v;
+        break;
+    }
+    case F_NUM: {
+        errno = 0;
+        double v = strtod(value, &end);
+        if (!*value || *end || errno || !isfinite(v)) {
+            snprintf(err, errlen, "%s: '%s' is not a finite number", where, value);
+            return -1;
+        }
+        *(double *)p = v;
+        break;
+    }
+    case F_CHOICE:
+        if (!choice_ok(f->choices, value)) {
+            snprintf(err, errlen, "%s: '%s' is not one of %s", where, value, f->choices);
+            return -1;
+        }
+        /* fall through */
+    case F_STR: {
+        char *copy = strdup(value);
+        if (!copy) { snprintf(err, errlen, "%s: out of memory", where); return -1; }
+        *(const char **)p = copy;
+        break;
+    }
+    }
+    return 0;
+}
+
+static int find_flag(const char *name, size_t len) {
+    for (int i = 0; i < NUM_FLAGS; i++)
+        if (strlen(FLAGS[i].name) == len && !strncmp(FLAGS[i].name, name, len)) return i;
+    return -1;
+}
+
+static char *trim(char *s) {
+    while (*s == ' ' || *s == '\t') s++;
+    size_t n = strlen(s);
+    while (n && (s[n - 1] == ' ' || s[n - 1] == '\t' || s[n - 1] == '\n' || s[n - 1] == '\r')) s[--n] = 0;
+    return s;
+}
+
+static int read_config(Options *o, int cmd, const char *path, char *err, size_t errlen) {
+    FILE *f = fopen(path, "r");
+    if (!f) { snprintf(err, errlen, "--config %s: cannot open (%s)", path, strerror(errno)); return -1; }
+    char line[4096];
+    int lineno = 0;
+    while (fgets(line, sizeof line, f)) {
+        lineno++;
+        char *s = trim(line);
+        if (!*s || *s == '#') continue;
+        char *eq = strchr(s, '=');
+        if (!eq) {
+            snprintf(err, errlen, "%s:%d: expected 'key = value'", path, lineno);
+            fclose(f);
+            return -1;
+        }
+        *eq = 0;
+        char *key = trim(s), *value = trim(eq + 1);
+        for (char *c = key; *c; c++) if (*c == '_') *c = '-';
+        int i = find_flag(key, strlen(key));
+        char where[512];
+        snprintf(where, sizeof where, "%s:%d: %s", path, lineno, key);
+        if (i < 0 || !strcmp(key, "config")) {
+            snprintf(err, errlen, "%s:%d: unknown key '%s'", path, lineno, key);
+            fclose(f);
+            return -1;
+        }
+        if (!(FLAGS[i].cmds & cmd)) continue;  // one file may configure several commands
+        if (set_value(o, i, value, where, err, errlen)) { fclose(f); return -1; }
+        o->given[i] = 1;
+    }
+    fclose(f);
+    return 0;
+}
+
+int cli_parse(Options *o, int cmd, int argc, char **argv, char *err, size_t errlen) {
+    memset(o, 0, sizeof(*o));
+    for (int i = 0; i < NUM_FLAGS; i++)
+        if (set_value(o, i, FLAGS[i].def, FLAGS[i].name, err, errlen)) return -1;  // table defaults always parse
+    // Two passes: --config first, so the command line overrides the file wherever it appears.
+    for (int pass = 0; pass < 2; pass++) {
+        for (int a = 0; a < argc; a++) {
+            const char *arg = argv[a];
+            if (!strcmp(arg, "--help") || !strcmp(arg, "-h")) {
+                if (pass == 0) continue;
+                cli_print_help(stdout, cmd, cli_cmd_name(cmd));
+                return 1;
+            }
+            if (strncmp(arg, "--", 2) != 0) {
+                snprintf(err, errlen, "'%s': expected a --flag (see gptrain %s --help)", arg, cli_cmd_name(cmd));
+                return -1;
+            }
+            const char *name = arg + 2, *eq = strchr(name, '=');
+            size_t len = eq ? (size_t)(eq - name) : strlen(name);
+            int i = find_flag(name, len);
+            if (i < 0 || !(FLAGS[i].cmds & cmd)) {
+                snprintf(err, errlen, "unknown flag '--%.*s' for gptrain %s (see gptrain %s --help)", (int)len, name,
+                         cli_cmd_name(cmd), cli_cmd_name(cmd));
+                return -1;
+            }
+            const char *value;
+            if (eq) value = eq + 1;
+            else if (a + 1 < argc) value = argv[++a];
+            else { snprintf(err, errlen, "--%s: expected a value", FLAGS[i].name); return -1; }
+            int is_config = !strcmp(FLAGS[i].field, "config");
+            if (pass == 0 && is_config) {
+                if (read_config(o, cmd, value, err, errlen)) return -1;
+            } else if (pass == 1 && !is_config) {
+                char where[128];
+                snprintf(where, sizeof where, "--%s", FLAGS[i].name);
+                if (set_value(o, i, value, where, err, errlen)) return -1;
+                o->given[i] = 1;
+            }
+        }
+    }
+    return 0;
+}
+
+int cli_given(const Options *o, const char *field) {
+    for (int i = 0; i < NUM_FLAGS; i++)
+        if (!strcmp(FLAGS[i].field, field)) return o->given[i];
+    return 0;
+}
+
+// Escape newlines and backslashes so a string default prints on one line.
+static void print_str(FILE *f, const char *s) {
+    for (; *s; s++) {
+        if (*s == '\n') fputs("\\n", f);
+        else if (*s == '\\') fputs("\\\\", f);
+        else fputc(*s, f);
+    }
+}
+
+void cli_print_help(FILE *f, int cmd, const char *cmd_name) {
+    fprintf(f, "usage: gptrain %s [--flag value ...]\n\nflags (default in brackets):\n", cmd_name);
+    for (int i = 0; i < NUM_FLAGS; i++) {
+        const FlagDef *d = &FLAGS[i];
+        if (!(d->cmds & cmd)) continue;
+        char left[64];
+        const char *meta = d->type == F_INT ? "N" : d->type == F_NUM ? "X" : d->type == F_CHOICE ? d->choices : "S";
+        snprintf(left, sizeof left, "--%s %s", d->name, meta);
+        fprintf(f, "  %-34s %s [", left, d->help);
+        print_str(f, d->def);
+        fprintf(f, "]\n");
+    }
+}
+
+void cli_print_resolved(FILE *f, const Options *o, int cmd) {
+    for (int i = 0; i < NUM_FLAGS; i++) {
+        const FlagDef *d = &FLAGS[i];
+        if (!(d->cmds & cmd) || !strcmp(d->field, "config")) continue;
+        const char *p = (const char *)o + d->offset;
+        fprintf(f, "  %s = ", d->name);
+        if (d->type == F_INT) fprintf(f, "%d", *(const int *)p);
+        else if (d->type == F_NUM) fprintf(f, "%.9g", *(const double *)p);
+        else print_str(f, *(const char *const *)p);
+        fprintf(f, "\n");
+    }
+}

@@ -1,0 +1,97 @@
+/*
+ * cli.h: gptrain's flags, written once. GPTRAIN_FLAGS is the single table (long flag, type, default, the
+ * subcommands that accept it, help); the Options struct, the parser, the config-file reader, `--help` and the
+ * "resolved configuration" printout are all generated from it, so they cannot disagree.
+ */
+#ifndef GPTRAIN_CLI_H
+#define GPTRAIN_CLI_H
+
+#include <stddef.h>
+#include <stdio.h>
+
+// Subcommands, as a bit mask for "which commands take this flag".
+enum { CMD_PREPARE = 1, CMD_TRAIN = 2, CMD_SAMPLE = 4, CMD_INFO = 8 };
+#define CMD_MODEL (CMD_TRAIN | CMD_INFO)
+#define CMD_ALL (CMD_PREPARE | CMD_TRAIN | CMD_SAMPLE | CMD_INFO)
+
+// Types: F_INT (int), F_NUM (double), F_STR (string), F_CHOICE (string from the '|'-separated list in `choices`).
+// X(field, "flag", type, "default", commands, "choices or NULL", "help")
+#define GPTRAIN_FLAGS(X)                                                                                           \
+    X(config, "config", F_STR, "", CMD_ALL, NULL, "file of key=value lines (flag names without --), applied first") \
+    /* prepare */                                                                                                  \
+    X(input, "input", F_STR, "", CMD_PREPARE, NULL, "text file to tokenize")                                       \
+    X(tokenizer, "tokenizer", F_CHOICE, "char", CMD_PREPARE, "char", "tokenizer (GPT-2 BPE arrives with the data issue)") \
+    X(val_fraction, "val-fraction", F_NUM, "0.1", CMD_PREPARE, NULL, "fraction of tokens, taken from the end, for validation") \
+    /* model */                                                                                                    \
+    X(preset, "preset", F_STR, "tiny", CMD_MODEL, NULL, "model preset; the shape flags below override it")        \
+    X(n_layer, "n-layer", F_INT, "0", CMD_MODEL, NULL, "layers L (0: from the preset)")                            \
+    X(n_head, "n-head", F_INT, "0", CMD_MODEL, NULL, "attention heads NH (0: from the preset)")                    \
+    X(d_model, "d-model", F_INT, "0", CMD_MODEL, NULL, "model width C (0: from the preset)")                       \
+    X(d_ff, "d-ff", F_INT, "0", CMD_MODEL, NULL, "MLP width F (0: the preset's, else 4*C)")                      \
+    X(max_seq_len, "max-seq-len", F_INT, "0", CMD_MODEL, NULL, "position-embedding rows (0: from the preset)")     \
+    X(vocab_size, "vocab-size", F_INT, "0", CMD_MODEL, NULL, "vocabulary V (0: from --data's tokenizer, else the preset's, else 50257)") \
+    X(seq_len, "seq-len", F_INT, "0", CMD_MODEL, NULL, "training sequence length T (0: --max-seq-len)")           \
+    /* run shape */                                                                                                \
+    X(data, "data", F_STR, "", CMD_MODEL, NULL, "directory written by `gptrain prepare` (train_*.bin, val_*.bin, tokenizer.txt)") \
+    X(batch, "batch", F_INT, "12", CMD_MODEL, NULL, "micro-batch B (sequences per forward/backward)")             \
+    X(grad_accum, "grad-accum", F_INT, "1", CMD_TRAIN, NULL, "micro-steps per optimizer step")                     \
+    X(total_batch_tokens, "total-batch-tokens", F_INT, "0", CMD_TRAIN, NULL, "tokens per optimizer step; sets --grad-accum (0: off)") \
+    X(steps, "steps", F_INT, "2000", CMD_TRAIN, NULL, "optimizer steps")                                           \
+    X(recompute, "recompute", F_CHOICE, "none", CMD_MODEL, "none|selective|full", "activation checkpointing")      \
+    /* optimizer and schedule */                                                                                   \
+    X(lr, "lr", F_NUM, "1e-3", CMD_TRAIN, NULL, "peak learning rate")                                              \
+    X(min_lr, "min-lr", F_NUM, "1e-4", CMD_TRAIN, NULL, "learning rate at the last step (cosine, linear)")         \
+    X(warmup_steps, "warmup-steps", F_INT, "100", CMD_TRAIN, NULL, "linear warmup steps")                          \
+    X(lr_schedule, "lr-schedule", F_CHOICE, "cosine", CMD_TRAIN, "cosine|linear|constant", "decay after warmup")   \
+    X(weight_decay, "weight-decay", F_NUM, "0.1", CMD_TRAIN, NULL, "AdamW decoupled weight decay (matrices and embeddings only)") \
+    X(beta1, "beta1", F_NUM, "0.9", CMD_TRAIN, NULL, "AdamW beta1")                                                \
+    X(beta2, "beta2", F_NUM, "0.99", CMD_TRAIN, NULL, "AdamW beta2")                                               \
+    X(eps, "eps", F_NUM, "1e-8", CMD_TRAIN, NULL, "AdamW epsilon")                                                 \
+    X(grad_clip, "grad-clip", F_NUM, "1.0", CMD_TRAIN, NULL, "clip the global gradient norm to this (0: off)")     \
+    X(nan_policy, "nan-policy", F_CHOICE, "stop", CMD_TRAIN, "stop|skip", "on a NaN/Inf loss or gradient: stop the run, or skip the update") \
+    /* data order, evaluation, output */                                                                           \
+    X(seed, "seed", F_INT, "1337", CMD_TRAIN | CMD_SAMPLE, NULL, "random seed (weights, data order, sampling)")   \
+    X(shuffle, "shuffle", F_CHOICE, "on", CMD_TRAIN, "on|off", "random windows, or llm.c's sequential order")      \
+    X(eval_every, "eval-every", F_INT, "250", CMD_TRAIN, NULL, "validation loss every N steps and at the end (0: only at the end)") \
+    X(eval_steps, "eval-steps", F_INT, "0", CMD_TRAIN, NULL, "validation batches per evaluation (0: the whole split)") \
+    X(log, "log", F_STR, "", CMD_TRAIN, NULL, "JSONL metrics file, one object per step")                           \
+    X(print_every, "print-every", F_INT, "1", CMD_TRAIN, NULL, "print a metrics row every N steps")               \
+    X(out, "out", F_STR, "", CMD_PREPARE | CMD_TRAIN, NULL, "output directory (prepare: the shards; train: model.bin, default 'out')") \
+    /* machine */                                                                                                  \
+    X(device, "device", F_CHOICE, "auto", CMD_TRAIN | CMD_SAMPLE | CMD_INFO, "auto|cpu|cuda", "where to run")     \
+    X(threads, "threads", F_INT, "0", CMD_TRAIN | CMD_SAMPLE | CMD_INFO, NULL, "CPU threads (0: all cores)")       \
+    X(cpu_kernels, "cpu-kernels", F_CHOICE, "blas", CMD_TRAIN | CMD_SAMPLE, "blas|reference", "CPU matmuls on OpenBLAS, or the plain OpenMP reference loops") \
+    X(peak_tflops, "peak-tflops", F_NUM, "0", CMD_TRAIN, NULL, "peak FLOPS for MFU/HFU (0: measure a GEMM at start-up)") \
+    /* sample */                                                                                                   \
+    X(from, "from", F_STR, "out", CMD_SAMPLE, NULL, "directory of a finished run (model.bin, tokenizer.txt)")     \
+    X(prompt, "prompt", F_STR, "\n", CMD_SAMPLE, NULL, "text to continue")                                          \
+    X(tokens, "tokens", F_INT, "200", CMD_SAMPLE, NULL, "tokens to generate")                                      \
+    X(temperature, "temperature", F_NUM, "1.0", CMD_SAMPLE, NULL, "softmax temperature (> 0)")                    \
+    X(top_k, "top-k", F_INT, "0", CMD_SAMPLE, NULL, "sample among the k most likely tokens (0: all)")
+
+typedef enum { F_INT, F_NUM, F_STR, F_CHOICE } FlagType;
+
+#define CLI_CTYPE_F_INT int
+#define CLI_CTYPE_F_NUM double
+#define CLI_CTYPE_F_STR const char *
+#define CLI_CTYPE_F_CHOICE const char *
+
+typedef struct Options {
+#define CLI_FIELD(field, flag, type, def, cmds, choices, help) CLI_CTYPE_##type field;
+    GPTRAIN_FLAGS(CLI_FIELD)
+#undef CLI_FIELD
+    unsigned char given[64]; // given[i]: flag i was set by the user (file or command line)
+} Options;
+
+// Parse argv (after the subcommand) for command `cmd`: defaults, then --config FILE, then the command line.
+// Returns 0, 1 when --help was printed, or -1 with one line in err naming the flag or file.
+int cli_parse(Options *o, int cmd, int argc, char **argv, char *err, size_t errlen);
+// Was this flag set by the user? (by field name, e.g. cli_given(o, "grad_accum"))
+int cli_given(const Options *o, const char *field);
+// Print `--help` for a command.
+void cli_print_help(FILE *f, int cmd, const char *cmd_name);
+// Print the resolved options of a command as config-file lines ("key = value"), reusable with --config.
+void cli_print_resolved(FILE *f, const Options *o, int cmd);
+const char *cli_cmd_name(int cmd);
+
+#endif

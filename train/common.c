@@ -1,0 +1,158 @@
+/*
+ * common.c: pieces the subcommands share: user-error exit, model and backend resolution from flags, directory and
+ * file helpers, and the start-up GEMM that measures the CPU's peak FLOPS for MFU/HFU.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "data.h"
+#include "gptrain.h"
+#include "ops.h"
+
+void die_user(const char *fmt, ...) {
+    va_list ap;
+    va_start(ap, fmt);
+    fprintf(stderr, "gptrain: error: ");
+    vfprintf(stderr, fmt, ap);
+    fprintf(stderr, "\n");
+    va_end(ap);
+    exit(EXIT_USER);
+}
+
+void resolve_model(Options *o, GPTConfig *cfg, int *T, int fallback_vocab) {
+    char err[512];
+    memset(cfg, 0, sizeof(*cfg));
+    if (gpt_config_preset(cfg, o->preset))
+        die_user("--preset '%s': unknown; expected one of %s", o->preset, gpt_config_preset_names());
+    if (o->n_layer) cfg->n_layer = o->n_layer;
+    if (o->n_head) cfg->n_head = o->n_head;
+    if (o->d_model) cfg->d_model = o->d_model;
+    if (o->d_ff) cfg->d_ff = o->d_ff;
+    else if (o->d_model) cfg->d_ff = 0;  // a new width without a new d_ff means 4*C, not the preset's F
+    if (o->max_seq_len) cfg->max_seq_len = o->max_seq_len;
+    if (o->n_layer < 0 || o->n_head < 0 || o->d_model < 0 || o->d_ff < 0 || o->max_seq_len < 0 || o->seq_len < 0 ||
+        o->vocab_size < 0)
+        die_user("model sizes must be positive (0 means 'from the preset'): check --n-layer --n-head --d-model "
+                 "--d-ff --max-seq-len --seq-len --vocab-size");
+    int data_vocab = 0;
+    if (o->data[0]) {
+        if (data_vocab_size(o->data, &data_vocab, err, sizeof err)) die_user("--data %s: %s", o->data, err);
+    }
+    if (o->vocab_size) {
+        if (data_vocab && o->vocab_size < data_vocab)
+            die_user("--vocab-size %d is smaller than the dataset's vocabulary %d (%s/tokenizer.txt)", o->vocab_size,
+                     data_vocab, o->data);
+        cfg->vocab_size = o->vocab_size;
+    } else if (data_vocab) cfg->vocab_size = data_vocab;
+    else if (!cfg->vocab_size) cfg->vocab_size = fallback_vocab;
+    if (!cfg->vocab_size) die_user("--data: expected the directory `gptrain prepare` wrote (or --vocab-size)");
+    if (gpt_config_finalize(cfg, err, sizeof err)) die_user("%s", err);
+    *T = o->seq_len ? o->seq_len : cfg->max_seq_len;
+    if (*T > cfg->max_seq_len)
+        die_user("--seq-len %d exceeds the model's maximum sequence length %d (--max-seq-len)", *T, cfg->max_seq_len);
+    // Write the resolved shape back so the printed configuration is the one that runs.
+    o->n_layer = cfg->n_layer;
+    o->n_head = cfg->n_head;
+    o->d_model = cfg->d_model;
+    o->d_ff = cfg->d_ff;
+    o->max_seq_len = cfg->max_seq_len;
+    o->vocab_size = cfg->vocab_size;
+    o->seq_len = *T;
+}
+
+void resolve_backend(const Options *o, Backend *be) {
+    if (!strcmp(o->device, "cuda"))
+        die_user("--device cuda: this build has no CUDA backend (it arrives with the CUDA issue); use --device cpu");
+    if (o->threads < 0) die_user("--threads %d: expected 0 (all cores) or more", o->threads);
+    BackendKind kind = !strcmp(o->cpu_kernels, "reference") ? BACKEND_CPU_REF : BACKEND_CPU;
+    if (backend_init(be, kind, o->threads))
+        die_user("--cpu-kernels %s: not built into this binary (make found no OpenBLAS); use --cpu-kernels reference",
+                 o->cpu_kernels);
+}
+
+int make_dirs(const char *path, const char *flag, char *err, size_t errlen) {
+    char buf[4096];
+    if (strlen(path) >= sizeof buf) { snprintf(err, errlen, "%s %s: path too long", flag, path); return -1; }
+    strcpy(buf, path);
+    for (char *p = buf + 1;; p++) {
+        if (*p == '/' || *p == 0) {
+            char c = *p;
+            *p = 0;
+            if (mkdir(buf, 0755) && errno != EEXIST) {
+                snprintf(err, errlen, "%s %s: cannot create directory %s (%s)", flag, path, buf, strerror(errno));
+                return -1;
+            }
+            struct stat st;
+            if (stat(buf, &st) || !S_ISDIR(st.st_mode)) {
+                snprintf(err, errlen, "%s %s: %s exists and is not a directory", flag, path, buf);
+                return -1;
+            }
+            *p = c;
+            if (!c) break;
+        }
+    }
+    // Prove we can write there now, before any work is done.
+    snprintf(buf, sizeof buf, "%s/.gptrain-write-test-%d", path, (int)getpid());
+    int fd = open(buf, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+    if (fd < 0) {
+        snprintf(err, errlen, "%s %s: directory is not writable (%s)", flag, path, strerror(errno));
+        return -1;
+    }
+    close(fd);
+    unlink(buf);
+    return 0;
+}
+
+int copy_file_atomic(const char *src, const char *dst, char *err, size_t errlen) {
+    FILE *in = fopen(src, "rb");
+    if (!in) { snprintf(err, errlen, "%s: cannot open (%s)", src, strerror(errno)); return -1; }
+    char tmp[4096];
+    snprintf(tmp, sizeof tmp, "%s.tmp", dst);
+    FILE *out = fopen(tmp, "wb");
+    if (!out) {
+        snprintf(err, errlen, "%s: cannot write (%s)", tmp, strerror(errno));
+        fclose(in);
+        return -1;
+    }
+    char buf[65536];
+    size_t n;
+    int ok = 1;
+    while ((n = fread(buf, 1, sizeof buf, in)) > 0)
+        if (fwrite(buf, 1, n, out) != n) { ok = 0; break; }
+    if (ferror(in)) ok = 0;
+    fclose(in);
+    if (fflush(out) || fsync(fileno(out))) ok = 0;
+    if (fclose(out)) ok = 0;
+    if (!ok || rename(tmp, dst)) {
+        snprintf(err, errlen, "%s: write failed (%s)", dst, strerror(errno));
+        unlink(tmp);
+        return -1;
+    }
+    return 0;
+}
+
+double measure_peak_tflops(Backend *be) {
+    // 3 x 2*n^3 FLOPs with n = 768: ~2.7 GFLOP, a fraction of a second; the best repetition counts.
+    const int n = 768;
+    float *a = backend_host_alloc((size_t)n * n * sizeof(float), "peak GEMM");
+    float *b = backend_host_alloc((size_t)n * n * sizeof(float), "peak GEMM");
+    float *c = backend_host_alloc((size_t)n * n * sizeof(float), "peak GEMM");
+    for (size_t i = 0; i < (size_t)n * n; i++) { a[i] = (float)(i % 7) * 0.1f; b[i] = (float)(i % 5) * 0.1f; }
+    double best = 1e30;
+    for (int r = 0; r < 4; r++) {
+        double t0 = backend_now_s();
+        op_matmul_forward(be, c, a, b, NULL, n, n, n);
+        double dt = backend_now_s() - t0;
+        if (r > 0 && dt < best) best = dt;  // the first run warms caches and threads
+    }
+    backend_host_free(a);
+    backend_host_free(b);
+    backend_host_free(c);
+    return 2.0 * n * n * (double)n / best / 1e12;
+}

@@ -1,0 +1,48 @@
+/*
+ * gptrain.h: what the subcommands of the gptrain program share: config resolution from the flags, the model file,
+ * the peak-FLOPS measurement, and the user-error exit. train/ is the program; it owns no math.
+ */
+#ifndef GPTRAIN_PROGRAM_H
+#define GPTRAIN_PROGRAM_H
+
+#include <stdint.h>
+
+#include "backend.h"
+#include "cli.h"
+#include "gpt.h"
+
+// Exit statuses: 2 for a user error (bad flag, bad file), 3 for a run that diverged (NaN/Inf with --nan-policy stop).
+#define EXIT_USER 2
+#define EXIT_DIVERGED 3
+
+// Print "gptrain: error: <message>" on one line to stderr and exit 2.
+void die_user(const char *fmt, ...) __attribute__((format(printf, 1, 2), noreturn));
+
+int cmd_prepare(Options *o);
+int cmd_train(Options *o);
+int cmd_sample(Options *o);
+int cmd_info(Options *o);
+
+// Model shape from --preset and the shape flags; V from --vocab-size, else --data's tokenizer, else the preset,
+// else `fallback_vocab` (0: error). *T gets --seq-len (or max_seq_len). Exits with a user error on a bad combination.
+void resolve_model(Options *o, GPTConfig *cfg, int *T, int fallback_vocab);
+// Backend for --device / --cpu-kernels / --threads; exits with a user error when the device is not available.
+void resolve_backend(const Options *o, Backend *be);
+
+// llm.c model file (magic 20240326, version 3: fp32): int32 header[256] = {magic, 3, maxT, V, L, NH, C, Vp, F, 0...}
+// then every parameter in GPT_PARAMS order. F in header[8] is our addition (llm.c leaves it 0 and assumes 4*C).
+// Written atomically (PATH.tmp, fsync, rename).
+int modelfile_save(const GPT *g, const char *path, char *err, size_t errlen);
+// Read the header only (to size the model), then the weights into a created model.
+int modelfile_read_config(const char *path, GPTConfig *cfg, char *err, size_t errlen);
+int modelfile_load_weights(GPT *g, const char *path, char *err, size_t errlen);
+
+// Peak matmul throughput of this backend in TFLOPS: the best of a few square GEMMs through op_matmul_forward.
+double measure_peak_tflops(Backend *be);
+
+// Atomically copy a small file (tokenizer.txt next to the model).
+int copy_file_atomic(const char *src, const char *dst, char *err, size_t errlen);
+// mkdir -p; 0 or -1 with err naming the flag and path.
+int make_dirs(const char *path, const char *flag, char *err, size_t errlen);
+
+#endif

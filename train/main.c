@@ -1,0 +1,50 @@
+/*
+ * main.c: the gptrain program's entry point: picks the subcommand and hands it the parsed flags.
+ */
+#include <stdio.h>
+#include <string.h>
+
+#include "data.h"
+#include "gptrain.h"
+
+static void usage(FILE *f) {
+    fprintf(f,
+            "usage: gptrain COMMAND [--flag value ...]\n"
+            "commands:\n"
+            "  prepare   text file -> train/val token shards (llm.c format) and tokenizer\n"
+            "  train     train a GPT on prepared shards, with per-step TFLOPS/MFU/HFU\n"
+            "  sample    generate text from a trained run (--from DIR)\n"
+            "  info      parameters, FLOPs per token, memory per recompute mode\n"
+            "gptrain COMMAND --help lists the flags of a command.\n");
+}
+
+int cmd_prepare(Options *o) {
+    char err[1024];
+    if (!o->input[0]) die_user("--input: expected a text file to tokenize");
+    if (!o->out[0]) die_user("--out: expected a directory for the shards");
+    if (data_prepare(o->input, o->out, o->tokenizer, o->val_fraction, err, sizeof err)) die_user("%s", err);
+    return 0;
+}
+
+int main(int argc, char **argv) {
+    if (argc < 2) { usage(stderr); return EXIT_USER; }
+    const char *name = argv[1];
+    if (!strcmp(name, "--help") || !strcmp(name, "-h") || !strcmp(name, "help")) { usage(stdout); return 0; }
+    int cmd = !strcmp(name, "prepare") ? CMD_PREPARE
+            : !strcmp(name, "train")   ? CMD_TRAIN
+            : !strcmp(name, "sample")  ? CMD_SAMPLE
+            : !strcmp(name, "info")    ? CMD_INFO
+                                       : 0;
+    if (!cmd) die_user("unknown command '%s': expected prepare, train, sample or info", name);
+    Options o;
+    char err[1024];
+    int rc = cli_parse(&o, cmd, argc - 2, argv + 2, err, sizeof err);
+    if (rc < 0) die_user("%s", err);
+    if (rc > 0) return 0;
+    switch (cmd) {
+    case CMD_PREPARE: return cmd_prepare(&o);
+    case CMD_TRAIN: return cmd_train(&o);
+    case CMD_SAMPLE: return cmd_sample(&o);
+    default: return cmd_info(&o);
+    }
+}
