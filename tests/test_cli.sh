@@ -1,0 +1,101 @@
+#!/bin/sh
+# test_cli.sh: the gptrain program end to end. A short training run (metrics, JSONL, evaluation, model file,
+# sample) and one case per bad input, each asserting the exit status, the one-line message naming the flag or file,
+# and that nothing existing was overwritten. Run from the repository root after `make`.
+G=./gptrain
+T=$(mktemp -d)
+trap 'rm -rf "$T"' EXIT
+passed=0
+failed=0
+ok() { echo "ok   $1"; passed=$((passed + 1)); }
+bad() { echo "FAIL $1: $2"; failed=$((failed + 1)); }
+
+# expect_error NAME STATUS PATTERN CMD...: the command exits with STATUS and its stderr has PATTERN on one line
+expect_error() {
+    name=$1 want=$2 pattern=$3; shift 3
+    "$@" >"$T/out" 2>"$T/err"
+    got=$?
+    if [ "$got" -ne "$want" ]; then bad "$name" "exit $got, expected $want; stderr: $(head -c 300 "$T/err")"; return; fi
+    if ! grep -q -e "$pattern" "$T/err"; then bad "$name" "stderr lacks '$pattern': $(head -c 300 "$T/err")"; return; fi
+    if [ "$(grep -c . "$T/err")" -ne 1 ]; then bad "$name" "expected one line on stderr, got: $(cat "$T/err")"; return; fi
+    ok "$name: $(cat "$T/err")"
+}
+
+D=$T/data
+$G prepare --input data/tinyshakespeare/input.txt --out "$D" --tokenizer char --val-fraction 0.1 >"$T/prep" 2>&1 \
+    && [ -f "$D/train_000000.bin" ] && [ -f "$D/val_000000.bin" ] && [ -f "$D/tokenizer.txt" ] \
+    && ok "prepare writes train/val shards and tokenizer" || bad "prepare" "$(cat "$T/prep")"
+
+# ---- a short run: metrics every step, JSONL, eval, model file, sample ----
+RUN="--data $D --preset micro --batch 4 --seq-len 32 --warmup-steps 2 --eval-every 10 --eval-steps 4 --threads 2"
+if $G train $RUN --steps 20 --lr 3e-3 --log "$T/log.jsonl" --out "$T/run" >"$T/train" 2>&1; then
+    ok "train: a 20-step micro run exits 0"
+else
+    bad "train" "$(tail -5 "$T/train")"
+fi
+/usr/bin/python3 - "$T/log.jsonl" <<'PY' >"$T/py" 2>&1 && ok "train: JSONL has 20 rows with every metric; loss falls; HFU = MFU; val_loss on eval steps" || bad "train JSONL" "$(cat "$T/py")"
+import json, sys, math
+rows = [json.loads(l) for l in open(sys.argv[1])]
+assert len(rows) == 20, len(rows)
+keys = ["step", "loss", "lr", "grad_norm", "step_ms", "tokens_per_s", "model_tflops", "hw_tflops", "mfu", "hfu"]
+for r in rows:
+    for k in keys:
+        assert k in r and math.isfinite(r[k]), (k, r)
+    assert r["hfu"] == r["mfu"] and r["mfu"] > 0, r
+assert [r["step"] for r in rows] == list(range(1, 21))
+assert rows[-1]["loss"] < rows[0]["loss"] - 0.3, (rows[0]["loss"], rows[-1]["loss"])
+assert "val_loss" in rows[9] and "val_loss" in rows[19] and "val_loss" not in rows[4]
+assert abs(rows[0]["lr"] - 1.5e-3) < 1e-9, rows[0]["lr"]  # warmup: lr * 1/2
+PY
+grep -q "val_loss" "$T/train" && grep -q "ETA" "$T/train" && grep -q "  batch = 4" "$T/train" \
+    && ok "train: stdout shows the resolved config, the metrics table with ETA, and eval lines" \
+    || bad "train stdout" "missing resolved config / ETA / val_loss"
+$G sample --from "$T/run" --tokens 50 --prompt "ROMEO:" --seed 7 >"$T/s1" 2>&1
+$G sample --from "$T/run" --tokens 50 --prompt "ROMEO:" --seed 7 >"$T/s2" 2>&1
+n=$(head -c -1 "$T/s1" | wc -c)
+[ "$n" -eq 56 ] && cmp -s "$T/s1" "$T/s2" && ok "sample: 50 characters after the prompt, repeatable for a seed" \
+    || bad "sample" "got $n bytes: $(cat "$T/s1")"
+$G train $RUN --steps 3 --recompute full --log "$T/full.jsonl" --out "$T/runfull" >"$T/tf" 2>&1
+/usr/bin/python3 -c "
+import json,sys
+r=[json.loads(l) for l in open('$T/full.jsonl')]
+assert all(x['hfu'] > x['mfu'] for x in r), r" 2>"$T/py" && ok "train --recompute full: HFU > MFU" || bad "recompute full HFU" "$(cat "$T/py")"
+$G info --preset gpt2-124m --batch 8 --seq-len 1024 >"$T/info" 2>&1 && grep -q "124439808" "$T/info" \
+    && grep -q "recompute selective" "$T/info" && grep -q "recompute full" "$T/info" \
+    && ok "info: gpt2-124m parameters and activation memory per recompute mode" || bad "info" "$(cat "$T/info")"
+printf 'steps = 2\n# a comment\nbatch=2\n' >"$T/cfg"
+$G train $RUN --config "$T/cfg" --batch 3 --out "$T/runcfg" >"$T/tc" 2>&1 && grep -q "  steps = 2" "$T/tc" \
+    && grep -q "  batch = 3" "$T/tc" && ok "--config applies key=value lines; the command line overrides them" \
+    || bad "--config" "$(head -20 "$T/tc")"
+
+# ---- bad input: one line, exit 2, nothing overwritten ----
+mkdir -p "$T/keep" && echo precious >"$T/keep/model.bin"
+expect_error "unknown flag" 2 "unknown flag '--bogus'" $G train $RUN --bogus 1
+expect_error "bad integer" 2 "\-\-batch: 'abc' is not an integer" $G train $RUN --batch abc
+expect_error "bad choice" 2 "\-\-recompute: 'most' is not one of none|selective|full" $G train $RUN --recompute most
+expect_error "config that does not divide" 2 "\-\-d-model 100 is not divisible by --n-head 3" $G train $RUN --d-model 100 --n-head 3
+expect_error "T larger than the model's max" 2 "\-\-seq-len 64 exceeds the model's maximum sequence length 32" $G train $RUN --seq-len 64
+expect_error "total-batch-tokens not a multiple" 2 "\-\-total-batch-tokens 1000 is not a multiple" $G train $RUN --total-batch-tokens 1000
+expect_error "unknown config key" 2 "$T/cfg2:1: unknown key 'stepz'" sh -c "printf 'stepz=3\n' >$T/cfg2; $G train $RUN --config $T/cfg2"
+expect_error "missing data dir" 2 "$T/nope" $G train $RUN --data "$T/nope" --out "$T/keep"
+mkdir -p "$T/trunc" && cp "$D/tokenizer.txt" "$D/val_000000.bin" "$T/trunc/" && head -c 5000 "$D/train_000000.bin" >"$T/trunc/train_000000.bin"
+expect_error "truncated shard" 2 "train_000000.bin.*truncated" $G train $RUN --data "$T/trunc" --out "$T/keep"
+mkdir -p "$T/magic" && cp "$D/tokenizer.txt" "$D/val_000000.bin" "$T/magic/" \
+    && { printf '\071\071\071\071'; tail -c +5 "$D/train_000000.bin"; } >"$T/magic/train_000000.bin"
+expect_error "wrong-magic shard" 2 "train_000000.bin.*magic" $G train $RUN --data "$T/magic" --out "$T/keep"
+mkdir -p "$T/vocab" && cp "$D/train_000000.bin" "$D/val_000000.bin" "$T/vocab/" \
+    && sed 's/^vocab_size .*/vocab_size 40/' "$D/tokenizer.txt" >"$T/vocab/tokenizer.txt"
+expect_error "tokens outside the vocabulary" 2 "outside the vocabulary" $G train $RUN --data "$T/vocab" --vocab-size 40 --out "$T/keep"
+expect_error "unwritable --out" 2 "\-\-out $T/keep/model.bin/x" $G train $RUN --out "$T/keep/model.bin/x"
+expect_error "unwritable --log" 2 "\-\-log $T/no/such/dir/log.jsonl" $G train $RUN --log "$T/no/such/dir/log.jsonl" --out "$T/keep"
+expect_error "NaN loss stops the run (--nan-policy stop)" 3 "not finite" $G train $RUN --steps 6 --lr 1e30 --out "$T/keep"
+[ "$(cat "$T/keep/model.bin")" = precious ] && ok "failed runs left the existing model.bin untouched" \
+    || bad "nothing overwritten" "$T/keep/model.bin changed"
+$G train $RUN --steps 6 --lr 1e30 --nan-policy skip --log "$T/nan.jsonl" --out "$T/nanrun" >"$T/ns" 2>&1 \
+    && grep -q '"skipped": true' "$T/nan.jsonl" && ok "--nan-policy skip skips non-finite updates and finishes" \
+    || bad "--nan-policy skip" "$(tail -3 "$T/ns")"
+expect_error "prepare: missing input" 2 "$T/none.txt" $G prepare --input "$T/none.txt" --out "$T/p"
+expect_error "sample: missing model" 2 "$T/empty/model.bin" $G sample --from "$T/empty"
+expect_error "device cuda without a CUDA build" 2 "\-\-device cuda" $G train $RUN --device cuda --out "$T/keep"
+echo "$passed passed, $failed failed"
+[ "$failed" -eq 0 ]

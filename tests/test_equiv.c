@@ -1,0 +1,141 @@
+/*
+ * test_equiv.c: equivalences the trainer relies on.
+ *   - recompute none / selective / full give bitwise identical loss and gradients (the recompute re-runs the same
+ *     ops on the same inputs), on both CPU backends;
+ *   - gradient accumulation: one batch of 4 equals 2 micro-batches of 2 and 4 of 1 (relative error <= 1e-6 in the
+ *     L2 norm of the difference over the whole gradient; summation order differs, so not bitwise);
+ *   - the FLOP walk equals the closed form written out here independently, and HFU accounting (hardware FLOPs) is
+ *     model FLOPs plus exactly one forward of the blocks under full recompute;
+ *   - activation memory shrinks none > selective > full.
+ */
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "backend.h"
+#include "gpt.h"
+#include "harness.h"
+
+static GPTConfig micro_config(void) {
+    GPTConfig c = {.n_layer = 2, .n_head = 2, .d_model = 32, .d_ff = 0, .vocab_size = 65, .max_seq_len = 16};
+    char err[256];
+    if (gpt_config_finalize(&c, err, sizeof err)) { fprintf(stderr, "%s\n", err); exit(1); }
+    return c;
+}
+
+static void random_tokens(int32_t *t, int n, int V, uint64_t seed) {
+    for (int i = 0; i < n; i++) {
+        seed = seed * 6364136223846793005ull + 1442695040888963407ull;
+        t[i] = (int32_t)((seed >> 33) % (uint64_t)V);
+    }
+}
+
+// Gradients of one step over `micro` micro-batches splitting B sequences. Returns a malloc'd copy and the mean loss.
+static float *grads_of(Backend *be, RecomputeMode rc, int B, int T, int micro, const int32_t *in, const int32_t *tg,
+                       float *loss_out) {
+    GPTConfig cfg = micro_config();
+    GPT g;
+    char err[256];
+    if (gpt_create(&g, &cfg, be, B, T, rc, err, sizeof err)) { fprintf(stderr, "%s\n", err); exit(1); }
+    gpt_init_weights(&g, 42);
+    gpt_zero_grad(&g);
+    int b = B / micro;
+    double loss = 0;
+    for (int m = 0; m < micro; m++) {
+        loss += gpt_forward(&g, in + (size_t)m * b * T, tg + (size_t)m * b * T, b, T, 1.0f / ((float)b * T * micro));
+        gpt_backward(&g);
+    }
+    *loss_out = (float)(loss / micro);
+    float *copy = malloc(g.mem.num_params * sizeof(float));
+    memcpy(copy, g.grads_mem, g.mem.num_params * sizeof(float));
+    gpt_destroy(&g);
+    return copy;
+}
+
+static double rel_l2(const float *a, const float *b, size_t n) {
+    double d = 0, r = 0;
+    for (size_t i = 0; i < n; i++) {
+        d += ((double)a[i] - b[i]) * ((double)a[i] - b[i]);
+        r += (double)b[i] * b[i];
+    }
+    return sqrt(d / r);
+}
+
+int main(void) {
+    const int B = 4, T = 16;
+    GPTConfig cfg = micro_config();
+    GPTMemory mem;
+    gpt_memory_plan(&cfg, B, T, &mem);
+    const size_t np = mem.num_params;
+    int32_t in[4 * 16], tg[4 * 16];
+    random_tokens(in, B * T, cfg.vocab_size, 1);
+    random_tokens(tg, B * T, cfg.vocab_size, 2);
+
+    BackendKind kinds[2] = {BACKEND_CPU, BACKEND_CPU_REF};
+    for (int k = 0; k < 2; k++) {
+        Backend be;
+        backend_init(&be, kinds[k], 0);
+        float l0, l1, l2;
+        float *g0 = grads_of(&be, RECOMPUTE_NONE, B, T, 1, in, tg, &l0);
+        float *g1 = grads_of(&be, RECOMPUTE_SELECTIVE, B, T, 1, in, tg, &l1);
+        float *g2 = grads_of(&be, RECOMPUTE_FULL, B, T, 1, in, tg, &l2);
+        char name[96];
+        snprintf(name, sizeof name, "recompute selective == none, bitwise [%s]", be.name);
+        harness_case(!memcmp(g0, g1, np * sizeof(float)) && l0 == l1, name, "loss %.7f vs %.7f, %zu gradients",
+                     l1, l0, np);
+        snprintf(name, sizeof name, "recompute full == none, bitwise [%s]", be.name);
+        harness_case(!memcmp(g0, g2, np * sizeof(float)) && l0 == l2, name, "loss %.7f vs %.7f, %zu gradients",
+                     l2, l0, np);
+        float la, lb;
+        float *ga = grads_of(&be, RECOMPUTE_NONE, B, T, 2, in, tg, &la);
+        float *gb = grads_of(&be, RECOMPUTE_FULL, B, T, 4, in, tg, &lb);
+        double ea = rel_l2(ga, g0, np), eb = rel_l2(gb, g0, np);
+        snprintf(name, sizeof name, "grad-accum 2x2 == 1x4 [%s]", be.name);
+        harness_case(ea <= 1e-6 && fabsf(la - l0) <= 1e-6f * fabsf(l0), name, "rel L2 error %.3g (<= 1e-6), loss %.7f vs %.7f", ea, la, l0);
+        snprintf(name, sizeof name, "grad-accum 4x1 (recompute full) == 1x4 [%s]", be.name);
+        harness_case(eb <= 1e-6 && fabsf(lb - l0) <= 1e-6f * fabsf(l0), name, "rel L2 error %.3g (<= 1e-6), loss %.7f vs %.7f", eb, lb, l0);
+        double gn = 0;
+        for (size_t i = 0; i < np; i++) gn += (double)g0[i] * g0[i];
+        snprintf(name, sizeof name, "gradient is non-trivial [%s]", be.name);
+        harness_case(gn > 1e-6 && isfinite(gn), name, "|g|^2 = %.4g", gn);
+        free(g0); free(g1); free(g2); free(ga); free(gb);
+    }
+
+    // FLOPs: the closed form, written independently of plan.c's walk.
+    GPTFlops fl;
+    gpt_flops(&cfg, B, T, &fl);
+    {
+        double N = B * T, C = cfg.d_model, F = cfg.d_ff, V = cfg.vocab_size, L = cfg.n_layer;
+        double block = 2 * N * C * (3 * C) + 2 * N * C * C + 2 * N * C * F + 2 * N * F * C  // linear layers
+                       + 2 * (2 * (C / cfg.n_head) * cfg.n_head * B * (T * (T + 1) / 2));  // QK^T and AV, causal
+        double fwd = L * block + 2 * N * C * V;
+        harness_case(fabs(fl.forward - fwd) <= 1e-9 * fwd, "flops: forward walk == closed form", "%.6g vs %.6g",
+                     fl.forward, fwd);
+        harness_case(fabs(fl.model - 3 * fwd) <= 1e-9 * fwd, "flops: model = 3 x forward", "%.6g", fl.model);
+        harness_case(fl.hardware[RECOMPUTE_NONE] == fl.model && fl.hardware[RECOMPUTE_SELECTIVE] == fl.model &&
+                         fabs(fl.hardware[RECOMPUTE_FULL] - (fl.model + L * block)) <= 1e-9 * fwd,
+                     "flops: hardware = model + recomputed blocks", "full %.6g", fl.hardware[RECOMPUTE_FULL]);
+    }
+    {
+        // GPT-2 124M at T = 1024: the exact count is close to 6N' + 6LCT (N' without wpe; causal half).
+        GPTConfig g2;
+        char err[256];
+        gpt_config_preset(&g2, "gpt2-124m");
+        gpt_config_finalize(&g2, err, sizeof err);
+        GPTFlops f2;
+        GPTMemory m2;
+        gpt_flops(&g2, 1, 1024, &f2);
+        gpt_memory_plan(&g2, 1, 1024, &m2);
+        double Np = (double)m2.num_params_real - 1024.0 * 768;
+        double rule = 6 * Np + 6 * 12.0 * 768 * 1024;
+        double ratio = (f2.model / 1024) / rule;
+        harness_case(fabs(ratio - 1) < 0.01, "flops: gpt2-124m per token within 1% of 6N' + 6LCT", "ratio %.5f",
+                     ratio);
+        harness_case(m2.num_params_real == 124439808, "params: gpt2-124m has 124,439,808 parameters",
+                     "%zu", m2.num_params_real);
+    }
+    harness_case(mem.act_bytes[0] > mem.act_bytes[1] && mem.act_bytes[1] > mem.act_bytes[2],
+                 "memory: activations none > selective > full", "%zu > %zu > %zu bytes", mem.act_bytes[0],
+                 mem.act_bytes[1], mem.act_bytes[2]);
+    return harness_finish();
+}
