@@ -41,6 +41,7 @@ typedef struct OpTable {
     void (*classifier_forward_backward)(Backend *, float *, float *, const int32_t *, int, int, int, float);
     double (*sum_squares)(Backend *, const float *, size_t);
     void (*scale)(Backend *, float *, float, size_t);
+    void (*zero)(Backend *, float *, size_t);
     void (*adamw_update)(Backend *, float *, const float *, float *, float *, size_t, float, float, float, float,
                          float, float, int);
 } OpTable;

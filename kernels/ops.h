@@ -80,6 +80,8 @@ double op_sum_squares(Backend *be, const float *x, size_t n);
 
 // x (n) *= s
 void op_scale(Backend *be, float *x, float s, size_t n);
+// x (n) = 0 (not a scale by 0, which would keep a NaN)
+void op_zero(Backend *be, float *x, size_t n);
 
 // AdamW with decoupled weight decay (Loshchilov & Hutter), bias-corrected, one parameter range.
 //   m = b1 m + (1-b1) g ; v = b2 v + (1-b2) g^2 ; mhat = m/(1-b1^t) ; vhat = v/(1-b2^t)

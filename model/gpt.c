@@ -264,7 +264,7 @@ void gpt_backward(GPT *g) {
     op_matmul_backward(be, ga->dbt_c, g->grads.wte, NULL, g->acts.logits, g->acts.lnf, g->params.wte, N, C,
                        c->padded_vocab);
     // The final LayerNorm's input gradient starts the residual stream's gradient (it accumulates, so zero it).
-    op_scale(be, ga->dresidual, 0.0f, (size_t)N * C);
+    op_zero(be, ga->dresidual, (size_t)N * C);
     const float *last = L > 0 ? act(g, ACT_residual3, L - 1) : g->acts.encoded;
     op_layernorm_backward(be, ga->dresidual, g->grads.lnfw, g->grads.lnfb, ga->dbt_c, last, g->params.lnfw,
                           g->acts.lnf_mean, g->acts.lnf_rstd, N, C);
@@ -277,7 +277,7 @@ void gpt_backward(GPT *g) {
     g->has_targets = 0;  // the logits buffer no longer holds dlogits for a second backward
 }
 
-void gpt_zero_grad(GPT *g) { op_scale(g->be, g->grads_mem, 0.0f, g->mem.num_params); }
+void gpt_zero_grad(GPT *g) { op_zero(g->be, g->grads_mem, g->mem.num_params); }
 
 float gpt_grad_norm(GPT *g) { return (float)sqrt(op_sum_squares(g->be, g->grads_mem, g->mem.num_params)); }
 

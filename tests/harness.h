@@ -13,8 +13,10 @@
 
 static int harness_passed = 0, harness_failed = 0;
 
+#define HARNESS_UNUSED __attribute__((unused))
+
 // Record one case. cond decides; the detail is printed either way so a passing line still shows the measured error.
-static void harness_case(int cond, const char *name, const char *fmt, ...) {
+HARNESS_UNUSED static void harness_case(int cond, const char *name, const char *fmt, ...) {
     va_list ap;
     va_start(ap, fmt);
     printf("%s %s: ", cond ? "ok  " : "FAIL", name);
@@ -26,7 +28,7 @@ static void harness_case(int cond, const char *name, const char *fmt, ...) {
 }
 
 // Print the closing tally and return the process exit status.
-static int harness_finish(void) {
+HARNESS_UNUSED static int harness_finish(void) {
     printf("%d passed, %d failed\n", harness_passed, harness_failed);
     return harness_failed ? 1 : 0;
 }
@@ -34,7 +36,7 @@ static int harness_finish(void) {
 // Max error of a (fp32) against ref (fp64) with the rule |a-b| <= atol + rtol*|b|, atol = rtol * rms(ref) (sums with
 // cancellation make tiny elements noisy relative to themselves but not relative to the tensor's scale). Returns the
 // largest violation ratio err/(atol+rtol*|b|) (<= 1 passes; NaN or Inf in a gives INFINITY) and its index.
-static double harness_compare(const float *a, const double *ref, size_t n, double rtol, size_t *where) {
+HARNESS_UNUSED static double harness_compare(const float *a, const double *ref, size_t n, double rtol, size_t *where) {
     double ss = 0;
     for (size_t i = 0; i < n; i++) ss += ref[i] * ref[i];
     double atol = rtol * sqrt(ss / (n ? (double)n : 1.0)) + 1e-30;

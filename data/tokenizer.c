@@ -1,0 +1,131 @@
+/*
+ * tokenizer.c: the character-level tokenizer: one token per distinct byte of the corpus, ids in increasing byte
+ * order (Tiny Shakespeare: 65 tokens, '\n' first), saved next to the shards as tokenizer.txt so sampling decodes.
+ */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "data.h"
+
+void char_tokenizer_build(CharTokenizer *tok, const uint8_t *text, size_t n) {
+    int seen[256] = {0};
+    for (size_t i = 0; i < n; i++) seen[text[i]] = 1;
+    tok->vocab_size = 0;
+    for (int b = 0; b < 256; b++) {
+        tok->id_of[b] = -1;
+        if (seen[b]) {
+            tok->id_of[b] = (int16_t)tok->vocab_size;
+            tok->bytes[tok->vocab_size++] = (uint8_t)b;
+        }
+    }
+}
+
+int char_tokenizer_save(const CharTokenizer *tok, const char *path, char *err, size_t errlen) {
+    char tmp[4096];
+    snprintf(tmp, sizeof tmp, "%s.tmp", path);
+    FILE *f = fopen(tmp, "w");
+    if (!f) { snprintf(err, errlen, "%s: cannot write (%s)", tmp, strerror(errno)); return -1; }
+    fprintf(f, "gptrain-tokenizer 1\ntype char\nvocab_size %d\nbytes", tok->vocab_size);
+    for (int i = 0; i < tok->vocab_size; i++) fprintf(f, " %d", tok->bytes[i]);
+    fprintf(f, "\n");
+    int ok = !ferror(f);
+    if (fflush(f) || fsync(fileno(f))) ok = 0;
+    if (fclose(f)) ok = 0;
+    if (!ok || rename(tmp, path)) {
+        snprintf(err, errlen, "%s: write failed (%s)", path, strerror(errno));
+        unlink(tmp);
+        return -1;
+    }
+    return 0;
+}
+
+// Parse the "key value" lines; type and vocab_size are required, bytes only for type char.
+static int read_tokenizer_file(const char *path, char *type, size_t typelen, int *vocab, CharTokenizer *tok,
+                               char *err, size_t errlen) {
+    FILE *f = fopen(path, "r");
+    if (!f) { snprintf(err, errlen, "%s: cannot open (%s)", path, strerror(errno)); return -1; }
+    char line[8192];
+    int have_magic = 0, nbytes = -1;
+    type[0] = 0;
+    *vocab = 0;
+    while (fgets(line, sizeof line, f)) {
+        if (!strncmp(line, "gptrain-tokenizer 1", 19)) have_magic = 1;
+        else if (!strncmp(line, "type ", 5)) {
+            snprintf(type, typelen, "%.63s", line + 5);
+            type[strcspn(type, "\r\n")] = 0;
+        } else if (!strncmp(line, "vocab_size ", 11)) *vocab = atoi(line + 11);
+        else if (!strncmp(line, "bytes", 5) && tok) {
+            nbytes = 0;
+            char *p = line + 5, *end;
+            for (;;) {
+                long b = strtol(p, &end, 10);
+                if (end == p) break;
+                if (b < 0 || b > 255 || nbytes >= 256) { nbytes = -2; break; }
+                tok->bytes[nbytes++] = (uint8_t)b;
+                p = end;
+            }
+        }
+    }
+    fclose(f);
+    if (!have_magic || !type[0] || *vocab < 1) {
+        snprintf(err, errlen, "%s: not a gptrain tokenizer file (expected 'gptrain-tokenizer 1', 'type', 'vocab_size')",
+                 path);
+        return -1;
+    }
+    if (tok) {
+        if (strcmp(type, "char")) {
+            snprintf(err, errlen, "%s: tokenizer type '%s', expected char", path, type);
+            return -1;
+        }
+        if (nbytes != *vocab) {
+            snprintf(err, errlen, "%s: 'bytes' lists %d bytes, expected vocab_size %d distinct bytes", path,
+                     nbytes < 0 ? 0 : nbytes, *vocab);
+            return -1;
+        }
+        tok->vocab_size = *vocab;
+        for (int b = 0; b < 256; b++) tok->id_of[b] = -1;
+        for (int i = 0; i < nbytes; i++) {
+            if (tok->id_of[tok->bytes[i]] >= 0) {
+                snprintf(err, errlen, "%s: byte %d listed twice", path, tok->bytes[i]);
+                return -1;
+            }
+            tok->id_of[tok->bytes[i]] = (int16_t)i;
+        }
+    }
+    return 0;
+}
+
+int char_tokenizer_load(CharTokenizer *tok, const char *path, char *err, size_t errlen) {
+    char type[64];
+    int vocab;
+    return read_tokenizer_file(path, type, sizeof type, &vocab, tok, err, errlen);
+}
+
+int char_tokenizer_encode(const CharTokenizer *tok, const uint8_t *text, size_t n, uint16_t *out, char *err,
+                          size_t errlen) {
+    for (size_t i = 0; i < n; i++) {
+        int id = tok->id_of[text[i]];
+        if (id < 0) {
+            if (text[i] >= 32 && text[i] < 127)
+                snprintf(err, errlen, "character '%c' (byte %d) at offset %zu is not in the vocabulary", text[i],
+                         text[i], i);
+            else snprintf(err, errlen, "byte %d at offset %zu is not in the vocabulary", text[i], i);
+            return -1;
+        }
+        out[i] = (uint16_t)id;
+    }
+    return 0;
+}
+
+int char_tokenizer_decode(const CharTokenizer *tok, int id) {
+    return id >= 0 && id < tok->vocab_size ? tok->bytes[id] : -1;
+}
+
+int data_vocab_size(const char *dir, int *vocab_size, char *err, size_t errlen) {
+    char path[4096], type[64];
+    snprintf(path, sizeof path, "%s/tokenizer.txt", dir);
+    return read_tokenizer_file(path, type, sizeof type, vocab_size, NULL, err, errlen);
+}

@@ -1,0 +1,76 @@
+/*
+ * backend_cpu.c: the CPU backend: its two op tables (OpenBLAS matmuls, or the plain OpenMP reference loops for
+ * everything), thread setup, aligned host memory and the clock.
+ */
+#include <omp.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "cpu.h"
+
+#ifdef GPTRAIN_OPENBLAS
+#include <cblas.h>
+#endif
+
+#define CPU_TABLE(matmul_fwd, matmul_bwd)                                                                       \
+    {cpu_encoder_forward, cpu_encoder_backward, cpu_layernorm_forward, cpu_layernorm_backward, matmul_fwd,      \
+     matmul_bwd, cpu_attention_forward, cpu_attention_backward, cpu_gelu_forward, cpu_gelu_backward,            \
+     cpu_residual_forward, cpu_classifier_forward_backward, cpu_sum_squares, cpu_scale, cpu_zero,              \
+     cpu_adamw_update}
+
+static const OpTable CPU_REF_OPS = CPU_TABLE(cpu_matmul_forward_ref, cpu_matmul_backward_ref);
+#ifdef GPTRAIN_OPENBLAS
+static const OpTable CPU_BLAS_OPS = CPU_TABLE(cpu_matmul_forward_blas, cpu_matmul_backward_blas);
+#endif
+
+int backend_init(Backend *be, BackendKind kind, int threads) {
+    memset(be, 0, sizeof(*be));
+    if (threads <= 0) threads = omp_get_num_procs();
+    be->kind = kind;
+    be->threads = threads;
+    omp_set_num_threads(threads);
+    if (kind == BACKEND_CPU_REF) {
+        be->name = "cpu-ref";
+        be->ops = &CPU_REF_OPS;
+        return 0;
+    }
+#ifdef GPTRAIN_OPENBLAS
+    openblas_set_num_threads(1);  // matmul.c splits the work over the OpenMP threads itself
+    be->name = "cpu";
+    be->ops = &CPU_BLAS_OPS;
+    return 0;
+#else
+    return -1;
+#endif
+}
+
+const char *backend_cpu_blas_name(void) {
+#ifdef GPTRAIN_OPENBLAS
+    static char name[160];
+    snprintf(name, sizeof name, "OpenBLAS (%s)", openblas_get_config());
+    return name;
+#else
+    return "none (reference loops)";
+#endif
+}
+
+void *backend_host_alloc(size_t bytes, const char *what) {
+    size_t rounded = (bytes + 63) / 64 * 64;
+    void *p = aligned_alloc(64, rounded ? rounded : 64);
+    if (!p) {
+        fprintf(stderr, "gptrain: error: out of memory allocating %zu bytes for %s\n", bytes, what);
+        exit(2);
+    }
+    memset(p, 0, rounded);
+    return p;
+}
+
+void backend_host_free(void *p) { free(p); }
+
+double backend_now_s(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return ts.tv_sec + ts.tv_nsec * 1e-9;
+}

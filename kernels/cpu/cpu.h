@@ -1,0 +1,71 @@
+/*
+ * cpu.h: the CPU backend's op implementations (C11 + OpenMP), declared for backend_cpu.c's tables. Each is the
+ * ops.h op of the same name with a cpu_ prefix; matmuls come in two flavours, OpenBLAS and plain reference loops.
+ */
+#ifndef GPTRAIN_CPU_H
+#define GPTRAIN_CPU_H
+
+#include "backend.h"
+
+#include <stdint.h>
+#include <string.h>
+
+// exp(x) in a form the compiler vectorizes (glibc's expf/tanhf are scalar calls unless -ffast-math, which the
+// reference code does not use): x = n·ln2 + r with |r| <= ln2/2 (Cody-Waite split of ln2), exp(r) by its degree-7
+// Taylor polynomial (truncation < 1e-8 relative), times 2^n built in the exponent bits. Within a few ulp of expf for
+// x in [-87, 88]; inputs are clamped to that range (exp underflows to ~1e-38, never to a denormal or NaN).
+static inline float cpu_expf(float x) {
+    x = x < -87.0f ? -87.0f : x;
+    x = x > 88.0f ? 88.0f : x;
+    // n = round(x / ln2) by the 1.5·2^23 trick: adding it pushes the fraction out of the mantissa (round to nearest).
+    const float n = (x * 1.4426950408889634f + 12582912.0f) - 12582912.0f;
+    const float r = (x - n * 0.693145751953125f) - n * 1.4286068203094172e-06f;
+    const float p = 1.0f + r * (1.0f + r * (0.5f + r * (1.6666667e-1f + r * (4.1666668e-2f + r * (8.3333338e-3f +
+                    r * (1.3888889e-3f + r * 1.9841270e-4f))))));
+    const int32_t bits = ((int32_t)n + 127) << 23;
+    float scale;
+    memcpy(&scale, &bits, sizeof scale);
+    return p * scale;
+}
+
+// tanh(u) = 1 - 2/(exp(2u) + 1): exact limits at +-inf, absolute error a few 1e-8 near 0.
+static inline float cpu_tanhf(float u) { return 1.0f - 2.0f / (cpu_expf(2.0f * u) + 1.0f); }
+
+// Below this many elements an elementwise loop runs on one thread: the OpenMP fork costs more than the work.
+#define CPU_PARALLEL_MIN 32768
+
+void cpu_encoder_forward(Backend *be, float *out, const int32_t *tokens, const float *wte, const float *wpe, int B,
+                         int T, int C);
+void cpu_encoder_backward(Backend *be, float *dwte, float *dwpe, const float *dout, const int32_t *tokens, int B,
+                          int T, int C);
+void cpu_layernorm_forward(Backend *be, float *out, float *mean, float *rstd, const float *inp, const float *w,
+                           const float *b, int N, int C);
+void cpu_layernorm_backward(Backend *be, float *dinp, float *dw, float *db, const float *dout, const float *inp,
+                            const float *w, const float *mean, const float *rstd, int N, int C);
+void cpu_matmul_forward_ref(Backend *be, float *out, const float *inp, const float *w, const float *bias, int N,
+                            int K, int M);
+void cpu_matmul_backward_ref(Backend *be, float *dinp, float *dw, float *dbias, const float *dout, const float *inp,
+                             const float *w, int N, int K, int M);
+#ifdef GPTRAIN_OPENBLAS
+void cpu_matmul_forward_blas(Backend *be, float *out, const float *inp, const float *w, const float *bias, int N,
+                             int K, int M);
+void cpu_matmul_backward_blas(Backend *be, float *dinp, float *dw, float *dbias, const float *dout,
+                              const float *inp, const float *w, int N, int K, int M);
+#endif
+void cpu_attention_forward(Backend *be, float *out, float *att, const float *qkv, int B, int T, int C, int NH);
+void cpu_attention_backward(Backend *be, float *dqkv, float *datt_scratch, const float *dout, const float *qkv,
+                            const float *att, int B, int T, int C, int NH);
+void cpu_gelu_forward(Backend *be, float *out, const float *inp, size_t N);
+void cpu_gelu_backward(Backend *be, float *dinp, const float *inp, const float *dout, size_t N);
+void cpu_residual_forward(Backend *be, float *out, const float *a, const float *b, size_t N);
+void cpu_classifier_forward_backward(Backend *be, float *losses, float *logits, const int32_t *targets, int N, int V,
+                                     int Vp, float dlogits_scale);
+double cpu_sum_squares(Backend *be, const float *x, size_t n);
+void cpu_scale(Backend *be, float *x, float s, size_t n);
+void cpu_zero(Backend *be, float *x, size_t n);
+void cpu_adamw_update(Backend *be, float *params, const float *grads, float *m, float *v, size_t n, float lr,
+                      float beta1, float beta2, float eps, float weight_decay, float grad_scale, int t);
+// Column sums over rows in row order (deterministic): acc (M) += sum_n x (N,M)
+void cpu_colsum_accumulate(float *acc, const float *x, int N, int M);
+
+#endif

@@ -1,0 +1,48 @@
+/*
+ * gelu.c: GELU with GPT-2's tanh approximation (Hendrycks & Gimpel 2016):
+ *   gelu(x) = 0.5 x (1 + tanh(u)),  u = s (x + 0.044715 x^3),  s = sqrt(2/pi)
+ *   gelu'(x) = 0.5 (1 + tanh(u)) + 0.5 x sech^2(u) s (1 + 3·0.044715 x^2)
+ * tanh through cpu_tanhf (cpu.h) so the inner loops vectorize; threads take blocks of GELU_BLOCK elements.
+ */
+#include "cpu.h"
+
+#define GELU_S 0.7978845608028654f  // sqrt(2/pi)
+#define GELU_BLOCK 4096
+
+static void gelu_forward_block(float *restrict out, const float *restrict inp, size_t n) {
+#pragma omp simd
+    for (size_t i = 0; i < n; i++) {
+        const float x = inp[i];
+        out[i] = 0.5f * x * (1.0f + cpu_tanhf(GELU_S * (x + 0.044715f * x * x * x)));
+    }
+}
+
+static void gelu_backward_block(float *restrict dinp, const float *restrict inp, const float *restrict dout,
+                                size_t n) {
+#pragma omp simd
+    for (size_t i = 0; i < n; i++) {
+        const float x = inp[i];
+        const float th = cpu_tanhf(GELU_S * (x + 0.044715f * x * x * x));
+        const float sech2 = 1.0f - th * th;
+        const float grad = 0.5f * (1.0f + th) + 0.5f * x * sech2 * GELU_S * (1.0f + 3.0f * 0.044715f * x * x);
+        dinp[i] = grad * dout[i];
+    }
+}
+
+void cpu_gelu_forward(Backend *be, float *out, const float *inp, size_t N) {
+    const long nb = (long)((N + GELU_BLOCK - 1) / GELU_BLOCK);
+#pragma omp parallel for schedule(static) if (N > CPU_PARALLEL_MIN)
+    for (long b = 0; b < nb; b++) {
+        const size_t i0 = (size_t)b * GELU_BLOCK, n = N - i0 < GELU_BLOCK ? N - i0 : GELU_BLOCK;
+        gelu_forward_block(out + i0, inp + i0, n);
+    }
+}
+
+void cpu_gelu_backward(Backend *be, float *dinp, const float *inp, const float *dout, size_t N) {
+    const long nb = (long)((N + GELU_BLOCK - 1) / GELU_BLOCK);
+#pragma omp parallel for schedule(static) if (N > CPU_PARALLEL_MIN)
+    for (long b = 0; b < nb; b++) {
+        const size_t i0 = (size_t)b * GELU_BLOCK, n = N - i0 < GELU_BLOCK ? N - i0 : GELU_BLOCK;
+        gelu_backward_block(dinp + i0, inp + i0, dout + i0, n);
+    }
+}
