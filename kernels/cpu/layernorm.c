@@ -1,6 +1,7 @@
 /*
  * layernorm.c: LayerNorm (Ba et al. 2016) over the last dimension, eps 1e-5, biased variance, as GPT-2.
- * Forward: two passes per row (mean, then variance) for accuracy. Backward:
+ * Forward: two passes per row (mean, then variance), row sums in double: a residual stream whose mean is large
+ * against its spread would otherwise lose digits in fp32. Backward:
  *   dnorm = dout*w;  dinp += rstd * (dnorm - mean(dnorm) - norm * mean(dnorm*norm))
  *   dw += sum_rows dout*norm;  db += sum_rows dout
  * The row loop is parallel over rows; the dw/db reduction is parallel over channel ranges with rows in order, so the
@@ -18,13 +19,12 @@ void cpu_layernorm_forward(Backend *be, float *out, float *mean, float *rstd, co
 #pragma omp parallel for schedule(static) if ((size_t)N * C > CPU_PARALLEL_MIN)
     for (int n = 0; n < N; n++) {
         const float *x = inp + (size_t)n * C;
-        float m = 0;
-        for (int c = 0; c < C; c++) m += x[c];
-        m /= C;
-        float v = 0;
-        for (int c = 0; c < C; c++) v += (x[c] - m) * (x[c] - m);
-        v /= C;
-        float s = 1.0f / sqrtf(v + LN_EPS);
+        double md = 0;
+        for (int c = 0; c < C; c++) md += x[c];
+        const float m = (float)(md / C);
+        double vd = 0;
+        for (int c = 0; c < C; c++) vd += (double)(x[c] - m) * (x[c] - m);
+        const float s = (float)(1.0 / sqrt(vd / C + LN_EPS));
         float *o = out + (size_t)n * C;
         for (int c = 0; c < C; c++) o[c] = (x[c] - m) * s * w[c] + b[c];
         mean[n] = m;
@@ -39,14 +39,13 @@ void cpu_layernorm_backward(Backend *be, float *dinp, float *dw, float *db, cons
     for (int n = 0; n < N; n++) {
         const float *x = inp + (size_t)n * C, *d = dout + (size_t)n * C;
         const float m = mean[n], s = rstd[n];
-        float dmean = 0, dmean_norm = 0;
+        double sum_dn = 0, sum_dn_norm = 0;
         for (int c = 0; c < C; c++) {
-            float dn = d[c] * w[c];
-            dmean += dn;
-            dmean_norm += dn * (x[c] - m) * s;
+            const float dn = d[c] * w[c];
+            sum_dn += dn;
+            sum_dn_norm += dn * ((x[c] - m) * s);
         }
-        dmean /= C;
-        dmean_norm /= C;
+        const float dmean = (float)(sum_dn / C), dmean_norm = (float)(sum_dn_norm / C);
         float *di = dinp + (size_t)n * C;
         for (int c = 0; c < C; c++) {
             float norm = (x[c] - m) * s;
@@ -58,18 +57,18 @@ void cpu_layernorm_backward(Backend *be, float *dinp, float *dw, float *db, cons
 #pragma omp parallel for schedule(static) if ((size_t)N * C > CPU_PARALLEL_MIN)
     for (int ch = 0; ch < nchunks; ch++) {
         const int c0 = ch * CHUNK, c1 = c0 + CHUNK < C ? c0 + CHUNK : C;
-        float aw[16] = {0}, ab[16] = {0};
+        double aw[16] = {0}, ab[16] = {0};
         for (int n = 0; n < N; n++) {
             const float *x = inp + (size_t)n * C, *d = dout + (size_t)n * C;
             const float m = mean[n], s = rstd[n];
             for (int c = c0; c < c1; c++) {
-                aw[c - c0] += d[c] * (x[c] - m) * s;
+                aw[c - c0] += d[c] * ((x[c] - m) * s);
                 ab[c - c0] += d[c];
             }
         }
         for (int c = c0; c < c1; c++) {
-            dw[c] += aw[c - c0];
-            db[c] += ab[c - c0];
+            dw[c] += (float)aw[c - c0];
+            db[c] += (float)ab[c - c0];
         }
     }
 }

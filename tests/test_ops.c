@@ -1,0 +1,337 @@
+/*
+ * test_ops.c: every op of kernels/ops.h on every CPU backend (cpu: OpenBLAS matmuls; cpu-ref: plain loops) against
+ * the float64 references of ref64.c, on fresh random inputs of several shapes, including sizes that are multiples of
+ * nothing (T = 7, 13; C = 12, 24; V = 33, 65 padded to 128).
+ *   test: fp32 op vs fp64 reference, |a - b| <= rtol (|b| + rms(b)) with rtol = 1e-5 (STYLE.md's fp32 CPU bound);
+ *         accumulating outputs are pre-filled with random values (must equal prefill + reference), written outputs
+ *         with NaN (must be fully overwritten); NaN never passes.
+ *   grad: each reference backward against central finite differences of its own forward (float64, h = 1e-6) of a
+ *         random projection sum(w * f(x)), max error <= 1e-6 of the largest gradient.
+ *   determinism: the backward ops run twice on the same inputs give bitwise equal outputs.
+ * One line per case with the max error and its index; the last line is "N passed, N failed".
+ */
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "harness.h"
+#include "ops.h"
+#include "ref64.h"
+
+#define RTOL 1e-5
+
+static uint64_t rng_state = 88172645463325252ull;
+static double urand(void) {  // uniform in [-1, 1)
+    rng_state ^= rng_state << 13;
+    rng_state ^= rng_state >> 7;
+    rng_state ^= rng_state << 17;
+    return (double)(rng_state >> 11) / 4503599627370496.0 - 1.0;
+}
+
+// A float buffer with random values and its exact double copy.
+typedef struct Buf { float *f; double *d; size_t n; } Buf;
+static Buf buf_rand(size_t n, double scale) {
+    Buf b = {malloc(n * sizeof(float) + 4), malloc(n * sizeof(double) + 8), n};
+    for (size_t i = 0; i < n; i++) { b.f[i] = (float)(scale * urand()); b.d[i] = b.f[i]; }
+    return b;
+}
+static Buf buf_fill(size_t n, float v) {
+    Buf b = {malloc(n * sizeof(float) + 4), malloc(n * sizeof(double) + 8), n};
+    for (size_t i = 0; i < n; i++) { b.f[i] = v; b.d[i] = v; }
+    return b;
+}
+static void buf_free(Buf *b) { free(b->f); free(b->d); }
+
+static void compare(const char *op, const char *what, const char *tag, const float *a, const double *ref, size_t n) {
+    size_t where = 0;
+    double worst = harness_compare(a, ref, n, RTOL, &where);
+    char name[256];
+    snprintf(name, sizeof name, "%s %s [%s]", op, what, tag);
+    harness_case(worst <= 1.0, name, "max error %.3g of tolerance at %zu (%.8g vs %.8g)", worst, where,
+                 n ? a[where] : 0.0f, n ? ref[where] : 0.0);
+}
+
+typedef struct Shape { int B, T, C, NH, F, V, Vp; } Shape;
+
+static void test_backend(Backend *be, const Shape *s) {
+    const int B = s->B, T = s->T, C = s->C, NH = s->NH, F = s->F, V = s->V, Vp = s->Vp, N = B * T;
+    char tag[96];
+    snprintf(tag, sizeof tag, "%s B=%d T=%d C=%d NH=%d F=%d V=%d", be->name, B, T, C, NH, F, V);
+    int32_t *tok = malloc(sizeof(int32_t) * N);
+    for (int i = 0; i < N; i++) tok[i] = (int32_t)((urand() + 1) * 0.5 * V) % V;
+    tok[0] = tok[N - 1];  // a repeated token: the embedding backward must add, not overwrite
+
+    {  // encoder
+        Buf wte = buf_rand((size_t)Vp * C, 1), wpe = buf_rand((size_t)T * C, 1), out = buf_fill((size_t)N * C, NAN);
+        op_encoder_forward(be, out.f, tok, wte.f, wpe.f, B, T, C);
+        ref_encoder_forward(out.d, tok, wte.d, wpe.d, B, T, C);
+        compare("encoder_forward", "out", tag, out.f, out.d, out.n);
+        Buf dout = buf_rand((size_t)N * C, 1), dwte = buf_rand((size_t)Vp * C, 1), dwpe = buf_rand((size_t)T * C, 1);
+        op_encoder_backward(be, dwte.f, dwpe.f, dout.f, tok, B, T, C);
+        ref_encoder_backward(dwte.d, dwpe.d, dout.d, tok, B, T, C);
+        compare("encoder_backward", "dwte (+=)", tag, dwte.f, dwte.d, dwte.n);
+        compare("encoder_backward", "dwpe (+=)", tag, dwpe.f, dwpe.d, dwpe.n);
+        buf_free(&wte); buf_free(&wpe); buf_free(&out); buf_free(&dout); buf_free(&dwte); buf_free(&dwpe);
+    }
+    {  // layernorm
+        Buf x = buf_rand((size_t)N * C, 2), w = buf_rand(C, 1), b = buf_rand(C, 1), out = buf_fill((size_t)N * C, NAN);
+        Buf mean = buf_fill(N, NAN), rstd = buf_fill(N, NAN);
+        for (int n = 0; n < N; n++) for (int c = 0; c < C; c++) { x.f[(size_t)n * C + c] += 0.1f * (float)n; x.d[(size_t)n * C + c] = x.f[(size_t)n * C + c]; }
+        op_layernorm_forward(be, out.f, mean.f, rstd.f, x.f, w.f, b.f, N, C);
+        ref_layernorm_forward(out.d, mean.d, rstd.d, x.d, w.d, b.d, N, C);
+        compare("layernorm_forward", "out", tag, out.f, out.d, out.n);
+        compare("layernorm_forward", "mean", tag, mean.f, mean.d, N);
+        compare("layernorm_forward", "rstd", tag, rstd.f, rstd.d, N);
+        Buf dout = buf_rand((size_t)N * C, 1), dinp = buf_rand((size_t)N * C, 1), dw = buf_rand(C, 1), db = buf_rand(C, 1);
+        op_layernorm_backward(be, dinp.f, dw.f, db.f, dout.f, x.f, w.f, mean.f, rstd.f, N, C);
+        ref_layernorm_backward(dinp.d, dw.d, db.d, dout.d, x.d, w.d, N, C);
+        compare("layernorm_backward", "dinp (+=)", tag, dinp.f, dinp.d, dinp.n);
+        compare("layernorm_backward", "dw (+=)", tag, dw.f, dw.d, C);
+        compare("layernorm_backward", "db (+=)", tag, db.f, db.d, C);
+        buf_free(&x); buf_free(&w); buf_free(&b); buf_free(&out); buf_free(&mean); buf_free(&rstd);
+        buf_free(&dout); buf_free(&dinp); buf_free(&dw); buf_free(&db);
+    }
+    {  // matmul: the shapes of qkv (K=C, M=3C) and fcproj (K=F, M=C), with and without bias
+        const int shapes[2][2] = {{C, 3 * C}, {F, C}};
+        for (int si = 0; si < 2; si++) {
+            const int K = shapes[si][0], M = shapes[si][1];
+            for (int with_bias = 0; with_bias < 2; with_bias++) {
+                char what[64];
+                Buf x = buf_rand((size_t)N * K, 1), w = buf_rand((size_t)M * K, 1), bias = buf_rand(M, 1);
+                Buf out = buf_fill((size_t)N * M, NAN);
+                op_matmul_forward(be, out.f, x.f, w.f, with_bias ? bias.f : NULL, N, K, M);
+                ref_matmul_forward(out.d, x.d, w.d, with_bias ? bias.d : NULL, N, K, M);
+                snprintf(what, sizeof what, "out K=%d M=%d%s", K, M, with_bias ? " +bias" : "");
+                compare("matmul_forward", what, tag, out.f, out.d, out.n);
+                Buf dout = buf_rand((size_t)N * M, 1), dinp = buf_fill((size_t)N * K, NAN);
+                Buf dw = buf_rand((size_t)M * K, 1), db = buf_rand(M, 1);
+                op_matmul_backward(be, dinp.f, dw.f, with_bias ? db.f : NULL, dout.f, x.f, w.f, N, K, M);
+                ref_matmul_backward(dinp.d, dw.d, with_bias ? db.d : NULL, dout.d, x.d, w.d, N, K, M);
+                snprintf(what, sizeof what, "dinp (=) K=%d M=%d", K, M);
+                compare("matmul_backward", what, tag, dinp.f, dinp.d, dinp.n);
+                snprintf(what, sizeof what, "dw (+=) K=%d M=%d", K, M);
+                compare("matmul_backward", what, tag, dw.f, dw.d, dw.n);
+                if (with_bias) {
+                    snprintf(what, sizeof what, "dbias (+=) M=%d", M);
+                    compare("matmul_backward", what, tag, db.f, db.d, M);
+                }
+                buf_free(&x); buf_free(&w); buf_free(&bias); buf_free(&out); buf_free(&dout); buf_free(&dinp);
+                buf_free(&dw); buf_free(&db);
+            }
+        }
+    }
+    {  // attention
+        Buf qkv = buf_rand((size_t)N * 3 * C, 1.5), out = buf_fill((size_t)N * C, NAN);
+        Buf att = buf_fill((size_t)B * NH * T * T, NAN);
+        op_attention_forward(be, out.f, att.f, qkv.f, B, T, C, NH);
+        ref_attention_forward(out.d, att.d, qkv.d, B, T, C, NH);
+        compare("attention_forward", "out", tag, out.f, out.d, out.n);
+        // Only the causal lower triangle of att is part of the contract.
+        float *al = malloc(sizeof(float) * att.n);
+        double *ald = malloc(sizeof(double) * att.n);
+        size_t m = 0;
+        for (int bh = 0; bh < B * NH; bh++)
+            for (int t = 0; t < T; t++)
+                for (int t2 = 0; t2 <= t; t2++) {
+                    size_t i = ((size_t)bh * T + t) * T + t2;
+                    al[m] = att.f[i];
+                    ald[m++] = att.d[i];
+                }
+        compare("attention_forward", "att (causal triangle)", tag, al, ald, m);
+        free(al); free(ald);
+        Buf dout = buf_rand((size_t)N * C, 1), dqkv = buf_fill((size_t)N * 3 * C, NAN);
+        Buf scratch = buf_fill((size_t)B * NH * T * T, NAN);
+        op_attention_backward(be, dqkv.f, scratch.f, dout.f, qkv.f, att.f, B, T, C, NH);
+        ref_attention_backward(dqkv.d, dout.d, qkv.d, B, T, C, NH);
+        compare("attention_backward", "dqkv (=)", tag, dqkv.f, dqkv.d, dqkv.n);
+        float *again = malloc(sizeof(float) * dqkv.n);
+        memcpy(again, dqkv.f, sizeof(float) * dqkv.n);
+        op_attention_backward(be, dqkv.f, scratch.f, dout.f, qkv.f, att.f, B, T, C, NH);
+        char name[160];
+        snprintf(name, sizeof name, "attention_backward deterministic [%s]", tag);
+        harness_case(!memcmp(again, dqkv.f, sizeof(float) * dqkv.n), name, "two runs bitwise equal");
+        free(again);
+        buf_free(&qkv); buf_free(&out); buf_free(&att); buf_free(&dout); buf_free(&dqkv); buf_free(&scratch);
+    }
+    {  // gelu and residual
+        const size_t n = (size_t)N * F;
+        Buf x = buf_rand(n, 4), out = buf_fill(n, NAN), dout = buf_rand(n, 1), dinp = buf_fill(n, NAN);
+        op_gelu_forward(be, out.f, x.f, n);
+        ref_gelu_forward(out.d, x.d, n);
+        compare("gelu_forward", "out", tag, out.f, out.d, n);
+        op_gelu_backward(be, dinp.f, x.f, dout.f, n);
+        ref_gelu_backward(dinp.d, x.d, dout.d, n);
+        compare("gelu_backward", "dinp (=)", tag, dinp.f, dinp.d, n);
+        Buf a = buf_rand(n, 1), r = buf_fill(n, NAN);
+        op_residual_forward(be, r.f, a.f, x.f, n);
+        for (size_t i = 0; i < n; i++) r.d[i] = a.d[i] + x.d[i];
+        compare("residual_forward", "out", tag, r.f, r.d, n);
+        buf_free(&x); buf_free(&out); buf_free(&dout); buf_free(&dinp); buf_free(&a); buf_free(&r);
+    }
+    {  // fused classifier, with the gradient in place and without
+        Buf logits = buf_rand((size_t)N * Vp, 4), losses = buf_fill(N, NAN);
+        for (int n = 0; n < N; n++) for (int v = V; v < Vp; v++) logits.f[(size_t)n * Vp + v] = logits.d[(size_t)n * Vp + v] = 1e4;  // padding must not leak
+        float *keep = malloc(sizeof(float) * logits.n);
+        memcpy(keep, logits.f, sizeof(float) * logits.n);
+        double *dl = malloc(sizeof(double) * logits.n);
+        const double scale = 1.0 / N;
+        op_classifier_forward_backward(be, losses.f, logits.f, tok, N, V, Vp, 0.0f);
+        ref_classifier(losses.d, dl, logits.d, tok, N, V, Vp, scale);
+        compare("classifier", "losses", tag, losses.f, losses.d, N);
+        char name[160];
+        snprintf(name, sizeof name, "classifier scale 0 leaves logits [%s]", tag);
+        harness_case(!memcmp(keep, logits.f, sizeof(float) * logits.n), name, "unchanged");
+        op_classifier_forward_backward(be, losses.f, logits.f, tok, N, V, Vp, (float)scale);
+        compare("classifier", "dlogits in place (padded columns 0)", tag, logits.f, dl, logits.n);
+        free(keep); free(dl);
+        buf_free(&logits); buf_free(&losses);
+    }
+    {  // optimizer pieces: sum of squares, scale, zero, AdamW over 3 steps
+        const size_t n = (size_t)N * C + 7;
+        Buf x = buf_rand(n, 1);
+        double ss = 0;
+        for (size_t i = 0; i < n; i++) ss += x.d[i] * x.d[i];
+        double got = op_sum_squares(be, x.f, n);
+        char name[160];
+        snprintf(name, sizeof name, "sum_squares [%s]", tag);
+        harness_case(fabs(got - ss) <= 1e-12 * ss, name, "%.15g vs %.15g", got, ss);
+        op_scale(be, x.f, 0.5f, n);
+        for (size_t i = 0; i < n; i++) x.d[i] *= 0.5;
+        compare("scale", "x", tag, x.f, x.d, n);
+        x.f[3] = NAN;
+        op_zero(be, x.f, n);
+        for (size_t i = 0; i < n; i++) x.d[i] = 0;
+        compare("zero", "x (a NaN included)", tag, x.f, x.d, n);
+        Buf p = buf_rand(n, 1), m = buf_fill(n, 0), v = buf_fill(n, 0);
+        for (int t = 1; t <= 3; t++) {
+            Buf g = buf_rand(n, 1);
+            op_adamw_update(be, p.f, g.f, m.f, v.f, n, 1e-2f, 0.9f, 0.95f, 1e-8f, 0.1f, 0.7f, t);
+            ref_adamw(p.d, g.d, m.d, v.d, n, (double)1e-2f, (double)0.9f, (double)0.95f, (double)1e-8f, (double)0.1f,
+                      (double)0.7f, t);
+            buf_free(&g);
+        }
+        compare("adamw_update", "params after 3 steps", tag, p.f, p.d, n);
+        compare("adamw_update", "m", tag, m.f, m.d, n);
+        compare("adamw_update", "v", tag, v.f, v.d, n);
+        buf_free(&x); buf_free(&p); buf_free(&m); buf_free(&v);
+    }
+    free(tok);
+}
+
+// ---- finite differences of the float64 references ----
+// fd_check: f maps x (n) to y (m); analytic holds dL/dx for L = sum(w * y). Central differences at every x_i.
+typedef void (*FwdFn)(const double *x, double *y, void *ctx);
+static void fd_check(const char *name, FwdFn f, void *ctx, double *x, size_t n, size_t m, const double *w,
+                     const double *analytic) {
+    double *y = malloc(sizeof(double) * m), worst = 0, scale = 0;
+    size_t wi = 0;
+    for (size_t i = 0; i < n; i++) scale = fmax(scale, fabs(analytic[i]));
+    for (size_t i = 0; i < n; i++) {
+        const double h = 1e-6, x0 = x[i];
+        double lp = 0, lm = 0;
+        x[i] = x0 + h; f(x, y, ctx); for (size_t j = 0; j < m; j++) lp += w[j] * y[j];
+        x[i] = x0 - h; f(x, y, ctx); for (size_t j = 0; j < m; j++) lm += w[j] * y[j];
+        x[i] = x0;
+        double err = fabs((lp - lm) / (2 * h) - analytic[i]);
+        if (err > worst) { worst = err; wi = i; }
+    }
+    harness_case(worst <= 1e-6 * scale && scale > 0, name, "max |fd - analytic| %.3g (<= 1e-6 x %.3g) at %zu", worst,
+                 scale, wi);
+    free(y);
+}
+
+typedef struct FdCtx { int B, T, C, NH, N, K, M, V, Vp; const int32_t *tok; double *a, *b, *c; } FdCtx;
+static void f_enc_wte(const double *x, double *y, void *c) { FdCtx *k = c; ref_encoder_forward(y, k->tok, x, k->a, k->B, k->T, k->C); }
+static void f_ln_x(const double *x, double *y, void *c) { FdCtx *k = c; ref_layernorm_forward(y, NULL, NULL, x, k->a, k->b, k->N, k->C); }
+static void f_ln_w(const double *x, double *y, void *c) { FdCtx *k = c; ref_layernorm_forward(y, NULL, NULL, k->c, x, k->b, k->N, k->C); }
+static void f_ln_b(const double *x, double *y, void *c) { FdCtx *k = c; ref_layernorm_forward(y, NULL, NULL, k->c, k->a, x, k->N, k->C); }
+static void f_mm_x(const double *x, double *y, void *c) { FdCtx *k = c; ref_matmul_forward(y, x, k->a, k->b, k->N, k->K, k->M); }
+static void f_mm_w(const double *x, double *y, void *c) { FdCtx *k = c; ref_matmul_forward(y, k->c, x, k->b, k->N, k->K, k->M); }
+static void f_mm_b(const double *x, double *y, void *c) { FdCtx *k = c; ref_matmul_forward(y, k->c, k->a, x, k->N, k->K, k->M); }
+static void f_att(const double *x, double *y, void *c) { FdCtx *k = c; ref_attention_forward(y, NULL, x, k->B, k->T, k->C, k->NH); }
+static void f_gelu(const double *x, double *y, void *c) { FdCtx *k = c; ref_gelu_forward(y, x, (size_t)k->N); }
+static void f_xent(const double *x, double *y, void *c) {  // mean loss as a 1-vector
+    FdCtx *k = c;
+    double *l = malloc(sizeof(double) * k->N);
+    ref_classifier(l, NULL, x, k->tok, k->N, k->V, k->Vp, 0);
+    y[0] = 0;
+    for (int i = 0; i < k->N; i++) y[0] += l[i] / k->N;
+    free(l);
+}
+
+static double *drand(size_t n, double s) { double *x = malloc(sizeof(double) * n); for (size_t i = 0; i < n; i++) x[i] = s * urand(); return x; }
+static double *dzero(size_t n) { return calloc(n, sizeof(double)); }
+
+static void test_finite_differences(void) {
+    const int B = 2, T = 5, C = 6, NH = 2, N = B * T, V = 7, Vp = 128;
+    int32_t tok[10] = {1, 3, 3, 0, 6, 2, 5, 1, 4, 3};
+    FdCtx k = {.B = B, .T = T, .C = C, .NH = NH, .N = N, .tok = tok, .V = V, .Vp = Vp};
+    {
+        double *wte = drand((size_t)V * C, 1), *wpe = drand((size_t)T * C, 1), *w = drand((size_t)N * C, 1);
+        double *dwte = dzero((size_t)V * C), *dwpe = dzero((size_t)T * C);
+        k.a = wpe;
+        ref_encoder_backward(dwte, dwpe, w, tok, B, T, C);
+        fd_check("grad: encoder dwte (fp64 reference vs finite differences)", f_enc_wte, &k, wte, (size_t)V * C, (size_t)N * C, w, dwte);
+        free(wte); free(wpe); free(w); free(dwte); free(dwpe);
+    }
+    {
+        double *x = drand((size_t)N * C, 2), *lw = drand(C, 1), *lb = drand(C, 1), *w = drand((size_t)N * C, 1);
+        double *dx = dzero((size_t)N * C), *dw = dzero(C), *db = dzero(C);
+        ref_layernorm_backward(dx, dw, db, w, x, lw, N, C);
+        k.a = lw; k.b = lb; k.c = x;
+        fd_check("grad: layernorm dinp", f_ln_x, &k, x, (size_t)N * C, (size_t)N * C, w, dx);
+        fd_check("grad: layernorm dweight", f_ln_w, &k, lw, C, (size_t)N * C, w, dw);
+        fd_check("grad: layernorm dbias", f_ln_b, &k, lb, C, (size_t)N * C, w, db);
+        free(x); free(lw); free(lb); free(w); free(dx); free(dw); free(db);
+    }
+    {
+        const int K = 5, M = 7;
+        k.K = K; k.M = M;
+        double *x = drand((size_t)N * K, 1), *mw = drand((size_t)M * K, 1), *mb = drand(M, 1), *w = drand((size_t)N * M, 1);
+        double *dx = dzero((size_t)N * K), *dw = dzero((size_t)M * K), *db = dzero(M);
+        ref_matmul_backward(dx, dw, db, w, x, mw, N, K, M);
+        k.a = mw; k.b = mb; k.c = x;
+        fd_check("grad: matmul dinp", f_mm_x, &k, x, (size_t)N * K, (size_t)N * M, w, dx);
+        fd_check("grad: matmul dweight", f_mm_w, &k, mw, (size_t)M * K, (size_t)N * M, w, dw);
+        fd_check("grad: matmul dbias", f_mm_b, &k, mb, M, (size_t)N * M, w, db);
+        free(x); free(mw); free(mb); free(w); free(dx); free(dw); free(db);
+    }
+    {
+        double *qkv = drand((size_t)N * 3 * C, 1.5), *w = drand((size_t)N * C, 1), *dqkv = dzero((size_t)N * 3 * C);
+        ref_attention_backward(dqkv, w, qkv, B, T, C, NH);
+        fd_check("grad: attention dqkv", f_att, &k, qkv, (size_t)N * 3 * C, (size_t)N * C, w, dqkv);
+        free(qkv); free(w); free(dqkv);
+    }
+    {
+        double *x = drand(N, 4), *w = drand(N, 1), *dx = dzero(N);
+        ref_gelu_backward(dx, x, w, N);
+        fd_check("grad: gelu", f_gelu, &k, x, N, N, w, dx);
+        free(x); free(w); free(dx);
+    }
+    {
+        double *l = drand((size_t)N * Vp, 3), *dl = dzero((size_t)N * Vp), *loss = dzero(N), one = 1.0;
+        ref_classifier(loss, dl, l, tok, N, V, Vp, 1.0 / N);
+        fd_check("grad: classifier dlogits (mean cross-entropy)", f_xent, &k, l, (size_t)N * Vp, 1, &one, dl);
+        free(l); free(dl); free(loss);
+    }
+}
+
+int main(void) {
+    test_finite_differences();
+    const Shape shapes[] = {
+        {1, 1, 8, 1, 32, 5, 128},
+        {2, 7, 12, 3, 48, 33, 128},
+        {3, 13, 24, 2, 96, 65, 128},
+        {4, 64, 128, 4, 512, 65, 128},
+    };
+    const BackendKind kinds[] = {BACKEND_CPU, BACKEND_CPU_REF};
+    for (int k = 0; k < 2; k++) {
+        Backend be;
+        if (backend_init(&be, kinds[k], 0)) {
+            harness_case(0, "backend_init", "kind %d is not built in (OpenBLAS missing?)", kinds[k]);
+            continue;
+        }
+        for (size_t s = 0; s < sizeof shapes / sizeof shapes[0]; s++) test_backend(&be, &shapes[s]);
+    }
+    return harness_finish();
+}
