@@ -196,9 +196,10 @@ int cmd_train(Options *o) {
         if (!isfinite(m.loss) || !isfinite(m.grad_norm)) {
             if (!nan_skip) {
                 fprintf(stderr,
-                        "gptrain: error: step %d: loss %g, gradient norm %g is not finite (--nan-policy stop); "
+                        "gptrain: error: step %d: loss %s, gradient norm %s: not finite (--nan-policy stop); "
                         "stopping without writing %s\n",
-                        m.step, m.loss, m.grad_norm, model_path);
+                        m.step, isfinite(m.loss) ? "finite" : isnan(m.loss) ? "NaN" : "Inf",
+                        isfinite(m.grad_norm) ? "finite" : isnan(m.grad_norm) ? "NaN" : "Inf", model_path);
                 write_json(logf, &m, NAN);
                 if (logf) fclose(logf);
                 return EXIT_DIVERGED;
