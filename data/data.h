@@ -63,16 +63,21 @@ int data_vocab_size(const char *dir, int *vocab_size, char *err, size_t errlen);
 //   shuffle off (llm.c order): one contiguous stretch per batch; batch k of rank r covers tokens
 //     [p, p + B*T + 1) with p = (k*world + r)*B*T, and when the next batch would run past the end the position
 //     returns to r*B*T (llm.c's DataLoader reset);
-//   shuffle on: each of the B rows starts at a uniformly random offset in [0, ntok - T - 1], drawn from a generator
-//     seeded by (seed, rank), so runs are deterministic for a seed and ranks draw different windows.
+//   shuffle on: epochs of non-overlapping windows: each epoch draws an offset in [0, T) and a permutation of the
+//     windows [offset + i*T, offset + (i+1)*T + 1), from a generator seeded by seed, so every token is read once per
+//     epoch and runs are deterministic for a seed; rank r of world takes every world-th window of the permutation.
 typedef struct DataLoader {
     uint16_t *tokens;   // the split, all shards concatenated in file-name order
     size_t ntok;
     int B, T, rank, world, shuffle;
     uint64_t seed;
     uint64_t rng;       // generator state (shuffle on)
-    size_t pos;         // next start (shuffle off)
+    size_t pos;         // next start (shuffle off); next index into perm (shuffle on)
     size_t batches;     // batches served since open/reset
+    uint32_t *perm;     // shuffle on: this epoch's order of the windows (allocated at open)
+    size_t nwin;        // windows in perm
+    size_t offset;      // this epoch's start offset in [0, T)
+    uint64_t epoch;
 } DataLoader;
 
 // split: "train" or "val"; reads every DIR/<split>_*.bin in name order. Errors: no shard found, a bad shard (see

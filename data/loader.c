@@ -3,8 +3,10 @@
  * a prefetch thread behind the same calls).
  *   shuffle off: llm.c's DataLoader order: batch k of rank r covers [p, p + B·T + 1), p = (k·world + r)·B·T, back to
  *                r·B·T when the next batch would run past the end;
- *   shuffle on:  each row starts at a uniform offset in [0, ntok − T − 1] from xorshift64* seeded by
- *                splitmix64(seed ⊕ rank·golden), so runs repeat for a seed and ranks draw different windows.
+ *   shuffle on:  epochs of non-overlapping windows: per epoch an offset in [0, T) and a Fisher-Yates permutation of
+ *                the windows starting at offset + i·T, from xorshift64* seeded by splitmix64(seed) (the same on every
+ *                rank); rank r takes windows r, r + world, ... of it. Every token is read once per epoch (sampling
+ *                with replacement would read some windows three times and others never in 1.5 epochs).
  */
 #include <glob.h>
 #include <stdio.h>
@@ -64,6 +66,8 @@ int data_loader_open(DataLoader *dl, const char *dir, const char *split, int B, 
         dl->tokens = NULL;
         return -1;
     }
+    dl->perm = malloc(sizeof(uint32_t) * (dl->ntok / T + 1));
+    if (!dl->perm) { snprintf(err, errlen, "%s: out of memory", dir); free(dl->tokens); dl->tokens = NULL; return -1; }
     dl->B = B;
     dl->T = T;
     dl->rank = rank;
@@ -74,19 +78,38 @@ int data_loader_open(DataLoader *dl, const char *dir, const char *split, int B, 
     return 0;
 }
 
+// A new epoch's order: offset in [0, T), then the windows offset + i*T that have T+1 tokens, permuted.
+static void new_epoch(DataLoader *dl) {
+    const size_t T = dl->T;
+    dl->offset = xorshift64s(&dl->rng) % T;
+    dl->nwin = (dl->ntok - 1 - dl->offset) / T;
+    for (size_t i = 0; i < dl->nwin; i++) dl->perm[i] = (uint32_t)i;
+    for (size_t i = dl->nwin - 1; i > 0; i--) {
+        size_t j = xorshift64s(&dl->rng) % (i + 1);
+        uint32_t t = dl->perm[i];
+        dl->perm[i] = dl->perm[j];
+        dl->perm[j] = t;
+    }
+    dl->pos = dl->rank;
+    dl->epoch++;
+}
+
 void data_loader_reset(DataLoader *dl) {
-    dl->rng = splitmix64(dl->seed ^ ((uint64_t)dl->rank * 0x9E3779B97F4A7C15ull));
+    dl->rng = splitmix64(dl->seed);
     if (!dl->rng) dl->rng = 1;
-    dl->pos = (size_t)dl->rank * dl->B * dl->T;
     dl->batches = 0;
+    dl->epoch = 0;
+    if (dl->shuffle) new_epoch(dl);
+    else dl->pos = (size_t)dl->rank * dl->B * dl->T;
 }
 
 void data_loader_next(DataLoader *dl, int32_t *inputs, int32_t *targets) {
     const size_t B = dl->B, T = dl->T;
     if (dl->shuffle) {
-        const uint64_t span = dl->ntok - T;  // starts 0 .. ntok-T-1 leave room for the T+1 window
         for (size_t b = 0; b < B; b++) {
-            const uint16_t *w = dl->tokens + xorshift64s(&dl->rng) % span;
+            if (dl->pos >= dl->nwin) new_epoch(dl);
+            const uint16_t *w = dl->tokens + dl->offset + (size_t)dl->perm[dl->pos] * T;
+            dl->pos += dl->world;
             for (size_t t = 0; t < T; t++) {
                 inputs[b * T + t] = w[t];
                 targets[b * T + t] = w[t + 1];
@@ -106,5 +129,7 @@ void data_loader_next(DataLoader *dl, int32_t *inputs, int32_t *targets) {
 
 void data_loader_close(DataLoader *dl) {
     free(dl->tokens);
+    free(dl->perm);
     dl->tokens = NULL;
+    dl->perm = NULL;
 }

@@ -120,6 +120,47 @@ int main(void) {
     data_loader_close(&b2);
     data_loader_close(&c);
 
+    // Shuffle on reads epochs: within one epoch every window offset + i*T appears exactly once (tok[i] = i here, so a
+    // row's first input is its start); rank r of 2 takes every second window of the same permutation.
+    {
+        uint16_t seq[NT];
+        for (int i = 0; i < NT; i++) seq[i] = (uint16_t)i;
+        path_of(p, sizeof p, "seq", "train_000000.bin");
+        shard_write(p, seq, NT, err, sizeof err);
+        snprintf(dir, sizeof dir, "%s/seq", DIR_);
+        DataLoader e, q0, q1;
+        data_loader_open(&e, dir, "train", 1, T, 0, 1, 1, 3, 0, err, sizeof err);
+        const size_t off = e.offset, nwin = e.nwin;
+        int seen[NT] = {0}, epoch_ok = nwin == (NT - 1 - off) / T;
+        for (size_t w = 0; w < nwin; w++) {
+            data_loader_next(&e, in, tg);
+            size_t st = (size_t)in[0];
+            if (st < off || (st - off) % T || seen[st]++) epoch_ok = 0;
+        }
+        harness_case(epoch_ok && e.epoch == 1, "shuffle on: one epoch reads every window once", "offset %zu, %zu windows",
+                     off, nwin);
+        data_loader_next(&e, in, tg);
+        harness_case(e.epoch == 2, "shuffle on: the next batch starts a new epoch", "epoch %llu",
+                     (unsigned long long)e.epoch);
+        data_loader_reset(&e);
+        data_loader_open(&q0, dir, "train", 1, T, 0, 2, 1, 3, 0, err, sizeof err);
+        data_loader_open(&q1, dir, "train", 1, T, 1, 2, 1, 3, 0, err, sizeof err);
+        int split_ok = 1;
+        for (int k = 0; k < 10; k++) {
+            int32_t a0[16], a1[16], t0[16];
+            data_loader_next(&e, in, tg);
+            data_loader_next(&q0, a0, t0);
+            if (in[0] != a0[0]) split_ok = 0;
+            data_loader_next(&e, in, tg);
+            data_loader_next(&q1, a1, t0);
+            if (in[0] != a1[0]) split_ok = 0;
+        }
+        harness_case(split_ok, "shuffle on: ranks 0 and 1 of 2 interleave one rank's windows", "10 windows each");
+        data_loader_close(&e);
+        data_loader_close(&q0);
+        data_loader_close(&q1);
+    }
+
     // ---- refusals ----
     snprintf(dir, sizeof dir, "%s/none", DIR_);
     mkdir(dir, 0755);
