@@ -15,6 +15,7 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 
 #ifdef __cplusplus
 extern "C" {
@@ -39,6 +40,14 @@ int char_tokenizer_encode(const CharTokenizer *tok, const uint8_t *text, size_t 
                           char *err, size_t errlen);
 // Decode one token to its byte; -1 for an id outside the vocabulary.
 int char_tokenizer_decode(const CharTokenizer *tok, int id);
+
+// ---- files (fileio.c) ----
+// Atomic replacement of PATH: open PATH.tmp (tmp receives its name), write, then file_commit_tmp(ok = every write
+// succeeded) fsyncs, closes and renames it over PATH, or removes it and reports. -1 with err on failure.
+FILE *file_create_tmp(const char *path, char *tmp, size_t tmplen, char *err, size_t errlen);
+int file_commit_tmp(FILE *f, const char *tmp, const char *path, int ok, char *err, size_t errlen);
+// mkdir -p PATH; errors name the flag that gave the path ("--out").
+int file_mkdirs(const char *path, const char *flag, char *err, size_t errlen);
 
 // ---- shards ----
 // Write atomically: PATH.tmp, fsync, rename over PATH. Never leaves a partial PATH.

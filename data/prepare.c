@@ -11,28 +11,6 @@
 
 #include "data.h"
 
-static int mkdir_p(const char *path, char *err, size_t errlen) {
-    char buf[4096];
-    if (strlen(path) >= sizeof buf) { snprintf(err, errlen, "--out %s: path too long", path); return -1; }
-    strcpy(buf, path);
-    for (char *p = buf + 1;; p++) {
-        if (*p != '/' && *p) continue;
-        char c = *p;
-        *p = 0;
-        struct stat st;
-        if (mkdir(buf, 0755) && errno != EEXIST) {
-            snprintf(err, errlen, "--out %s: cannot create directory %s (%s)", path, buf, strerror(errno));
-            return -1;
-        }
-        if (stat(buf, &st) || !S_ISDIR(st.st_mode)) {
-            snprintf(err, errlen, "--out %s: %s exists and is not a directory", path, buf);
-            return -1;
-        }
-        *p = c;
-        if (!c) return 0;
-    }
-}
-
 int data_prepare(const char *input_path, const char *out_dir, const char *tokenizer, double val_fraction, char *err,
                  size_t errlen) {
     if (strcmp(tokenizer, "char") != 0) {
@@ -72,7 +50,7 @@ int data_prepare(const char *input_path, const char *out_dir, const char *tokeni
         CharTokenizer tok;
         char_tokenizer_build(&tok, text, n);
         char path[4096];
-        if (!char_tokenizer_encode(&tok, text, n, tokens, err, errlen) && !mkdir_p(out_dir, err, errlen)) {
+        if (!char_tokenizer_encode(&tok, text, n, tokens, err, errlen) && !file_mkdirs(out_dir, "--out", err, errlen)) {
             snprintf(path, sizeof path, "%s/train_000000.bin", out_dir);
             if (!shard_write(path, tokens, ntrain, err, errlen)) {
                 snprintf(path, sizeof path, "%s/val_000000.bin", out_dir);

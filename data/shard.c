@@ -20,18 +20,10 @@ int shard_write(const char *path, const uint16_t *tokens, size_t ntok, char *err
     h[1] = SHARD_VERSION;
     h[2] = (int32_t)ntok;
     char tmp[4096];
-    snprintf(tmp, sizeof tmp, "%s.tmp", path);
-    FILE *f = fopen(tmp, "wb");
-    if (!f) { snprintf(err, errlen, "%s: cannot write (%s)", tmp, strerror(errno)); return -1; }
+    FILE *f = file_create_tmp(path, tmp, sizeof tmp, err, errlen);
+    if (!f) return -1;
     int ok = fwrite(h, sizeof h, 1, f) == 1 && fwrite(tokens, sizeof(uint16_t), ntok, f) == ntok;
-    if (fflush(f) || fsync(fileno(f))) ok = 0;
-    if (fclose(f)) ok = 0;
-    if (!ok || rename(tmp, path)) {
-        snprintf(err, errlen, "%s: write failed (%s)", path, strerror(errno));
-        unlink(tmp);
-        return -1;
-    }
-    return 0;
+    return file_commit_tmp(f, tmp, path, ok, err, errlen);
 }
 
 int shard_read(const char *path, uint16_t **tokens, size_t *ntok, int vocab_size, char *err, size_t errlen) {

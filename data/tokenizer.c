@@ -25,21 +25,12 @@ void char_tokenizer_build(CharTokenizer *tok, const uint8_t *text, size_t n) {
 
 int char_tokenizer_save(const CharTokenizer *tok, const char *path, char *err, size_t errlen) {
     char tmp[4096];
-    snprintf(tmp, sizeof tmp, "%s.tmp", path);
-    FILE *f = fopen(tmp, "w");
-    if (!f) { snprintf(err, errlen, "%s: cannot write (%s)", tmp, strerror(errno)); return -1; }
+    FILE *f = file_create_tmp(path, tmp, sizeof tmp, err, errlen);
+    if (!f) return -1;
     fprintf(f, "gptrain-tokenizer 1\ntype char\nvocab_size %d\nbytes", tok->vocab_size);
     for (int i = 0; i < tok->vocab_size; i++) fprintf(f, " %d", tok->bytes[i]);
     fprintf(f, "\n");
-    int ok = !ferror(f);
-    if (fflush(f) || fsync(fileno(f))) ok = 0;
-    if (fclose(f)) ok = 0;
-    if (!ok || rename(tmp, path)) {
-        snprintf(err, errlen, "%s: write failed (%s)", path, strerror(errno));
-        unlink(tmp);
-        return -1;
-    }
-    return 0;
+    return file_commit_tmp(f, tmp, path, 1, err, errlen);
 }
 
 // Parse the "key value" lines; type and vocab_size are required, bytes only for type char.

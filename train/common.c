@@ -77,26 +77,8 @@ void resolve_backend(const Options *o, Backend *be) {
 }
 
 int make_dirs(const char *path, const char *flag, char *err, size_t errlen) {
+    if (file_mkdirs(path, flag, err, errlen)) return -1;
     char buf[4096];
-    if (strlen(path) >= sizeof buf) { snprintf(err, errlen, "%s %s: path too long", flag, path); return -1; }
-    strcpy(buf, path);
-    for (char *p = buf + 1;; p++) {
-        if (*p == '/' || *p == 0) {
-            char c = *p;
-            *p = 0;
-            if (mkdir(buf, 0755) && errno != EEXIST) {
-                snprintf(err, errlen, "%s %s: cannot create directory %s (%s)", flag, path, buf, strerror(errno));
-                return -1;
-            }
-            struct stat st;
-            if (stat(buf, &st) || !S_ISDIR(st.st_mode)) {
-                snprintf(err, errlen, "%s %s: %s exists and is not a directory", flag, path, buf);
-                return -1;
-            }
-            *p = c;
-            if (!c) break;
-        }
-    }
     // Prove we can write there now, before any work is done.
     snprintf(buf, sizeof buf, "%s/.gptrain-write-test-%d", path, (int)getpid());
     int fd = open(buf, O_WRONLY | O_CREAT | O_TRUNC, 0644);
@@ -113,13 +95,8 @@ int copy_file_atomic(const char *src, const char *dst, char *err, size_t errlen)
     FILE *in = fopen(src, "rb");
     if (!in) { snprintf(err, errlen, "%s: cannot open (%s)", src, strerror(errno)); return -1; }
     char tmp[4096];
-    snprintf(tmp, sizeof tmp, "%s.tmp", dst);
-    FILE *out = fopen(tmp, "wb");
-    if (!out) {
-        snprintf(err, errlen, "%s: cannot write (%s)", tmp, strerror(errno));
-        fclose(in);
-        return -1;
-    }
+    FILE *out = file_create_tmp(dst, tmp, sizeof tmp, err, errlen);
+    if (!out) { fclose(in); return -1; }
     char buf[65536];
     size_t n;
     int ok = 1;
@@ -127,14 +104,7 @@ int copy_file_atomic(const char *src, const char *dst, char *err, size_t errlen)
         if (fwrite(buf, 1, n, out) != n) { ok = 0; break; }
     if (ferror(in)) ok = 0;
     fclose(in);
-    if (fflush(out) || fsync(fileno(out))) ok = 0;
-    if (fclose(out)) ok = 0;
-    if (!ok || rename(tmp, dst)) {
-        snprintf(err, errlen, "%s: write failed (%s)", dst, strerror(errno));
-        unlink(tmp);
-        return -1;
-    }
-    return 0;
+    return file_commit_tmp(out, tmp, dst, ok, err, errlen);
 }
 
 double measure_peak_tflops(Backend *be) {

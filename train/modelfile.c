@@ -8,6 +8,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "data.h"
 #include "gptrain.h"
 
 #define MODEL_MAGIC 20240326
@@ -25,19 +26,11 @@ int modelfile_save(const GPT *g, const char *path, char *err, size_t errlen) {
     h[7] = g->cfg.padded_vocab;
     h[8] = g->cfg.d_ff;
     char tmp[4096];
-    snprintf(tmp, sizeof tmp, "%s.tmp", path);
-    FILE *f = fopen(tmp, "wb");
-    if (!f) { snprintf(err, errlen, "%s: cannot write (%s)", tmp, strerror(errno)); return -1; }
+    FILE *f = file_create_tmp(path, tmp, sizeof tmp, err, errlen);
+    if (!f) return -1;
     int ok = fwrite(h, sizeof h, 1, f) == 1 &&
              fwrite(g->params_mem, sizeof(float), g->mem.num_params, f) == g->mem.num_params;
-    if (fflush(f) || fsync(fileno(f))) ok = 0;
-    if (fclose(f)) ok = 0;
-    if (!ok || rename(tmp, path)) {
-        snprintf(err, errlen, "%s: write failed (%s)", path, strerror(errno));
-        unlink(tmp);
-        return -1;
-    }
-    return 0;
+    return file_commit_tmp(f, tmp, path, ok, err, errlen);
 }
 
 static int read_header(FILE *f, const char *path, int32_t *h, char *err, size_t errlen) {
