@@ -40,7 +40,12 @@ def param_shapes(L, C, F, Vp, maxT):
             "fcw": (L, F, C), "fcb": (L, F), "fcprojw": (L, C, F), "fcprojb": (L, C), "lnfw": (C,), "lnfb": (C,)}
 
 
+EXACT_GELU = False  # --gelu exact (bench only): nanoGPT's nn.GELU() instead of GPT-2's tanh approximation
+
+
 def gelu_tanh(x):
+    if EXACT_GELU:
+        return torch.nn.functional.gelu(x)
     return 0.5 * x * (1.0 + torch.tanh(math.sqrt(2.0 / math.pi) * (x + 0.044715 * x ** 3)))
 
 
@@ -110,15 +115,16 @@ def init_params(gen, L, C, F, V, Vp, maxT, dtype, perturb_ln):
 
 def make_optimizer(p, lr, beta1, beta2, eps, wd):
     decay = [p[n] for n in PARAM_NAMES if n in DECAY]
-    no_decay = [p[n] for n in PARAM_NAMES if n not in DECAY]
+    no_decay = [p[n] for n in PARAM_NAMES if n not in DECAY and p[n].requires_grad]
     return torch.optim.AdamW([{"params": decay, "weight_decay": wd}, {"params": no_decay, "weight_decay": 0.0}],
                              lr=lr, betas=(beta1, beta2), eps=eps)
 
 
 def clip_(p, clip):
-    norm = math.sqrt(sum(float((p[n].grad.double() ** 2).sum()) for n in PARAM_NAMES))
+    names = [n for n in PARAM_NAMES if p[n].grad is not None]
+    norm = math.sqrt(sum(float((p[n].grad.double() ** 2).sum()) for n in names))
     if clip > 0 and norm > clip:
-        for n in PARAM_NAMES:
+        for n in names:
             p[n].grad.mul_(clip / norm)
     return norm
 
@@ -217,7 +223,8 @@ def bench(a):
     F = 4 * a.d_model
     gen = torch.Generator().manual_seed(a.seed)
     p = init_params(gen, a.n_layer, a.d_model, F, V, Vp, a.seq_len, torch.float32, perturb_ln=False)
-    p = {n: t.requires_grad_(True) for n, t in p.items()}
+    # --no-bias: nanoGPT's bias=False variant: every bias (linear and LayerNorm) stays zero and is not trained.
+    p = {n: t.requires_grad_(not (a.no_bias and n.endswith("b"))) for n, t in p.items()}
     opt = make_optimizer(p, a.lr, a.beta1, a.beta2, a.eps, a.weight_decay)
     B, T = a.batch, a.seq_len
     times = []
@@ -237,8 +244,21 @@ def bench(a):
         times.append(time.perf_counter() - t0)
     steady = sorted(times[10:] if len(times) > 10 else times)
     median = steady[len(steady) // 2]
-    print(json.dumps({"tokens_per_s": B * T / median, "step_ms": median * 1e3, "final_loss": loss.item(),
-                      "threads": torch.get_num_threads(), "torch": torch.__version__}))
+    result = {"tokens_per_s": B * T / median, "step_ms": median * 1e3, "final_loss": loss.item(),
+              "threads": torch.get_num_threads(), "torch": torch.__version__}
+    if a.eval:
+        # gptrain's evaluation: the whole val split in consecutive (B, T+1) windows (llm.c order), mean of batch means.
+        val = torch.from_numpy(read_shard(a.data + "/val_000000.bin"))
+        nb = (len(val) - 1) // (B * T)
+        with torch.no_grad():
+            tot = 0.0
+            for k in range(nb):
+                w = val[k * B * T: k * B * T + B * T + 1]
+                x, y = w[:-1].view(B, T), w[1:].view(B, T)
+                tot += torch.nn.functional.cross_entropy(forward(p, x, a.n_layer, a.n_head, V).reshape(-1, V),
+                                                         y.reshape(-1)).item()
+        result["val_loss"] = tot / nb
+    print(json.dumps(result))
 
 
 def main():
@@ -262,7 +282,12 @@ def main():
     ap.add_argument("--eps", type=float, default=1e-8)
     ap.add_argument("--weight-decay", type=float, default=0.1)
     ap.add_argument("--grad-clip", type=float, default=1.0)
+    ap.add_argument("--eval", action="store_true", help="bench: report the val loss over the whole val split")
+    ap.add_argument("--no-bias", action="store_true", help="bench: nanoGPT's bias=False variant")
+    ap.add_argument("--gelu", choices=["tanh", "exact"], default="tanh", help="bench: GELU flavour")
     a = ap.parse_args()
+    global EXACT_GELU
+    EXACT_GELU = a.gelu == "exact"
     if a.fixture:
         write_fixture(a.fixture)
     elif a.bench:
