@@ -37,7 +37,8 @@ int modelfile_save(const GPT *g, const char *path, char *err, size_t errlen);
 int modelfile_read_config(const char *path, GPTConfig *cfg, char *err, size_t errlen);
 int modelfile_load_weights(GPT *g, const char *path, char *err, size_t errlen);
 
-// Peak matmul throughput of this backend in TFLOPS: the best of a few square GEMMs through op_matmul_forward.
+// Peak matmul throughput of this machine in TFLOPS: the best of a few square GEMMs through the fastest CPU matmul
+// built in (OpenBLAS when present, whatever --cpu-kernels says).
 double measure_peak_tflops(Backend *be);
 
 // Atomically copy a small file (tokenizer.txt next to the model).
