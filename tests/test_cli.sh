@@ -21,6 +21,9 @@ expect_error() {
     ok "$name: $(cat "$T/err")"
 }
 
+(cd data/tinyshakespeare && sha256sum --quiet -c input.txt.sha256) >"$T/sha" 2>&1 \
+    && grep -q 86c4e6aa9db7c042ec79f339dcb96d42b0075e16b8fc2e86bf0ca57e2dc565ed data/tinyshakespeare/input.txt.sha256 \
+    && ok "vendored Tiny Shakespeare matches its published sha256" || bad "vendored corpus" "$(cat "$T/sha")"
 D=$T/data
 $G prepare --input data/tinyshakespeare/input.txt --out "$D" --tokenizer char --val-fraction 0.1 >"$T/prep" 2>&1 \
     && [ -f "$D/train_000000.bin" ] && [ -f "$D/val_000000.bin" ] && [ -f "$D/tokenizer.txt" ] \
