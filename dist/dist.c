@@ -6,6 +6,7 @@
 
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 
 static int env_int(const char *name) {
     const char *v = getenv(name);
@@ -19,6 +20,8 @@ int dist_init(Dist *d, char *err, size_t errlen) {
     d->backend = "none";
     static const char *vars[] = {"WORLD_SIZE", "SLURM_NTASKS", "OMPI_COMM_WORLD_SIZE", "PMI_SIZE"};
     for (size_t i = 0; i < sizeof(vars) / sizeof(vars[0]); i++) {
+        // Inside a Slurm allocation SLURM_NTASKS is set for the batch script too; only srun's tasks have SLURM_PROCID.
+        if (!strcmp(vars[i], "SLURM_NTASKS") && !getenv("SLURM_PROCID")) continue;
         int n = env_int(vars[i]);
         if (n > 1) {
             snprintf(err, errlen,

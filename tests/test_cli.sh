@@ -99,6 +99,7 @@ $G train $RUN --steps 6 --lr 1e30 --nan-policy skip --log "$T/nan.jsonl" --out "
     || bad "--nan-policy skip" "$(tail -3 "$T/ns")"
 expect_error "prepare: missing input" 2 "$T/none.txt" $G prepare --input "$T/none.txt" --out "$T/p"
 expect_error "sample: missing model" 2 "$T/empty/model.bin" $G sample --from "$T/empty"
+expect_error "multi-process launch refused" 2 "WORLD_SIZE=2" env WORLD_SIZE=2 $G train $RUN --out "$T/keep"
 expect_error "device cuda without a CUDA build" 2 "\-\-device cuda" $G train $RUN --device cuda --out "$T/keep"
 echo "$passed passed, $failed failed"
 [ "$failed" -eq 0 ]
