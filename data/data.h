@@ -72,7 +72,8 @@ int data_vocab_size(const char *dir, int *vocab_size, char *err, size_t errlen);
 //   shuffle off (llm.c order): one contiguous stretch per batch; batch k of rank r covers tokens
 //     [p, p + B*T + 1) with p = (k*world + r)*B*T, and when the next batch would run past the end the position
 //     returns to r*B*T (llm.c's DataLoader reset);
-//   shuffle on: epochs of non-overlapping windows: each epoch draws an offset in [0, T) and a permutation of the
+//   shuffle on: epochs of non-overlapping windows: each epoch draws an offset in [0, T) (narrower on a split shorter
+//     than (world+1)*T, so every rank still gets a window) and a permutation of the
 //     windows [offset + i*T, offset + (i+1)*T + 1), from a generator seeded by seed, so every token is read once per
 //     epoch and runs are deterministic for a seed; rank r of world takes every world-th window of the permutation.
 typedef struct DataLoader {

@@ -14,7 +14,11 @@
 _Static_assert(__BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__, "shards are little-endian; big-endian hosts unsupported");
 
 int shard_write(const char *path, const uint16_t *tokens, size_t ntok, char *err, size_t errlen) {
-    if (ntok > 0x7fffffff) { snprintf(err, errlen, "%s: %zu tokens do not fit one shard (int32 count)", path, ntok); return -1; }
+    if (ntok > 0x7fffffff) {
+        snprintf(err, errlen, "%s: %zu tokens, expected at most 2^31 - 1 per shard (the header's count is int32)",
+                 path, ntok);
+        return -1;
+    }
     int32_t h[SHARD_HEADER_INTS] = {0};
     h[0] = SHARD_MAGIC;
     h[1] = SHARD_VERSION;
@@ -32,8 +36,13 @@ int shard_read(const char *path, uint16_t **tokens, size_t *ntok, int vocab_size
     FILE *f = fopen(path, "rb");
     if (!f) { snprintf(err, errlen, "%s: cannot open (%s)", path, strerror(errno)); return -1; }
     struct stat st;
+    if (fstat(fileno(f), &st) || !S_ISREG(st.st_mode)) {
+        snprintf(err, errlen, "%s: not a regular file, expected an llm.c token shard", path);
+        fclose(f);
+        return -1;
+    }
     int32_t h[SHARD_HEADER_INTS];
-    if (fstat(fileno(f), &st) || fread(h, sizeof h, 1, f) != 1) {
+    if (fread(h, sizeof h, 1, f) != 1) {
         snprintf(err, errlen, "%s: shorter than the %zu-byte header of an llm.c token shard", path, sizeof h);
         fclose(f);
         return -1;

@@ -66,6 +66,10 @@ static int read_tokenizer_file(const char *path, char *type, size_t typelen, int
                  path);
         return -1;
     }
+    if (*vocab > 65536) {
+        snprintf(err, errlen, "%s: vocab_size %d, expected at most 65536 (shards store uint16 tokens)", path, *vocab);
+        return -1;
+    }
     if (tok) {
         if (strcmp(type, "char")) {
             snprintf(err, errlen, "%s: tokenizer type '%s', expected char", path, type);

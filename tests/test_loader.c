@@ -1,273 +1,500 @@
 /*
- * test_loader.c: the data room. Shard format round trip and every refusal (missing, truncated, wrong magic, wrong
- * version, token outside the vocabulary, too few tokens); the loader's llm.c order (shuffle off) against the formula
- * [k·B·T, k·B·T + B·T + 1) with its reset, per-rank striding, shuffled windows that are real contiguous windows and
- * repeat for a seed; the character tokenizer round trip over the vendored Tiny Shakespeare; and prepare's refusals,
- * which leave existing shards untouched.
+ * test_loader.c: the data room. Shard format round trip and every refusal (missing, not a file, truncated, trailing
+ * bytes, wrong magic, wrong version, token outside the vocabulary, too few tokens); shards concatenated in file-name
+ * order; the loader's llm.c order (shuffle off) against the formula [k·B·T, k·B·T + B·T + 1) with its reset, per-rank
+ * striding; shuffled windows that are real contiguous windows, repeat for a seed, cover every window once per epoch
+ * and survive splits barely longer than one batch; the character tokenizer round trip over the vendored Tiny
+ * Shakespeare; prepare's output decoding back to its text, and its refusals, which leave an existing set of shards
+ * untouched. Runs from the repository root (it reads data/tinyshakespeare/input.txt).
  */
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "data.h"
 #include "harness.h"
 
-static char DIR_[256];
+static char ROOT[256];   // the mkdtemp directory every file of this test lives under
 
+// ROOT/sub/name, creating ROOT/sub.
 static void path_of(char *out, size_t n, const char *sub, const char *name) {
-    snprintf(out, n, "%s/%s", DIR_, sub);
+    snprintf(out, n, "%s/%s", ROOT, sub);
     mkdir(out, 0755);
-    snprintf(out, n, "%s/%s/%s", DIR_, sub, name);
+    snprintf(out, n, "%s/%s/%s", ROOT, sub, name);
 }
 
-static int expect_fail(int rc, const char *err, const char *want1, const char *want2, const char *name) {
-    int ok = rc == -1 && strstr(err, want1) && (!want2 || strstr(err, want2));
+// A refusal passes when the call returned -1 and its one-line message holds both expected pieces.
+static void expect_fail(int rc, const char *err, const char *want1, const char *want2, const char *name) {
+    int ok = rc == -1 && strstr(err, want1) && (!want2 || strstr(err, want2)) && !strchr(err, '\n');
     harness_case(ok, name, "rc %d: %s", rc, err);
-    return ok;
 }
 
-static void write_raw(const char *path, const int32_t *hdr, const uint16_t *tok, size_t ntok) {
+static void write_raw(const char *path, const int32_t *hdr, const uint16_t *tok, size_t ntok, size_t extra) {
     FILE *f = fopen(path, "wb");
+    if (!f) return;
     fwrite(hdr, sizeof(int32_t), 256, f);
     fwrite(tok, sizeof(uint16_t), ntok, f);
+    for (size_t i = 0; i < extra; i++) fputc(0, f);
     fclose(f);
 }
 
-int main(void) {
-    char err[1024], p[512], dir[512];
-    snprintf(DIR_, sizeof DIR_, "/tmp/gptrain-test-loader-XXXXXX");
-    if (!mkdtemp(DIR_)) { perror("mkdtemp"); return 1; }
+static void write_text(const char *path, const char *text) {
+    FILE *f = fopen(path, "w");
+    if (!f) return;
+    fputs(text, f);
+    fclose(f);
+}
 
-    // ---- a split of 1000 tokens, tok[i] = i % 61 ----
+// Over a source with tok[i] = i, every row of a batch must be the window [s, s + T] for some s with s + T < n.
+static int rows_are_windows(const int32_t *in, const int32_t *tg, int B, int T, size_t n) {
+    for (int r = 0; r < B; r++) {
+        const int32_t s = in[r * T];
+        if (s < 0 || (size_t)s + T >= n) return 0;
+        for (int t = 0; t < T; t++)
+            if (in[r * T + t] != s + t || tg[r * T + t] != s + t + 1) return 0;
+    }
+    return 1;
+}
+
+// Identity of a file's contents: a rename over it changes the inode, a rewrite in place the mtime.
+static int same_file(const struct stat *a, const char *path) {
+    struct stat b;
+    return !stat(path, &b) && a->st_ino == b.st_ino && a->st_size == b.st_size &&
+           a->st_mtim.tv_sec == b.st_mtim.tv_sec && a->st_mtim.tv_nsec == b.st_mtim.tv_nsec;
+}
+
+int main(void) {
+    char err[1024], p[1024], dir[512];
+    snprintf(ROOT, sizeof ROOT, "/tmp/gptrain-test-loader-XXXXXX");
+    if (!mkdtemp(ROOT)) { perror("mkdtemp"); return 1; }
+
+    // ---- shards: a split of 1000 tokens, tok[i] = i % 61 ----
     enum { NT = 1000 };
     uint16_t tok[NT];
     for (int i = 0; i < NT; i++) tok[i] = (uint16_t)(i % 61);
     path_of(p, sizeof p, "ok", "train_000000.bin");
-    harness_case(!shard_write(p, tok, NT, err, sizeof err), "shard_write", "%s", p);
-    uint16_t *back;
-    size_t nback;
-    int rc = shard_read(p, &back, &nback, 61, err, sizeof err);
+    int rc = shard_write(p, tok, NT, err, sizeof err);
+    harness_case(!rc, "shard_write", "%s", rc ? err : p);
+    uint16_t *back = NULL;
+    size_t nback = 0;
+    rc = shard_read(p, &back, &nback, 61, err, sizeof err);
     harness_case(!rc && nback == NT && !memcmp(back, tok, sizeof tok), "shard round trip", "%zu tokens", nback);
-    if (!rc) free(back);
+    free(back);
+    int32_t hdr[256] = {0};
+    struct stat st;
     FILE *f = fopen(p, "rb");
-    int32_t hdr[256];
-    fread(hdr, 4, 256, f);
-    fclose(f);
-    harness_case(hdr[0] == 20240520 && hdr[1] == 1 && hdr[2] == NT, "shard header is llm.c's", "%d %d %d", hdr[0],
-                 hdr[1], hdr[2]);
+    size_t got = f ? fread(hdr, 4, 256, f) : 0;
+    if (f) fclose(f);
+    harness_case(got == 256 && hdr[0] == 20240520 && hdr[1] == 1 && hdr[2] == NT && !stat(p, &st) &&
+                     st.st_size == 1024 + 2 * NT,
+                 "shard header and size are llm.c's", "%d %d %d, %lld bytes", hdr[0], hdr[1], hdr[2],
+                 (long long)st.st_size);
+    snprintf(p, sizeof p, "%s/ok/train_000000.bin.tmp", ROOT);
+    harness_case(access(p, F_OK) != 0, "shard_write leaves no .tmp behind", "%s", p);
 
-    snprintf(dir, sizeof dir, "%s/ok", DIR_);
-    const int B = 3, T = 16;
+    // ---- shuffle off: llm.c order ----
+    snprintf(dir, sizeof dir, "%s/ok", ROOT);
+    enum { B = 3, T = 16, BT = B * T };
     DataLoader dl;
-    int32_t in[48], tg[48];
+    int32_t in[BT], tg[BT], in2[BT], tg2[BT], first_in[BT], first_tg[BT];
     rc = data_loader_open(&dl, dir, "train", B, T, 0, 1, 0, 1, 61, err, sizeof err);
-    harness_case(!rc, "loader open", "%s", rc ? err : dir);
-    int order_ok = 1, k_bad = -1;
-    // 1000 tokens hold floor(999 / 48) = 20 batches; batch 20 restarts at 0.
-    for (int k = 0; k < 25 && !rc; k++) {
+    harness_case(!rc && dl.ntok == NT, "loader open", "%s", rc ? err : dir);
+    if (!rc) {
+        // 1000 tokens hold floor(999 / 48) = 20 batches; batch 20 is batch 0 again.
+        int k_bad = -1;
+        for (int k = 0; k < 25; k++) {
+            data_loader_next(&dl, in, tg);
+            const size_t s = (size_t)(k % 20) * BT;
+            for (int i = 0; i < BT; i++)
+                if (in[i] != tok[s + i] || tg[i] != tok[s + i + 1]) k_bad = k;
+        }
+        harness_case(k_bad < 0, "shuffle off: batch k covers [k·B·T, k·B·T + B·T + 1), back to 0 after the last",
+                     "first bad batch %d of 25", k_bad);
+        data_loader_reset(&dl);
         data_loader_next(&dl, in, tg);
-        size_t start = (size_t)(k % 20) * B * T;
-        for (int i = 0; i < B * T; i++)
-            if (in[i] != tok[start + i] || tg[i] != tok[start + i + 1]) { order_ok = 0; k_bad = k; }
+        int reset_ok = dl.batches == 1;
+        for (int i = 0; i < BT; i++)
+            if (in[i] != tok[i] || tg[i] != tok[i + 1]) reset_ok = 0;
+        harness_case(reset_ok, "shuffle off: reset returns to batch 0", "after 25 batches");
+        data_loader_close(&dl);
     }
-    harness_case(order_ok, "shuffle off: batch k covers [k·B·T, k·B·T + B·T + 1), reset after the last full batch",
-                 "first bad batch %d", k_bad);
-    data_loader_close(&dl);
 
-    // Two ranks interleave exactly what one rank reads.
-    DataLoader r0, r1;
-    data_loader_open(&r0, dir, "train", B, T, 0, 2, 0, 1, 61, err, sizeof err);
-    data_loader_open(&r1, dir, "train", B, T, 1, 2, 0, 1, 61, err, sizeof err);
-    int ranks_ok = 1;
-    for (int k = 0; k < 4; k++) {
-        data_loader_next(&r0, in, tg);
-        for (int i = 0; i < B * T; i++) if (in[i] != tok[(size_t)(2 * k) * B * T + i]) ranks_ok = 0;
-        data_loader_next(&r1, in, tg);
-        for (int i = 0; i < B * T; i++) if (in[i] != tok[(size_t)(2 * k + 1) * B * T + i]) ranks_ok = 0;
-    }
-    harness_case(ranks_ok, "per-rank striding: rank r of 2 reads batches 2k + r", "4 batches each");
-    data_loader_close(&r0);
-    data_loader_close(&r1);
-
-    // Shuffled windows: contiguous, deterministic for a seed, different across seeds, reset repeats.
-    DataLoader a, b2, c;
-    data_loader_open(&a, dir, "train", B, T, 0, 1, 1, 7, 61, err, sizeof err);
-    data_loader_open(&b2, dir, "train", B, T, 0, 1, 1, 7, 61, err, sizeof err);
-    data_loader_open(&c, dir, "train", B, T, 0, 1, 1, 8, 61, err, sizeof err);
-    int32_t in2[48], tg2[48], first[48];
-    int same = 1, differ = 0, contiguous = 1;
-    for (int k = 0; k < 5; k++) {
-        data_loader_next(&a, in, tg);
-        if (k == 0) memcpy(first, in, sizeof first);
-        data_loader_next(&b2, in2, tg2);
-        if (memcmp(in, in2, sizeof in) || memcmp(tg, tg2, sizeof tg)) same = 0;
-        data_loader_next(&c, in2, tg2);
-        if (memcmp(in, in2, sizeof in)) differ = 1;
-        for (int r = 0; r < B; r++)
-            for (int t = 0; t < T; t++) {
-                int x = in[r * T + t], y = tg[r * T + t];
-                if (y != (x + 1) % 61 || (t > 0 && x != (in[r * T + t - 1] + 1) % 61)) contiguous = 0;
-            }
-    }
-    harness_case(same, "shuffle on: same seed, same batches", "5 batches");
-    harness_case(differ, "shuffle on: another seed, other batches", "seed 7 vs 8");
-    harness_case(contiguous, "shuffle on: rows are contiguous windows with targets shifted by one", "5 batches");
-    data_loader_reset(&a);
-    data_loader_next(&a, in, tg);
-    harness_case(!memcmp(in, first, sizeof in), "reset reproduces the first batch", "shuffle on");
-    data_loader_close(&a);
-    data_loader_close(&b2);
-    data_loader_close(&c);
-
-    // Shuffle on reads epochs: within one epoch every window offset + i*T appears exactly once (tok[i] = i here, so a
-    // row's first input is its start); rank r of 2 takes every second window of the same permutation.
+    // Per-rank striding: batch k of rank r of 2 is one rank's batch 2k + r; each rank wraps after its 10th batch
+    // (rank 0's next start 960 + 49 > 1000, rank 1's 1008), so 10 batches of each cover one rank's first 20.
     {
-        uint16_t seq[NT];
-        for (int i = 0; i < NT; i++) seq[i] = (uint16_t)i;
-        path_of(p, sizeof p, "seq", "train_000000.bin");
-        shard_write(p, seq, NT, err, sizeof err);
-        snprintf(dir, sizeof dir, "%s/seq", DIR_);
+        DataLoader r[2];
+        int opened = !data_loader_open(&r[0], dir, "train", B, T, 0, 2, 0, 1, 61, err, sizeof err) &&
+                     !data_loader_open(&r[1], dir, "train", B, T, 1, 2, 0, 1, 61, err, sizeof err);
+        int bad_k = -1;
+        for (int k = 0; opened && k < 15; k++)
+            for (int rank = 0; rank < 2; rank++) {
+                data_loader_next(&r[rank], in, tg);
+                const size_t s = (size_t)(2 * (k % 10) + rank) * BT;
+                for (int i = 0; i < BT; i++)
+                    if (in[i] != tok[s + i] || tg[i] != tok[s + i + 1]) bad_k = k;
+            }
+        harness_case(opened && bad_k < 0, "per-rank striding: rank r of 2 reads batch 2k + r, wrapping per rank",
+                     "15 batches each, first bad %d%s%s", bad_k, opened ? "" : ": ", opened ? "" : err);
+        if (opened) { data_loader_close(&r[0]); data_loader_close(&r[1]); }
+    }
+
+    // ---- shuffle on: contiguous, deterministic for a seed, different across seeds, reset repeats ----
+    {
+        DataLoader a, b, c;
+        int opened = !data_loader_open(&a, dir, "train", B, T, 0, 1, 1, 7, 61, err, sizeof err) &&
+                     !data_loader_open(&b, dir, "train", B, T, 0, 1, 1, 7, 61, err, sizeof err) &&
+                     !data_loader_open(&c, dir, "train", B, T, 0, 1, 1, 8, 61, err, sizeof err);
+        harness_case(opened, "shuffle on: open", "%s", opened ? dir : err);
+        if (opened) {
+            int same = 1, differ = 0, contiguous = 1;
+            for (int k = 0; k < 5; k++) {
+                data_loader_next(&a, in, tg);
+                if (k == 0) { memcpy(first_in, in, sizeof in); memcpy(first_tg, tg, sizeof tg); }
+                data_loader_next(&b, in2, tg2);
+                if (memcmp(in, in2, sizeof in) || memcmp(tg, tg2, sizeof tg)) same = 0;
+                data_loader_next(&c, in2, tg2);
+                if (memcmp(in, in2, sizeof in)) differ = 1;
+                // Source tok[i] = i % 61: a row is a window of it iff each token is the previous one plus 1 mod 61.
+                for (int i = 0; i < BT; i++)
+                    if (tg[i] != (in[i] + 1) % 61 || (i % T && in[i] != (in[i - 1] + 1) % 61)) contiguous = 0;
+            }
+            harness_case(same, "shuffle on: same seed, same batches", "5 batches, inputs and targets");
+            harness_case(differ, "shuffle on: another seed, other batches", "seed 7 vs 8");
+            harness_case(contiguous, "shuffle on: rows are contiguous windows, targets shifted by one", "5 batches");
+            data_loader_reset(&a);
+            data_loader_next(&a, in, tg);
+            harness_case(!memcmp(in, first_in, sizeof in) && !memcmp(tg, first_tg, sizeof tg) && a.batches == 1,
+                         "shuffle on: reset reproduces the first batch", "seed 7");
+            data_loader_close(&a);
+            data_loader_close(&b);
+            data_loader_close(&c);
+        }
+    }
+
+    // Epochs over tok[i] = i (a row's first input is its start): within one epoch every window offset + i*T appears
+    // exactly once; ranks 0 and 1 of 2 take alternate windows of the same permutation.
+    uint16_t seq[NT];
+    for (int i = 0; i < NT; i++) seq[i] = (uint16_t)i;
+    path_of(p, sizeof p, "seq", "train_000000.bin");
+    shard_write(p, seq, NT, err, sizeof err);
+    snprintf(dir, sizeof dir, "%s/seq", ROOT);
+    {
         DataLoader e, q0, q1;
-        data_loader_open(&e, dir, "train", 1, T, 0, 1, 1, 3, 0, err, sizeof err);
-        const size_t off = e.offset, nwin = e.nwin;
-        int seen[NT] = {0}, epoch_ok = nwin == (NT - 1 - off) / T;
-        for (size_t w = 0; w < nwin; w++) {
+        int opened = !data_loader_open(&e, dir, "train", 1, T, 0, 1, 1, 3, 0, err, sizeof err) &&
+                     !data_loader_open(&q0, dir, "train", 1, T, 0, 2, 1, 3, 0, err, sizeof err) &&
+                     !data_loader_open(&q1, dir, "train", 1, T, 1, 2, 1, 3, 0, err, sizeof err);
+        harness_case(opened, "shuffle on: open over tok[i] = i", "%s", opened ? dir : err);
+        if (opened) {
+            const size_t off = e.offset, nwin = e.nwin;
+            int seen[NT] = {0}, epoch_ok = off < T && nwin == (NT - 1 - off) / T;
+            for (size_t w = 0; w < nwin; w++) {
+                data_loader_next(&e, in, tg);
+                const size_t s = (size_t)in[0];
+                if (!rows_are_windows(in, tg, 1, T, NT) || s < off || (s - off) % T || seen[s]++) epoch_ok = 0;
+            }
+            harness_case(epoch_ok && e.epoch == 1, "shuffle on: one epoch reads every window once",
+                         "offset %zu, %zu windows", off, nwin);
             data_loader_next(&e, in, tg);
-            size_t st = (size_t)in[0];
-            if (st < off || (st - off) % T || seen[st]++) epoch_ok = 0;
+            harness_case(e.epoch == 2, "shuffle on: the next batch starts a new epoch", "epoch %llu",
+                         (unsigned long long)e.epoch);
+            data_loader_reset(&e);
+            int split_ok = 1;
+            for (int k = 0; k < 10; k++) {
+                data_loader_next(&e, in, tg);
+                data_loader_next(&q0, in2, tg2);
+                if (in[0] != in2[0] || tg[T - 1] != tg2[T - 1]) split_ok = 0;
+                data_loader_next(&e, in, tg);
+                data_loader_next(&q1, in2, tg2);
+                if (in[0] != in2[0] || tg[T - 1] != tg2[T - 1]) split_ok = 0;
+            }
+            harness_case(split_ok, "shuffle on: ranks 0 and 1 of 2 interleave one rank's windows", "10 windows each");
+            data_loader_close(&e);
+            data_loader_close(&q0);
+            data_loader_close(&q1);
         }
-        harness_case(epoch_ok && e.epoch == 1, "shuffle on: one epoch reads every window once", "offset %zu, %zu windows",
-                     off, nwin);
-        data_loader_next(&e, in, tg);
-        harness_case(e.epoch == 2, "shuffle on: the next batch starts a new epoch", "epoch %llu",
-                     (unsigned long long)e.epoch);
-        data_loader_reset(&e);
-        data_loader_open(&q0, dir, "train", 1, T, 0, 2, 1, 3, 0, err, sizeof err);
-        data_loader_open(&q1, dir, "train", 1, T, 1, 2, 1, 3, 0, err, sizeof err);
-        int split_ok = 1;
-        for (int k = 0; k < 10; k++) {
-            int32_t a0[16], a1[16], t0[16];
-            data_loader_next(&e, in, tg);
-            data_loader_next(&q0, a0, t0);
-            if (in[0] != a0[0]) split_ok = 0;
-            data_loader_next(&e, in, tg);
-            data_loader_next(&q1, a1, t0);
-            if (in[0] != a1[0]) split_ok = 0;
+    }
+
+    // Splits barely longer than one batch for every rank: an epoch's offset must still leave each rank a window
+    // (B = 1 over T + 1 tokens has one window at offset 0 only; world 2 over 2T + 1 has two).
+    {
+        const struct { int n, world; } cases[2] = {{T + 1, 1}, {2 * T + 1, 2}};
+        int all_ok = 1;
+        for (int ci = 0; ci < 2; ci++) {
+            char name[32];
+            snprintf(name, sizeof name, "tiny%d", ci);
+            path_of(p, sizeof p, name, "train_000000.bin");
+            shard_write(p, seq, (size_t)cases[ci].n, err, sizeof err);
+            snprintf(dir, sizeof dir, "%s/%s", ROOT, name);
+            for (int rank = 0; rank < cases[ci].world; rank++)
+                for (uint64_t seed = 0; seed < 20; seed++) {
+                    DataLoader t;
+                    if (data_loader_open(&t, dir, "train", 1, T, rank, cases[ci].world, 1, seed, 0, err, sizeof err)) {
+                        all_ok = 0;
+                        continue;
+                    }
+                    for (int k = 0; k < 30; k++) {
+                        data_loader_next(&t, in, tg);
+                        if (!rows_are_windows(in, tg, 1, T, (size_t)cases[ci].n)) all_ok = 0;
+                    }
+                    data_loader_close(&t);
+                }
         }
-        harness_case(split_ok, "shuffle on: ranks 0 and 1 of 2 interleave one rank's windows", "10 windows each");
-        data_loader_close(&e);
-        data_loader_close(&q0);
-        data_loader_close(&q1);
+        harness_case(all_ok, "shuffle on: splits of T+1 (world 1) and 2T+1 (world 2) tokens serve real windows",
+                     "20 seeds x 30 batches per rank");
+    }
+
+    // Shards concatenate in file-name order, whatever order they were written in.
+    path_of(p, sizeof p, "multi", "train_000001.bin");
+    shard_write(p, seq + 500, NT - 500, err, sizeof err);
+    path_of(p, sizeof p, "multi", "train_000000.bin");
+    shard_write(p, seq, 500, err, sizeof err);
+    path_of(p, sizeof p, "multi", "val_000000.bin");   // another split's shard is not read
+    shard_write(p, seq, 100, err, sizeof err);
+    snprintf(dir, sizeof dir, "%s/multi", ROOT);
+    rc = data_loader_open(&dl, dir, "train", B, T, 0, 1, 0, 1, 0, err, sizeof err);
+    harness_case(!rc && dl.ntok == NT && !memcmp(dl.tokens, seq, sizeof seq), "two shards concatenate in name order",
+                 "%s", rc ? err : dir);
+    if (!rc) data_loader_close(&dl);
+
+    // The wrap boundary: a batch needs B·T + 1 tokens, so 961 tokens hold 20 batches of 48 and 960 only 19.
+    {
+        const int sizes[2] = {20 * BT + 1, 20 * BT}, batches[2] = {20, 19};
+        int bad = -1;
+        for (int ci = 0; ci < 2; ci++) {
+            char name[32];
+            snprintf(name, sizeof name, "edge%d", ci);
+            path_of(p, sizeof p, name, "train_000000.bin");
+            shard_write(p, seq, (size_t)sizes[ci], err, sizeof err);
+            snprintf(dir, sizeof dir, "%s/%s", ROOT, name);
+            if (data_loader_open(&dl, dir, "train", B, T, 0, 1, 0, 1, 0, err, sizeof err)) { bad = ci; continue; }
+            for (int k = 0; k < 2 * batches[ci] + 1; k++) {
+                data_loader_next(&dl, in, tg);
+                if (!rows_are_windows(in, tg, B, T, (size_t)sizes[ci]) || in[0] != (k % batches[ci]) * BT) bad = ci;
+            }
+            data_loader_close(&dl);
+        }
+        harness_case(bad < 0, "shuffle off: 961 tokens serve 20 batches of B·T = 48, 960 tokens 19, then wrap",
+                     "first bad size %d", bad < 0 ? 0 : sizes[bad]);
     }
 
     // ---- refusals ----
-    snprintf(dir, sizeof dir, "%s/none", DIR_);
+    snprintf(dir, sizeof dir, "%s/absent", ROOT);
+    expect_fail(data_loader_open(&dl, dir, "train", B, T, 0, 1, 0, 1, 61, err, sizeof err), err, "absent",
+                "cannot open", "loader: missing directory");
+    snprintf(dir, sizeof dir, "%s/none", ROOT);
     mkdir(dir, 0755);
     expect_fail(data_loader_open(&dl, dir, "train", B, T, 0, 1, 0, 1, 61, err, sizeof err), err, "no train shards",
-                "none", "missing shards");
-    expect_fail(data_loader_open(&dl, DIR_, "train", 30, 64, 0, 1, 0, 1, 61, err, sizeof err), err, "no train shards",
-                NULL, "no shards in a directory without them");
-    snprintf(dir, sizeof dir, "%s/ok", DIR_);
-    expect_fail(data_loader_open(&dl, dir, "train", 30, 64, 0, 1, 0, 1, 61, err, sizeof err), err, "needs at least 1921",
-                "--batch 30 --seq-len 64", "too few tokens for B*T+1");
+                "none", "loader: a directory without shards");
+    snprintf(dir, sizeof dir, "%s/ok", ROOT);
+    expect_fail(data_loader_open(&dl, dir, "val", B, T, 0, 1, 0, 1, 61, err, sizeof err), err, "no val shards",
+                "/ok", "loader: the other split missing");
+    expect_fail(data_loader_open(&dl, dir, "train", 30, 64, 0, 1, 0, 1, 61, err, sizeof err), err,
+                "has 1000 tokens; --batch 30 --seq-len 64 needs at least 1921", "/ok",
+                "loader: too few tokens for B*T+1");
+    expect_fail(data_loader_open(&dl, dir, "train", 11, 64, 0, 2, 0, 1, 61, err, sizeof err), err,
+                "needs at least 1409", NULL, "loader: too few tokens for world*B*T+1");
+    expect_fail(data_loader_open(&dl, dir, "train", 0, 64, 0, 1, 0, 1, 61, err, sizeof err), err, "--batch 0",
+                "positive", "loader: batch 0");
+
     int32_t h[256] = {20240520, 1, NT};
     path_of(p, sizeof p, "trunc", "train_000000.bin");
-    write_raw(p, h, tok, NT - 10);
-    expect_fail(shard_read(p, &back, &nback, 61, err, sizeof err), err, "truncated", "trunc/train_000000.bin",
-                "truncated shard");
+    write_raw(p, h, tok, NT - 10, 0);
+    expect_fail(shard_read(p, &back, &nback, 61, err, sizeof err), err,
+                "truncated: header says 1000 tokens (2000 bytes) but the file has 1980 bytes", "trunc/train_000000.bin",
+                "shard: truncated");
+    path_of(p, sizeof p, "long", "train_000000.bin");
+    write_raw(p, h, tok, NT, 3);
+    expect_fail(shard_read(p, &back, &nback, 61, err, sizeof err), err, "wrong size", "long/train_000000.bin",
+                "shard: trailing bytes");
+    path_of(p, sizeof p, "short", "train_000000.bin");
+    write_raw(p, h, tok, 0, 0);
+    rc = truncate(p, 100);
+    expect_fail(rc ? 0 : shard_read(p, &back, &nback, 61, err, sizeof err), err, "1024-byte header",
+                "short/train_000000.bin", "shard: shorter than its header");
     h[0] = 12345;
     path_of(p, sizeof p, "magic", "train_000000.bin");
-    write_raw(p, h, tok, NT);
-    expect_fail(shard_read(p, &back, &nback, 61, err, sizeof err), err, "bad magic 12345", "expected 20240520",
-                "wrong magic");
+    write_raw(p, h, tok, NT, 0);
+    expect_fail(shard_read(p, &back, &nback, 61, err, sizeof err), err, "bad magic 12345, expected 20240520",
+                "magic/train_000000.bin", "shard: wrong magic");
+    snprintf(dir, sizeof dir, "%s/magic", ROOT);
+    expect_fail(data_loader_open(&dl, dir, "train", 1, 8, 0, 1, 0, 1, 61, err, sizeof err), err, "bad magic 12345",
+                "magic/train_000000.bin", "loader: a bad shard is named");
     h[0] = 20240520;
     h[1] = 7;
     path_of(p, sizeof p, "version", "train_000000.bin");
-    write_raw(p, h, tok, NT);
-    expect_fail(shard_read(p, &back, &nback, 61, err, sizeof err), err, "version 7", "version/train_000000.bin",
-                "wrong version");
-    snprintf(p, sizeof p, "%s/ok/train_000000.bin", DIR_);
-    expect_fail(shard_read(p, &back, &nback, 50, err, sizeof err), err, "token 50 at position 50",
-                "outside the vocabulary (size 50)", "token outside the vocabulary");
-    snprintf(p, sizeof p, "%s/nope.bin", DIR_);
-    expect_fail(shard_read(p, &back, &nback, 61, err, sizeof err), err, "nope.bin", "cannot open", "missing shard file");
+    write_raw(p, h, tok, NT, 0);
+    expect_fail(shard_read(p, &back, &nback, 61, err, sizeof err), err, "version 7, expected 1",
+                "version/train_000000.bin", "shard: wrong version");
+    snprintf(p, sizeof p, "%s/ok/train_000000.bin", ROOT);
+    expect_fail(shard_read(p, &back, &nback, 50, err, sizeof err), err,
+                "token 50 at position 50 is outside the vocabulary (size 50)", "ok/train_000000.bin",
+                "shard: token outside the vocabulary");
+    snprintf(p, sizeof p, "%s/nope.bin", ROOT);
+    expect_fail(shard_read(p, &back, &nback, 61, err, sizeof err), err, "nope.bin: cannot open",
+                "No such file", "shard: missing file");
+    path_of(p, sizeof p, "isdir", "train_000000.bin");
+    mkdir(p, 0755);
+    expect_fail(shard_read(p, &back, &nback, 61, err, sizeof err), err, "not a regular file",
+                "isdir/train_000000.bin", "shard: a directory in its place");
 
-    // ---- tokenizer over the vendored corpus ----
-    FILE *cf = fopen("data/tinyshakespeare/input.txt", "rb");
-    harness_case(cf != NULL, "vendored corpus present", "data/tinyshakespeare/input.txt");
-    if (cf) {
-        fseek(cf, 0, SEEK_END);
-        long n = ftell(cf);
-        fseek(cf, 0, SEEK_SET);
+    // ---- the character tokenizer over the vendored corpus ----
+    f = fopen("data/tinyshakespeare/input.txt", "rb");
+    harness_case(f != NULL, "vendored corpus present", "data/tinyshakespeare/input.txt (run from the repo root)");
+    if (f) {
+        fseek(f, 0, SEEK_END);
+        const long n = ftell(f);
+        fseek(f, 0, SEEK_SET);
         uint8_t *text = malloc(n), *dec = malloc(n);
         uint16_t *ids = malloc(sizeof(uint16_t) * n);
-        fread(text, 1, n, cf);
-        fclose(cf);
+        const int read_ok = fread(text, 1, n, f) == (size_t)n;
+        fclose(f);
         CharTokenizer ct, ct2;
         char_tokenizer_build(&ct, text, n);
-        snprintf(p, sizeof p, "%s/tokenizer.txt", DIR_);
-        char_tokenizer_save(&ct, p, err, sizeof err);
-        rc = char_tokenizer_load(&ct2, p, err, sizeof err);
-        int enc = !rc && !char_tokenizer_encode(&ct2, text, n, ids, err, sizeof err);
+        snprintf(p, sizeof p, "%s/tokenizer.txt", ROOT);
+        rc = char_tokenizer_save(&ct, p, err, sizeof err) || char_tokenizer_load(&ct2, p, err, sizeof err);
+        int enc = read_ok && !rc && !char_tokenizer_encode(&ct2, text, n, ids, err, sizeof err);
         for (long i = 0; enc && i < n; i++) dec[i] = (uint8_t)char_tokenizer_decode(&ct2, ids[i]);
-        harness_case(ct.vocab_size == 65 && char_tokenizer_decode(&ct2, 0) == '\n' && enc && !memcmp(dec, text, n),
+        harness_case(n == 1115394 && ct.vocab_size == 65 && ct2.vocab_size == 65 &&
+                         char_tokenizer_decode(&ct2, 0) == '\n' && char_tokenizer_decode(&ct2, 65) == -1 && enc &&
+                         !memcmp(dec, text, n),
                      "char tokenizer: 65 tokens, '\\n' first, save/load, encode/decode round trip of the corpus",
-                     "vocab %d, %ld bytes", ct.vocab_size, n);
+                     "vocab %d, %ld bytes%s%s", ct.vocab_size, n, rc ? ": " : "", rc ? err : "");
+        int vocab = 0;
+        rc = data_vocab_size(ROOT, &vocab, err, sizeof err);
+        harness_case(!rc && vocab == 65, "data_vocab_size reads tokenizer.txt", "%d", vocab);
         expect_fail(char_tokenizer_encode(&ct2, (const uint8_t *)"hi~", 3, ids, err, sizeof err), err, "'~'",
-                    "offset 2", "encode: a character outside the vocabulary");
-        free(text); free(dec); free(ids);
+                    "offset 2", "tokenizer: encode a character outside the vocabulary");
+        free(text);
+        free(dec);
+        free(ids);
     }
+    // prepare over the corpus: nanoGPT's split, in well under a second.
+    {
+        snprintf(dir, sizeof dir, "%s/shakespeare", ROOT);
+        struct timespec t0, t1;
+        clock_gettime(CLOCK_MONOTONIC, &t0);
+        rc = data_prepare("data/tinyshakespeare/input.txt", dir, "char", 0.1, err, sizeof err);
+        clock_gettime(CLOCK_MONOTONIC, &t1);
+        const double secs = (double)(t1.tv_sec - t0.tv_sec) + 1e-9 * (double)(t1.tv_nsec - t0.tv_nsec);
+        DataLoader pt, pv;
+        size_t ntrain = 0, nval = 0;
+        int first = -1, opened = !rc && !data_loader_open(&pt, dir, "train", 1, 64, 0, 1, 0, 1, 65, err, sizeof err);
+        if (opened) {
+            ntrain = pt.ntok;
+            first = pt.tokens[0];
+            data_loader_close(&pt);
+            opened = !data_loader_open(&pv, dir, "val", 1, 64, 0, 1, 0, 1, 65, err, sizeof err);
+            if (opened) { nval = pv.ntok; data_loader_close(&pv); }
+        }
+        // Token 18 is 'F', of "First Citizen:".
+        harness_case(opened && ntrain == 1003854 && nval == 111540 && first == 18 && secs < 1.0,
+                     "prepare: Tiny Shakespeare splits 1003854 train / 111540 val tokens in under a second",
+                     "train %zu, val %zu, first token %d, %.3f s%s%s", ntrain, nval, first, secs, opened ? "" : ": ",
+                     opened ? "" : err);
+    }
+    snprintf(p, sizeof p, "%s/bad_tokenizer.txt", ROOT);
+    write_text(p, "hello\n");
+    CharTokenizer ctb;
+    expect_fail(char_tokenizer_load(&ctb, p, err, sizeof err), err, "bad_tokenizer.txt", "not a gptrain tokenizer",
+                "tokenizer: a file of another kind");
+    snprintf(p, sizeof p, "%s/short_tokenizer.txt", ROOT);
+    write_text(p, "gptrain-tokenizer 1\ntype char\nvocab_size 3\nbytes 10 32\n");
+    expect_fail(char_tokenizer_load(&ctb, p, err, sizeof err), err, "short_tokenizer.txt", "lists 2 bytes",
+                "tokenizer: fewer bytes than vocab_size");
 
     // ---- prepare ----
-    snprintf(p, sizeof p, "%s/small.txt", DIR_);
-    f = fopen(p, "w");
-    fputs("To be, or not to be, that is the question:\nWhether 'tis nobler in the mind to suffer\n", f);
-    fclose(f);
-    snprintf(dir, sizeof dir, "%s/prep", DIR_);
-    rc = data_prepare(p, dir, "char", 0.25, err, sizeof err);
-    DataLoader pt, pv;
-    int ok = !rc && !data_loader_open(&pt, dir, "train", 1, 8, 0, 1, 0, 1, 0, err, sizeof err) &&
-             !data_loader_open(&pv, dir, "val", 1, 8, 0, 1, 0, 1, 0, err, sizeof err);
-    if (ok) {
+    const char *small = "To be, or not to be, that is the question:\nWhether 'tis nobler in the mind to suffer\n";
+    char small_path[512];
+    snprintf(small_path, sizeof small_path, "%s/small.txt", ROOT);
+    write_text(small_path, small);
+    snprintf(dir, sizeof dir, "%s/prep/nested", ROOT);
+    rc = data_prepare(small_path, dir, "char", 0.25, err, sizeof err);
+    {
+        DataLoader pt, pv;
         CharTokenizer ct;
         char tk[600];
         snprintf(tk, sizeof tk, "%s/tokenizer.txt", dir);
-        ok = !char_tokenizer_load(&ct, tk, err, sizeof err);
-        char text[256];
-        size_t m = 0;
-        for (size_t i = 0; ok && i < pt.ntok; i++) text[m++] = (char)char_tokenizer_decode(&ct, pt.tokens[i]);
-        for (size_t i = 0; ok && i < pv.ntok; i++) text[m++] = (char)char_tokenizer_decode(&ct, pv.tokens[i]);
-        text[m] = 0;
-        ok = ok && !strcmp(text, "To be, or not to be, that is the question:\nWhether 'tis nobler in the mind to suffer\n") &&
-             pv.ntok == 21;
-        data_loader_close(&pt);
-        data_loader_close(&pv);
+        int vocab = 0;
+        int ok = !rc && !data_vocab_size(dir, &vocab, err, sizeof err) && vocab == 23 &&
+                 !char_tokenizer_load(&ct, tk, err, sizeof err);
+        if (ok && !data_loader_open(&pt, dir, "train", 1, 8, 0, 1, 0, 1, vocab, err, sizeof err)) {
+            if (!data_loader_open(&pv, dir, "val", 1, 8, 0, 1, 0, 1, vocab, err, sizeof err)) {
+                char text[256];
+                size_t m = 0;
+                for (size_t i = 0; i < pt.ntok && m < 255; i++)
+                    text[m++] = (char)char_tokenizer_decode(&ct, pt.tokens[i]);
+                for (size_t i = 0; i < pv.ntok && m < 255; i++)
+                    text[m++] = (char)char_tokenizer_decode(&ct, pv.tokens[i]);
+                text[m] = 0;
+                // 85 bytes at 0.25: train int(85 * 0.75) = 63 tokens, val the last 22.
+                ok = !strcmp(text, small) && pt.ntok == 63 && pv.ntok == 22;
+                data_loader_close(&pv);
+            } else ok = 0;
+            data_loader_close(&pt);
+        } else ok = 0;
+        harness_case(ok, "prepare: creates DIR; train + val decode back to the text; val is the last quarter", "%s",
+                     rc ? err : dir);
+        snprintf(p, sizeof p, "%s/train_000000.bin.new", dir);
+        harness_case(access(p, F_OK) != 0, "prepare: no staging file left", "%s", p);
     }
-    harness_case(ok, "prepare: train + val shards decode back to the text; val is the last 25%", "%s", rc ? err : dir);
-    snprintf(p, sizeof p, "%s/prep/train_000000.bin", DIR_);
-    struct stat before, after;
-    stat(p, &before);
-    snprintf(p, sizeof p, "%s/missing.txt", DIR_);
-    expect_fail(data_prepare(p, dir, "char", 0.1, err, sizeof err), err, "--input", "missing.txt", "prepare: missing input");
-    snprintf(p, sizeof p, "%s/empty.txt", DIR_);
-    fclose(fopen(p, "w"));
-    expect_fail(data_prepare(p, dir, "char", 0.1, err, sizeof err), err, "--input", "empty", "prepare: empty input");
-    snprintf(p, sizeof p, "%s/small.txt", DIR_);
-    expect_fail(data_prepare(p, dir, "char", 0.0, err, sizeof err), err, "--val-fraction 0", NULL, "prepare: val fraction 0");
-    expect_fail(data_prepare(p, dir, "char", 1.0, err, sizeof err), err, "--val-fraction 1", NULL, "prepare: val fraction 1");
-    expect_fail(data_prepare(p, dir, "bpe", 0.1, err, sizeof err), err, "--tokenizer bpe", NULL, "prepare: unknown tokenizer");
+
+    // Every refusal below must leave this set of outputs as it was.
+    char train_path[600], val_path[600];
+    snprintf(train_path, sizeof train_path, "%s/train_000000.bin", dir);
+    snprintf(val_path, sizeof val_path, "%s/val_000000.bin", dir);
+    struct stat train_before, val_before;
+    int have_before = !stat(train_path, &train_before) && !stat(val_path, &val_before);
+    snprintf(p, sizeof p, "%s/missing.txt", ROOT);
+    expect_fail(data_prepare(p, dir, "char", 0.1, err, sizeof err), err, "--input", "missing.txt",
+                "prepare: missing input");
+    snprintf(p, sizeof p, "%s/empty.txt", ROOT);
+    write_text(p, "");
+    expect_fail(data_prepare(p, dir, "char", 0.1, err, sizeof err), err, "--input", "empty.txt: the file is empty",
+                "prepare: empty input");
+    expect_fail(data_prepare(ROOT, dir, "char", 0.1, err, sizeof err), err, "--input", "not a regular file",
+                "prepare: a directory as input");
+    expect_fail(data_prepare(small_path, dir, "char", 0.0, err, sizeof err), err, "--val-fraction 0", "between 0 and 1",
+                "prepare: val fraction 0");
+    expect_fail(data_prepare(small_path, dir, "char", 1.0, err, sizeof err), err, "--val-fraction 1", "between 0 and 1",
+                "prepare: val fraction 1");
+    expect_fail(data_prepare(small_path, dir, "char", 0.999, err, sizeof err), err, "--val-fraction 0.999",
+                "train 0, val 85", "prepare: a val fraction that leaves no train token");
+    expect_fail(data_prepare(small_path, dir, "bpe", 0.1, err, sizeof err), err, "--tokenizer bpe", "expected char",
+                "prepare: unknown tokenizer");
     char under[600];
-    snprintf(under, sizeof under, "%s/small.txt/sub", DIR_);
-    expect_fail(data_prepare(p, under, "char", 0.1, err, sizeof err), err, "--out", "not a directory",
+    snprintf(under, sizeof under, "%s/sub", small_path);
+    expect_fail(data_prepare(small_path, under, "char", 0.1, err, sizeof err), err, "--out", "not a directory",
                 "prepare: --out under a regular file");
-    snprintf(p, sizeof p, "%s/prep/train_000000.bin", DIR_);
-    stat(p, &after);
-    harness_case(before.st_mtim.tv_sec == after.st_mtim.tv_sec && before.st_mtim.tv_nsec == after.st_mtim.tv_nsec &&
-                     before.st_size == after.st_size,
-                 "failed prepares left the existing shard untouched", "%s", p);
+    // A directory where val_000000.bin belongs: writing train first and failing on val would leave a mixed set.
+    char blocker[640];
+    snprintf(blocker, sizeof blocker, "%s/prep/blocked", ROOT);
+    rc = data_prepare(small_path, blocker, "char", 0.25, err, sizeof err);
+    struct stat blocked_train;
+    snprintf(p, sizeof p, "%s/train_000000.bin", blocker);
+    int blocked_ok = !rc && !stat(p, &blocked_train);
+    snprintf(p, sizeof p, "%s/val_000000.bin", blocker);
+    blocked_ok = blocked_ok && !unlink(p) && !mkdir(p, 0755);
+    expect_fail(data_prepare(small_path, blocker, "char", 0.5, err, sizeof err), err, "val_000000.bin",
+                "not a regular file", "prepare: a directory in val_000000.bin's place");
+    snprintf(p, sizeof p, "%s/train_000000.bin", blocker);
+    harness_case(blocked_ok && same_file(&blocked_train, p), "prepare: that refusal left train_000000.bin as it was",
+                 "%s", p);
+    // A write that fails after both shards are staged (the tokenizer's temporary name is taken by a directory):
+    // neither shard may have replaced the old one.
+    snprintf(p, sizeof p, "%s/tokenizer.txt.new.tmp", dir);
+    mkdir(p, 0755);
+    expect_fail(data_prepare(small_path, dir, "char", 0.5, err, sizeof err), err, "tokenizer.txt.new.tmp", NULL,
+                "prepare: a write failing after the shards were staged");
+    rmdir(p);
+    snprintf(p, sizeof p, "%s/val_000000.bin.new", dir);
+    harness_case(access(p, F_OK) != 0, "prepare: a failed write removes its staged shards", "%s", p);
+    harness_case(have_before && same_file(&train_before, train_path) && same_file(&val_before, val_path),
+                 "prepare: failed prepares left the existing train and val shards untouched", "%s", train_path);
+
     char cmd[600];
-    snprintf(cmd, sizeof cmd, "rm -rf %s", DIR_);
-    if (system(cmd)) fprintf(stderr, "could not remove %s\n", DIR_);
+    snprintf(cmd, sizeof cmd, "rm -rf '%s'", ROOT);
+    if (system(cmd)) fprintf(stderr, "could not remove %s\n", ROOT);
     return harness_finish();
 }
