@@ -6,7 +6,8 @@ BUILD   := build
 # -fno-trapping-math changes no computed value (no FP exception is ever inspected); it lets branch-free clamps and
 # selects vectorize. No -ffast-math: results keep IEEE semantics and the reference stays a reference.
 CFLAGS  := -std=c11 -O3 -march=native -fno-trapping-math -fopenmp -Wall -Wextra -Wno-unused-parameter -g \
-           -D_POSIX_C_SOURCE=200809L -D_DEFAULT_SOURCE -I. -Ikernels -Imodel -Idata -Idist -Itrain
+           -D_POSIX_C_SOURCE=200809L -D_DEFAULT_SOURCE -I. -Ikernels -Imodel -Idata -Idist -Itrain \
+           -DGPTRAIN_GPT2_DIR=\"$(CURDIR)/data/gpt2\"
 LDLIBS  := -fopenmp -lm -lpthread
 
 # --- optional dependencies (each detection runs here, at parse time, and is printed) ---
