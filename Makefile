@@ -1,5 +1,5 @@
 # gptrain build. `make` builds what this machine can and prints one line per optional dependency it chose.
-# Targets: make (the gptrain binary), make test, make test-gpu, make bench, make clean, make deps.
+# Targets: make (the gptrain binary), make test, make test-gpu, make bench, make fuzz, make clean, make deps.
 
 CC      ?= cc
 BUILD   := build
@@ -33,7 +33,7 @@ LIB_OBJ  := $(LIB_SRC:%.c=$(BUILD)/%.o)
 TEST_SRC := $(wildcard tests/test_*.c)
 TEST_BIN := $(TEST_SRC:tests/%.c=$(BUILD)/tests/%)
 
-.PHONY: all test test-gpu bench clean deps
+.PHONY: all test test-gpu bench clean deps fuzz
 all: gptrain
 
 $(BUILD)/%.o: %.c $(wildcard */*.h) $(wildcard kernels/*/*.h)
@@ -62,6 +62,21 @@ test-gpu:
 
 bench: gptrain
 	@sh bench/vs_pytorch.sh
+
+# make fuzz: libFuzzer targets (clang, ASan + UBSan) for the shard, checkpoint, tokenizer-file and GPT-2 BPE file
+# parsers, FUZZ_SECONDS
+# each (tests/fuzz/run.sh seeds the corpora with valid files first).
+FUZZ_SECONDS ?= 20
+FUZZ_CC      ?= clang
+FUZZ_SRC     := $(wildcard data/*.c) train/checkpoint.c
+FUZZ_FLAGS   := -std=c11 -g -O1 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined \
+                -D_POSIX_C_SOURCE=200809L -D_DEFAULT_SOURCE -I. -Ikernels -Imodel -Idata -Itrain \
+                -DGPTRAIN_GPT2_DIR=\"$(CURDIR)/data/gpt2\"
+$(BUILD)/fuzz/fuzz_%: tests/fuzz/fuzz_parsers.c $(FUZZ_SRC) $(wildcard data/*.h) train/checkpoint.h
+	@mkdir -p $(dir $@)
+	$(FUZZ_CC) $(FUZZ_FLAGS) -DFUZZ_$(shell echo $* | tr a-z A-Z) -o $@ tests/fuzz/fuzz_parsers.c $(FUZZ_SRC) -lm -lpthread
+fuzz: gptrain $(BUILD)/fuzz/fuzz_shard $(BUILD)/fuzz/fuzz_ckpt $(BUILD)/fuzz/fuzz_tokenizer $(BUILD)/fuzz/fuzz_gpt2
+	@sh tests/fuzz/run.sh $(FUZZ_SECONDS)
 
 clean:
 	rm -rf $(BUILD) gptrain

@@ -58,6 +58,10 @@ typedef struct Gpt2Bpe Gpt2Bpe;   // opaque
 // Default directory of the vendored files: GPTRAIN_GPT2_DIR at build time (the source tree's data/gpt2).
 const char *gpt2_default_dir(void);
 int gpt2_bpe_load(Gpt2Bpe **bpe, const char *dir, char *err, size_t errlen);
+// The parser behind gpt2_bpe_load, without the sha256 check: encoder.json and vocab.bpe from memory (the paths only
+// name them in messages). For the fuzz target and the malformed-file tests.
+int gpt2_bpe_parse(Gpt2Bpe **out, const char *enc_path, const uint8_t *enc, size_t enc_n, const char *voc_path,
+                   const uint8_t *voc, size_t voc_n, char *err, size_t errlen);
 void gpt2_bpe_free(Gpt2Bpe *bpe);
 // Encode n bytes into out (capacity at least n: every token covers at least one byte); *nout gets the count.
 // Thread-safe for concurrent calls on distinct Gpt2Bpe objects only. Returns 0, or -1 with err (out of memory).
@@ -70,11 +74,31 @@ void sha256_bytes(const void *data, size_t n, uint8_t digest[32]);
 // Hex digest of a whole file into hex[65]; -1 with err naming the file when it cannot be read.
 int sha256_file_hex(const char *path, char hex[65], char *err, size_t errlen);
 
+// ---- either tokenizer, as tokenizer.txt names it ("type char" with its bytes, or "type gpt2") ----
+#define GPT2_TOKENIZER_TEXT "gptrain-tokenizer 1\ntype gpt2\nvocab_size 50257\n"
+typedef struct Tokenizer {
+    int is_gpt2, vocab_size;
+    CharTokenizer ch;
+    Gpt2Bpe *bpe;
+} Tokenizer;
+// From a tokenizer.txt file; its text (at most 8 KiB) is copied to text_out when not NULL.
+int tokenizer_load(Tokenizer *t, const char *path, char *text_out, size_t text_cap, char *err, size_t errlen);
+// From tokenizer.txt's text (as a checkpoint carries it); what names the source in messages.
+int tokenizer_load_text(Tokenizer *t, const char *text, const char *what, char *err, size_t errlen);
+// out needs room for n tokens (both tokenizers give at most one per byte).
+int tokenizer_encode(Tokenizer *t, const uint8_t *text, size_t n, uint16_t *out, size_t *nout, char *err,
+                     size_t errlen);
+// The bytes of a token (count, or -1 for an id outside the vocabulary).
+int tokenizer_decode(const Tokenizer *t, int id, const uint8_t **bytes);
+void tokenizer_free(Tokenizer *t);
+
 // ---- files (fileio.c) ----
 // Atomic replacement of PATH: open PATH.tmp (tmp receives its name), write, then file_commit_tmp(ok = every write
 // succeeded) fsyncs, closes and renames it over PATH, or removes it and reports. -1 with err on failure.
 FILE *file_create_tmp(const char *path, char *tmp, size_t tmplen, char *err, size_t errlen);
 int file_commit_tmp(FILE *f, const char *tmp, const char *path, int ok, char *err, size_t errlen);
+// fwrite that fails whole: 0, or -1 with errno (ENOSPC under the GPTRAIN_TEST_FAIL_WRITE_AFTER fault injection).
+int file_write(FILE *f, const void *data, size_t n);
 // mkdir -p PATH; errors name the flag that gave the path ("--out").
 int file_mkdirs(const char *path, const char *flag, char *err, size_t errlen);
 
@@ -86,47 +110,104 @@ int shard_write(const char *path, const uint16_t *tokens, size_t ntok, char *err
 // (vocab_size <= 0 skips that check).
 int shard_read(const char *path, uint16_t **tokens, size_t *ntok, int vocab_size, char *err, size_t errlen);
 
-// ---- prepare: text file -> DIR/{train_000000.bin, val_000000.bin, tokenizer.txt} ----
-// tokenizer: "char" (the only one in this issue; anything else is an error naming --tokenizer).
-// The first (1 - val_fraction) of the tokens is train, the rest val (both must be non-empty). Creates DIR.
-// Prints one summary line to stdout (tokens per split, vocab size).
+// ---- prepare: text -> DIR/{train_NNNNNN.bin..., val_NNNNNN.bin..., tokenizer.txt} ----
+// input: a text file or a directory of *.txt documents; tokenizer "char" or "gpt2" (gpt2 puts <|endoftext|> before
+// every document); the first floor((1 - val_fraction) * n) tokens are train, the rest val (both must be non-empty);
+// shards of at most shard_tokens tokens. Creates DIR; replaces an earlier set whole. Prints one summary line.
 int data_prepare(const char *input_path, const char *out_dir, const char *tokenizer, double val_fraction,
-                 char *err, size_t errlen);
+                 long shard_tokens, char *err, size_t errlen);
 
 // Read DIR/tokenizer.txt's vocab_size (any tokenizer type). Returns 0 or -1 with err.
 int data_vocab_size(const char *dir, int *vocab_size, char *err, size_t errlen);
 
+// ---- shard parsing pieces (shared by the reader, the loader and the fuzz target) ----
+// Check a shard header h (256 ints; file_size bytes in the whole file): magic, version, count that matches the size,
+// at least one token. 0 and *ntok, or -1 with err naming path.
+int shard_check_header(const char *path, const int32_t *h, long long file_size, size_t *ntok, char *err,
+                       size_t errlen);
+// Every token of t[0..n) < vocab_size (vocab_size <= 0: no check); first = position of t[0] in the shard, for the
+// message.
+int shard_check_tokens(const char *path, const uint16_t *t, size_t n, size_t first, int vocab_size, char *err,
+                       size_t errlen);
+// A read-only mapping of a whole shard (header checked; tokens not yet read).
+typedef struct ShardMap {
+    const uint16_t *tokens;
+    size_t ntok;
+    void *map;
+    size_t map_bytes;
+} ShardMap;
+int shard_map(const char *path, ShardMap *m, char *err, size_t errlen);
+void shard_unmap(ShardMap *m);
+
 // ---- loader ----
-// Reads (B, T+1) windows: inputs[b][t] = tok[s_b + t], targets[b][t] = tok[s_b + t + 1].
+// A split is a list of shards (DIR/<split>_*.bin, or a glob) mapped read-only and read as one stream: shards in
+// name order (shuffle off) or in an order permuted per epoch (shuffle on). Windows of T+1 tokens:
+// inputs[b][t] = tok[s_b + t], targets[b][t] = tok[s_b + t + 1]; a window may straddle two shards.
 //   shuffle off (llm.c order): one contiguous stretch per batch; batch k of rank r covers tokens
 //     [p, p + B*T + 1) with p = (k*world + r)*B*T, and when the next batch would run past the end the position
 //     returns to r*B*T (llm.c's DataLoader reset);
-//   shuffle on: epochs of non-overlapping windows: each epoch draws an offset in [0, T) (narrower on a split shorter
-//     than (world+1)*T, so every rank still gets a window) and a permutation of the
-//     windows [offset + i*T, offset + (i+1)*T + 1), from a generator seeded by seed, so every token is read once per
-//     epoch and runs are deterministic for a seed; rank r of world takes every world-th window of the permutation.
+//   shuffle on: epochs: each epoch permutes the shard order, draws an offset in [0, T) (narrower on a split shorter
+//     than (world+1)*T, so every rank still gets a window) and a permutation of the windows
+//     [offset + i*T, offset + (i+1)*T + 1) of that stream, from a generator seeded by seed, so every token is read
+//     once per epoch and runs are deterministic for a seed; rank r of world takes every world-th window.
+// Tokens are checked against the vocabulary at open when the split is at most DATA_CHECK_AT_OPEN tokens, and for
+// every batch as it is read either way.
+// Prefetch: data_loader_start_prefetch starts a thread that fills the next batches into slots (allocated with the
+// caller's allocator: pinned memory in the CUDA build) while the step runs; data_loader_next_batch then only waits
+// for a full slot, and reports how long it waited. Without it, batches are read on the caller's thread.
+// The sequence of batches is a pure function of (shards, B, T, rank, world, shuffle, seed), so a position (the count
+// of batches consumed) is the whole resumable state: data_loader_seek(n) gives the batch the uninterrupted run would.
+#define DATA_CHECK_AT_OPEN ((size_t)1 << 28)
+#define DATA_MAX_SLOTS 8
+typedef void *(*DataAllocFn)(size_t bytes, const char *what);
+typedef void (*DataFreeFn)(void *p);
+typedef struct DataPrefetch DataPrefetch;   // the thread and its slots (loader.c)
 typedef struct DataLoader {
-    uint16_t *tokens;   // the split, all shards concatenated in file-name order
-    size_t ntok;
+    ShardMap *shards;
+    char **paths;
+    size_t nshards;
+    size_t ntok;        // tokens in the split, all shards
+    int vocab_size;
     int B, T, rank, world, shuffle;
     uint64_t seed;
+    // the reader's state (the prefetch thread's, while it runs)
     uint64_t rng;       // generator state (shuffle on)
     size_t pos;         // next start (shuffle off); next index into perm (shuffle on)
-    size_t batches;     // batches served since open/reset
-    uint32_t *perm;     // shuffle on: this epoch's order of the windows (allocated at open)
+    uint32_t *perm;     // shuffle on: this epoch's order of the windows
     size_t nwin;        // windows in perm
-    size_t offset;      // this epoch's start offset in [0, T)
+    size_t offset;      // this epoch's start offset
     uint64_t epoch;
+    uint32_t *order;    // this epoch's shard order (identity when shuffle is off)
+    size_t *starts;     // starts[i]: stream position of shard order[i]; starts[nshards] = ntok
+    uint64_t produced;  // batches read by the reader
+    // the consumer's state
+    uint64_t batches;   // batches handed out since open/reset/seek
+    int32_t *in, *tg;   // the synchronous path's batch (B*T each)
+    DataPrefetch *pf;
 } DataLoader;
 
 // split: "train" or "val"; reads every DIR/<split>_*.bin in name order. Errors: no shard found, a bad shard (see
-// shard_read), fewer than B*T+1 tokens (names --batch/--seq-len and the count).
+// shard_check_header), a token outside the vocabulary (small splits), fewer than B*T*world+1 tokens.
 int data_loader_open(DataLoader *dl, const char *dir, const char *split, int B, int T, int rank, int world,
                      int shuffle, uint64_t seed, int vocab_size, char *err, size_t errlen);
-// Fill inputs and targets (each B*T int32).
+// The same from a glob(3) pattern (--train-data 'fineweb_train_*.bin'); flag names the flag in messages.
+int data_loader_open_glob(DataLoader *dl, const char *pattern, const char *flag, int B, int T, int rank, int world,
+                          int shuffle, uint64_t seed, int vocab_size, char *err, size_t errlen);
+// Start the prefetch thread with nslots (2..DATA_MAX_SLOTS) batch slots from alloc/free (NULL: aligned malloc).
+int data_loader_start_prefetch(DataLoader *dl, int nslots, DataAllocFn alloc, DataFreeFn free_fn, char *err,
+                               size_t errlen);
+// The next batch: *inputs and *targets (B*T int32 each) stay valid until the next call. *wait_s (may be NULL) gets
+// the time spent waiting for it. Returns 0, or -1 with err (a token outside the vocabulary in a large split).
+int data_loader_next_batch(DataLoader *dl, const int32_t **inputs, const int32_t **targets, double *wait_s,
+                           char *err, size_t errlen);
+// Copying form of the above (tests, evaluation); aborts on a data error, which only a corrupt large split can give.
 void data_loader_next(DataLoader *dl, int32_t *inputs, int32_t *targets);
 // Back to the state right after open (same seed, same first batch).
 void data_loader_reset(DataLoader *dl);
+// Jump to the state after `batches` batches from open: what an uninterrupted run reads next.
+void data_loader_seek(DataLoader *dl, uint64_t batches);
+// The token at stream position i of the split in name order (tests).
+uint16_t data_loader_token(const DataLoader *dl, size_t i);
 void data_loader_close(DataLoader *dl);
 
 #ifdef __cplusplus

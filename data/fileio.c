@@ -4,7 +4,9 @@
  * message naming the flag that gave the path.
  */
 #include <errno.h>
+#include <fcntl.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -21,15 +23,46 @@ FILE *file_create_tmp(const char *path, char *tmp, size_t tmplen, char *err, siz
     return f;
 }
 
+// Fault injection for the full-disk tests: GPTRAIN_TEST_FAIL_WRITE_AFTER=N makes every write past the first N bytes
+// of the process fail with ENOSPC, as a full disk would.
+static long long fault_budget = -2;   // -2: not read yet; -1: no fault
+
+int file_write(FILE *f, const void *data, size_t n) {
+    if (fault_budget == -2) {
+        const char *e = getenv("GPTRAIN_TEST_FAIL_WRITE_AFTER");
+        fault_budget = e && *e ? atoll(e) : -1;
+    }
+    if (fault_budget >= 0) {
+        if ((long long)n > fault_budget) {
+            fwrite(data, 1, (size_t)fault_budget, f);
+            fault_budget = 0;
+            errno = ENOSPC;
+            return -1;
+        }
+        fault_budget -= (long long)n;
+    }
+    if (fwrite(data, 1, n, f) != n) return -1;
+    return 0;
+}
+
 int file_commit_tmp(FILE *f, const char *tmp, const char *path, int ok, char *err, size_t errlen) {
     if (ferror(f)) ok = 0;
     if (fflush(f) || fsync(fileno(f))) ok = 0;
     if (fclose(f)) ok = 0;
+    const int saved = errno;
     if (!ok || rename(tmp, path)) {
-        snprintf(err, errlen, "%s: write failed (%s)", path, errno ? strerror(errno) : "short write");
+        snprintf(err, errlen, "%s: write failed (%s); the previous %s, if any, is untouched", path,
+                 saved ? strerror(saved) : "short write", path);
         unlink(tmp);
         return -1;
     }
+    // The rename is durable only once the directory entry is: fsync the directory too (best effort).
+    char dir[4096];
+    snprintf(dir, sizeof dir, "%s", path);
+    char *slash = strrchr(dir, '/');
+    if (slash) *slash = 0; else snprintf(dir, sizeof dir, ".");
+    int dfd = open(slash && dir[0] == 0 ? "/" : dir, O_RDONLY | O_DIRECTORY);
+    if (dfd >= 0) { fsync(dfd); close(dfd); }
     return 0;
 }
 

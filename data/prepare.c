@@ -1,26 +1,37 @@
 /*
- * prepare.c: `gptrain prepare`: a text file -> DIR/train_000000.bin, DIR/val_000000.bin (llm.c shards) and
- * DIR/tokenizer.txt. The first floor((1 - val_fraction) * n) tokens are the train split, the rest validation, as
- * nanoGPT splits Tiny Shakespeare. Every check on the flags and the input runs before the first file is written, and
- * the three outputs replace a previous set together: each is first written whole (atomically) as PATH.new, and only
- * when all three are on disk are they renamed into place, so a failure part way (a full disk) never pairs new shards
- * with an old tokenizer.
+ * prepare.c: `gptrain prepare`: text -> llm.c token shards and tokenizer.txt in --out DIR.
+ * Input: one text file, or a directory whose *.txt files (in name order) are the documents.
+ * Tokenizers: char (one token per distinct byte of the whole input, documents concatenated as they are) or gpt2
+ * (OpenAI's BPE; every document is preceded by <|endoftext|> = 50256, as llm.c's own prepare scripts do, so the
+ * model sees document boundaries).
+ * Split: the first floor((1 - val_fraction) * n) tokens are train, the rest val (nanoGPT's data[:int(n*0.9)] for
+ * Tiny Shakespeare: 1003854 train, 111540 val with char). Each split is cut into shards of at most --shard-tokens
+ * (train_000000.bin, train_000001.bin, ...; llm.c's scripts use 1e8).
+ * Every check on the flags and the input runs before the first file is written, and the outputs replace a previous
+ * set together: each is first written whole (atomically) as PATH.new, and only when all are on disk are they renamed
+ * into place; then shards of an earlier, longer set that the new set does not overwrite are removed, so the loader
+ * never mixes two preparations.
  */
 #include <assert.h>
+#include <dirent.h>
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "data.h"
 
-enum { OUT_TRAIN, OUT_VAL, OUT_TOKENIZER, OUT_COUNT };
-static const char *const OUT_NAMES[OUT_COUNT] = {"train_000000.bin", "val_000000.bin", "tokenizer.txt"};
+typedef struct Doc {
+    char *path;
+    uint8_t *text;
+    size_t n;
+} Doc;
 
-// Read the whole input. -1 with err naming --input when it is missing, not a regular file, unreadable or empty.
-static int read_input(const char *path, uint8_t **text, size_t *n, char *err, size_t errlen) {
+// Read one whole file. -1 with err naming --input when it is missing, not a regular file or unreadable.
+static int read_file(const char *path, uint8_t **text, size_t *n, char *err, size_t errlen) {
     *text = NULL;
     *n = 0;
     FILE *f = fopen(path, "rb");
@@ -31,13 +42,8 @@ static int read_input(const char *path, uint8_t **text, size_t *n, char *err, si
         fclose(f);
         return -1;
     }
-    if (st.st_size == 0) {
-        snprintf(err, errlen, "--input %s: the file is empty, expected text to tokenize", path);
-        fclose(f);
-        return -1;
-    }
     const size_t size = (size_t)st.st_size;
-    uint8_t *buf = malloc(size);
+    uint8_t *buf = malloc(size + 1);
     if (!buf) { snprintf(err, errlen, "--input %s: out of memory for %zu bytes", path, size); fclose(f); return -1; }
     if (fread(buf, 1, size, f) != size) {
         snprintf(err, errlen, "--input %s: read failed (%s)", path, ferror(f) ? strerror(errno) : "file shrank");
@@ -51,94 +57,244 @@ static int read_input(const char *path, uint8_t **text, size_t *n, char *err, si
     return 0;
 }
 
-// A final path holding a directory (or anything but a regular file) would only fail at the rename, after another
-// output had already been replaced; refuse it before writing anything.
-static int check_out_paths(const char *out_dir, char paths[OUT_COUNT][4096], char *err, size_t errlen) {
-    for (int i = 0; i < OUT_COUNT; i++) {
-        if ((size_t)snprintf(paths[i], 4096, "%s/%s", out_dir, OUT_NAMES[i]) >= 4096 - 8) {
-            snprintf(err, errlen, "--out %s: path too long", out_dir);
+static int cmp_str(const void *a, const void *b) { return strcmp(*(char *const *)a, *(char *const *)b); }
+
+static void free_docs(Doc *docs, size_t n) {
+    for (size_t i = 0; i < n; i++) { free(docs[i].path); free(docs[i].text); }
+    free(docs);
+}
+
+// The documents of --input: the file itself, or the directory's *.txt files in name order. Empty input refused.
+static int read_docs(const char *input, Doc **docs_out, size_t *ndocs, size_t *total, char *err, size_t errlen) {
+    *docs_out = NULL;
+    *ndocs = *total = 0;
+    struct stat st;
+    if (stat(input, &st)) { snprintf(err, errlen, "--input %s: cannot open (%s)", input, strerror(errno)); return -1; }
+    char **names = NULL;
+    size_t n = 0;
+    if (S_ISDIR(st.st_mode)) {
+        DIR *d = opendir(input);
+        if (!d) { snprintf(err, errlen, "--input %s: cannot open (%s)", input, strerror(errno)); return -1; }
+        size_t cap = 0;
+        struct dirent *e;
+        while ((e = readdir(d))) {
+            size_t len = strlen(e->d_name);
+            if (len < 5 || e->d_name[0] == '.' || strcmp(e->d_name + len - 4, ".txt")) continue;
+            if (n == cap) {
+                cap = cap ? 2 * cap : 16;
+                char **g = realloc(names, cap * sizeof *names);
+                if (!g) break;
+                names = g;
+            }
+            size_t sz = strlen(input) + len + 2;
+            if (!(names[n] = malloc(sz))) break;
+            snprintf(names[n++], sz, "%s/%s", input, e->d_name);
+        }
+        closedir(d);
+        if (!n) {
+            snprintf(err, errlen, "--input %s: the directory holds no *.txt files, expected text documents", input);
+            free(names);
             return -1;
         }
+        qsort(names, n, sizeof *names, cmp_str);
+    } else {
+        names = malloc(sizeof *names);
+        if (!names || !(names[0] = strdup(input))) { free(names); snprintf(err, errlen, "out of memory"); return -1; }
+        n = 1;
+    }
+    Doc *docs = calloc(n, sizeof *docs);
+    if (!docs) { snprintf(err, errlen, "out of memory"); return -1; }
+    for (size_t i = 0; i < n; i++) {
+        docs[i].path = names[i];
+        if (read_file(names[i], &docs[i].text, &docs[i].n, err, errlen)) {
+            for (size_t j = i + 1; j < n; j++) free(names[j]);
+            free(names);
+            free_docs(docs, i + 1);
+            return -1;
+        }
+        *total += docs[i].n;
+    }
+    free(names);
+    if (*total == 0) {
+        snprintf(err, errlen, "--input %s: %s empty, expected text to tokenize", input,
+                 n == 1 ? "the file is" : "every document is");
+        free_docs(docs, n);
+        return -1;
+    }
+    *docs_out = docs;
+    *ndocs = n;
+    return 0;
+}
+
+// ---- the output set: shards of both splits and tokenizer.txt ----
+
+typedef struct OutFile {
+    char path[4096], staged[4200];
+    const uint16_t *tokens;   // NULL: the tokenizer file
+    size_t ntok;
+} OutFile;
+
+// Does DIR/name look like a shard of a split (train_NNNNNN.bin / val_NNNNNN.bin)?
+static int is_shard_name(const char *name) {
+    size_t len = strlen(name);
+    return len > 4 && !strcmp(name + len - 4, ".bin") && (!strncmp(name, "train_", 6) || !strncmp(name, "val_", 4));
+}
+
+static int write_outputs(const char *out_dir, OutFile *outs, int nout, const char *tok_text, char *err,
+                         size_t errlen) {
+    for (int i = 0; i < nout; i++) {
         struct stat st;
-        if (!lstat(paths[i], &st) && !S_ISREG(st.st_mode)) {
+        if (!lstat(outs[i].path, &st) && !S_ISREG(st.st_mode)) {
             snprintf(err, errlen, "--out %s: %s exists and is not a regular file, expected a file prepare may replace",
-                     out_dir, paths[i]);
+                     out_dir, outs[i].path);
             return -1;
         }
+        snprintf(outs[i].staged, sizeof outs[i].staged, "%s.new", outs[i].path);
     }
     if (access(out_dir, W_OK | X_OK)) {
         snprintf(err, errlen, "--out %s: cannot write into it (%s), expected a writable directory", out_dir,
                  strerror(errno));
         return -1;
     }
-    return 0;
-}
-
-static void remove_staged(char staged[OUT_COUNT][4096], int from) {
-    for (int i = from; i < OUT_COUNT; i++) unlink(staged[i]);
-}
-
-// Write the three outputs as PATH.new, then rename them over PATH.
-static int write_outputs(char paths[OUT_COUNT][4096], const uint16_t *tokens, size_t ntrain, size_t nval,
-                         const CharTokenizer *tok, char *err, size_t errlen) {
-    char staged[OUT_COUNT][4096];
-    for (int i = 0; i < OUT_COUNT; i++) {
-        const int len = snprintf(staged[i], sizeof staged[i], "%s.new", paths[i]);
-        assert(len > 0 && (size_t)len < sizeof staged[i]);   // check_out_paths left room for ".new.tmp"
+    int i = 0;
+    for (; i < nout; i++) {
+        int rc;
+        if (outs[i].tokens) rc = shard_write(outs[i].staged, outs[i].tokens, outs[i].ntok, err, errlen);
+        else {
+            char tmp[4300];
+            FILE *f = file_create_tmp(outs[i].staged, tmp, sizeof tmp, err, errlen);
+            errno = 0;
+            rc = !f ? -1 : file_commit_tmp(f, tmp, outs[i].staged, !file_write(f, tok_text, strlen(tok_text)), err,
+                                           errlen);
+        }
+        if (rc) break;
     }
-    if (shard_write(staged[OUT_TRAIN], tokens, ntrain, err, errlen) ||
-        shard_write(staged[OUT_VAL], tokens + ntrain, nval, err, errlen) ||
-        char_tokenizer_save(tok, staged[OUT_TOKENIZER], err, errlen)) {
-        remove_staged(staged, 0);
+    if (i < nout) {
+        for (int j = 0; j < i; j++) unlink(outs[j].staged);
         return -1;
     }
-    for (int i = 0; i < OUT_COUNT; i++) {
-        if (rename(staged[i], paths[i])) {
-            snprintf(err, errlen, "%s: cannot move %s into place (%s)", paths[i], staged[i], strerror(errno));
-            remove_staged(staged, i);
+    for (i = 0; i < nout; i++) {
+        if (rename(outs[i].staged, outs[i].path)) {
+            snprintf(err, errlen, "%s: cannot move %s into place (%s)", outs[i].path, outs[i].staged, strerror(errno));
+            for (int j = i; j < nout; j++) unlink(outs[j].staged);
             return -1;
         }
     }
+    // Remove shards of an earlier preparation that this one did not overwrite.
+    DIR *d = opendir(out_dir);
+    if (d) {
+        struct dirent *e;
+        while ((e = readdir(d))) {
+            if (!is_shard_name(e->d_name)) continue;
+            char p[4200];
+            snprintf(p, sizeof p, "%s/%s", out_dir, e->d_name);
+            int ours = 0;
+            for (int j = 0; j < nout && !ours; j++) ours = !strcmp(p, outs[j].path);
+            if (!ours) unlink(p);
+        }
+        closedir(d);
+    }
     return 0;
 }
 
-int data_prepare(const char *input_path, const char *out_dir, const char *tokenizer, double val_fraction, char *err,
-                 size_t errlen) {
-    if (strcmp(tokenizer, "char") != 0) {
-        snprintf(err, errlen, "--tokenizer %s: expected char (GPT-2 BPE arrives with the data issue)", tokenizer);
+int data_prepare(const char *input_path, const char *out_dir, const char *tokenizer, double val_fraction,
+                 long shard_tokens, char *err, size_t errlen) {
+    const int gpt2 = !strcmp(tokenizer, "gpt2");
+    if (!gpt2 && strcmp(tokenizer, "char")) {
+        snprintf(err, errlen, "--tokenizer %s: expected char or gpt2", tokenizer);
         return -1;
     }
     if (!(val_fraction > 0 && val_fraction < 1)) {
         snprintf(err, errlen, "--val-fraction %g: expected a fraction strictly between 0 and 1", val_fraction);
         return -1;
     }
-    uint8_t *text;
-    size_t n;
-    if (read_input(input_path, &text, &n, err, errlen)) return -1;
-    // The character tokenizer makes one token per byte, so token counts are byte counts. Train is nanoGPT's
-    // data[:int(n * 0.9)] for --val-fraction 0.1 (Tiny Shakespeare: 1003854 train, 111540 val).
+    if (shard_tokens < 1 || shard_tokens > 0x7fffffffL) {
+        snprintf(err, errlen, "--shard-tokens %ld: expected 1 to 2^31 - 1 tokens per shard", shard_tokens);
+        return -1;
+    }
+    Doc *docs;
+    size_t ndocs, total;
+    if (read_docs(input_path, &docs, &ndocs, &total, err, errlen)) return -1;
+    // Both tokenizers make at most one token per byte, plus one <|endoftext|> per document.
+    uint16_t *tokens = malloc((total + ndocs) * sizeof(uint16_t));
+    Gpt2Bpe *bpe = NULL;
+    CharTokenizer ct;
+    char tok_text[8192];
+    size_t n = 0;
+    int rc = -1;
+    double t0 = 0, t1 = 0;
+    OutFile *outs = NULL;
+    if (!tokens) { snprintf(err, errlen, "--input %s: out of memory for %zu tokens", input_path, total); goto done; }
+    struct timespec ts;
+    if (gpt2) {
+        if (gpt2_bpe_load(&bpe, gpt2_default_dir(), err, errlen)) goto done;
+        clock_gettime(CLOCK_MONOTONIC, &ts);
+        t0 = ts.tv_sec + 1e-9 * ts.tv_nsec;
+        for (size_t i = 0; i < ndocs; i++) {
+            size_t m;
+            tokens[n++] = GPT2_EOT;
+            if (gpt2_bpe_encode(bpe, docs[i].text, docs[i].n, tokens + n, &m, err, errlen)) goto done;
+            n += m;
+        }
+        clock_gettime(CLOCK_MONOTONIC, &ts);
+        t1 = ts.tv_sec + 1e-9 * ts.tv_nsec;
+        snprintf(tok_text, sizeof tok_text, "%s", GPT2_TOKENIZER_TEXT);
+    } else {
+        // The vocabulary is every byte value of the input, so encoding cannot fail; the check stays for the invariant.
+        int seen[256] = {0};
+        uint8_t present[256];
+        int np = 0;
+        for (size_t i = 0; i < ndocs; i++)
+            for (size_t j = 0; j < docs[i].n; j++) seen[docs[i].text[j]] = 1;
+        for (int b = 0; b < 256; b++) if (seen[b]) present[np++] = (uint8_t)b;
+        char_tokenizer_build(&ct, present, (size_t)np);
+        for (size_t i = 0; i < ndocs; i++) {
+            if (char_tokenizer_encode(&ct, docs[i].text, docs[i].n, tokens + n, err, errlen)) goto done;
+            n += docs[i].n;
+        }
+        int len = snprintf(tok_text, sizeof tok_text, "gptrain-tokenizer 1\ntype char\nvocab_size %d\nbytes",
+                           ct.vocab_size);
+        for (int i = 0; i < ct.vocab_size; i++) len += snprintf(tok_text + len, sizeof tok_text - len, " %d", ct.bytes[i]);
+        snprintf(tok_text + len, sizeof tok_text - len, "\n");
+    }
     const size_t ntrain = (size_t)((double)n * (1.0 - val_fraction)), nval = n - ntrain;
     if (nval == 0 || ntrain == 0) {
         snprintf(err, errlen, "--val-fraction %g: leaves an empty split of the %zu tokens of %s (train %zu, val %zu), "
                  "expected both non-empty", val_fraction, n, input_path, ntrain, nval);
-        free(text);
-        return -1;
+        goto done;
     }
-    CharTokenizer tok;
-    char_tokenizer_build(&tok, text, n);
-    uint16_t *tokens = malloc(n * sizeof(uint16_t));
-    char paths[OUT_COUNT][4096];
-    int rc = -1;
-    if (!tokens) snprintf(err, errlen, "--input %s: out of memory for %zu tokens", input_path, n);
-    // Encoding cannot fail over the text the vocabulary was built from; the check stays for the invariant.
-    else if (!char_tokenizer_encode(&tok, text, n, tokens, err, errlen) &&
-             !file_mkdirs(out_dir, "--out", err, errlen) && !check_out_paths(out_dir, paths, err, errlen) &&
-             !write_outputs(paths, tokens, ntrain, nval, &tok, err, errlen)) {
-        printf("prepare: %s: %zu bytes, vocab %d (char); train %zu tokens -> %s, val %zu tokens -> %s\n", input_path, n,
-               tok.vocab_size, ntrain, paths[OUT_TRAIN], nval, paths[OUT_VAL]);
-        rc = 0;
+    const size_t st = (size_t)shard_tokens;
+    const size_t ntr_sh = (ntrain + st - 1) / st, nva_sh = (nval + st - 1) / st;
+    if (ntr_sh > 999999 || nva_sh > 999999) {
+        snprintf(err, errlen, "--shard-tokens %ld: makes more than 999999 shards of %zu tokens", shard_tokens, n);
+        goto done;
     }
-    free(text);
+    const int nout = (int)(ntr_sh + nva_sh) + 1;
+    outs = calloc((size_t)nout, sizeof *outs);
+    if (!outs) { snprintf(err, errlen, "out of memory"); goto done; }
+    int k = 0;
+    for (int split = 0; split < 2; split++) {
+        const size_t base = split ? ntrain : 0, cnt = split ? nval : ntrain, nsh = split ? nva_sh : ntr_sh;
+        for (size_t s = 0; s < nsh; s++, k++) {
+            snprintf(outs[k].path, sizeof outs[k].path, "%s/%s_%06zu.bin", out_dir, split ? "val" : "train", s);
+            outs[k].tokens = tokens + base + s * st;
+            outs[k].ntok = cnt - s * st < st ? cnt - s * st : st;
+        }
+    }
+    snprintf(outs[k].path, sizeof outs[k].path, "%s/tokenizer.txt", out_dir);
+    if (strlen(out_dir) > 3900) { snprintf(err, errlen, "--out %s: path too long", out_dir); goto done; }
+    if (file_mkdirs(out_dir, "--out", err, errlen) || write_outputs(out_dir, outs, nout, tok_text, err, errlen))
+        goto done;
+    printf("prepare: %s: %zu document%s, %zu bytes -> %zu tokens, vocab %d (%s)", input_path, ndocs,
+           ndocs == 1 ? "" : "s", total, n, gpt2 ? GPT2_VOCAB_SIZE : ct.vocab_size, tokenizer);
+    if (gpt2) printf(", encoded in %.3f s (%.1f MB/s)", t1 - t0, total / 1e6 / (t1 - t0 > 0 ? t1 - t0 : 1e-9));
+    printf("; train %zu tokens in %zu shard%s, val %zu tokens in %zu shard%s -> %s\n", ntrain, ntr_sh,
+           ntr_sh == 1 ? "" : "s", nval, nva_sh, nva_sh == 1 ? "" : "s", out_dir);
+    rc = 0;
+done:
+    free(outs);
+    if (bpe) gpt2_bpe_free(bpe);
     free(tokens);
+    free_docs(docs, ndocs);
     return rc;
 }

@@ -6,6 +6,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -26,64 +27,109 @@ int shard_write(const char *path, const uint16_t *tokens, size_t ntok, char *err
     char tmp[4096];
     FILE *f = file_create_tmp(path, tmp, sizeof tmp, err, errlen);
     if (!f) return -1;
-    int ok = fwrite(h, sizeof h, 1, f) == 1 && fwrite(tokens, sizeof(uint16_t), ntok, f) == ntok;
+    int ok = !file_write(f, h, sizeof h) && !file_write(f, tokens, sizeof(uint16_t) * ntok);
     return file_commit_tmp(f, tmp, path, ok, err, errlen);
+}
+
+int shard_check_header(const char *path, const int32_t *h, long long file_size, size_t *ntok, char *err,
+                       size_t errlen) {
+    if (file_size < (long long)(SHARD_HEADER_INTS * sizeof(int32_t))) {
+        snprintf(err, errlen, "%s: shorter than the %zu-byte header of an llm.c token shard", path,
+                 SHARD_HEADER_INTS * sizeof(int32_t));
+        return -1;
+    }
+    if (h[0] != SHARD_MAGIC) {
+        snprintf(err, errlen, "%s: bad magic %d, expected %d (an llm.c token shard)", path, h[0], SHARD_MAGIC);
+        return -1;
+    }
+    if (h[1] != SHARD_VERSION) {
+        snprintf(err, errlen, "%s: version %d, expected %d (uint16 tokens)", path, h[1], SHARD_VERSION);
+        return -1;
+    }
+    const long long have = file_size - (long long)(SHARD_HEADER_INTS * sizeof(int32_t)), want = 2LL * h[2];
+    if (h[2] < 0 || have != want) {
+        snprintf(err, errlen, "%s: %s: header says %d tokens (%lld bytes) but the file has %lld bytes after the header",
+                 path, have < want ? "truncated" : "wrong size", h[2], want, have);
+        return -1;
+    }
+    if (h[2] == 0) {
+        snprintf(err, errlen, "%s: the header says 0 tokens, expected a shard holding tokens", path);
+        return -1;
+    }
+    *ntok = (size_t)h[2];
+    return 0;
+}
+
+int shard_check_tokens(const char *path, const uint16_t *t, size_t n, size_t first, int vocab_size, char *err,
+                       size_t errlen) {
+    if (vocab_size <= 0) return 0;
+    for (size_t i = 0; i < n; i++) {
+        if (t[i] >= vocab_size) {
+            snprintf(err, errlen, "%s: token %d at position %zu is outside the vocabulary (size %d)", path, t[i],
+                     first + i, vocab_size);
+            return -1;
+        }
+    }
+    return 0;
+}
+
+// Open PATH and read its header: the FILE is left positioned after the header.
+static FILE *shard_open(const char *path, size_t *ntok, long long *size, char *err, size_t errlen) {
+    FILE *f = fopen(path, "rb");
+    if (!f) { snprintf(err, errlen, "%s: cannot open (%s)", path, strerror(errno)); return NULL; }
+    struct stat st;
+    if (fstat(fileno(f), &st) || !S_ISREG(st.st_mode)) {
+        snprintf(err, errlen, "%s: not a regular file, expected an llm.c token shard", path);
+        fclose(f);
+        return NULL;
+    }
+    int32_t h[SHARD_HEADER_INTS] = {0};
+    size_t got = fread(h, 1, sizeof h, f);
+    if (shard_check_header(path, h, got < sizeof h ? (long long)got : (long long)st.st_size, ntok, err, errlen)) {
+        fclose(f);
+        return NULL;
+    }
+    *size = (long long)st.st_size;
+    return f;
 }
 
 int shard_read(const char *path, uint16_t **tokens, size_t *ntok, int vocab_size, char *err, size_t errlen) {
     *tokens = NULL;
     *ntok = 0;
-    FILE *f = fopen(path, "rb");
-    if (!f) { snprintf(err, errlen, "%s: cannot open (%s)", path, strerror(errno)); return -1; }
-    struct stat st;
-    if (fstat(fileno(f), &st) || !S_ISREG(st.st_mode)) {
-        snprintf(err, errlen, "%s: not a regular file, expected an llm.c token shard", path);
-        fclose(f);
-        return -1;
-    }
-    int32_t h[SHARD_HEADER_INTS];
-    if (fread(h, sizeof h, 1, f) != 1) {
-        snprintf(err, errlen, "%s: shorter than the %zu-byte header of an llm.c token shard", path, sizeof h);
-        fclose(f);
-        return -1;
-    }
-    if (h[0] != SHARD_MAGIC) {
-        snprintf(err, errlen, "%s: bad magic %d, expected %d (an llm.c token shard)", path, h[0], SHARD_MAGIC);
-        fclose(f);
-        return -1;
-    }
-    if (h[1] != SHARD_VERSION) {
-        snprintf(err, errlen, "%s: version %d, expected %d (uint16 tokens)", path, h[1], SHARD_VERSION);
-        fclose(f);
-        return -1;
-    }
-    const long long have = (long long)st.st_size - (long long)sizeof h, want = 2LL * h[2];
-    if (h[2] < 0 || have != want) {
-        snprintf(err, errlen, "%s: %s: header says %d tokens (%lld bytes) but the file has %lld bytes after the header",
-                 path, have < want ? "truncated" : "wrong size", h[2], want, have);
-        fclose(f);
-        return -1;
-    }
-    uint16_t *t = malloc((size_t)h[2] * sizeof(uint16_t) + 1);
-    if (!t) { snprintf(err, errlen, "%s: out of memory for %d tokens", path, h[2]); fclose(f); return -1; }
-    if (fread(t, sizeof(uint16_t), (size_t)h[2], f) != (size_t)h[2]) {
+    size_t n;
+    long long size;
+    FILE *f = shard_open(path, &n, &size, err, errlen);
+    if (!f) return -1;
+    uint16_t *t = malloc(n * sizeof(uint16_t) + 1);
+    if (!t) { snprintf(err, errlen, "%s: out of memory for %zu tokens", path, n); fclose(f); return -1; }
+    if (fread(t, sizeof(uint16_t), n, f) != n) {
         snprintf(err, errlen, "%s: read failed (%s)", path, strerror(errno));
         free(t);
         fclose(f);
         return -1;
     }
     fclose(f);
-    if (vocab_size > 0) {
-        for (int32_t i = 0; i < h[2]; i++) {
-            if (t[i] >= vocab_size) {
-                snprintf(err, errlen, "%s: token %d at position %d is outside the vocabulary (size %d)", path, t[i], i,
-                         vocab_size);
-                free(t);
-                return -1;
-            }
-        }
-    }
+    if (shard_check_tokens(path, t, n, 0, vocab_size, err, errlen)) { free(t); return -1; }
     *tokens = t;
-    *ntok = (size_t)h[2];
+    *ntok = n;
     return 0;
+}
+
+int shard_map(const char *path, ShardMap *m, char *err, size_t errlen) {
+    memset(m, 0, sizeof *m);
+    long long size;
+    FILE *f = shard_open(path, &m->ntok, &size, err, errlen);
+    if (!f) return -1;
+    void *p = mmap(NULL, (size_t)size, PROT_READ, MAP_PRIVATE, fileno(f), 0);
+    fclose(f);   // the mapping keeps the file alive
+    if (p == MAP_FAILED) { snprintf(err, errlen, "%s: cannot map (%s)", path, strerror(errno)); return -1; }
+    m->map = p;
+    m->map_bytes = (size_t)size;
+    m->tokens = (const uint16_t *)((const char *)p + SHARD_HEADER_INTS * sizeof(int32_t));
+    return 0;
+}
+
+void shard_unmap(ShardMap *m) {
+    if (m->map) munmap(m->map, m->map_bytes);
+    memset(m, 0, sizeof *m);
 }

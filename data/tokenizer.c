@@ -34,10 +34,8 @@ int char_tokenizer_save(const CharTokenizer *tok, const char *path, char *err, s
 }
 
 // Parse the "key value" lines; type and vocab_size are required, bytes only for type char.
-static int read_tokenizer_file(const char *path, char *type, size_t typelen, int *vocab, CharTokenizer *tok,
-                               char *err, size_t errlen) {
-    FILE *f = fopen(path, "r");
-    if (!f) { snprintf(err, errlen, "%s: cannot open (%s)", path, strerror(errno)); return -1; }
+static int read_tokenizer_stream(FILE *f, const char *path, char *type, size_t typelen, int *vocab,
+                                 CharTokenizer *tok, char *err, size_t errlen) {
     char line[8192];
     int have_magic = 0, nbytes = -1;
     type[0] = 0;
@@ -60,7 +58,6 @@ static int read_tokenizer_file(const char *path, char *type, size_t typelen, int
             }
         }
     }
-    fclose(f);
     if (!have_magic || !type[0] || *vocab < 1) {
         snprintf(err, errlen, "%s: not a gptrain tokenizer file (expected 'gptrain-tokenizer 1', 'type', 'vocab_size')",
                  path);
@@ -68,6 +65,14 @@ static int read_tokenizer_file(const char *path, char *type, size_t typelen, int
     }
     if (*vocab > 65536) {
         snprintf(err, errlen, "%s: vocab_size %d, expected at most 65536 (shards store uint16 tokens)", path, *vocab);
+        return -1;
+    }
+    if (strcmp(type, "char") && strcmp(type, "gpt2")) {
+        snprintf(err, errlen, "%s: tokenizer type '%s', expected char or gpt2", path, type);
+        return -1;
+    }
+    if (!strcmp(type, "gpt2") && *vocab != GPT2_VOCAB_SIZE) {
+        snprintf(err, errlen, "%s: type gpt2 with vocab_size %d, expected %d", path, *vocab, GPT2_VOCAB_SIZE);
         return -1;
     }
     if (tok) {
@@ -93,10 +98,76 @@ static int read_tokenizer_file(const char *path, char *type, size_t typelen, int
     return 0;
 }
 
+static int read_tokenizer_file(const char *path, char *type, size_t typelen, int *vocab, CharTokenizer *tok,
+                               char *err, size_t errlen) {
+    FILE *f = fopen(path, "r");
+    if (!f) { snprintf(err, errlen, "%s: cannot open (%s)", path, strerror(errno)); return -1; }
+    int rc = read_tokenizer_stream(f, path, type, typelen, vocab, tok, err, errlen);
+    fclose(f);
+    return rc;
+}
+
 int char_tokenizer_load(CharTokenizer *tok, const char *path, char *err, size_t errlen) {
     char type[64];
     int vocab;
     return read_tokenizer_file(path, type, sizeof type, &vocab, tok, err, errlen);
+}
+
+// ---- either tokenizer, by tokenizer.txt's type ----
+
+int tokenizer_load_text(Tokenizer *t, const char *text, const char *what, char *err, size_t errlen) {
+    memset(t, 0, sizeof *t);
+    FILE *f = fmemopen((void *)text, strlen(text), "r");
+    if (!f) { snprintf(err, errlen, "%s: out of memory", what); return -1; }
+    char type[64];
+    int rc = read_tokenizer_stream(f, what, type, sizeof type, &t->vocab_size, NULL, err, errlen);
+    fclose(f);
+    if (rc) return -1;
+    if (!strcmp(type, "gpt2")) {
+        t->is_gpt2 = 1;
+        return gpt2_bpe_load(&t->bpe, gpt2_default_dir(), err, errlen);
+    }
+    f = fmemopen((void *)text, strlen(text), "r");
+    if (!f) { snprintf(err, errlen, "%s: out of memory", what); return -1; }
+    rc = read_tokenizer_stream(f, what, type, sizeof type, &t->vocab_size, &t->ch, err, errlen);
+    fclose(f);
+    return rc;
+}
+
+int tokenizer_load(Tokenizer *t, const char *path, char *text_out, size_t text_cap, char *err, size_t errlen) {
+    FILE *f = fopen(path, "r");
+    if (!f) { snprintf(err, errlen, "%s: cannot open (%s)", path, strerror(errno)); return -1; }
+    char buf[8192];
+    size_t n = fread(buf, 1, sizeof buf - 1, f);
+    int more = fgetc(f) != EOF;
+    fclose(f);
+    if (more) { snprintf(err, errlen, "%s: larger than a tokenizer file (8 KiB)", path); return -1; }
+    buf[n] = 0;
+    if (strlen(buf) != n) { snprintf(err, errlen, "%s: holds a NUL byte, expected a text tokenizer file", path); return -1; }
+    if (text_out && (size_t)snprintf(text_out, text_cap, "%s", buf) >= text_cap) {
+        snprintf(err, errlen, "%s: too large", path);
+        return -1;
+    }
+    return tokenizer_load_text(t, buf, path, err, errlen);
+}
+
+int tokenizer_encode(Tokenizer *t, const uint8_t *text, size_t n, uint16_t *out, size_t *nout, char *err,
+                     size_t errlen) {
+    if (t->is_gpt2) return gpt2_bpe_encode(t->bpe, text, n, out, nout, err, errlen);
+    *nout = n;
+    return char_tokenizer_encode(&t->ch, text, n, out, err, errlen);
+}
+
+int tokenizer_decode(const Tokenizer *t, int id, const uint8_t **bytes) {
+    if (t->is_gpt2) return gpt2_bpe_decode(t->bpe, id, bytes);
+    if (id < 0 || id >= t->ch.vocab_size) return -1;
+    *bytes = &t->ch.bytes[id];
+    return 1;
+}
+
+void tokenizer_free(Tokenizer *t) {
+    if (t->bpe) gpt2_bpe_free(t->bpe);
+    memset(t, 0, sizeof *t);
 }
 
 int char_tokenizer_encode(const CharTokenizer *tok, const uint8_t *text, size_t n, uint16_t *out, char *err,

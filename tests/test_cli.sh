@@ -87,7 +87,8 @@ mkdir -p "$T/magic" && cp "$D/tokenizer.txt" "$D/val_000000.bin" "$T/magic/" \
     && { printf '\071\071\071\071'; tail -c +5 "$D/train_000000.bin"; } >"$T/magic/train_000000.bin"
 expect_error "wrong-magic shard" 2 "train_000000.bin.*magic" $G train $RUN --data "$T/magic" --out "$T/keep"
 mkdir -p "$T/vocab" && cp "$D/train_000000.bin" "$D/val_000000.bin" "$T/vocab/" \
-    && sed 's/^vocab_size .*/vocab_size 40/' "$D/tokenizer.txt" >"$T/vocab/tokenizer.txt"
+    && awk '/^bytes/ { printf "bytes"; for (i = 2; i <= 41; i++) printf " %s", $i; print ""; next }
+            /^vocab_size/ { print "vocab_size 40"; next } { print }' "$D/tokenizer.txt" >"$T/vocab/tokenizer.txt"
 expect_error "tokens outside the vocabulary" 2 "outside the vocabulary" $G train $RUN --data "$T/vocab" --vocab-size 40 --out "$T/keep"
 expect_error "unwritable --out" 2 "\-\-out $T/keep/model.bin/x" $G train $RUN --out "$T/keep/model.bin/x"
 expect_error "unwritable --log" 2 "\-\-log $T/no/such/dir/log.jsonl" $G train $RUN --log "$T/no/such/dir/log.jsonl" --out "$T/keep"

@@ -65,6 +65,26 @@ static int same_file(const struct stat *a, const char *path) {
            a->st_mtim.tv_sec == b.st_mtim.tv_sec && a->st_mtim.tv_nsec == b.st_mtim.tv_nsec;
 }
 
+// The split's stream in name order equals seq[0..n).
+static int tokens_equal(const DataLoader *dl, const uint16_t *seq, size_t n) {
+    for (size_t i = 0; i < n; i++)
+        if (data_loader_token(dl, i) != seq[i]) return 0;
+    return 1;
+}
+
+// Two loaders serve the same next k batches (copying form).
+static int same_batches(DataLoader *a, DataLoader *b, int k, size_t bt) {
+    int32_t *i1 = malloc(bt * 4), *t1 = malloc(bt * 4), *i2 = malloc(bt * 4), *t2 = malloc(bt * 4);
+    int same = 1;
+    for (int j = 0; j < k; j++) {
+        data_loader_next(a, i1, t1);
+        data_loader_next(b, i2, t2);
+        if (memcmp(i1, i2, bt * 4) || memcmp(t1, t2, bt * 4)) same = 0;
+    }
+    free(i1), free(t1), free(i2), free(t2);
+    return same;
+}
+
 int main(void) {
     char err[1024], p[1024], dir[512];
     snprintf(ROOT, sizeof ROOT, "/tmp/gptrain-test-loader-XXXXXX");
@@ -254,7 +274,7 @@ int main(void) {
     shard_write(p, seq, 100, err, sizeof err);
     snprintf(dir, sizeof dir, "%s/multi", ROOT);
     rc = data_loader_open(&dl, dir, "train", B, T, 0, 1, 0, 1, 0, err, sizeof err);
-    harness_case(!rc && dl.ntok == NT && !memcmp(dl.tokens, seq, sizeof seq), "two shards concatenate in name order",
+    harness_case(!rc && dl.ntok == NT && tokens_equal(&dl, seq, NT), "two shards concatenate in name order",
                  "%s", rc ? err : dir);
     if (!rc) data_loader_close(&dl);
 
@@ -277,6 +297,126 @@ int main(void) {
         }
         harness_case(bad < 0, "shuffle off: 961 tokens serve 20 batches of B·T = 48, 960 tokens 19, then wrap",
                      "first bad size %d", bad < 0 ? 0 : sizes[bad]);
+    }
+
+    // ---- streamed shards: straddling windows, globs, prefetch, seek ----
+    {
+        // seq[i] = i % 1000 split unevenly over four shards (300, 7, 450, 243 tokens): windows straddle the joins,
+        // one shard is shorter than a window.
+        static uint16_t big[1000];
+        for (int i = 0; i < 1000; i++) big[i] = (uint16_t)i;
+        const size_t cut[5] = {0, 300, 307, 757, 1000};
+        for (int k = 0; k < 4; k++) {
+            char name[32];
+            snprintf(name, sizeof name, "train_%06d.bin", k);
+            path_of(p, sizeof p, "four", name);
+            shard_write(p, big + cut[k], cut[k + 1] - cut[k], err, sizeof err);
+        }
+        snprintf(dir, sizeof dir, "%s/four", ROOT);
+        DataLoader a, b;
+        int32_t wi[BT], wt[BT];
+        int ok = !data_loader_open(&a, dir, "train", B, T, 0, 1, 0, 1, 1000, err, sizeof err);
+        int straddle_ok = ok && a.nshards == 4 && a.ntok == 1000 && tokens_equal(&a, big, 1000);
+        for (int k = 0; ok && k < 20; k++) {
+            data_loader_next(&a, wi, wt);
+            for (int i = 0; i < BT; i++)
+                if (wi[i] != k * BT + i || wt[i] != k * BT + i + 1) straddle_ok = 0;
+        }
+        harness_case(straddle_ok, "four shards read as one stream, windows straddling the joins", "%s",
+                     ok ? "20 batches of 48" : err);
+        if (ok) data_loader_close(&a);
+
+        // Shuffle on over four shards: real windows of the stream in the epoch's shard order, each window once.
+        ok = !data_loader_open(&a, dir, "train", 1, T, 0, 1, 1, 5, 1000, err, sizeof err);
+        int cover_ok = ok, orders_differ = 0;
+        uint32_t first_order[4] = {0};
+        for (int e = 0; ok && e < 6; e++) {
+            static int seen[1000];
+            memset(seen, 0, sizeof seen);
+            // An epoch's order is drawn when its first window is read: read it, then look at the order.
+            data_loader_next(&a, wi, wt);
+            const size_t nwin = a.nwin;
+            uint32_t ord[4];
+            memcpy(ord, a.order, sizeof ord);
+            if (e == 0) memcpy(first_order, ord, sizeof ord);
+            else if (memcmp(first_order, ord, sizeof ord)) orders_differ = 1;
+            for (size_t w = 0; w < nwin; w++) {
+                if (w) data_loader_next(&a, wi, wt);
+                // Within a shard consecutive tokens are consecutive ids; across a join the ids jump from the end of
+                // shard ord[k] to the start of shard ord[k+1].
+                for (int t = 1; t < T; t++) {
+                    if (wi[t] != wi[t - 1] + 1) {
+                        int joined = 0;
+                        for (int k = 0; k < 3; k++)
+                            if ((size_t)wi[t - 1] + 1 == cut[ord[k] + 1] && (size_t)wi[t] == cut[ord[k + 1]]) joined = 1;
+                        if (!joined) cover_ok = 0;
+                    }
+                }
+                if (seen[wi[0]]++) cover_ok = 0;
+            }
+            if (a.epoch != (uint64_t)e + 1) cover_ok = 0;
+        }
+        harness_case(cover_ok && orders_differ, "shuffle on: shard order permuted per epoch, windows real and once each",
+                     "%s", ok ? "6 epochs, seed 5" : err);
+        if (ok) data_loader_close(&a);
+
+        // A glob gives the same loader as the directory; a glob that matches nothing names the flag.
+        char pat[600];
+        snprintf(pat, sizeof pat, "%s/four/train_*.bin", ROOT);
+        ok = !data_loader_open_glob(&a, pat, "--train-data", B, T, 0, 1, 1, 9, 1000, err, sizeof err) &&
+             !data_loader_open(&b, dir, "train", B, T, 0, 1, 1, 9, 1000, err, sizeof err);
+        harness_case(ok && same_batches(&a, &b, 40, BT), "--train-data GLOB serves what --data DIR does", "%s",
+                     ok ? pat : err);
+        if (ok) { data_loader_close(&a); data_loader_close(&b); }
+        snprintf(pat, sizeof pat, "%s/four/nothing_*.bin", ROOT);
+        expect_fail(data_loader_open_glob(&a, pat, "--train-data", B, T, 0, 1, 1, 9, 1000, err, sizeof err), err,
+                    "--train-data", "matches no file", "loader: a glob that matches nothing");
+
+        // The prefetch thread serves exactly the synchronous sequence, for both orders and two ranks.
+        int pf_ok = 1;
+        for (int shuffle = 0; shuffle < 2; shuffle++)
+            for (int rank = 0; rank < 2; rank++) {
+                if (data_loader_open(&a, dir, "train", 2, T, rank, 2, shuffle, 3, 1000, err, sizeof err) ||
+                    data_loader_open(&b, dir, "train", 2, T, rank, 2, shuffle, 3, 1000, err, sizeof err) ||
+                    data_loader_start_prefetch(&b, 3, NULL, NULL, err, sizeof err)) { pf_ok = 0; continue; }
+                if (!same_batches(&a, &b, 200, 2 * T)) pf_ok = 0;
+                data_loader_reset(&a);
+                data_loader_reset(&b);
+                if (!same_batches(&a, &b, 50, 2 * T)) pf_ok = 0;
+                data_loader_close(&a);
+                data_loader_close(&b);
+            }
+        harness_case(pf_ok, "prefetch thread serves the synchronous sequence (shuffle off/on, 2 ranks, reset)",
+                     "200 + 50 batches each");
+
+        // Seek(n) continues exactly where n batches left off, with and without the thread, across epochs.
+        int seek_ok = 1;
+        for (int shuffle = 0; shuffle < 2; shuffle++) {
+            const int n = 37;   // several epochs of 1000 / 16 windows at B = 3
+            if (data_loader_open(&a, dir, "train", B, T, 0, 1, shuffle, 11, 1000, err, sizeof err) ||
+                data_loader_open(&b, dir, "train", B, T, 0, 1, shuffle, 11, 1000, err, sizeof err) ||
+                data_loader_start_prefetch(&b, 2, NULL, NULL, err, sizeof err)) { seek_ok = 0; continue; }
+            for (int k = 0; k < n; k++) data_loader_next(&a, wi, wt);
+            data_loader_next(&b, wi, wt);   // the thread is running ahead when the seek comes
+            data_loader_seek(&b, n);
+            if (b.batches != (uint64_t)n || !same_batches(&a, &b, 60, BT)) seek_ok = 0;
+            data_loader_close(&a);
+            data_loader_close(&b);
+        }
+        harness_case(seek_ok, "seek(37) continues as the uninterrupted loader (shuffle off/on, prefetching)",
+                     "60 batches after the seek");
+
+        // A token outside the vocabulary in a split read lazily is reported when its batch is read, naming the shard.
+        const int32_t *pi, *pt;
+        ok = !data_loader_open(&a, dir, "train", B, T, 0, 1, 0, 1, 0, err, sizeof err);   // no check at open
+        if (ok) {
+            a.vocab_size = 310;   // shard 2 starts at id 307: id 310 is its position 3, read by batch 6
+            int rcb = 0;
+            for (int k = 0; k < 8 && !rcb; k++) rcb = data_loader_next_batch(&a, &pi, &pt, NULL, err, sizeof err);
+            harness_case(rcb && strstr(err, "train_000002.bin: token 310 at position 3 is outside the vocabulary (size 310)"),
+                         "a bad token in a lazily checked split fails its batch, naming the shard", "%s", err);
+            data_loader_close(&a);
+        }
     }
 
     // ---- refusals ----
@@ -375,7 +515,7 @@ int main(void) {
         snprintf(dir, sizeof dir, "%s/shakespeare", ROOT);
         struct timespec t0, t1;
         clock_gettime(CLOCK_MONOTONIC, &t0);
-        rc = data_prepare("data/tinyshakespeare/input.txt", dir, "char", 0.1, err, sizeof err);
+        rc = data_prepare("data/tinyshakespeare/input.txt", dir, "char", 0.1, 100000000, err, sizeof err);
         clock_gettime(CLOCK_MONOTONIC, &t1);
         const double secs = (double)(t1.tv_sec - t0.tv_sec) + 1e-9 * (double)(t1.tv_nsec - t0.tv_nsec);
         DataLoader pt, pv;
@@ -383,7 +523,7 @@ int main(void) {
         int first = -1, opened = !rc && !data_loader_open(&pt, dir, "train", 1, 64, 0, 1, 0, 1, 65, err, sizeof err);
         if (opened) {
             ntrain = pt.ntok;
-            first = pt.tokens[0];
+            first = data_loader_token(&pt, 0);
             data_loader_close(&pt);
             opened = !data_loader_open(&pv, dir, "val", 1, 64, 0, 1, 0, 1, 65, err, sizeof err);
             if (opened) { nval = pv.ntok; data_loader_close(&pv); }
@@ -410,7 +550,7 @@ int main(void) {
     snprintf(small_path, sizeof small_path, "%s/small.txt", ROOT);
     write_text(small_path, small);
     snprintf(dir, sizeof dir, "%s/prep/nested", ROOT);
-    rc = data_prepare(small_path, dir, "char", 0.25, err, sizeof err);
+    rc = data_prepare(small_path, dir, "char", 0.25, 100000000, err, sizeof err);
     {
         DataLoader pt, pv;
         CharTokenizer ct;
@@ -424,9 +564,9 @@ int main(void) {
                 char text[256];
                 size_t m = 0;
                 for (size_t i = 0; i < pt.ntok && m < 255; i++)
-                    text[m++] = (char)char_tokenizer_decode(&ct, pt.tokens[i]);
+                    text[m++] = (char)char_tokenizer_decode(&ct, data_loader_token(&pt, i));
                 for (size_t i = 0; i < pv.ntok && m < 255; i++)
-                    text[m++] = (char)char_tokenizer_decode(&ct, pv.tokens[i]);
+                    text[m++] = (char)char_tokenizer_decode(&ct, data_loader_token(&pv, i));
                 text[m] = 0;
                 // 85 bytes at 0.25: train int(85 * 0.75) = 63 tokens, val the last 22.
                 ok = !strcmp(text, small) && pt.ntok == 63 && pv.ntok == 22;
@@ -447,36 +587,101 @@ int main(void) {
     struct stat train_before, val_before;
     int have_before = !stat(train_path, &train_before) && !stat(val_path, &val_before);
     snprintf(p, sizeof p, "%s/missing.txt", ROOT);
-    expect_fail(data_prepare(p, dir, "char", 0.1, err, sizeof err), err, "--input", "missing.txt",
+    expect_fail(data_prepare(p, dir, "char", 0.1, 100000000, err, sizeof err), err, "--input", "missing.txt",
                 "prepare: missing input");
     snprintf(p, sizeof p, "%s/empty.txt", ROOT);
     write_text(p, "");
-    expect_fail(data_prepare(p, dir, "char", 0.1, err, sizeof err), err, "--input", "empty.txt: the file is empty",
+    expect_fail(data_prepare(p, dir, "char", 0.1, 100000000, err, sizeof err), err, "--input", "empty.txt: the file is empty",
                 "prepare: empty input");
-    expect_fail(data_prepare(ROOT, dir, "char", 0.1, err, sizeof err), err, "--input", "not a regular file",
-                "prepare: a directory as input");
-    expect_fail(data_prepare(small_path, dir, "char", 0.0, err, sizeof err), err, "--val-fraction 0", "between 0 and 1",
+    // A directory of documents, sharded: *.txt in name order, other files ignored; a later preparation with fewer
+    // shards removes the earlier set's extra shard.
+    {
+        char docs[600], out[600], q[700];
+        snprintf(docs, sizeof docs, "%s/docs", ROOT);
+        mkdir(docs, 0755);
+        snprintf(q, sizeof q, "%s/b.txt", docs); write_text(q, "de");
+        snprintf(q, sizeof q, "%s/a.txt", docs); write_text(q, "abc");
+        snprintf(q, sizeof q, "%s/c.txt", docs); write_text(q, "fgh");
+        snprintf(q, sizeof q, "%s/notes.md", docs); write_text(q, "XYZ");
+        snprintf(out, sizeof out, "%s/docs-out", ROOT);
+        int ok = !data_prepare(docs, out, "char", 0.25, 4, err, sizeof err);
+        struct stat s1;
+        snprintf(q, sizeof q, "%s/train_000001.bin", out);
+        DataLoader d1;
+        int shards_ok = ok && !stat(q, &s1) && s1.st_size == 1024 + 2 * 2;
+        if (ok && !data_loader_open(&d1, out, "train", 1, 2, 0, 1, 0, 1, 8, err, sizeof err)) {
+            // vocabulary a..h -> ids 0..7 in byte order: the stream is 0 1 2 3 | 4 5
+            shards_ok = shards_ok && d1.nshards == 2 && d1.ntok == 6;
+            for (size_t i = 0; i < 6; i++) shards_ok = shards_ok && data_loader_token(&d1, i) == i;
+            data_loader_close(&d1);
+        } else shards_ok = 0;
+        harness_case(shards_ok, "prepare: a directory of *.txt documents in name order, cut into --shard-tokens 4",
+                     "%s", ok ? "train 4 + 2 tokens, val 2" : err);
+        ok = !data_prepare(docs, out, "char", 0.25, 100, err, sizeof err);
+        harness_case(ok && stat(q, &s1) != 0, "prepare: a re-preparation with fewer shards removes the stale one",
+                     "%s", q);
+    }
+    // --tokenizer gpt2 over the same documents: <|endoftext|> before each, then its BPE ids; tokenizer.txt says gpt2.
+    {
+        char docs[600], out[600];
+        snprintf(docs, sizeof docs, "%s/docs", ROOT);
+        snprintf(out, sizeof out, "%s/docs-gpt2", ROOT);
+        Gpt2Bpe *bpe = NULL;
+        int ok = !gpt2_bpe_load(&bpe, gpt2_default_dir(), err, sizeof err) &&
+                 !data_prepare(docs, out, "gpt2", 0.5, 1000, err, sizeof err);
+        uint16_t want[64];
+        size_t nw = 0;
+        const char *texts[3] = {"abc", "de", "fgh"};
+        for (int i = 0; ok && i < 3; i++) {
+            size_t m;
+            want[nw++] = GPT2_EOT;
+            gpt2_bpe_encode(bpe, (const uint8_t *)texts[i], strlen(texts[i]), want + nw, &m, err, sizeof err);
+            nw += m;
+        }
+        DataLoader dt, dv;
+        int match = 0, vocab = 0;
+        if (ok && !data_loader_open(&dt, out, "train", 1, 1, 0, 1, 0, 1, GPT2_VOCAB_SIZE, err, sizeof err)) {
+            if (!data_loader_open(&dv, out, "val", 1, 1, 0, 1, 0, 1, GPT2_VOCAB_SIZE, err, sizeof err)) {
+                match = dt.ntok + dv.ntok == nw && dt.ntok == nw / 2;
+                for (size_t i = 0; match && i < nw; i++)
+                    match = (i < dt.ntok ? data_loader_token(&dt, i) : data_loader_token(&dv, i - dt.ntok)) == want[i];
+                data_loader_close(&dv);
+            }
+            data_loader_close(&dt);
+            match = match && !data_vocab_size(out, &vocab, err, sizeof err) && vocab == GPT2_VOCAB_SIZE;
+        }
+        harness_case(ok && match, "prepare --tokenizer gpt2: <|endoftext|> then the BPE ids of each document, in order",
+                     "%zu tokens, vocab %d%s%s", nw, vocab, ok ? "" : ": ", ok ? "" : err);
+        if (bpe) gpt2_bpe_free(bpe);
+    }
+    snprintf(p, sizeof p, "%s/nodocs", ROOT);
+    mkdir(p, 0755);
+    expect_fail(data_prepare(p, dir, "char", 0.1, 100000000, err, sizeof err), err, "--input", "holds no *.txt files",
+                "prepare: a directory without documents");
+    expect_fail(data_prepare(small_path, dir, "char", 0.1, 0, err, sizeof err), err, "--shard-tokens 0", "expected 1",
+                "prepare: --shard-tokens 0");
+    expect_fail(data_prepare(small_path, dir, "char", 0.0, 100000000, err, sizeof err), err, "--val-fraction 0", "between 0 and 1",
                 "prepare: val fraction 0");
-    expect_fail(data_prepare(small_path, dir, "char", 1.0, err, sizeof err), err, "--val-fraction 1", "between 0 and 1",
+    expect_fail(data_prepare(small_path, dir, "char", 1.0, 100000000, err, sizeof err), err, "--val-fraction 1", "between 0 and 1",
                 "prepare: val fraction 1");
-    expect_fail(data_prepare(small_path, dir, "char", 0.999, err, sizeof err), err, "--val-fraction 0.999",
+    expect_fail(data_prepare(small_path, dir, "char", 0.999, 100000000, err, sizeof err), err, "--val-fraction 0.999",
                 "train 0, val 85", "prepare: a val fraction that leaves no train token");
-    expect_fail(data_prepare(small_path, dir, "bpe", 0.1, err, sizeof err), err, "--tokenizer bpe", "expected char",
+    expect_fail(data_prepare(small_path, dir, "bpe", 0.1, 100000000, err, sizeof err), err, "--tokenizer bpe", "expected char",
                 "prepare: unknown tokenizer");
     char under[600];
     snprintf(under, sizeof under, "%s/sub", small_path);
-    expect_fail(data_prepare(small_path, under, "char", 0.1, err, sizeof err), err, "--out", "not a directory",
+    expect_fail(data_prepare(small_path, under, "char", 0.1, 100000000, err, sizeof err), err, "--out", "not a directory",
                 "prepare: --out under a regular file");
     // A directory where val_000000.bin belongs: writing train first and failing on val would leave a mixed set.
     char blocker[640];
     snprintf(blocker, sizeof blocker, "%s/prep/blocked", ROOT);
-    rc = data_prepare(small_path, blocker, "char", 0.25, err, sizeof err);
+    rc = data_prepare(small_path, blocker, "char", 0.25, 100000000, err, sizeof err);
     struct stat blocked_train;
     snprintf(p, sizeof p, "%s/train_000000.bin", blocker);
     int blocked_ok = !rc && !stat(p, &blocked_train);
     snprintf(p, sizeof p, "%s/val_000000.bin", blocker);
     blocked_ok = blocked_ok && !unlink(p) && !mkdir(p, 0755);
-    expect_fail(data_prepare(small_path, blocker, "char", 0.5, err, sizeof err), err, "val_000000.bin",
+    expect_fail(data_prepare(small_path, blocker, "char", 0.5, 100000000, err, sizeof err), err, "val_000000.bin",
                 "not a regular file", "prepare: a directory in val_000000.bin's place");
     snprintf(p, sizeof p, "%s/train_000000.bin", blocker);
     harness_case(blocked_ok && same_file(&blocked_train, p), "prepare: that refusal left train_000000.bin as it was",
@@ -485,7 +690,7 @@ int main(void) {
     // neither shard may have replaced the old one.
     snprintf(p, sizeof p, "%s/tokenizer.txt.new.tmp", dir);
     mkdir(p, 0755);
-    expect_fail(data_prepare(small_path, dir, "char", 0.5, err, sizeof err), err, "tokenizer.txt.new.tmp", NULL,
+    expect_fail(data_prepare(small_path, dir, "char", 0.5, 100000000, err, sizeof err), err, "tokenizer.txt.new.tmp", NULL,
                 "prepare: a write failing after the shards were staged");
     rmdir(p);
     snprintf(p, sizeof p, "%s/val_000000.bin.new", dir);

@@ -26,13 +26,14 @@ static const FlagDef FLAGS[] = {
 #undef CLI_DEF
 };
 enum { NUM_FLAGS = sizeof(FLAGS) / sizeof(FLAGS[0]) };
-_Static_assert(NUM_FLAGS <= 64, "Options.given holds 64 flags");
+_Static_assert(NUM_FLAGS <= 128, "Options.given holds 128 flags");
 
 const char *cli_cmd_name(int cmd) {
     switch (cmd) {
     case CMD_PREPARE: return "prepare";
     case CMD_TRAIN: return "train";
     case CMD_SAMPLE: return "sample";
+    case CMD_EXPORT: return "export";
     default: return "info";
     }
 }

@@ -10,18 +10,19 @@
 #include <stdio.h>
 
 // Subcommands, as a bit mask for "which commands take this flag".
-enum { CMD_PREPARE = 1, CMD_TRAIN = 2, CMD_SAMPLE = 4, CMD_INFO = 8 };
+enum { CMD_PREPARE = 1, CMD_TRAIN = 2, CMD_SAMPLE = 4, CMD_INFO = 8, CMD_EXPORT = 16 };
 #define CMD_MODEL (CMD_TRAIN | CMD_INFO)
-#define CMD_ALL (CMD_PREPARE | CMD_TRAIN | CMD_SAMPLE | CMD_INFO)
+#define CMD_ALL (CMD_PREPARE | CMD_TRAIN | CMD_SAMPLE | CMD_INFO | CMD_EXPORT)
 
 // Types: F_INT (int), F_NUM (double), F_STR (string), F_CHOICE (string from the '|'-separated list in `choices`).
 // X(field, "flag", type, "default", commands, "choices or NULL", "help")
 #define GPTRAIN_FLAGS(X)                                                                                           \
     X(config, "config", F_STR, "", CMD_ALL, NULL, "file of key=value lines (flag names without --), applied first") \
     /* prepare */                                                                                                  \
-    X(input, "input", F_STR, "", CMD_PREPARE, NULL, "text file to tokenize")                                       \
-    X(tokenizer, "tokenizer", F_CHOICE, "char", CMD_PREPARE, "char", "tokenizer (GPT-2 BPE arrives with the data issue)") \
+    X(input, "input", F_STR, "", CMD_PREPARE, NULL, "text file, or a directory whose *.txt files are the documents") \
+    X(tokenizer, "tokenizer", F_CHOICE, "char", CMD_PREPARE, "char|gpt2", "char: one token per byte value seen; gpt2: OpenAI's GPT-2 BPE (vendored in data/gpt2)") \
     X(val_fraction, "val-fraction", F_NUM, "0.1", CMD_PREPARE, NULL, "fraction of tokens, taken from the end, for validation") \
+    X(shard_tokens, "shard-tokens", F_INT, "100000000", CMD_PREPARE, NULL, "tokens per shard file (llm.c uses 1e8)") \
     /* model */                                                                                                    \
     X(preset, "preset", F_STR, "tiny", CMD_MODEL, NULL, "model preset; the shape flags below override it")        \
     X(n_layer, "n-layer", F_INT, "0", CMD_MODEL, NULL, "layers L (0: from the preset)")                            \
@@ -33,6 +34,8 @@ enum { CMD_PREPARE = 1, CMD_TRAIN = 2, CMD_SAMPLE = 4, CMD_INFO = 8 };
     X(seq_len, "seq-len", F_INT, "0", CMD_MODEL, NULL, "training sequence length T (0: --max-seq-len)")           \
     /* run shape */                                                                                                \
     X(data, "data", F_STR, "", CMD_MODEL, NULL, "directory written by `gptrain prepare` (train_*.bin, val_*.bin, tokenizer.txt)") \
+    X(train_data, "train-data", F_STR, "", CMD_TRAIN, NULL, "glob of train shards (instead of --data), e.g. 'fineweb_train_*.bin'") \
+    X(val_data, "val-data", F_STR, "", CMD_TRAIN, NULL, "glob of val shards (with --train-data)")               \
     X(batch, "batch", F_INT, "12", CMD_MODEL, NULL, "micro-batch B (sequences per forward/backward)")             \
     X(grad_accum, "grad-accum", F_INT, "1", CMD_TRAIN, NULL, "micro-steps per optimizer step")                     \
     X(total_batch_tokens, "total-batch-tokens", F_INT, "0", CMD_TRAIN, NULL, "tokens per optimizer step; sets --grad-accum (0: off)") \
@@ -56,14 +59,23 @@ enum { CMD_PREPARE = 1, CMD_TRAIN = 2, CMD_SAMPLE = 4, CMD_INFO = 8 };
     X(eval_steps, "eval-steps", F_INT, "0", CMD_TRAIN, NULL, "validation batches per evaluation (0: the whole split)") \
     X(log, "log", F_STR, "", CMD_TRAIN, NULL, "JSONL metrics file, one object per step")                           \
     X(print_every, "print-every", F_INT, "1", CMD_TRAIN, NULL, "print a metrics row every N steps")               \
-    X(out, "out", F_STR, "", CMD_PREPARE | CMD_TRAIN, NULL, "output directory (prepare: the shards; train: model.bin, default 'out')") \
+    X(out, "out", F_STR, "", CMD_PREPARE | CMD_TRAIN | CMD_EXPORT, NULL, "prepare: the shards' directory; train: model.bin's directory (default 'out'); export: the file") \
+    /* checkpoints */                                                                                              \
+    X(checkpoint_dir, "checkpoint-dir", F_STR, "", CMD_TRAIN, NULL, "checkpoint directory (default OUT/checkpoints)") \
+    X(checkpoint_every, "checkpoint-every", F_INT, "0", CMD_TRAIN, NULL, "write a checkpoint every N steps and at the end (0: only on SIGINT/SIGTERM and --stop-at-step)") \
+    X(keep_last, "keep-last", F_INT, "3", CMD_TRAIN, NULL, "keep the newest K checkpoints (0: all)")              \
+    X(resume, "resume", F_STR, "", CMD_TRAIN, NULL, "auto (newest in --checkpoint-dir, or start fresh) or a checkpoint PATH") \
+    X(stop_at_step, "stop-at-step", F_INT, "0", CMD_TRAIN, NULL, "stop after this step with a checkpoint, as a time-limited job (0: run --steps)") \
+    X(init_from, "init-from", F_STR, "", CMD_TRAIN, NULL, "initial weights from an llm.c model file (v3 fp32 or v5 bf16); sets the model shape") \
     /* machine */                                                                                                  \
-    X(device, "device", F_CHOICE, "auto", CMD_TRAIN | CMD_SAMPLE | CMD_INFO, "auto|cpu|cuda", "where to run")     \
-    X(threads, "threads", F_INT, "0", CMD_TRAIN | CMD_SAMPLE | CMD_INFO, NULL, "CPU threads (0: all cores)")       \
+    X(device, "device", F_CHOICE, "auto", CMD_TRAIN | CMD_SAMPLE | CMD_INFO | CMD_EXPORT, "auto|cpu|cuda", "where to run")     \
+    X(threads, "threads", F_INT, "0", CMD_TRAIN | CMD_SAMPLE | CMD_INFO | CMD_EXPORT, NULL, "CPU threads (0: all cores)")       \
     X(cpu_kernels, "cpu-kernels", F_CHOICE, "blas", CMD_TRAIN | CMD_SAMPLE, "blas|reference", "CPU matmuls on OpenBLAS, or the plain OpenMP reference loops") \
     X(peak_tflops, "peak-tflops", F_NUM, "0", CMD_TRAIN, NULL, "peak FLOPS for MFU/HFU (0: measure a GEMM at start-up)") \
     /* sample */                                                                                                   \
-    X(from, "from", F_STR, "out", CMD_SAMPLE, NULL, "directory of a finished run (model.bin, tokenizer.txt)")     \
+    X(from, "from", F_STR, "out", CMD_SAMPLE | CMD_EXPORT, NULL, "directory of a finished run (model.bin, tokenizer.txt)") \
+    X(checkpoint, "checkpoint", F_STR, "", CMD_SAMPLE | CMD_EXPORT, NULL, "a gptrain checkpoint or an llm.c model file (instead of --from)") \
+    X(dtype, "dtype", F_CHOICE, "fp32", CMD_EXPORT, "fp32|bf16", "llm.c model file version: fp32 (3) or bf16 (5)")  \
     X(prompt, "prompt", F_STR, "\n", CMD_SAMPLE, NULL, "text to continue")                                          \
     X(tokens, "tokens", F_INT, "200", CMD_SAMPLE, NULL, "tokens to generate")                                      \
     X(temperature, "temperature", F_NUM, "1.0", CMD_SAMPLE, NULL, "softmax temperature (> 0)")                    \
@@ -80,7 +92,7 @@ typedef struct Options {
 #define CLI_FIELD(field, flag, type, def, cmds, choices, help) CLI_CTYPE_##type field;
     GPTRAIN_FLAGS(CLI_FIELD)
 #undef CLI_FIELD
-    unsigned char given[64]; // given[i]: flag i was set by the user (file or command line)
+    unsigned char given[128]; // given[i]: flag i was set by the user (file or command line)
 } Options;
 
 // Parse argv (after the subcommand) for command `cmd`: defaults, then --config FILE, then the command line.

@@ -22,6 +22,7 @@ int cmd_prepare(Options *o);
 int cmd_train(Options *o);
 int cmd_sample(Options *o);
 int cmd_info(Options *o);
+int cmd_export(Options *o);
 
 // Model shape from --preset and the shape flags; V from --vocab-size, else --data's tokenizer, else the preset,
 // else `fallback_vocab` (0: error). *T gets --seq-len (or max_seq_len). Exits with a user error on a bad combination.
@@ -33,6 +34,8 @@ void resolve_backend(const Options *o, Backend *be);
 // then every parameter in GPT_PARAMS order. F in header[8] is our addition (llm.c leaves it 0 and assumes 4*C).
 // Written atomically (PATH.tmp, fsync, rename).
 int modelfile_save(const GPT *g, const char *path, char *err, size_t errlen);
+// The same as version 3 (fp32) or, with bf16, version 5 (bf16 weights, round to nearest even).
+int modelfile_save_as(const GPT *g, const char *path, int bf16, char *err, size_t errlen);
 // Read the header only (to size the model), then the weights into a created model.
 int modelfile_read_config(const char *path, GPTConfig *cfg, char *err, size_t errlen);
 int modelfile_load_weights(GPT *g, const char *path, char *err, size_t errlen);

@@ -13,7 +13,8 @@ static void usage(FILE *f) {
             "commands:\n"
             "  prepare   text file -> train/val token shards (llm.c format) and tokenizer\n"
             "  train     train a GPT on prepared shards, with per-step TFLOPS/MFU/HFU\n"
-            "  sample    generate text from a trained run (--from DIR)\n"
+            "  sample    generate text from a run (--from DIR), a checkpoint or an llm.c model file (--checkpoint)\n"
+            "  export    write a run's or a checkpoint's weights as an llm.c model file (fp32 or bf16)\n"
             "  info      parameters, FLOPs per token, memory per recompute mode\n"
             "gptrain COMMAND --help lists the flags of a command.\n");
 }
@@ -22,7 +23,7 @@ int cmd_prepare(Options *o) {
     char err[1024];
     if (!o->input[0]) die_user("--input: expected a text file to tokenize");
     if (!o->out[0]) die_user("--out: expected a directory for the shards");
-    if (data_prepare(o->input, o->out, o->tokenizer, o->val_fraction, err, sizeof err)) die_user("%s", err);
+    if (data_prepare(o->input, o->out, o->tokenizer, o->val_fraction, o->shard_tokens, err, sizeof err)) die_user("%s", err);
     return 0;
 }
 
@@ -34,8 +35,9 @@ int main(int argc, char **argv) {
             : !strcmp(name, "train")   ? CMD_TRAIN
             : !strcmp(name, "sample")  ? CMD_SAMPLE
             : !strcmp(name, "info")    ? CMD_INFO
+            : !strcmp(name, "export")  ? CMD_EXPORT
                                        : 0;
-    if (!cmd) die_user("unknown command '%s': expected prepare, train, sample or info", name);
+    if (!cmd) die_user("unknown command '%s': expected prepare, train, sample, export or info", name);
     Options o;
     char err[1024];
     int rc = cli_parse(&o, cmd, argc - 2, argv + 2, err, sizeof err);
@@ -45,6 +47,7 @@ int main(int argc, char **argv) {
     case CMD_PREPARE: return cmd_prepare(&o);
     case CMD_TRAIN: return cmd_train(&o);
     case CMD_SAMPLE: return cmd_sample(&o);
+    case CMD_EXPORT: return cmd_export(&o);
     default: return cmd_info(&o);
     }
 }

@@ -1,7 +1,9 @@
 /*
- * modelfile.c: the model file, in llm.c's layout (magic 20240326, version 3 = fp32 weights) so llm.c tools can read
- * what we write: int32 header[256] = {magic, version, maxT, V, L, NH, C, Vp, F, 0...}, then every parameter tensor
- * in GPT_PARAMS order (wte with its Vp rows). header[8] (F) is our addition; 0 there means 4*C, as llm.c assumes.
+ * modelfile.c: the model file, in llm.c's layout so llm.c and gptrain read each other's files: int32 header[256] =
+ * {20240326, version, maxT, V, L, NH, C, Vp, F, 0...}, then every parameter tensor in GPT_PARAMS order (llm.c's:
+ * wte with its Vp rows, wpe, then per-layer stacks; matrices as (out, in) rows), as fp32 (version 3) or bf16
+ * (version 5, llm.c's mixed-precision files). header[8] (F) is our addition; llm.c leaves it 0, meaning 4*C.
+ * bf16 is written round-to-nearest-even from the fp32 weights and read back exactly (bf16 -> fp32 is a shift).
  */
 #include <errno.h>
 #include <stdio.h>
@@ -13,24 +15,53 @@
 
 #define MODEL_MAGIC 20240326
 #define MODEL_VERSION_FP32 3
+#define MODEL_VERSION_BF16 5
 
-int modelfile_save(const GPT *g, const char *path, char *err, size_t errlen) {
+static uint16_t f32_to_bf16(float x) {
+    uint32_t u;
+    memcpy(&u, &x, 4);
+    if ((u & 0x7fffffffu) > 0x7f800000u) return (uint16_t)((u >> 16) | 0x40);   // NaN stays a (quiet) NaN
+    u += 0x7fffu + ((u >> 16) & 1u);                                          // round to nearest, ties to even
+    return (uint16_t)(u >> 16);
+}
+
+static float bf16_to_f32(uint16_t b) {
+    uint32_t u = (uint32_t)b << 16;
+    float x;
+    memcpy(&x, &u, 4);
+    return x;
+}
+
+int modelfile_save_as(const GPT *g, const char *path, int bf16, char *err, size_t errlen) {
     int32_t h[256] = {0};
     h[0] = MODEL_MAGIC;
-    h[1] = MODEL_VERSION_FP32;
+    h[1] = bf16 ? MODEL_VERSION_BF16 : MODEL_VERSION_FP32;
     h[2] = g->cfg.max_seq_len;
     h[3] = g->cfg.vocab_size;
     h[4] = g->cfg.n_layer;
     h[5] = g->cfg.n_head;
     h[6] = g->cfg.d_model;
     h[7] = g->cfg.padded_vocab;
-    h[8] = g->cfg.d_ff;
+    h[8] = g->cfg.d_ff == 4 * g->cfg.d_model ? 0 : g->cfg.d_ff;   // 0 (4*C), as llm.c writes, unless F differs
     char tmp[4096];
     FILE *f = file_create_tmp(path, tmp, sizeof tmp, err, errlen);
     if (!f) return -1;
-    int ok = fwrite(h, sizeof h, 1, f) == 1 &&
-             fwrite(g->params_mem, sizeof(float), g->mem.num_params, f) == g->mem.num_params;
+    errno = 0;
+    int ok = !file_write(f, h, sizeof h);
+    if (!bf16) ok = ok && !file_write(f, g->params_mem, sizeof(float) * g->mem.num_params);
+    else {
+        uint16_t buf[4096];
+        for (size_t i = 0; ok && i < g->mem.num_params; i += 4096) {
+            size_t n = g->mem.num_params - i < 4096 ? g->mem.num_params - i : 4096;
+            for (size_t j = 0; j < n; j++) buf[j] = f32_to_bf16(g->params_mem[i + j]);
+            ok = !file_write(f, buf, n * sizeof(uint16_t));
+        }
+    }
     return file_commit_tmp(f, tmp, path, ok, err, errlen);
+}
+
+int modelfile_save(const GPT *g, const char *path, char *err, size_t errlen) {
+    return modelfile_save_as(g, path, 0, err, errlen);
 }
 
 static int read_header(FILE *f, const char *path, int32_t *h, char *err, size_t errlen) {
@@ -42,8 +73,9 @@ static int read_header(FILE *f, const char *path, int32_t *h, char *err, size_t 
         snprintf(err, errlen, "%s: bad magic %d, expected %d (an llm.c/gptrain model file)", path, h[0], MODEL_MAGIC);
         return -1;
     }
-    if (h[1] != MODEL_VERSION_FP32) {
-        snprintf(err, errlen, "%s: version %d, expected %d (fp32 weights)", path, h[1], MODEL_VERSION_FP32);
+    if (h[1] != MODEL_VERSION_FP32 && h[1] != MODEL_VERSION_BF16) {
+        snprintf(err, errlen, "%s: version %d, expected %d (fp32 weights) or %d (bf16 weights)", path, h[1],
+                 MODEL_VERSION_FP32, MODEL_VERSION_BF16);
         return -1;
     }
     return 0;
@@ -81,12 +113,23 @@ int modelfile_load_weights(GPT *g, const char *path, char *err, size_t errlen) {
     if (!f) { snprintf(err, errlen, "%s: cannot open (%s)", path, strerror(errno)); return -1; }
     int32_t h[256];
     if (read_header(f, path, h, err, errlen)) { fclose(f); return -1; }
-    size_t n = fread(g->params_mem, sizeof(float), g->mem.num_params, f);
+    const size_t np = g->mem.num_params;
+    size_t n = 0;
+    if (h[1] == MODEL_VERSION_FP32) n = fread(g->params_mem, sizeof(float), np, f);
+    else {
+        uint16_t buf[4096];
+        while (n < np) {
+            const size_t want = np - n < 4096 ? np - n : 4096, got = fread(buf, sizeof(uint16_t), want, f);
+            for (size_t j = 0; j < got; j++) g->params_mem[n + j] = bf16_to_f32(buf[j]);
+            n += got;
+            if (got < want) break;
+        }
+    }
     int extra = fgetc(f) != EOF;
     fclose(f);
-    if (n != g->mem.num_params || extra) {
-        snprintf(err, errlen, "%s: %s: expected exactly %zu fp32 parameters after the header", path,
-                 extra ? "trailing bytes" : "truncated", g->mem.num_params);
+    if (n != np || extra) {
+        snprintf(err, errlen, "%s: %s: expected exactly %zu %s parameters after the header", path,
+                 extra ? "trailing bytes" : "truncated", np, h[1] == MODEL_VERSION_FP32 ? "fp32" : "bf16");
         return -1;
     }
     return 0;

@@ -1,12 +1,18 @@
 /*
- * sample.c: `gptrain sample`, text from a finished run's model.bin: the forward over the last maxT tokens, then
- * temperature and top-k sampling from the softmax of the real vocabulary, one token at a time.
+ * sample.c: `gptrain sample` and `gptrain export`. Sampling: the forward over the last maxT tokens, then temperature
+ * and top-k sampling from the softmax of the real vocabulary, one token at a time, decoded with the run's tokenizer.
+ * The weights come from a finished run (--from DIR: model.bin, tokenizer.txt), a gptrain checkpoint (which carries
+ * its tokenizer) or an llm.c model file (--checkpoint PATH; its tokenizer.txt beside it, else GPT-2's when V=50257).
+ * Export writes the weights of any of these as an llm.c model file, fp32 (version 3) or bf16 (version 5).
  */
+#include <errno.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
+#include "checkpoint.h"
 #include "data.h"
 #include "gptrain.h"
 
@@ -46,36 +52,83 @@ static int sample_token(const float *logits, int V, double temperature, int top_
     return 0;
 }
 
+// The model (created and loaded on be) and its tokenizer from --checkpoint or --from.
+static void load_model(Options *o, Backend *be, GPT *g, Tokenizer *tok, int want_tokenizer) {
+    char err[1024], path[4096], tokpath[4200];
+    GPTConfig cfg;
+    const char *flag = o->checkpoint[0] ? "--checkpoint" : "--from";
+    int is_ckpt = 0;
+    if (o->checkpoint[0]) {
+        snprintf(path, sizeof path, "%s", o->checkpoint);
+        char magic[8] = {0};
+        FILE *f = fopen(path, "rb");
+        if (!f) die_user("--checkpoint %s: cannot open (%s)", path, strerror(errno));
+        size_t got = fread(magic, 1, 8, f);
+        fclose(f);
+        is_ckpt = got == 8 && !memcmp(magic, CKPT_MAGIC, 8);
+    } else snprintf(path, sizeof path, "%s/model.bin", o->from);
+    if (is_ckpt) {
+        CkptHeader h;
+        char *cfg_text, *tok_text;
+        if (ckpt_read_meta(path, &h, &cfg_text, &tok_text, err, sizeof err)) die_user("--checkpoint: %s", err);
+        memset(&cfg, 0, sizeof cfg);
+        cfg.n_layer = h.n_layer;
+        cfg.n_head = h.n_head;
+        cfg.d_model = h.d_model;
+        cfg.d_ff = h.d_ff;
+        cfg.vocab_size = h.vocab_size;
+        cfg.max_seq_len = h.max_seq_len;
+        char why[256];
+        if (gpt_config_finalize(&cfg, why, sizeof why)) die_user("--checkpoint %s: invalid model (%s)", path, why);
+        if (want_tokenizer && tokenizer_load_text(tok, tok_text, path, err, sizeof err)) die_user("--checkpoint: %s", err);
+        free(cfg_text);
+        free(tok_text);
+    } else {
+        if (modelfile_read_config(path, &cfg, err, sizeof err)) die_user("%s: %s", flag, err);
+        if (want_tokenizer) {
+            // tokenizer.txt beside the model file; an llm.c GPT-2 file without one decodes with GPT-2's.
+            char dir[4096];
+            snprintf(dir, sizeof dir, "%s", path);
+            char *slash = strrchr(dir, '/');
+            if (slash) *slash = 0; else snprintf(dir, sizeof dir, ".");
+            snprintf(tokpath, sizeof tokpath, "%s/tokenizer.txt", dir);
+            if (!access(tokpath, F_OK)) {
+                if (tokenizer_load(tok, tokpath, NULL, 0, err, sizeof err)) die_user("%s: %s", flag, err);
+            } else if (cfg.vocab_size == GPT2_VOCAB_SIZE) {
+                if (tokenizer_load_text(tok, GPT2_TOKENIZER_TEXT, "GPT-2 tokenizer", err, sizeof err))
+                    die_user("%s: %s", flag, err);
+            } else die_user("%s %s: no tokenizer.txt beside it, and V=%d is not GPT-2's 50257", flag, path,
+                            cfg.vocab_size);
+        }
+    }
+    if (want_tokenizer && tok->vocab_size > cfg.vocab_size)
+        die_user("%s %s: tokenizer has %d tokens but the model only %d", flag, path, tok->vocab_size, cfg.vocab_size);
+    if (gpt_create(g, &cfg, be, 1, cfg.max_seq_len, RECOMPUTE_NONE, err, sizeof err)) die_user("%s", err);
+    if (is_ckpt ? ckpt_load(path, g, 0, err, sizeof err) : modelfile_load_weights(g, path, err, sizeof err))
+        die_user("%s: %s", flag, err);
+}
+
 int cmd_sample(Options *o) {
-    char err[1024], path[4096];
+    char err[1024];
     if (o->tokens < 0) die_user("--tokens %d: expected 0 or more", o->tokens);
     if (!(o->temperature > 0)) die_user("--temperature %g: expected a positive temperature", o->temperature);
     if (o->top_k < 0) die_user("--top-k %d: expected 0 (off) or more", o->top_k);
-    snprintf(path, sizeof path, "%s/model.bin", o->from);
-    GPTConfig cfg;
-    if (modelfile_read_config(path, &cfg, err, sizeof err)) die_user("--from: %s", err);
-    CharTokenizer tok;
-    snprintf(path, sizeof path, "%s/tokenizer.txt", o->from);
-    if (char_tokenizer_load(&tok, path, err, sizeof err)) die_user("--from: %s", err);
-    if (tok.vocab_size > cfg.vocab_size)
-        die_user("--from %s: tokenizer has %d tokens but the model only %d", o->from, tok.vocab_size, cfg.vocab_size);
     size_t plen = strlen(o->prompt);
     if (plen == 0) die_user("--prompt: expected at least one character");
     Backend be;
     resolve_backend(o, &be);
     GPT g;
-    if (gpt_create(&g, &cfg, &be, 1, cfg.max_seq_len, RECOMPUTE_NONE, err, sizeof err)) die_user("%s", err);
-    snprintf(path, sizeof path, "%s/model.bin", o->from);
-    if (modelfile_load_weights(&g, path, err, sizeof err)) die_user("--from: %s", err);
-
+    Tokenizer tok;
+    load_model(o, &be, &g, &tok, 1);
+    const GPTConfig cfg = g.cfg;
     size_t cap = plen + (size_t)o->tokens;
     int32_t *ctx = malloc(cap * sizeof(int32_t));
     uint16_t *enc = malloc(plen * sizeof(uint16_t));
     double *probs = malloc((size_t)cfg.vocab_size * sizeof(double));
     if (!ctx || !enc || !probs) die_user("out of memory for --tokens %d", o->tokens);
-    if (char_tokenizer_encode(&tok, (const uint8_t *)o->prompt, plen, enc, err, sizeof err)) die_user("--prompt: %s", err);
-    for (size_t i = 0; i < plen; i++) ctx[i] = enc[i];
-    size_t n = plen;
+    size_t n;
+    if (tokenizer_encode(&tok, (const uint8_t *)o->prompt, plen, enc, &n, err, sizeof err)) die_user("--prompt: %s", err);
+    for (size_t i = 0; i < n; i++) ctx[i] = enc[i];
     uint64_t rng = 0x9E3779B97F4A7C15ull ^ (uint64_t)o->seed;
     if (!rng) rng = 1;
     fwrite(o->prompt, 1, plen, stdout);
@@ -85,13 +138,31 @@ int cmd_sample(Options *o) {
         const float *row = g.acts.logits + (size_t)(t - 1) * cfg.padded_vocab;
         int id = sample_token(row, tok.vocab_size, o->temperature, o->top_k, probs, &rng);
         ctx[n++] = id;
-        putchar(char_tokenizer_decode(&tok, id));
+        const uint8_t *bytes;
+        int nb = tokenizer_decode(&tok, id, &bytes);
+        if (nb > 0) fwrite(bytes, 1, (size_t)nb, stdout);
         fflush(stdout);
     }
     putchar('\n');
     free(ctx);
     free(enc);
     free(probs);
+    tokenizer_free(&tok);
+    gpt_destroy(&g);
+    return 0;
+}
+
+int cmd_export(Options *o) {
+    char err[1024];
+    if (!o->out[0]) die_user("--out: expected the llm.c model file to write");
+    Backend be;
+    resolve_backend(o, &be);
+    GPT g;
+    load_model(o, &be, &g, NULL, 0);
+    const int bf16 = !strcmp(o->dtype, "bf16");
+    if (modelfile_save_as(&g, o->out, bf16, err, sizeof err)) die_user("--out: %s", err);
+    printf("export: %zu parameters -> %s (llm.c model file, version %d, %s)\n", g.mem.num_params, o->out,
+           bf16 ? 5 : 3, o->dtype);
     gpt_destroy(&g);
     return 0;
 }

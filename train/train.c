@@ -1,15 +1,23 @@
 /*
- * train.c: `gptrain train`, the training loop. Per optimizer step: grad-accum micro-steps of (load batch, forward,
- * backward), gradient averaging over ranks (dist/), global-norm clipping folded into AdamW, the learning-rate
- * schedule, and a metrics row (stdout table and JSONL) with loss, lr, grad norm, step time, tokens/s, model and
- * hardware TFLOPS, MFU and HFU. FLOPs come from the model's own op walk (gpt_flops), not from 6N.
+ * train.c: `gptrain train`, the training loop. Per optimizer step: grad-accum micro-steps of (take the prefetched
+ * batch, forward, backward), gradient averaging over ranks (dist/), global-norm clipping folded into AdamW, the
+ * learning-rate schedule, and a metrics row (stdout table and JSONL) with loss, lr, grad norm, step time, time spent
+ * waiting for data, tokens/s, model and hardware TFLOPS, MFU and HFU. FLOPs come from the model's own op walk
+ * (gpt_flops), not from 6N. Checkpoints every --checkpoint-every steps, at --stop-at-step and on SIGINT/SIGTERM
+ * (the current step finishes first; a second signal kills at once, and the atomic write keeps the last checkpoint
+ * whole); --resume continues bit for bit, since weights, moments, AdamW's count, the step and the loader position
+ * are the whole state.
  */
 #include <errno.h>
+#include <libgen.h>
 #include <math.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
+#include "checkpoint.h"
 #include "data.h"
 #include "dist.h"
 #include "gptrain.h"
@@ -55,15 +63,188 @@ static int resolve_grad_accum(const Options *o, int B, int T, int world) {
     return n;
 }
 
-static double eval_loss(GPT *g, DataLoader *val, int batches, int32_t *in, int32_t *tg) {
+static double eval_loss(GPT *g, DataLoader *val, int batches) {
     data_loader_reset(val);
     double sum = 0;
+    char err[1024];
     for (int i = 0; i < batches; i++) {
-        data_loader_next(val, in, tg);
+        const int32_t *in, *tg;
+        if (data_loader_next_batch(val, &in, &tg, NULL, err, sizeof err)) die_user("%s", err);
         sum += gpt_forward(g, in, tg, val->B, val->T, 0.0f);
     }
     return sum / batches;
 }
+
+// ---- signals: the first SIGINT/SIGTERM asks the loop to stop after the current step; the handler resets itself,
+// so a second one terminates at once. ----
+static volatile sig_atomic_t stop_signal = 0;
+static void on_stop_signal(int sig) { stop_signal = sig; }
+static void install_stop_handlers(void) {
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = on_stop_signal;
+    sa.sa_flags = SA_RESETHAND;
+    sigemptyset(&sa.sa_mask);
+    sigaction(SIGINT, &sa, NULL);
+    sigaction(SIGTERM, &sa, NULL);
+}
+
+// The resolved configuration as text (stored in checkpoints, compared on resume).
+static char *resolved_text(const Options *o) {
+    char *buf = NULL;
+    size_t len = 0;
+    FILE *f = open_memstream(&buf, &len);
+    if (!f) die_user("out of memory");
+    cli_print_resolved(f, o, CMD_TRAIN);
+    fclose(f);
+    return buf;
+}
+
+// The value of `key` in resolved text ("  key = value" lines), copied into val; 0 when absent.
+static int text_value(const char *text, const char *key, char *val, size_t n) {
+    size_t klen = strlen(key);
+    for (const char *l = text; l && *l; l = strchr(l, '\n') ? strchr(l, '\n') + 1 : NULL) {
+        while (*l == ' ') l++;
+        if (!strncmp(l, key, klen) && !strncmp(l + klen, " = ", 3)) {
+            const char *v = l + klen + 3, *e = strchr(v, '\n');
+            size_t m = e ? (size_t)(e - v) : strlen(v);
+            snprintf(val, n, "%.*s", (int)m, v);
+            return 1;
+        }
+    }
+    return 0;
+}
+
+// Flags that change nothing of the trajectory (where files go, how often to print, how to run, resume itself).
+static int key_is_free(const char *key) {
+    static const char *const FREE[] = {"resume", "stop-at-step", "checkpoint-dir", "checkpoint-every", "keep-last",
+                                       "log", "out", "print-every", "threads", "device", "cpu-kernels", "peak-tflops",
+                                       "eval-every", "eval-steps", "init-from", "data", "train-data", "val-data",
+                                       NULL};
+    for (int i = 0; FREE[i]; i++)
+        if (!strcmp(key, FREE[i])) return 1;
+    return 0;
+}
+
+// A resumed run must read the same data in the same order as the one that wrote the checkpoint: refuse, listing
+// every difference, when the shape of the batch, the ranks or the seed differ. Other flags (learning rate, steps,
+// weight decay...) may change: each difference is printed as a warning, since the trajectory will then differ from
+// an uninterrupted run.
+static void check_resume_config(const char *path, const CkptHeader *h, const char *ck_text, const char *now_text,
+                                int B, int T, int accum, int world, int shuffle, uint64_t seed) {
+    char diff[2048] = "";
+    size_t len = 0;
+#define DIFF(name, was, now)                                                                                    \
+    if ((long long)(was) != (long long)(now))                                                                   \
+        len += (size_t)snprintf(diff + len, len < sizeof diff ? sizeof diff - len : 0, "%s%s %lld (checkpoint) vs %lld (now)", \
+                                len ? ", " : "", name, (long long)(was), (long long)(now));
+    DIFF("--batch", h->batch, B);
+    DIFF("--seq-len", h->seq_len, T);
+    DIFF("--grad-accum", h->grad_accum, accum);
+    DIFF("ranks", h->world, world);
+    DIFF("--shuffle on", h->shuffle, shuffle);
+    DIFF("--seed", h->seed, seed);
+#undef DIFF
+    if (len) die_user("--resume %s: the checkpoint's run differs: %s", path, diff);
+    // Everything else: compare the resolved flags line by line.
+    for (const char *l = now_text; l && *l; l = strchr(l, '\n') ? strchr(l, '\n') + 1 : NULL) {
+        while (*l == ' ') l++;
+        const char *eq = strstr(l, " = ");
+        if (!eq) continue;
+        char key[64], now[512], was[512];
+        snprintf(key, sizeof key, "%.*s", (int)(eq - l), l);
+        if (key_is_free(key) || !text_value(now_text, key, now, sizeof now)) continue;
+        if (!text_value(ck_text, key, was, sizeof was)) continue;
+        if (strcmp(now, was))
+            printf("warning: resuming with --%s %s (the checkpoint's run had %s): the run will differ from an "
+                   "uninterrupted one\n", key, now, was);
+    }
+}
+
+// Rank 0 writes DIR/ckpt_<step>.bin and prunes; returns 0 or prints why not (a failed checkpoint stops the run).
+static int write_checkpoint(const char *dir, int rank, const GPT *g, int step, int B, int T, int accum, int world,
+                            int shuffle, uint64_t seed, uint64_t batches, int skipped, double last_val,
+                            const char *cfg_text, const char *tok_text, int keep, char *path, size_t pathlen) {
+    ckpt_path_for_step(dir, step, path, pathlen);
+    if (rank != 0) return 0;
+    CkptHeader h;
+    memset(&h, 0, sizeof h);
+    h.batch = B;
+    h.seq_len = T;
+    h.grad_accum = accum;
+    h.world = world;
+    h.shuffle = shuffle;
+    h.seed = seed;
+    h.step = step;
+    h.train_batches = batches;
+    h.skipped = skipped;
+    h.last_val_loss = last_val;
+    char err[1024];
+    double t0 = backend_now_s();
+    if (ckpt_save(path, g, &h, cfg_text, tok_text, err, sizeof err)) {
+        fprintf(stderr, "gptrain: error: checkpoint: %s\n", err);
+        return -1;
+    }
+    printf("checkpoint step %d -> %s (%.1f MiB, %.2f s)\n", step, path,
+           (sizeof h + h.payload_bytes) / 1048576.0, backend_now_s() - t0);
+    ckpt_prune(dir, keep);
+    return 0;
+}
+
+// Where the train/val shards and the tokenizer come from: --data DIR, or --train-data/--val-data globs (the
+// tokenizer then from tokenizer.txt beside the first train shard's directory, else GPT-2's, as llm.c's shards are).
+static void open_data(Options *o, DataLoader *train_dl, DataLoader *val_dl, int B, int T, int rank, int world,
+                      int vocab, char *err, size_t errlen) {
+    const int shuffle = !strcmp(o->shuffle, "on");
+    if (o->train_data[0]) {
+        if (data_loader_open_glob(train_dl, o->train_data, "--train-data", B, T, rank, world, shuffle,
+                                  (uint64_t)o->seed, vocab, err, errlen) ||
+            data_loader_open_glob(val_dl, o->val_data, "--val-data", B, T, rank, world, 0, (uint64_t)o->seed, vocab,
+                                  err, errlen))
+            die_user("%s", err);
+    } else if (data_loader_open(train_dl, o->data, "train", B, T, rank, world, shuffle, (uint64_t)o->seed, vocab, err,
+                                errlen) ||
+               data_loader_open(val_dl, o->data, "val", B, T, rank, world, 0, (uint64_t)o->seed, vocab, err, errlen))
+        die_user("%s", err);
+}
+
+// The tokenizer text of the data (carried into checkpoints and copied next to model.bin).
+static void data_tokenizer_text(Options *o, char *text, size_t cap) {
+    char path[4096];
+    if (o->train_data[0]) {
+        char pat[4096];
+        snprintf(pat, sizeof pat, "%s", o->train_data);
+        snprintf(path, sizeof path, "%s/tokenizer.txt", dirname(pat));
+        if (access(path, F_OK)) {
+            snprintf(text, cap, "%s", GPT2_TOKENIZER_TEXT);
+            return;
+        }
+    } else snprintf(path, sizeof path, "%s/tokenizer.txt", o->data);
+    FILE *f = fopen(path, "r");
+    if (!f) die_user("--data: %s: cannot open (%s)", path, strerror(errno));
+    size_t n = fread(text, 1, cap - 1, f);
+    fclose(f);
+    text[n] = 0;
+}
+
+// The model shape from --init-from's llm.c file: the shape flags default to it and must agree with it when given.
+static void apply_init_from(Options *o) {
+    GPTConfig fc;
+    char err[1024];
+    if (modelfile_read_config(o->init_from, &fc, err, sizeof err)) die_user("--init-from: %s", err);
+#define TAKE(field, flag, value)                                                                                   \
+    if (cli_given(o, #field) && o->field != (value))                                                         \
+        die_user("--%s %d contradicts --init-from %s, which has %d", flag, o->field, o->init_from, (value));   \
+    o->field = (value);
+    TAKE(n_layer, "n-layer", fc.n_layer);
+    TAKE(n_head, "n-head", fc.n_head);
+    TAKE(d_model, "d-model", fc.d_model);
+    TAKE(d_ff, "d-ff", fc.d_ff);
+    TAKE(max_seq_len, "max-seq-len", fc.max_seq_len);
+    TAKE(vocab_size, "vocab-size", fc.vocab_size);
+#undef TAKE
+}
+
 
 static void format_eta(char *buf, size_t n, double seconds) {
     long s = (long)(seconds + 0.5);
@@ -106,11 +287,29 @@ int cmd_train(Options *o) {
     char err[1024];
     Dist dist;
     if (dist_init(&dist, err, sizeof err)) die_user("%s", err);
-    if (!o->data[0]) die_user("--data: expected the directory `gptrain prepare` wrote");
+    if (o->train_data[0] && o->data[0]) die_user("--train-data: give either --data DIR or --train-data/--val-data globs");
+    if (o->train_data[0] && !o->val_data[0]) die_user("--val-data: expected a glob of val shards with --train-data");
+    if (o->val_data[0] && !o->train_data[0]) die_user("--val-data: given without --train-data");
+    if (!o->data[0] && !o->train_data[0])
+        die_user("--data: expected the directory `gptrain prepare` wrote (or --train-data/--val-data globs)");
     check_options(o);
+    if (o->checkpoint_every < 0) die_user("--checkpoint-every %d: expected 0 (off) or more", o->checkpoint_every);
+    if (o->keep_last < 0) die_user("--keep-last %d: expected 0 (keep all) or more", o->keep_last);
+    if (o->stop_at_step < 0 || o->stop_at_step > o->steps)
+        die_user("--stop-at-step %d: expected 0 (off) up to --steps %d", o->stop_at_step, o->steps);
+    static char tok_text[8192];
+    data_tokenizer_text(o, tok_text, sizeof tok_text);
+    Tokenizer tk;
+    if (tokenizer_load_text(&tk, tok_text, o->data[0] ? o->data : o->train_data, err, sizeof err)) die_user("%s", err);
+    const int data_vocab = tk.vocab_size;
+    tokenizer_free(&tk);
+    if (o->train_data[0] && !o->vocab_size) o->vocab_size = data_vocab;
+    if (o->init_from[0]) apply_init_from(o);
     GPTConfig cfg;
     int T;
     resolve_model(o, &cfg, &T, 0);
+    if (cfg.vocab_size < data_vocab)
+        die_user("the model's vocabulary %d is smaller than the data's %d", cfg.vocab_size, data_vocab);
     const int B = o->batch;
     const int accum = resolve_grad_accum(o, B, T, dist.world);
     o->grad_accum = accum;
@@ -119,35 +318,81 @@ int cmd_train(Options *o) {
     LRSchedule sched = {LR_COSINE, o->lr, o->min_lr, o->warmup_steps, o->steps};
     lr_schedule_parse(o->lr_schedule, &sched.kind);
     if (!o->out[0]) o->out = "out";
+    static char ckpt_dir_buf[4096];
+    if (!o->checkpoint_dir[0]) {
+        snprintf(ckpt_dir_buf, sizeof ckpt_dir_buf, "%s/checkpoints", o->out);
+        o->checkpoint_dir = ckpt_dir_buf;
+    }
+    const int shuffle = !strcmp(o->shuffle, "on");
 
     // Everything that can fail on user input is checked before anything is written.
     DataLoader train_dl, val_dl;
-    if (data_loader_open(&train_dl, o->data, "train", B, T, dist.rank, dist.world, !strcmp(o->shuffle, "on"),
-                         (uint64_t)o->seed, cfg.vocab_size, err, sizeof err))
-        die_user("%s", err);
-    if (data_loader_open(&val_dl, o->data, "val", B, T, dist.rank, dist.world, 0, (uint64_t)o->seed, cfg.vocab_size,
-                         err, sizeof err))
-        die_user("%s", err);
+    open_data(o, &train_dl, &val_dl, B, T, dist.rank, dist.world, cfg.vocab_size, err, sizeof err);
     int eval_batches = o->eval_steps;
     size_t max_val_batches = (val_dl.ntok - 1) / ((size_t)B * T * dist.world);
     if (!eval_batches || (size_t)eval_batches > max_val_batches) eval_batches = (int)max_val_batches;
-    char tok_src[4096], tok_dst[4096], model_path[4096];
-    snprintf(tok_src, sizeof tok_src, "%s/tokenizer.txt", o->data);
+    char *cfg_text = resolved_text(o);
+    // --resume: find the checkpoint and check it against this run before any work.
+    char resume_path[4096] = "";
+    CkptHeader rh;
+    memset(&rh, 0, sizeof rh);
+    if (o->resume[0]) {
+        if (!strcmp(o->resume, "auto")) {
+            int found = ckpt_find_latest(o->checkpoint_dir, resume_path, sizeof resume_path, err, sizeof err);
+            if (found < 0) die_user("--resume auto: %s", err);
+            if (found > 0) {
+                printf("resume: no checkpoint in %s; starting from step 0\n", o->checkpoint_dir);
+                resume_path[0] = 0;
+            }
+        } else snprintf(resume_path, sizeof resume_path, "%s", o->resume);
+    }
+    if (resume_path[0]) {
+        char *ck_cfg, *ck_tok;
+        if (ckpt_read_meta(resume_path, &rh, &ck_cfg, &ck_tok, err, sizeof err)) die_user("--resume: %s", err);
+        if (rh.n_layer != cfg.n_layer || rh.n_head != cfg.n_head || rh.d_model != cfg.d_model || rh.d_ff != cfg.d_ff ||
+            rh.vocab_size != cfg.vocab_size || rh.max_seq_len != cfg.max_seq_len)
+            die_user("--resume %s: the checkpoint's model is L=%d NH=%d C=%d F=%d V=%d maxT=%d, this run's L=%d NH=%d "
+                     "C=%d F=%d V=%d maxT=%d", resume_path, rh.n_layer, rh.n_head, rh.d_model, rh.d_ff, rh.vocab_size,
+                     rh.max_seq_len, cfg.n_layer, cfg.n_head, cfg.d_model, cfg.d_ff, cfg.vocab_size, cfg.max_seq_len);
+        if (strcmp(ck_tok, tok_text)) die_user("--resume %s: the checkpoint was trained with another tokenizer", resume_path);
+        check_resume_config(resume_path, &rh, ck_cfg, cfg_text, B, T, accum, dist.world, shuffle, (uint64_t)o->seed);
+        if (rh.step >= o->steps) die_user("--resume %s: the checkpoint is at step %lld, --steps is %d: nothing to do",
+                                          resume_path, (long long)rh.step, o->steps);
+        if (o->stop_at_step && rh.step >= o->stop_at_step)
+            die_user("--stop-at-step %d: the checkpoint %s is already at step %lld", o->stop_at_step, resume_path,
+                     (long long)rh.step);
+        free(ck_cfg);
+        free(ck_tok);
+    }
+    char tok_dst[4096], model_path[4096];
     snprintf(tok_dst, sizeof tok_dst, "%s/tokenizer.txt", o->out);
     snprintf(model_path, sizeof model_path, "%s/model.bin", o->out);
     if (make_dirs(o->out, "--out", err, sizeof err)) die_user("%s", err);
+    if (make_dirs(o->checkpoint_dir, "--checkpoint-dir", err, sizeof err)) die_user("%s", err);
     Backend be;
     resolve_backend(o, &be);
     GPT g;
     if (gpt_create(&g, &cfg, &be, B, T, rc, err, sizeof err)) die_user("%s", err);
-    gpt_init_weights(&g, (uint64_t)o->seed);
+    int start_step = 0, skipped = 0;
+    double last_val = NAN;
+    if (resume_path[0]) {
+        if (ckpt_load(resume_path, &g, 1, err, sizeof err)) die_user("--resume: %s", err);
+        start_step = (int)rh.step;
+        skipped = (int)rh.skipped;
+        last_val = rh.last_val_loss;
+        data_loader_seek(&train_dl, rh.train_batches);
+    } else if (o->init_from[0]) {
+        if (modelfile_load_weights(&g, o->init_from, err, sizeof err)) die_user("--init-from: %s", err);
+    } else gpt_init_weights(&g, (uint64_t)o->seed);
+    if (data_loader_start_prefetch(&train_dl, 3, backend_host_alloc, backend_host_free, err, sizeof err) ||
+        data_loader_start_prefetch(&val_dl, 3, backend_host_alloc, backend_host_free, err, sizeof err))
+        die_user("%s", err);
     FILE *logf = NULL;
-    if (o->log[0] && !(logf = fopen(o->log, "w")))
+    if (o->log[0] && !(logf = fopen(o->log, start_step ? "a" : "w")))
         die_user("--log %s: cannot open for writing (%s)", o->log, strerror(errno));
 
     // Header: the resolved configuration (reusable as --config), the machine, the model's size, FLOPs and memory.
-    printf("gptrain train: resolved configuration\n");
-    cli_print_resolved(stdout, o, CMD_TRAIN);
+    printf("gptrain train: resolved configuration\n%s", cfg_text);
     GPTFlops fl;
     gpt_flops(&cfg, B, T, &fl);
     double peak = o->peak_tflops;
@@ -156,9 +401,10 @@ int cmd_train(Options *o) {
     const GPTMemory *mem = &g.mem;
     printf("device: %s, %d threads, matmuls: %s; ranks: %d (%s)\n", be.name, be.threads,
            be.kind == BACKEND_CPU ? backend_cpu_blas_name() : "reference loops", dist.world, dist.backend);
-    printf("model: L=%d NH=%d C=%d F=%d V=%d (Vp=%d) maxT=%d; %zu parameters (%zu with vocabulary padding)\n",
+    printf("model: L=%d NH=%d C=%d F=%d V=%d (Vp=%d) maxT=%d; %zu parameters (%zu with vocabulary padding)%s%s\n",
            cfg.n_layer, cfg.n_head, cfg.d_model, cfg.d_ff, cfg.vocab_size, cfg.padded_vocab, cfg.max_seq_len,
-           mem->num_params_real, mem->num_params);
+           mem->num_params_real, mem->num_params, o->init_from[0] && !resume_path[0] ? "; weights from " : "",
+           o->init_from[0] && !resume_path[0] ? o->init_from : "");
     printf("batch: B=%d T=%d grad_accum=%d -> %ld tokens per step; recompute %s\n", B, T, accum,
            (long)B * T * accum * dist.world, gpt_recompute_name(rc));
     printf("memory: weights %.2f MiB, grads %.2f MiB, AdamW %.2f MiB, activations %.2f MiB, scratch %.2f MiB\n",
@@ -166,26 +412,36 @@ int cmd_train(Options *o) {
            mem->act_bytes[rc] / 1048576.0, mem->grad_act_bytes / 1048576.0);
     printf("flops per step: model %.4g, hardware %.4g (%.4g per token); peak %.4g TFLOPS (%s)\n", fl.model * accum,
            fl.hardware[rc] * accum, fl.model / ((double)B * T), peak, peak_src);
-    printf("data: train %zu tokens, val %zu tokens (%d eval batches)\n", train_dl.ntok, val_dl.ntok, eval_batches);
+    printf("data: train %zu tokens in %zu shard%s, val %zu tokens in %zu (%d eval batches); prefetch thread on\n",
+           train_dl.ntok, train_dl.nshards, train_dl.nshards == 1 ? "" : "s", val_dl.ntok, val_dl.nshards,
+           eval_batches);
+    printf("checkpoints: %s", o->checkpoint_dir);
+    if (o->checkpoint_every) printf(", every %d steps", o->checkpoint_every);
+    printf(", on SIGINT/SIGTERM; keep %d\n", o->keep_last);
+    if (resume_path[0])
+        printf("resume: %s: step %d, loader at batch %llu\n", resume_path, start_step,
+               (unsigned long long)rh.train_batches);
     print_row_header();
     fflush(stdout);
 
+    install_stop_handlers();
     const int nan_skip = !strcmp(o->nan_policy, "skip");
     const float dscale = 1.0f / ((float)B * T * accum);
-    int32_t *in = backend_host_alloc((size_t)B * T * sizeof(int32_t), "batch inputs");
-    int32_t *tg = backend_host_alloc((size_t)B * T * sizeof(int32_t), "batch targets");
-    double ema_ms = 0, tok_sum = 0, time_sum = 0, last_val = NAN;
-    int skipped = 0, timed_steps = 0;
+    const int end_step = o->stop_at_step ? o->stop_at_step : o->steps;
+    double ema_ms = 0, tok_sum = 0, time_sum = 0;
+    int timed_steps = 0, steps_run = 0;
     double t_start = backend_now_s();
-    for (int step = 0; step < o->steps; step++) {
+    char ckpt_path[4096];
+    for (int step = start_step; step < end_step; step++) {
         RunMetrics m = {0};
         m.step = step + 1;
         double t0 = backend_now_s(), data_s = 0, loss_sum = 0;
         gpt_zero_grad(&g);
         for (int micro = 0; micro < accum; micro++) {
-            double td = backend_now_s();
-            data_loader_next(&train_dl, in, tg);
-            data_s += backend_now_s() - td;
+            const int32_t *in, *tg;
+            double wait;
+            if (data_loader_next_batch(&train_dl, &in, &tg, &wait, err, sizeof err)) die_user("%s", err);
+            data_s += wait;
             loss_sum += gpt_forward(&g, in, tg, B, T, dscale);
             gpt_backward(&g);
         }
@@ -219,32 +475,59 @@ int cmd_train(Options *o) {
         m.hw_tflops = fl.hardware[rc] * accum / dt / 1e12;
         m.mfu = m.model_tflops / peak;
         m.hfu = m.hw_tflops / peak;
-        ema_ms = step == 0 ? m.step_ms : 0.9 * ema_ms + 0.1 * m.step_ms;
-        if (step >= 10 || o->steps <= 10) { tok_sum += (double)B * T * accum * dist.world; time_sum += dt; timed_steps++; }
-        if (step % o->print_every == 0 || step + 1 == o->steps) print_row(&m, o->steps, ema_ms * (o->steps - step - 1) / 1e3);
+        ema_ms = steps_run == 0 ? m.step_ms : 0.9 * ema_ms + 0.1 * m.step_ms;
+        if (steps_run >= 10 || end_step - start_step <= 10) {
+            tok_sum += (double)B * T * accum * dist.world;
+            time_sum += dt;
+            timed_steps++;
+        }
+        steps_run++;
+        if (step % o->print_every == 0 || step + 1 == end_step)
+            print_row(&m, o->steps, ema_ms * (end_step - step - 1) / 1e3);
         double val = NAN;
         int last = step + 1 == o->steps;
         if ((o->eval_every > 0 && (step + 1) % o->eval_every == 0) || last) {
             double te = backend_now_s();
-            val = last_val = eval_loss(&g, &val_dl, eval_batches, in, tg);
+            val = last_val = eval_loss(&g, &val_dl, eval_batches);
             printf("eval  step %d/%d: val_loss %.4f (%d batches, %.1f s)\n", m.step, o->steps, val, eval_batches,
                    backend_now_s() - te);
         }
         write_json(logf, &m, val);
+        const int sig = stop_signal, stopping = step + 1 == o->stop_at_step;
+        if (sig || stopping || (o->checkpoint_every && ((step + 1) % o->checkpoint_every == 0 || last))) {
+            if (write_checkpoint(o->checkpoint_dir, dist.rank, &g, step + 1, B, T, accum, dist.world, shuffle,
+                                 (uint64_t)o->seed, train_dl.batches, skipped, last_val, cfg_text, tok_text,
+                                 o->keep_last, ckpt_path, sizeof ckpt_path))
+                return EXIT_USER;
+        }
         fflush(stdout);
+        if (sig || stopping) {
+            if (logf) fclose(logf);
+            printf("stopped after step %d/%d (%s): continue with --resume auto (or --resume %s)\n", step + 1,
+                   o->steps, sig == SIGINT ? "SIGINT" : sig == SIGTERM ? "SIGTERM" : "--stop-at-step", ckpt_path);
+            fflush(stdout);
+            data_loader_close(&train_dl);
+            data_loader_close(&val_dl);
+            gpt_destroy(&g);
+            free(cfg_text);
+            dist_finalize(&dist);
+            return sig ? 128 + sig : 0;
+        }
     }
     double total_s = backend_now_s() - t_start;
     if (logf && fclose(logf)) die_user("--log %s: write failed (%s)", o->log, strerror(errno));
     if (modelfile_save(&g, model_path, err, sizeof err)) die_user("--out: %s", err);
-    if (copy_file_atomic(tok_src, tok_dst, err, sizeof err)) die_user("--out: %s", err);
+    char tmp_tok[4096];
+    FILE *tf = file_create_tmp(tok_dst, tmp_tok, sizeof tmp_tok, err, sizeof err);
+    if (!tf || file_commit_tmp(tf, tmp_tok, tok_dst, !file_write(tf, tok_text, strlen(tok_text)), err, sizeof err))
+        die_user("--out: %s", err);
     printf("done: %d steps in %.1f s; %.0f tokens/s (mean after warm-up); final val_loss %.4f; %d updates skipped; "
            "model -> %s\n",
-           o->steps, total_s, tok_sum / time_sum, last_val, skipped, model_path);
-    backend_host_free(in);
-    backend_host_free(tg);
+           steps_run, total_s, time_sum > 0 ? tok_sum / time_sum : 0.0, last_val, skipped, model_path);
     gpt_destroy(&g);
     data_loader_close(&train_dl);
     data_loader_close(&val_dl);
+    free(cfg_text);
     dist_finalize(&dist);
     return 0;
 }
