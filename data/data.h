@@ -55,7 +55,8 @@ int char_tokenizer_decode(const CharTokenizer *tok, int id);
 #define GPT2_ENCODER_SHA256 "196139668be63f3b5d6574427317ae82f612a97c5d1cdaf36ed2256dbf636783"
 #define GPT2_VOCAB_SHA256 "1ce1664773c50f3e0cc8842619a93edc4624525b728b188a9e0be33b7726adc5"
 typedef struct Gpt2Bpe Gpt2Bpe;   // opaque
-// Default directory of the vendored files: GPTRAIN_GPT2_DIR at build time (the source tree's data/gpt2).
+// Directory of the vendored files: $GPTRAIN_GPT2_DIR if set, else GPTRAIN_GPT2_DIR at build time (the source tree's
+// data/gpt2).
 const char *gpt2_default_dir(void);
 int gpt2_bpe_load(Gpt2Bpe **bpe, const char *dir, char *err, size_t errlen);
 // The parser behind gpt2_bpe_load, without the sha256 check: encoder.json and vocab.bpe from memory (the paths only

@@ -76,7 +76,11 @@ struct Gpt2Bpe {
     size_t w_cap;
 };
 
-const char *gpt2_default_dir(void) { return GPTRAIN_GPT2_DIR; }
+// The environment variable of the same name overrides the build-time path (a binary moved away from its source tree).
+const char *gpt2_default_dir(void) {
+    const char *e = getenv("GPTRAIN_GPT2_DIR");
+    return e && *e ? e : GPTRAIN_GPT2_DIR;
+}
 
 // ---------------------------------------------------------------- character classes and UTF-8
 

@@ -1,7 +1,8 @@
 #!/bin/sh
 # test_ckpt.sh: checkpoints end to end. Bit-exact resume (20 steps straight vs 10 + resume + 10, gradient accumulation
 # on, shuffled data crossing epochs: identical per-step losses and a byte-identical final model); SIGINT finishes
-# the step, writes a checkpoint and exits 130, and resuming from it lands on the same weights; --keep-last; every
+# the step, writes a checkpoint and exits 130 (SIGTERM: 143), and resuming from it lands on the same weights;
+# --keep-last; every
 # refusal (another model, another batch shape, a corrupt payload, a corrupt header, a truncated file, a full disk
 # while writing) with its one-line message and the previous checkpoint intact; llm.c model files: a tiny GPT written
 # by tests/ref/llmc_files.py (an independent writer following llm.c's published layout, v3 fp32 and v5 bf16) loads
@@ -70,6 +71,17 @@ if [ -n "$ck" ]; then
         || bad "SIGINT resume" "model.bin differs: $(tail -2 "$T/s2.out")"
 fi
 
+# SIGTERM (what Slurm sends before a job's time limit) does the same, exit 143.
+$G train $RUN --out "$T/t" --steps 20 --print-every 1 >"$T/t.out" 2>&1 &
+pid=$!
+i=0
+while [ $i -lt 200 ] && ! grep -q "^ *2/20" "$T/t.out" 2>/dev/null; do sleep 0.05; i=$((i + 1)); done
+kill -TERM $pid
+wait $pid
+st=$?
+[ "$st" -eq 143 ] && grep -q "stopped after step .* (SIGTERM)" "$T/t.out" && [ -n "$(ls "$T/t/checkpoints")" ] \
+    && ok "SIGTERM: checkpoint written, exit 143" || bad "SIGTERM" "exit $st: $(tail -2 "$T/t.out")"
+
 # ---- --keep-last ----
 $G train $RUN --out "$T/k" --checkpoint-every 3 --keep-last 2 >"$T/k.out" 2>&1
 [ "$(ls "$T/k/checkpoints" | tr '\n' ' ')" = "ckpt_00000018.bin ckpt_00000020.bin " ] \
@@ -94,6 +106,10 @@ expect_error "resume: a flipped payload byte" 2 "payload fails its checksum" $G 
 cp "$C10" "$T/hflip.bin"
 printf '\377' | dd of="$T/hflip.bin" bs=1 seek=40 conv=notrunc 2>/dev/null
 expect_error "resume: a flipped header byte" 2 "header fails its checksum" $G train $RUN --out "$T/b" --resume "$T/hflip.bin"
+cp "$C10" "$T/ver.bin"
+printf '\002' | dd of="$T/ver.bin" bs=1 seek=8 conv=notrunc 2>/dev/null
+expect_error "resume: a checkpoint of another format version" 2 "checkpoint version 2 (header 224 bytes), expected version 1" \
+    $G train $RUN --out "$T/b" --resume "$T/ver.bin"
 head -c 30000 "$C10" >"$T/trunc.bin"
 expect_error "resume: a truncated checkpoint" 2 "truncated or wrong size" $G train $RUN --out "$T/b" --resume "$T/trunc.bin"
 : >"$T/empty.bin"
