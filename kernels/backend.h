@@ -3,6 +3,9 @@
  * table of op implementations with exactly the signatures of ops.h. ops.c forwards each op_* call through the table,
  * so model/ is written once and a backend only fills a table: kernels/cpu/ fills two today (OpenBLAS matmuls, and the
  * plain OpenMP reference loops); kernels/cuda/ adds one later.
+ * Memory the ops read and write is the backend's ("device memory": host memory on the CPU backends, GPU memory on a
+ * GPU). It is allocated and moved only through a MemOps table, so the model never touches it with the host except
+ * through backend_to_host / backend_to_device, and the same model code runs where the memory is not host memory.
  */
 #ifndef GPTRAIN_BACKEND_H
 #define GPTRAIN_BACKEND_H
@@ -46,17 +49,36 @@ typedef struct OpTable {
                          float, float, int);
 } OpTable;
 
+// The backend's memory. alloc returns zeroed memory and exits with a message naming `what` and the size when it
+// cannot (everything is allocated once, at start, so this is a configuration error: the message says so).
+typedef struct MemOps {
+    void *(*alloc)(Backend *, size_t bytes, const char *what);
+    void (*free)(Backend *, void *p);
+    void (*to_device)(Backend *, void *dst, const void *src, size_t bytes);   // host -> backend memory
+    void (*to_host)(Backend *, void *dst, const void *src, size_t bytes);     // backend memory -> host
+    void (*sync)(Backend *);                                                  // wait for queued work
+} MemOps;
+
 struct Backend {
     BackendKind kind;
     const char *name;      // "cpu" or "cpu-ref", printed in the run header
     int threads;           // OpenMP (and OpenBLAS) threads
     const OpTable *ops;
+    const MemOps *mem;
+    int host_visible;      // 1: backend memory is host memory (the CPU backends), so tests may read it directly
 };
 
 // Fill *be for a kind; threads <= 0 means all cores. Returns 0, or -1 when the kind is not built in.
 int backend_init(Backend *be, BackendKind kind, int threads);
 // Which matmul library the CPU backend uses ("OpenBLAS x.y" or "none (reference loops)").
 const char *backend_cpu_blas_name(void);
+
+// Backend memory (dispatch through be->mem).
+void *backend_alloc(Backend *be, size_t bytes, const char *what);
+void backend_free(Backend *be, void *p);
+void backend_to_device(Backend *be, void *dst, const void *src, size_t bytes);
+void backend_to_host(Backend *be, void *dst, const void *src, size_t bytes);
+void backend_sync(Backend *be);
 
 // Host memory: 64-byte aligned, zeroed; aborts with the request size on failure (never returns NULL).
 void *backend_host_alloc(size_t bytes, const char *what);

@@ -53,3 +53,11 @@ void op_adamw_update(Backend *be, float *params, const float *grads, float *m, f
                      float beta1, float beta2, float eps, float weight_decay, float grad_scale, int t) {
     be->ops->adamw_update(be, params, grads, m, v, n, lr, beta1, beta2, eps, weight_decay, grad_scale, t);
 }
+
+void *backend_alloc(Backend *be, size_t bytes, const char *what) { return be->mem->alloc(be, bytes, what); }
+void backend_free(Backend *be, void *p) {
+    if (p) be->mem->free(be, p);
+}
+void backend_to_device(Backend *be, void *dst, const void *src, size_t bytes) { be->mem->to_device(be, dst, src, bytes); }
+void backend_to_host(Backend *be, void *dst, const void *src, size_t bytes) { be->mem->to_host(be, dst, src, bytes); }
+void backend_sync(Backend *be) { be->mem->sync(be); }

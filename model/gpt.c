@@ -55,15 +55,15 @@ int gpt_create(GPT *g, const GPTConfig *cfg, Backend *be, int B, int T, Recomput
     gpt_memory_plan(cfg, B, T, &g->mem);
 
     size_t np = gpt_plan_params(cfg, g->param_info);
-    g->params_mem = backend_host_alloc(np * sizeof(float), "parameters");
-    g->grads_mem = backend_host_alloc(np * sizeof(float), "gradients");
-    g->m_mem = backend_host_alloc(np * sizeof(float), "AdamW first moments");
-    g->v_mem = backend_host_alloc(np * sizeof(float), "AdamW second moments");
+    g->params_mem = backend_alloc(be, np * sizeof(float), "parameters");
+    g->grads_mem = backend_alloc(be, np * sizeof(float), "gradients");
+    g->m_mem = backend_alloc(be, np * sizeof(float), "AdamW first moments");
+    g->v_mem = backend_alloc(be, np * sizeof(float), "AdamW second moments");
     gpt_bind_params(&g->params, g->params_mem, g->param_info);
     gpt_bind_params(&g->grads, g->grads_mem, g->param_info);
 
     size_t na = gpt_plan_acts(cfg, B, T, rc, g->act_info);
-    g->acts_mem = backend_host_alloc(na * sizeof(float), "activations");
+    g->acts_mem = backend_alloc(be, na * sizeof(float), "activations");
     {
         int i = 0;
 #define GPT_ACT_BIND(name, numel, per_layer, kept) g->acts.name = g->acts_mem + g->act_info[i++].offset;
@@ -71,7 +71,7 @@ int gpt_create(GPT *g, const GPTConfig *cfg, Backend *be, int B, int T, Recomput
 #undef GPT_ACT_BIND
     }
     size_t ng = gpt_plan_grad_acts(cfg, B, T);
-    g->grad_acts_mem = backend_host_alloc(ng * sizeof(float), "activation gradients");
+    g->grad_acts_mem = backend_alloc(be, ng * sizeof(float), "activation gradients");
     {
         const size_t C = cfg->d_model, F = cfg->d_ff, NH = cfg->n_head, N = (size_t)B * T;
         size_t off = 0;
@@ -81,21 +81,37 @@ int gpt_create(GPT *g, const GPTConfig *cfg, Backend *be, int B, int T, Recomput
         (void)F; (void)NH; (void)C;
         GPT_ASSERT(off == ng);
     }
-    g->inputs = backend_host_alloc((size_t)B * T * sizeof(int32_t), "input tokens");
-    g->targets = backend_host_alloc((size_t)B * T * sizeof(int32_t), "target tokens");
+    g->inputs = backend_alloc(be, (size_t)B * T * sizeof(int32_t), "input tokens");
+    g->targets = backend_alloc(be, (size_t)B * T * sizeof(int32_t), "target tokens");
+    g->host_losses = backend_host_alloc((size_t)B * T * sizeof(float), "per-token losses (host copy)");
     return 0;
 }
 
 void gpt_destroy(GPT *g) {
-    backend_host_free(g->params_mem);
-    backend_host_free(g->grads_mem);
-    backend_host_free(g->m_mem);
-    backend_host_free(g->v_mem);
-    backend_host_free(g->acts_mem);
-    backend_host_free(g->grad_acts_mem);
-    backend_host_free(g->inputs);
-    backend_host_free(g->targets);
+    if (!g->be) return;
+    Backend *be = g->be;
+    backend_free(be, g->params_mem);
+    backend_free(be, g->grads_mem);
+    backend_free(be, g->m_mem);
+    backend_free(be, g->v_mem);
+    backend_free(be, g->acts_mem);
+    backend_free(be, g->grad_acts_mem);
+    backend_free(be, g->inputs);
+    backend_free(be, g->targets);
+    backend_host_free(g->host_losses);
     memset(g, 0, sizeof(*g));
+}
+
+static float *state_buffer(const GPT *g, GPTState which) {
+    return which == GPT_STATE_PARAMS ? g->params_mem : which == GPT_STATE_M ? g->m_mem : g->v_mem;
+}
+
+void gpt_state_to_host(const GPT *g, GPTState which, float *dst) {
+    backend_to_host(g->be, dst, state_buffer(g, which), g->mem.num_params * sizeof(float));
+}
+
+void gpt_state_from_host(GPT *g, GPTState which, const float *src) {
+    backend_to_device(g->be, state_buffer(g, which), src, g->mem.num_params * sizeof(float));
 }
 
 const ParamInfo *gpt_param_find(const GPT *g, const char *name) {
@@ -127,9 +143,11 @@ static double uniform01(uint64_t *s) { return ((splitmix64(s) >> 11) + 0.5) * (1
 
 void gpt_init_weights(GPT *g, uint64_t seed) {
     const GPTConfig *c = &g->cfg;
+    // Drawn on the host (the generator is sequential per tensor), then copied into the backend's memory.
+    float *host = backend_host_alloc(g->mem.num_params * sizeof(float), "initial weights (host staging)");
     for (int i = 0; i < NUM_PARAM_TENSORS; i++) {
         const ParamInfo *p = &g->param_info[i];
-        float *w = g->params_mem + p->offset;
+        float *w = host + p->offset;
         uint64_t s = seed * 0x100000001B3ull + (uint64_t)i * 0x9E3779B97F4A7C15ull;
         double std = p->init == INIT_RESID ? 0.02 / sqrt(2.0 * c->n_layer) : 0.02;
         for (size_t k = 0; k < p->numel; k++) {
@@ -143,10 +161,12 @@ void gpt_init_weights(GPT *g, uint64_t seed) {
         }
     }
     // The padded vocabulary rows are never used as tokens and never predicted: keep them exactly zero.
-    memset(g->params.wte + (size_t)c->vocab_size * c->d_model, 0,
+    memset(host + g->param_info[0].offset + (size_t)c->vocab_size * c->d_model, 0,
            (size_t)(c->padded_vocab - c->vocab_size) * c->d_model * sizeof(float));
-    memset(g->m_mem, 0, g->mem.param_bytes);
-    memset(g->v_mem, 0, g->mem.param_bytes);
+    gpt_state_from_host(g, GPT_STATE_PARAMS, host);
+    backend_host_free(host);
+    op_zero(g->be, g->m_mem, g->mem.num_params);
+    op_zero(g->be, g->v_mem, g->mem.num_params);
     g->adam_t = 0;
 }
 
@@ -229,9 +249,9 @@ float gpt_forward(GPT *g, const int32_t *inputs, const int32_t *targets, int B, 
     const int C = c->d_model, L = c->n_layer, N = B * T;
     g->cur_B = B;
     g->cur_T = T;
-    memcpy(g->inputs, inputs, (size_t)N * sizeof(int32_t));
+    backend_to_device(be, g->inputs, inputs, (size_t)N * sizeof(int32_t));
     g->has_targets = targets != NULL;
-    if (targets) memcpy(g->targets, targets, (size_t)N * sizeof(int32_t));
+    if (targets) backend_to_device(be, g->targets, targets, (size_t)N * sizeof(int32_t));
 
     // tokens (B,T) -> encoded (B,T,C)
     op_encoder_forward(be, g->acts.encoded, g->inputs, g->params.wte, g->params.wpe, B, T, C);
@@ -247,8 +267,9 @@ float gpt_forward(GPT *g, const int32_t *inputs, const int32_t *targets, int B, 
     if (!targets) { g->mean_loss = 0; return 0; }
     op_classifier_forward_backward(be, g->acts.losses, g->acts.logits, g->targets, N, c->vocab_size,
                                    c->padded_vocab, dlogits_scale);
+    backend_to_host(be, g->host_losses, g->acts.losses, (size_t)N * sizeof(float));
     double sum = 0;
-    for (int i = 0; i < N; i++) sum += g->acts.losses[i];
+    for (int i = 0; i < N; i++) sum += g->host_losses[i];
     g->mean_loss = (float)(sum / N);
     return g->mean_loss;
 }

@@ -217,7 +217,11 @@ typedef struct GPT {
     int has_targets;
     float mean_loss;
     int adam_t;                // optimizer steps taken
+    float *host_losses;        // (B*T) host copy of the per-token losses, for the mean
 } GPT;
+
+// The three parameter-sized state buffers, for moving them between the backend's memory and the host (files).
+typedef enum { GPT_STATE_PARAMS = 0, GPT_STATE_M = 1, GPT_STATE_V = 2 } GPTState;
 
 // Plan and allocate everything for micro-batch (B,T) and a recompute mode. Parameters are zero until
 // gpt_init_weights or a load. Returns 0, or -1 with err on a user error (e.g. T > max_seq_len).
@@ -225,6 +229,9 @@ int gpt_create(GPT *g, const GPTConfig *cfg, Backend *be, int B, int T, Recomput
 void gpt_destroy(GPT *g);
 // GPT-2 initialisation from a seed (deterministic, independent of thread count).
 void gpt_init_weights(GPT *g, uint64_t seed);
+// Copy weights or an AdamW moment (num_params floats) to or from host memory.
+void gpt_state_to_host(const GPT *g, GPTState which, float *dst);
+void gpt_state_from_host(GPT *g, GPTState which, const float *src);
 // Look up a parameter tensor by name (NULL if unknown).
 const ParamInfo *gpt_param_find(const GPT *g, const char *name);
 

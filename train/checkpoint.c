@@ -1,8 +1,8 @@
 /*
- * checkpoint.c: save, check and load gptrain's training checkpoints (layout in checkpoint.h), find the newest in a
- * directory, and prune old ones. Every read is checked against the header before it is trusted: sizes must add up
- * to the file's size before anything is allocated, the header hash before any field is used, and the payload hash
- * before a load returns success.
+ * checkpoint.c: the checkpoint format without the model: the hash, header checks, reading the texts, finding the
+ * newest checkpoint in a directory and pruning old ones (the fuzz target links this file alone; saving and loading a
+ * model's state is checkpoint_state.c). Every read is checked against the header before it is trusted: sizes must
+ * add up to the file's size before anything is allocated, the header hash before any field is used.
  */
 #include <dirent.h>
 #include <errno.h>
@@ -15,6 +15,7 @@
 
 #include "checkpoint.h"
 #include "data.h"
+#include "ops.h"
 
 // ---- hash64: four lanes of v = rotl(v + w·P2, 31)·P1 over 8-byte words (the round of xxHash64's design), then
 // the lanes merged with the length and avalanched. Not cryptographic: it detects corruption, not tampering. ----
@@ -69,49 +70,11 @@ uint64_t hash64_final(const Hash64 *h) {
     return v;
 }
 
-static uint64_t header_hash(const CkptHeader *h) {
+uint64_t ckpt_header_hash(const CkptHeader *h) {
     Hash64 s;
     hash64_init(&s);
     hash64_update(&s, h, offsetof(CkptHeader, header_hash));
     return hash64_final(&s);
-}
-
-// ---- save ----
-
-int ckpt_save(const char *path, const GPT *g, CkptHeader *h, const char *config_text, const char *tokenizer_text,
-              char *err, size_t errlen) {
-    memcpy(h->magic, CKPT_MAGIC, 8);
-    h->version = CKPT_VERSION;
-    h->header_bytes = sizeof *h;
-    h->n_layer = g->cfg.n_layer;
-    h->n_head = g->cfg.n_head;
-    h->d_model = g->cfg.d_model;
-    h->d_ff = g->cfg.d_ff;
-    h->vocab_size = g->cfg.vocab_size;
-    h->padded_vocab = g->cfg.padded_vocab;
-    h->max_seq_len = g->cfg.max_seq_len;
-    h->adam_t = g->adam_t;
-    h->num_params = g->mem.num_params;
-    h->config_bytes = strlen(config_text);
-    h->tokenizer_bytes = strlen(tokenizer_text);
-    const size_t nbytes = g->mem.num_params * sizeof(float);
-    h->payload_bytes = h->config_bytes + h->tokenizer_bytes + 3 * (uint64_t)nbytes;
-    memset(h->reserved, 0, sizeof h->reserved);
-    const void *parts[5] = {config_text, tokenizer_text, g->params_mem, g->m_mem, g->v_mem};
-    const size_t sizes[5] = {h->config_bytes, h->tokenizer_bytes, nbytes, nbytes, nbytes};
-    // Hash first (a pass over memory at ~10 GB/s), so the header goes out complete and the file in one sequential write.
-    Hash64 s;
-    hash64_init(&s);
-    for (int i = 0; i < 5; i++) hash64_update(&s, parts[i], sizes[i]);
-    h->payload_hash = hash64_final(&s);
-    h->header_hash = header_hash(h);
-    char tmp[4096];
-    FILE *f = file_create_tmp(path, tmp, sizeof tmp, err, errlen);
-    if (!f) return -1;
-    errno = 0;
-    int ok = !file_write(f, h, sizeof *h);
-    for (int i = 0; i < 5 && ok; i++) ok = !file_write(f, parts[i], sizes[i]);
-    return file_commit_tmp(f, tmp, path, ok, err, errlen);
 }
 
 // ---- read ----
@@ -131,7 +94,7 @@ int ckpt_check_header(const char *path, const CkptHeader *h, long long file_size
                  h->version, h->header_bytes, CKPT_VERSION, sizeof *h);
         return -1;
     }
-    if (h->header_hash != header_hash(h)) {
+    if (h->header_hash != ckpt_header_hash(h)) {
         snprintf(err, errlen, "%s: the header fails its checksum: the file is corrupt", path);
         return -1;
     }
@@ -146,7 +109,7 @@ int ckpt_check_header(const char *path, const CkptHeader *h, long long file_size
     return 0;
 }
 
-static FILE *open_checked(const char *path, CkptHeader *h, char *err, size_t errlen) {
+FILE *ckpt_open_checked(const char *path, CkptHeader *h, char *err, size_t errlen) {
     FILE *f = fopen(path, "rb");
     if (!f) { snprintf(err, errlen, "%s: cannot open (%s)", path, strerror(errno)); return NULL; }
     struct stat st;
@@ -164,7 +127,7 @@ static FILE *open_checked(const char *path, CkptHeader *h, char *err, size_t err
     return f;
 }
 
-static char *read_text(FILE *f, uint64_t n, Hash64 *s) {
+char *ckpt_read_text(FILE *f, uint64_t n, Hash64 *s) {
     char *t = malloc(n + 1);
     if (!t) return NULL;
     if (fread(t, 1, n, f) != n) { free(t); return NULL; }
@@ -176,10 +139,10 @@ static char *read_text(FILE *f, uint64_t n, Hash64 *s) {
 int ckpt_read_meta(const char *path, CkptHeader *h, char **config_text, char **tokenizer_text, char *err,
                    size_t errlen) {
     *config_text = *tokenizer_text = NULL;
-    FILE *f = open_checked(path, h, err, errlen);
+    FILE *f = ckpt_open_checked(path, h, err, errlen);
     if (!f) return -1;
-    *config_text = read_text(f, h->config_bytes, NULL);
-    *tokenizer_text = *config_text ? read_text(f, h->tokenizer_bytes, NULL) : NULL;
+    *config_text = ckpt_read_text(f, h->config_bytes, NULL);
+    *tokenizer_text = *config_text ? ckpt_read_text(f, h->tokenizer_bytes, NULL) : NULL;
     fclose(f);
     if (!*config_text || !*tokenizer_text) {
         free(*config_text);
@@ -188,47 +151,6 @@ int ckpt_read_meta(const char *path, CkptHeader *h, char **config_text, char **t
         snprintf(err, errlen, "%s: read failed", path);
         return -1;
     }
-    return 0;
-}
-
-int ckpt_load(const char *path, GPT *g, int with_optimizer, char *err, size_t errlen) {
-    CkptHeader h;
-    FILE *f = open_checked(path, &h, err, errlen);
-    if (!f) return -1;
-    const GPTConfig *c = &g->cfg;
-    if (h.n_layer != c->n_layer || h.n_head != c->n_head || h.d_model != c->d_model || h.d_ff != c->d_ff ||
-        h.vocab_size != c->vocab_size || h.padded_vocab != c->padded_vocab || h.max_seq_len != c->max_seq_len ||
-        h.num_params != g->mem.num_params) {
-        snprintf(err, errlen, "%s: model L=%d NH=%d C=%d F=%d V=%d maxT=%d, expected L=%d NH=%d C=%d F=%d V=%d maxT=%d",
-                 path, h.n_layer, h.n_head, h.d_model, h.d_ff, h.vocab_size, h.max_seq_len, c->n_layer, c->n_head,
-                 c->d_model, c->d_ff, c->vocab_size, c->max_seq_len);
-        fclose(f);
-        return -1;
-    }
-    Hash64 s;
-    hash64_init(&s);
-    char *t1 = read_text(f, h.config_bytes, &s), *t2 = t1 ? read_text(f, h.tokenizer_bytes, &s) : NULL;
-    int ok = t1 && t2;
-    free(t1);
-    free(t2);
-    // m and v are read even when not wanted (into the model's buffers, which a sampler never uses) so the hash
-    // covers the whole payload: a corrupt moment is a corrupt file.
-    float *dst[3] = {g->params_mem, g->m_mem, g->v_mem};
-    const size_t n = g->mem.num_params;
-    for (int i = 0; i < 3 && ok; i++) {
-        ok = fread(dst[i], sizeof(float), n, f) == n;
-        if (ok) hash64_update(&s, dst[i], n * sizeof(float));
-    }
-    fclose(f);
-    if (!ok) { snprintf(err, errlen, "%s: read failed", path); return -1; }
-    if (hash64_final(&s) != h.payload_hash) {
-        snprintf(err, errlen, "%s: the payload fails its checksum: the file is corrupt", path);
-        return -1;
-    }
-    if (!with_optimizer) {
-        memset(g->m_mem, 0, n * sizeof(float));
-        memset(g->v_mem, 0, n * sizeof(float));
-    } else g->adam_t = (int)h.adam_t;
     return 0;
 }
 

@@ -15,6 +15,7 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 
 #include "gpt.h"
 
@@ -51,6 +52,12 @@ typedef struct Hash64 {
 void hash64_init(Hash64 *h);
 void hash64_update(Hash64 *h, const void *data, size_t n);
 uint64_t hash64_final(const Hash64 *h);
+
+// Shared by checkpoint.c and checkpoint_state.c: the header's own hash; open PATH and check its header (the FILE
+// is left after the header); read n bytes of text (malloc'd, NUL-terminated), feeding them to s when not NULL.
+uint64_t ckpt_header_hash(const CkptHeader *h);
+FILE *ckpt_open_checked(const char *path, CkptHeader *h, char *err, size_t errlen);
+char *ckpt_read_text(FILE *f, uint64_t n, Hash64 *s);
 
 // Save g's weights and AdamW moments with the header fields the caller filled (run shape and progress; the model
 // shape, sizes and hashes are filled here). config_text and tokenizer_text are NUL-terminated.

@@ -7,6 +7,7 @@
  */
 #include <errno.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
@@ -46,17 +47,22 @@ int modelfile_save_as(const GPT *g, const char *path, int bf16, char *err, size_
     char tmp[4096];
     FILE *f = file_create_tmp(path, tmp, sizeof tmp, err, errlen);
     if (!f) return -1;
+    // The weights live in the backend's memory: stage them on the host.
+    float *w = malloc(g->mem.num_params * sizeof(float) + 1);
+    if (!w) { fclose(f); unlink(tmp); snprintf(err, errlen, "%s: out of memory for a staging buffer", path); return -1; }
+    gpt_state_to_host(g, GPT_STATE_PARAMS, w);
     errno = 0;
     int ok = !file_write(f, h, sizeof h);
-    if (!bf16) ok = ok && !file_write(f, g->params_mem, sizeof(float) * g->mem.num_params);
+    if (!bf16) ok = ok && !file_write(f, w, sizeof(float) * g->mem.num_params);
     else {
         uint16_t buf[4096];
         for (size_t i = 0; ok && i < g->mem.num_params; i += 4096) {
             size_t n = g->mem.num_params - i < 4096 ? g->mem.num_params - i : 4096;
-            for (size_t j = 0; j < n; j++) buf[j] = f32_to_bf16(g->params_mem[i + j]);
+            for (size_t j = 0; j < n; j++) buf[j] = f32_to_bf16(w[i + j]);
             ok = !file_write(f, buf, n * sizeof(uint16_t));
         }
     }
+    free(w);
     return file_commit_tmp(f, tmp, path, ok, err, errlen);
 }
 
@@ -114,13 +120,15 @@ int modelfile_load_weights(GPT *g, const char *path, char *err, size_t errlen) {
     int32_t h[256];
     if (read_header(f, path, h, err, errlen)) { fclose(f); return -1; }
     const size_t np = g->mem.num_params;
+    float *w = malloc(np * sizeof(float) + 1);
+    if (!w) { fclose(f); snprintf(err, errlen, "%s: out of memory for a staging buffer", path); return -1; }
     size_t n = 0;
-    if (h[1] == MODEL_VERSION_FP32) n = fread(g->params_mem, sizeof(float), np, f);
+    if (h[1] == MODEL_VERSION_FP32) n = fread(w, sizeof(float), np, f);
     else {
         uint16_t buf[4096];
         while (n < np) {
             const size_t want = np - n < 4096 ? np - n : 4096, got = fread(buf, sizeof(uint16_t), want, f);
-            for (size_t j = 0; j < got; j++) g->params_mem[n + j] = bf16_to_f32(buf[j]);
+            for (size_t j = 0; j < got; j++) w[n + j] = bf16_to_f32(buf[j]);
             n += got;
             if (got < want) break;
         }
@@ -128,9 +136,12 @@ int modelfile_load_weights(GPT *g, const char *path, char *err, size_t errlen) {
     int extra = fgetc(f) != EOF;
     fclose(f);
     if (n != np || extra) {
+        free(w);
         snprintf(err, errlen, "%s: %s: expected exactly %zu %s parameters after the header", path,
                  extra ? "trailing bytes" : "truncated", np, h[1] == MODEL_VERSION_FP32 ? "fp32" : "bf16");
         return -1;
     }
+    gpt_state_from_host(g, GPT_STATE_PARAMS, w);
+    free(w);
     return 0;
 }

@@ -125,7 +125,8 @@ int cmd_sample(Options *o) {
     int32_t *ctx = malloc(cap * sizeof(int32_t));
     uint16_t *enc = malloc(plen * sizeof(uint16_t));
     double *probs = malloc((size_t)cfg.vocab_size * sizeof(double));
-    if (!ctx || !enc || !probs) die_user("out of memory for --tokens %d", o->tokens);
+    float *row = malloc((size_t)cfg.padded_vocab * sizeof(float));
+    if (!ctx || !enc || !probs || !row) die_user("out of memory for --tokens %d", o->tokens);
     size_t n;
     if (tokenizer_encode(&tok, (const uint8_t *)o->prompt, plen, enc, &n, err, sizeof err)) die_user("--prompt: %s", err);
     for (size_t i = 0; i < n; i++) ctx[i] = enc[i];
@@ -135,7 +136,8 @@ int cmd_sample(Options *o) {
     for (int i = 0; i < o->tokens; i++) {
         int t = n < (size_t)cfg.max_seq_len ? (int)n : cfg.max_seq_len;
         gpt_forward(&g, ctx + n - t, NULL, 1, t, 0.0f);
-        const float *row = g.acts.logits + (size_t)(t - 1) * cfg.padded_vocab;
+        backend_to_host(&be, row, g.acts.logits + (size_t)(t - 1) * cfg.padded_vocab,
+                        (size_t)cfg.padded_vocab * sizeof(float));
         int id = sample_token(row, tok.vocab_size, o->temperature, o->top_k, probs, &rng);
         ctx[n++] = id;
         const uint8_t *bytes;
@@ -147,6 +149,7 @@ int cmd_sample(Options *o) {
     free(ctx);
     free(enc);
     free(probs);
+    free(row);
     tokenizer_free(&tok);
     gpt_destroy(&g);
     return 0;

@@ -25,9 +25,21 @@ static const OpTable CPU_REF_OPS = CPU_TABLE(cpu_matmul_forward_ref, cpu_matmul_
 static const OpTable CPU_BLAS_OPS = CPU_TABLE(cpu_matmul_forward_blas, cpu_matmul_backward_blas);
 #endif
 
+// The CPU backends' memory is host memory: allocation is the aligned host allocator, copies are memcpy.
+static void *cpu_alloc(Backend *be, size_t bytes, const char *what) { (void)be; return backend_host_alloc(bytes, what); }
+static void cpu_free(Backend *be, void *p) { (void)be; backend_host_free(p); }
+static void cpu_copy(Backend *be, void *dst, const void *src, size_t bytes) {
+    (void)be;
+    if (bytes && dst != src) memcpy(dst, src, bytes);
+}
+static void cpu_sync(Backend *be) { (void)be; }
+static const MemOps CPU_MEM = {cpu_alloc, cpu_free, cpu_copy, cpu_copy, cpu_sync};
+
 int backend_init(Backend *be, BackendKind kind, int threads) {
     memset(be, 0, sizeof(*be));
     if (threads <= 0) threads = omp_get_num_procs();
+    be->mem = &CPU_MEM;
+    be->host_visible = 1;
     be->kind = kind;
     be->threads = threads;
     omp_set_num_threads(threads);
