@@ -20,18 +20,34 @@ ifeq ($(HAVE_OPENBLAS),yes)
 else
   $(info gptrain build: OpenBLAS   no  (CPU matmuls use the reference loops; apt-get install libopenblas-dev))
 endif
-HAVE_NVCC := $(shell command -v nvcc >/dev/null 2>&1 && echo yes)
-ifeq ($(HAVE_NVCC),yes)
-  $(info gptrain build: CUDA       nvcc found, but the CUDA backend arrives in a later issue; building CPU only)
+# CUDA: nvcc on PATH (or in CUDA_HOME/bin) that compiles and links a cuBLAS call. Device code for sm_80 (Ampere,
+# mma.sync) and sm_90a (Hopper, wgmma/TMA); the binary runs on either and picks at run time.
+CUDA_HOME ?= /usr/local/cuda
+NVCC      := $(shell command -v nvcc 2>/dev/null || { [ -x $(CUDA_HOME)/bin/nvcc ] && echo $(CUDA_HOME)/bin/nvcc; })
+CUDA_ARCH := -gencode arch=compute_80,code=sm_80 -gencode arch=compute_90a,code=sm_90a
+HAVE_CUDA := $(shell [ -n "$(NVCC)" ] && printf '$(HASH)include <cublas_v2.h>\nint main(void){cublasHandle_t h; return (int)cublasCreate(&h);}\n' > /tmp/gptrain-cuda-probe-$$$$.cu && $(NVCC) /tmp/gptrain-cuda-probe-$$$$.cu -o /tmp/gptrain-cuda-probe-$$$$ -lcublas >/dev/null 2>&1 && echo yes; rm -f /tmp/gptrain-cuda-probe-$$$$*)
+ifeq ($(HAVE_CUDA),yes)
+  CUDA_LIBDIR := $(shell dirname $$(dirname $(NVCC)))/lib64
+  CFLAGS  += -DGPTRAIN_CUDA
+  LDLIBS  += -L$(CUDA_LIBDIR) -Wl,-rpath,$(CUDA_LIBDIR) -lcublas -lcudart -lstdc++
+  NVFLAGS := -O3 -std=c++17 $(CUDA_ARCH) -Xcompiler -Wall,-Wextra,-Wno-unused-parameter -I. -Ikernels -Ikernels/cuda \
+             -DGPTRAIN_CUDA
+  $(info gptrain build: CUDA       yes ($(NVCC), sm_80 + sm_90a; cuBLAS))
+else ifneq ($(NVCC),)
+  $(info gptrain build: CUDA       no  ($(NVCC) found but cannot build against cuBLAS; CPU only))
 else
-  $(info gptrain build: CUDA       no  (nvcc not found; CPU only))
+  $(info gptrain build: CUDA       no  (nvcc not found; CPU only; install the CUDA toolkit for the GPU backend))
 endif
 
 LIB_SRC  := kernels/ops.c $(wildcard kernels/cpu/*.c) $(wildcard model/*.c) $(wildcard data/*.c) \
             $(wildcard dist/*.c) $(filter-out train/main.c,$(wildcard train/*.c))
 LIB_OBJ  := $(LIB_SRC:%.c=$(BUILD)/%.o)
+ifeq ($(HAVE_CUDA),yes)
+  CU_SRC  := $(wildcard kernels/cuda/*.cu)
+  LIB_OBJ += $(CU_SRC:%.cu=$(BUILD)/%.o)
+endif
 TEST_SRC := $(wildcard tests/test_*.c)
-TEST_BIN := $(TEST_SRC:tests/%.c=$(BUILD)/tests/%)
+TEST_BIN := $(TEST_SRC:tests/%.c=$(BUILD)/tests/%) $(BUILD)/tests/test_gpu
 
 .PHONY: all test test-gpu bench clean deps fuzz
 all: gptrain
@@ -39,6 +55,10 @@ all: gptrain
 $(BUILD)/%.o: %.c $(wildcard */*.h) $(wildcard kernels/*/*.h)
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) -c $< -o $@
+
+$(BUILD)/%.o: %.cu $(wildcard kernels/*.h) $(wildcard kernels/cuda/*.h)
+	@mkdir -p $(dir $@)
+	$(NVCC) $(NVFLAGS) -c $< -o $@
 
 $(BUILD)/libgptrain.a: $(LIB_OBJ)
 	@rm -f $@
@@ -51,14 +71,20 @@ $(BUILD)/tests/%: tests/%.c tests/harness.h $(BUILD)/libgptrain.a $(wildcard tes
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) -Itests -o $@ $< $(filter %.c,$(wildcard tests/lib/*.c)) $(BUILD)/libgptrain.a $(LDLIBS)
 
+# The GPU suite: every CUDA op and the whole model against the references (tests/gpu/test_gpu.c). Built by every
+# `make test` (it prints "skipped: no GPU" on a machine without one); `make test-gpu` runs it alone.
+$(BUILD)/tests/test_gpu: tests/gpu/test_gpu.c tests/harness.h $(BUILD)/libgptrain.a $(wildcard tests/*.h)
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -Itests -o $@ $< $(filter %.c,$(wildcard tests/lib/*.c)) $(BUILD)/libgptrain.a $(LDLIBS)
+
 deps:
 	@sh tests/deps.sh
 
 test: deps gptrain $(TEST_BIN)
 	@sh tests/run_all.sh $(TEST_BIN)
 
-test-gpu:
-	@echo "skipped: no GPU (the CUDA backend arrives in a later issue)"
+test-gpu: gptrain $(BUILD)/tests/test_gpu
+	@$(BUILD)/tests/test_gpu
 
 bench: gptrain
 	@sh bench/vs_pytorch.sh

@@ -20,6 +20,7 @@ extern "C" {
 typedef enum {
     BACKEND_CPU = 0,      // C11 + OpenMP, matmuls on OpenBLAS when built with it
     BACKEND_CPU_REF = 1,  // C11 + OpenMP everywhere, the readable reference path
+    BACKEND_CUDA = 2,     // NVIDIA GPU (kernels/cuda/), built when make finds nvcc
 } BackendKind;
 
 typedef struct Backend Backend;
@@ -66,10 +67,22 @@ struct Backend {
     const OpTable *ops;
     const MemOps *mem;
     int host_visible;      // 1: backend memory is host memory (the CPU backends), so tests may read it directly
+    void *impl;            // the backend's private state (CUDA: device, cuBLAS handle, scratch)
 };
 
 // Fill *be for a kind; threads <= 0 means all cores. Returns 0, or -1 when the kind is not built in.
 int backend_init(Backend *be, BackendKind kind, int threads);
+// The CUDA backend (kernels/cuda/backend_cuda.cu; only in a build with GPTRAIN_CUDA defined).
+int backend_cuda_device_count(void);
+// Device `device`, matmuls in TF32 when tf32. 0, or -1 with err naming --device.
+int backend_cuda_init(Backend *be, int device, int tf32, char *err, size_t errlen);
+// One line: name, compute capability, SMs, memory, CUDA runtime/driver and cuBLAS versions, matmul precision.
+void backend_cuda_describe(Backend *be, char *buf, size_t n);
+// Device memory in use now (cudaMemGetInfo), and what was in use right after the context and cuBLAS were created.
+size_t backend_cuda_used_bytes(Backend *be, size_t *context_bytes);
+// Dense peak TFLOPS of this GPU for "fp32", "tf32" or "bf16" from the datasheet table; 0 when the GPU is unknown.
+double backend_cuda_peak_tflops(Backend *be, const char *precision);
+
 // Which matmul library the CPU backend uses ("OpenBLAS x.y" or "none (reference loops)").
 const char *backend_cpu_blas_name(void);
 

@@ -258,25 +258,29 @@ static void print_row_header(void) {
 }
 
 static void print_row(const RunMetrics *m, int steps, double eta_s) {
-    char stepbuf[32], eta[32];
+    char stepbuf[32], eta[32], mfu[16], hfu[16];
     snprintf(stepbuf, sizeof stepbuf, "%d/%d", m->step, steps);
     format_eta(eta, sizeof eta, eta_s);
-    printf("%11s %8.4f %9.3e %8.4f %9.2f %9.0f %8.4f %8.4f %5.1f%% %5.1f%% %8s%s\n", stepbuf, m->loss, m->lr,
-           m->grad_norm, m->step_ms, m->tokens_per_s, m->model_tflops, m->hw_tflops, 100 * m->mfu, 100 * m->hfu, eta,
+    if (isfinite(m->mfu)) snprintf(mfu, sizeof mfu, "%5.1f%%", 100 * m->mfu); else snprintf(mfu, sizeof mfu, "%6s", "n/a");
+    if (isfinite(m->hfu)) snprintf(hfu, sizeof hfu, "%5.1f%%", 100 * m->hfu); else snprintf(hfu, sizeof hfu, "%6s", "n/a");
+    printf("%11s %8.4f %9.3e %8.4f %9.2f %9.0f %8.4f %8.4f %s %s %8s%s\n", stepbuf, m->loss, m->lr, m->grad_norm,
+           m->step_ms, m->tokens_per_s, m->model_tflops, m->hw_tflops, mfu, hfu, eta,
            m->skipped ? "  (update skipped: non-finite)" : "");
 }
 
 static void write_json(FILE *f, const RunMetrics *m, double val_loss) {
     if (!f) return;
     // JSON has no NaN; a non-finite loss is written as null so the file stays parseable.
-    char loss[32], gn[32];
+    char loss[32], gn[32], mfu[32], hfu[32];
     if (isfinite(m->loss)) snprintf(loss, sizeof loss, "%.6f", m->loss); else strcpy(loss, "null");
     if (isfinite(m->grad_norm)) snprintf(gn, sizeof gn, "%.6f", m->grad_norm); else strcpy(gn, "null");
+    if (isfinite(m->mfu)) snprintf(mfu, sizeof mfu, "%.6f", m->mfu); else strcpy(mfu, "null");   // unknown peak
+    if (isfinite(m->hfu)) snprintf(hfu, sizeof hfu, "%.6f", m->hfu); else strcpy(hfu, "null");
     fprintf(f,
             "{\"step\": %d, \"loss\": %s, \"lr\": %.6e, \"grad_norm\": %s, \"step_ms\": %.3f, \"data_wait_ms\": %.3f, "
-            "\"tokens_per_s\": %.1f, \"model_tflops\": %.6f, \"hw_tflops\": %.6f, \"mfu\": %.6f, \"hfu\": %.6f",
-            m->step, loss, m->lr, gn, m->step_ms, m->data_ms, m->tokens_per_s, m->model_tflops, m->hw_tflops, m->mfu,
-            m->hfu);
+            "\"tokens_per_s\": %.1f, \"model_tflops\": %.6f, \"hw_tflops\": %.6f, \"mfu\": %s, \"hfu\": %s",
+            m->step, loss, m->lr, gn, m->step_ms, m->data_ms, m->tokens_per_s, m->model_tflops, m->hw_tflops, mfu,
+            hfu);
     if (m->skipped) fprintf(f, ", \"skipped\": true");
     if (!isnan(val_loss)) fprintf(f, ", \"val_loss\": %.6f", val_loss);
     fprintf(f, "}\n");
@@ -397,10 +401,33 @@ int cmd_train(Options *o) {
     gpt_flops(&cfg, B, T, &fl);
     double peak = o->peak_tflops;
     const char *peak_src = "--peak-tflops";
-    if (peak <= 0) { peak = measure_peak_tflops(&be); peak_src = "measured: best fp32 GEMM 768^3 at start-up"; }
     const GPTMemory *mem = &g.mem;
-    printf("device: %s, %d threads, matmuls: %s; ranks: %d (%s)\n", be.name, be.threads,
-           be.kind == BACKEND_CPU ? backend_cpu_blas_name() : "reference loops", dist.world, dist.backend);
+#ifdef GPTRAIN_CUDA
+    if (be.kind == BACKEND_CUDA) {
+        char desc[512];
+        backend_cuda_describe(&be, desc, sizeof desc);
+        printf("device: cuda: %s; ranks: %d (%s)\n", desc, dist.world, dist.backend);
+        if (peak <= 0) {
+            peak = backend_cuda_peak_tflops(&be, o->precision);
+            peak_src = "datasheet, dense";
+            if (peak <= 0) {
+                peak_src = "unknown GPU";
+                printf("warning: no peak-FLOPS entry for this GPU: MFU and HFU print n/a (give --peak-tflops)\n");
+            }
+        }
+        size_t ctx, used = backend_cuda_used_bytes(&be, &ctx);
+        const double predicted = (double)mem->param_bytes + mem->grad_bytes + mem->optim_bytes + mem->act_bytes[rc] +
+                                 mem->grad_act_bytes;
+        printf("device memory: predicted %.1f MiB for the model's buffers; measured %.1f MiB in use = %.1f MiB CUDA "
+               "context and cuBLAS + %.1f MiB allocated since\n", predicted / 1048576.0, used / 1048576.0,
+               ctx / 1048576.0, (used - ctx) / 1048576.0);
+    } else
+#endif
+    {
+        if (peak <= 0) { peak = measure_peak_tflops(&be); peak_src = "measured: best fp32 GEMM 768^3 at start-up"; }
+        printf("device: %s, %d threads, matmuls: %s; ranks: %d (%s)\n", be.name, be.threads,
+               be.kind == BACKEND_CPU ? backend_cpu_blas_name() : "reference loops", dist.world, dist.backend);
+    }
     printf("model: L=%d NH=%d C=%d F=%d V=%d (Vp=%d) maxT=%d; %zu parameters (%zu with vocabulary padding)%s%s\n",
            cfg.n_layer, cfg.n_head, cfg.d_model, cfg.d_ff, cfg.vocab_size, cfg.padded_vocab, cfg.max_seq_len,
            mem->num_params_real, mem->num_params, o->init_from[0] && !resume_path[0] ? "; weights from " : "",
@@ -467,14 +494,15 @@ int cmd_train(Options *o) {
             gpt_adamw_step(&g, (float)m.lr, (float)o->beta1, (float)o->beta2, (float)o->eps, (float)o->weight_decay,
                            clip);
         }
+        backend_sync(&be);   // queued GPU work (the optimizer) belongs to this step's time
         double dt = backend_now_s() - t0;
         m.step_ms = dt * 1e3;
         m.data_ms = data_s * 1e3;
         m.tokens_per_s = (double)B * T * accum * dist.world / dt;
         m.model_tflops = fl.model * accum / dt / 1e12;
         m.hw_tflops = fl.hardware[rc] * accum / dt / 1e12;
-        m.mfu = m.model_tflops / peak;
-        m.hfu = m.hw_tflops / peak;
+        m.mfu = peak > 0 ? m.model_tflops / peak : NAN;   // unknown peak: n/a, never a made-up number
+        m.hfu = peak > 0 ? m.hw_tflops / peak : NAN;
         ema_ms = steps_run == 0 ? m.step_ms : 0.9 * ema_ms + 0.1 * m.step_ms;
         if (steps_run >= 10 || end_step - start_step <= 10) {
             tok_sum += (double)B * T * accum * dist.world;

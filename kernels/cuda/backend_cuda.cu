@@ -1,0 +1,141 @@
+/*
+ * backend_cuda.cu: the CUDA backend: device selection, the cuBLAS handle, device memory behind MemOps (allocations
+ * fail with what was asked, what is free and which flag to change), the op table, the device description printed
+ * at start-up, and the peak-FLOPS table that MFU divides by.
+ */
+#include <string.h>
+
+#include "cuda_common.h"
+
+static void *cuda_alloc(Backend *be, size_t bytes, const char *what) {
+    (void)be;
+    void *p = NULL;
+    size_t rounded = (bytes + 255) / 256 * 256;
+    cudaError_t e = cudaMalloc(&p, rounded ? rounded : 256);
+    if (e != cudaSuccess) {
+        size_t free_b = 0, total_b = 0;
+        cudaGetLastError();
+        cudaMemGetInfo(&free_b, &total_b);
+        fprintf(stderr,
+                "gptrain: error: GPU memory: %s needs %.1f MiB but only %.1f MiB of %.1f MiB are free (%s); "
+                "use a smaller --batch or --recompute full\n",
+                what, bytes / 1048576.0, free_b / 1048576.0, total_b / 1048576.0, cudaGetErrorString(e));
+        exit(2);
+    }
+    CUDA_CHECK(cudaMemset(p, 0, rounded ? rounded : 256));
+    return p;
+}
+
+static void cuda_free(Backend *be, void *p) {
+    (void)be;
+    CUDA_CHECK(cudaFree(p));
+}
+
+static void cuda_to_device(Backend *be, void *dst, const void *src, size_t bytes) {
+    (void)be;
+    if (bytes) CUDA_CHECK(cudaMemcpy(dst, src, bytes, cudaMemcpyHostToDevice));
+}
+
+static void cuda_to_host(Backend *be, void *dst, const void *src, size_t bytes) {
+    (void)be;
+    if (bytes) CUDA_CHECK(cudaMemcpy(dst, src, bytes, cudaMemcpyDeviceToHost));
+}
+
+static void cuda_sync(Backend *be) {
+    (void)be;
+    CUDA_CHECK(cudaDeviceSynchronize());
+}
+
+static const MemOps CUDA_MEM = {cuda_alloc, cuda_free, cuda_to_device, cuda_to_host, cuda_sync};
+
+static const OpTable CUDA_OPS = {cuda_encoder_forward, cuda_encoder_backward, cuda_layernorm_forward,
+                                 cuda_layernorm_backward, cuda_matmul_forward, cuda_matmul_backward,
+                                 cuda_attention_forward, cuda_attention_backward, cuda_gelu_forward,
+                                 cuda_gelu_backward, cuda_residual_forward, cuda_classifier_forward_backward,
+                                 cuda_sum_squares, cuda_scale, cuda_zero, cuda_adamw_update};
+
+extern "C" int backend_cuda_device_count(void) {
+    int n = 0;
+    if (cudaGetDeviceCount(&n) != cudaSuccess) {
+        cudaGetLastError();
+        return 0;
+    }
+    return n;
+}
+
+extern "C" int backend_cuda_init(Backend *be, int device, int tf32, char *err, size_t errlen) {
+    memset(be, 0, sizeof(*be));
+    const int n = backend_cuda_device_count();
+    if (n <= 0) {
+        snprintf(err, errlen, "--device cuda: no usable CUDA GPU (cudaGetDeviceCount found none)");
+        return -1;
+    }
+    if (device < 0 || device >= n) {
+        snprintf(err, errlen, "--device cuda: GPU %d does not exist (%d found)", device, n);
+        return -1;
+    }
+    CudaState *cs = (CudaState *)calloc(1, sizeof(CudaState));
+    if (!cs) { snprintf(err, errlen, "out of memory"); return -1; }
+    cs->device = device;
+    cs->tf32 = tf32;
+    CUDA_CHECK(cudaSetDevice(device));
+    CUDA_CHECK(cudaGetDeviceProperties(&cs->prop, device));
+    CUDA_CHECK(cudaFree(0));   // create the context now, so its memory is counted before the model's
+    CUBLAS_CHECK(cublasCreate(&cs->cublas));
+    CUBLAS_CHECK(cublasSetMathMode(cs->cublas, tf32 ? CUBLAS_TF32_TENSOR_OP_MATH : CUBLAS_DEFAULT_MATH));
+    CUDA_CHECK(cudaMalloc(&cs->partials, (CUDA_SUMSQ_BLOCKS + 1) * sizeof(double)));
+    size_t free_b = 0, total_b = 0;
+    CUDA_CHECK(cudaMemGetInfo(&free_b, &total_b));
+    cs->context_bytes = total_b - free_b;
+    be->kind = BACKEND_CUDA;
+    be->name = "cuda";
+    be->threads = 1;
+    be->ops = &CUDA_OPS;
+    be->mem = &CUDA_MEM;
+    be->host_visible = 0;
+    be->impl = cs;
+    return 0;
+}
+
+extern "C" void backend_cuda_describe(Backend *be, char *buf, size_t n) {
+    CudaState *cs = cuda_state(be);
+    int rt = 0, drv = 0, cublas_ver = 0;
+    cudaRuntimeGetVersion(&rt);
+    cudaDriverGetVersion(&drv);
+    cublasGetVersion(cs->cublas, &cublas_ver);
+    snprintf(buf, n, "%s (sm_%d%d), %d SMs, %.1f GiB; CUDA runtime %d.%d, driver %d.%d, cuBLAS %d; matmuls %s",
+             cs->prop.name, cs->prop.major, cs->prop.minor, cs->prop.multiProcessorCount,
+             cs->prop.totalGlobalMem / 1073741824.0, rt / 1000, rt % 1000 / 10, drv / 1000, drv % 1000 / 10,
+             cublas_ver, cs->tf32 ? "TF32 tensor cores" : "fp32");
+}
+
+extern "C" size_t backend_cuda_used_bytes(Backend *be, size_t *context_bytes) {
+    size_t free_b = 0, total_b = 0;
+    CUDA_CHECK(cudaMemGetInfo(&free_b, &total_b));
+    if (context_bytes) *context_bytes = cuda_state(be)->context_bytes;
+    return total_b - free_b;
+}
+
+// Dense peak TFLOPS from NVIDIA's datasheets (no structured sparsity), matched by a substring of the device name.
+// Columns: fp32 (CUDA cores), tf32 and bf16 (tensor cores, fp32 accumulate). GeForce cards accumulate in fp32 at
+// half their fp16-accumulate rate, which is the figure listed.
+typedef struct PeakRow {
+    const char *match;
+    double fp32, tf32, bf16;
+} PeakRow;
+static const PeakRow PEAKS[] = {
+    {"H100 SXM", 66.9, 494.7, 989.4}, {"H100 80GB HBM3", 66.9, 494.7, 989.4}, {"H100 NVL", 60.0, 417.5, 835.0},
+    {"H100 PCIe", 51.2, 378.0, 756.0}, {"H200", 66.9, 494.7, 989.4},        {"A100-SXM", 19.5, 156.0, 312.0},
+    {"A100 SXM", 19.5, 156.0, 312.0},  {"A100-PCIE", 19.5, 156.0, 312.0},    {"A100 PCIe", 19.5, 156.0, 312.0},
+    {"L40S", 91.6, 183.0, 362.1},      {"RTX 4090", 82.6, 82.6, 165.2},      {"RTX 3090", 35.6, 35.6, 71.0},
+    {"B200", 80.0, 1100.0, 2250.0},
+};
+
+extern "C" double backend_cuda_peak_tflops(Backend *be, const char *precision) {
+    const char *name = cuda_state(be)->prop.name;
+    for (size_t i = 0; i < sizeof PEAKS / sizeof PEAKS[0]; i++)
+        if (strstr(name, PEAKS[i].match))
+            return !strcmp(precision, "bf16") ? PEAKS[i].bf16 : !strcmp(precision, "tf32") ? PEAKS[i].tf32
+                                                                                             : PEAKS[i].fp32;
+    return 0.0;   // unknown: the caller prints a warning and MFU n/a
+}

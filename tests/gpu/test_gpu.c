@@ -1,0 +1,344 @@
+/*
+ * test_gpu.c: the CUDA backend against the float64 references (tests/lib/ref64.c) and against the CPU backend, run by
+ * `make test-gpu` (and by `make test`, where without a GPU it prints "skipped: no GPU").
+ *   ops: every op of ops.h on fresh random inputs of several shapes (T = 7, 13, 64; C = 24, 96, 128; V = 33, 65,
+ *        padded to 128), outputs poisoned with NaN bytes before each run (written outputs must be fully written;
+ *        accumulated outputs are pre-filled with random values and must equal prefill + reference). Tolerance by
+ *        STYLE.md: fp32 <= 1e-4 relative (GPU), tf32 <= 1e-3; NaN never passes.
+ *   model: a whole training run on both backends from the same weights and batches: losses, every gradient after
+ *          one step, and the weights after 10 AdamW steps (with clipping) within fp32 / tf32 tolerances;
+ *          recompute none/selective/full give bitwise-identical GPU gradients; two identical GPU runs give
+ *          bitwise-identical losses.
+ */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "gpt.h"
+#include "harness.h"
+#include "ops.h"
+#include "ref64.h"
+
+#ifndef GPTRAIN_CUDA
+int main(void) {
+    printf("skipped: no GPU (this build has no CUDA backend: make found no nvcc)\n");
+    printf("0 passed, 0 failed\n");
+    return 0;
+}
+#else
+
+static uint64_t rng_state = 0x853c49e6748fea9bull;
+static double urand(void) {  // uniform in [-1, 1)
+    rng_state ^= rng_state << 13;
+    rng_state ^= rng_state >> 7;
+    rng_state ^= rng_state << 17;
+    return (double)(rng_state >> 11) / 4503599627370496.0 - 1.0;
+}
+
+// A host buffer (float and its exact double copy) and a device copy.
+typedef struct Buf { float *f; double *d; float *dev; size_t n; } Buf;
+static Backend GPU;
+static double RTOL = 1e-4;
+
+static Buf buf_new(size_t n, double scale, int poison) {
+    Buf b = {malloc(n * sizeof(float) + 4), malloc(n * sizeof(double) + 8), NULL, n};
+    for (size_t i = 0; i < n; i++) { b.f[i] = poison ? NAN : (float)(scale * urand()); b.d[i] = b.f[i]; }
+    b.dev = backend_alloc(&GPU, n * sizeof(float), "test buffer");
+    if (poison) {
+        memset(b.f, 0xff, n * sizeof(float));   // all-ones bytes: a NaN the op must overwrite
+        backend_to_device(&GPU, b.dev, b.f, n * sizeof(float));
+    } else backend_to_device(&GPU, b.dev, b.f, n * sizeof(float));
+    return b;
+}
+static void buf_free(Buf *b) { free(b->f); free(b->d); backend_free(&GPU, b->dev); }
+static void fetch(Buf *b) { backend_to_host(&GPU, b->f, b->dev, b->n * sizeof(float)); }
+
+static void compare(const char *op, const char *what, const char *tag, Buf *b) {
+    fetch(b);
+    size_t where = 0;
+    double worst = harness_compare(b->f, b->d, b->n, RTOL, &where);
+    char name[256];
+    snprintf(name, sizeof name, "%s %s [%s]", op, what, tag);
+    harness_case(worst <= 1.0, name, "max error %.3g of tolerance (rtol %g) at %zu (%.8g vs %.8g)", worst, RTOL, where,
+                 b->n ? b->f[where] : 0.0f, b->n ? b->d[where] : 0.0);
+}
+
+typedef struct Shape { int B, T, C, NH, F, V, Vp; } Shape;
+
+static void test_ops(const Shape *s, const char *prec) {
+    const int B = s->B, T = s->T, C = s->C, NH = s->NH, F = s->F, V = s->V, Vp = s->Vp, N = B * T;
+    char tag[128];
+    snprintf(tag, sizeof tag, "cuda %s B=%d T=%d C=%d NH=%d F=%d V=%d", prec, B, T, C, NH, F, V);
+    int32_t *tok = malloc(sizeof(int32_t) * N);
+    for (int i = 0; i < N; i++) tok[i] = (int32_t)((urand() + 1) * 0.5 * V) % V;
+    tok[0] = tok[N - 1];
+    int32_t *dtok = backend_alloc(&GPU, sizeof(int32_t) * N, "tokens");
+    backend_to_device(&GPU, dtok, tok, sizeof(int32_t) * N);
+    {
+        Buf wte = buf_new((size_t)Vp * C, 1, 0), wpe = buf_new((size_t)T * C, 1, 0), out = buf_new((size_t)N * C, 0, 1);
+        op_encoder_forward(&GPU, out.dev, dtok, wte.dev, wpe.dev, B, T, C);
+        ref_encoder_forward(out.d, tok, wte.d, wpe.d, B, T, C);
+        compare("encoder_forward", "out", tag, &out);
+        Buf dout = buf_new((size_t)N * C, 1, 0), dwte = buf_new((size_t)Vp * C, 1, 0), dwpe = buf_new((size_t)T * C, 1, 0);
+        op_encoder_backward(&GPU, dwte.dev, dwpe.dev, dout.dev, dtok, B, T, C);
+        ref_encoder_backward(dwte.d, dwpe.d, dout.d, tok, B, T, C);
+        compare("encoder_backward", "dwte (+=)", tag, &dwte);
+        compare("encoder_backward", "dwpe (+=)", tag, &dwpe);
+        buf_free(&wte); buf_free(&wpe); buf_free(&out); buf_free(&dout); buf_free(&dwte); buf_free(&dwpe);
+    }
+    {
+        Buf x = buf_new((size_t)N * C, 2, 0), w = buf_new(C, 1, 0), b = buf_new(C, 1, 0), out = buf_new((size_t)N * C, 0, 1);
+        Buf mean = buf_new(N, 0, 1), rstd = buf_new(N, 0, 1);
+        op_layernorm_forward(&GPU, out.dev, mean.dev, rstd.dev, x.dev, w.dev, b.dev, N, C);
+        ref_layernorm_forward(out.d, mean.d, rstd.d, x.d, w.d, b.d, N, C);
+        compare("layernorm_forward", "out", tag, &out);
+        compare("layernorm_forward", "mean", tag, &mean);
+        compare("layernorm_forward", "rstd", tag, &rstd);
+        Buf dout = buf_new((size_t)N * C, 1, 0), dinp = buf_new((size_t)N * C, 1, 0), dw = buf_new(C, 1, 0), db = buf_new(C, 1, 0);
+        op_layernorm_backward(&GPU, dinp.dev, dw.dev, db.dev, dout.dev, x.dev, w.dev, mean.dev, rstd.dev, N, C);
+        ref_layernorm_backward(dinp.d, dw.d, db.d, dout.d, x.d, w.d, N, C);
+        compare("layernorm_backward", "dinp (+=)", tag, &dinp);
+        compare("layernorm_backward", "dw (+=)", tag, &dw);
+        compare("layernorm_backward", "db (+=)", tag, &db);
+        buf_free(&x); buf_free(&w); buf_free(&b); buf_free(&out); buf_free(&mean); buf_free(&rstd);
+        buf_free(&dout); buf_free(&dinp); buf_free(&dw); buf_free(&db);
+    }
+    const int mm[3][2] = {{C, 3 * C}, {F, C}, {C, Vp}};
+    for (int si = 0; si < 3; si++) {
+        const int K = mm[si][0], M = mm[si][1];
+        for (int with_bias = 0; with_bias < 2; with_bias++) {
+            char what[64];
+            Buf x = buf_new((size_t)N * K, 1, 0), w = buf_new((size_t)M * K, 1, 0), bias = buf_new(M, 1, 0);
+            Buf out = buf_new((size_t)N * M, 0, 1);
+            op_matmul_forward(&GPU, out.dev, x.dev, w.dev, with_bias ? bias.dev : NULL, N, K, M);
+            ref_matmul_forward(out.d, x.d, w.d, with_bias ? bias.d : NULL, N, K, M);
+            snprintf(what, sizeof what, "out K=%d M=%d%s", K, M, with_bias ? " +bias" : "");
+            compare("matmul_forward", what, tag, &out);
+            Buf dout = buf_new((size_t)N * M, 1, 0), dinp = buf_new((size_t)N * K, 0, 1);
+            Buf dw = buf_new((size_t)M * K, 1, 0), db = buf_new(M, 1, 0);
+            op_matmul_backward(&GPU, dinp.dev, dw.dev, with_bias ? db.dev : NULL, dout.dev, x.dev, w.dev, N, K, M);
+            ref_matmul_backward(dinp.d, dw.d, with_bias ? db.d : NULL, dout.d, x.d, w.d, N, K, M);
+            snprintf(what, sizeof what, "dinp (=) K=%d M=%d", K, M);
+            compare("matmul_backward", what, tag, &dinp);
+            snprintf(what, sizeof what, "dw (+=) K=%d M=%d", K, M);
+            compare("matmul_backward", what, tag, &dw);
+            if (with_bias) compare("matmul_backward", "dbias (+=)", tag, &db);
+            buf_free(&x); buf_free(&w); buf_free(&bias); buf_free(&out); buf_free(&dout); buf_free(&dinp);
+            buf_free(&dw); buf_free(&db);
+        }
+    }
+    {
+        Buf qkv = buf_new((size_t)N * 3 * C, 1.5, 0), out = buf_new((size_t)N * C, 0, 1);
+        Buf att = buf_new((size_t)B * NH * T * T, 0, 1), datt = buf_new((size_t)B * NH * T * T, 0, 1);
+        op_attention_forward(&GPU, out.dev, att.dev, qkv.dev, B, T, C, NH);
+        ref_attention_forward(out.d, att.d, qkv.d, B, T, C, NH);
+        compare("attention_forward", "out", tag, &out);
+        Buf dout = buf_new((size_t)N * C, 1, 0), dqkv = buf_new((size_t)N * 3 * C, 0, 1);
+        op_attention_backward(&GPU, dqkv.dev, datt.dev, dout.dev, qkv.dev, att.dev, B, T, C, NH);
+        ref_attention_backward(dqkv.d, dout.d, qkv.d, B, T, C, NH);
+        compare("attention_backward", "dqkv (=)", tag, &dqkv);
+        buf_free(&qkv); buf_free(&out); buf_free(&att); buf_free(&datt); buf_free(&dout); buf_free(&dqkv);
+    }
+    {
+        const size_t n = (size_t)N * F;
+        Buf x = buf_new(n, 3, 0), out = buf_new(n, 0, 1), dout = buf_new(n, 1, 0), dinp = buf_new(n, 0, 1);
+        op_gelu_forward(&GPU, out.dev, x.dev, n);
+        ref_gelu_forward(out.d, x.d, n);
+        compare("gelu_forward", "out", tag, &out);
+        op_gelu_backward(&GPU, dinp.dev, x.dev, dout.dev, n);
+        ref_gelu_backward(dinp.d, x.d, dout.d, n);
+        compare("gelu_backward", "dinp (=)", tag, &dinp);
+        Buf a = buf_new(n, 1, 0), r = buf_new(n, 0, 1);
+        op_residual_forward(&GPU, r.dev, a.dev, x.dev, n);
+        for (size_t i = 0; i < n; i++) r.d[i] = (double)(a.f[i] + x.f[i]);
+        compare("residual_forward", "out", tag, &r);
+        buf_free(&x); buf_free(&out); buf_free(&dout); buf_free(&dinp); buf_free(&a); buf_free(&r);
+    }
+    {
+        Buf logits = buf_new((size_t)N * Vp, 4, 0), losses = buf_new(N, 0, 1);
+        double *dl = malloc(sizeof(double) * (size_t)N * Vp);
+        const float scale = 1.0f / N;
+        ref_classifier(losses.d, dl, logits.d, tok, N, V, Vp, scale);
+        op_classifier_forward_backward(&GPU, losses.dev, logits.dev, dtok, N, V, Vp, scale);
+        compare("classifier", "losses", tag, &losses);
+        memcpy(logits.d, dl, sizeof(double) * (size_t)N * Vp);
+        compare("classifier", "dlogits (in place, padded columns 0)", tag, &logits);
+        free(dl);
+        buf_free(&logits); buf_free(&losses);
+    }
+    {
+        const size_t n = (size_t)N * C + 3;
+        Buf x = buf_new(n, 1, 0);
+        double ref = 0;
+        for (size_t i = 0; i < n; i++) ref += x.d[i] * x.d[i];
+        double got = op_sum_squares(&GPU, x.dev, n);
+        harness_case(fabs(got - ref) <= 1e-12 * ref, "sum_squares", "%.17g vs %.17g [%s]", got, ref, tag);
+        Buf p = buf_new(n, 1, 0), g = buf_new(n, 1, 0), m = buf_new(n, 0.1, 0), v = buf_new(n, 0.1, 0);
+        for (size_t i = 0; i < n; i++) { v.f[i] = fabsf(v.f[i]); v.d[i] = v.f[i]; }
+        backend_to_device(&GPU, v.dev, v.f, n * sizeof(float));
+        op_adamw_update(&GPU, p.dev, g.dev, m.dev, v.dev, n, 1e-3f, 0.9f, 0.95f, 1e-8f, 0.1f, 0.5f, 3);
+        ref_adamw(p.d, g.d, m.d, v.d, n, 1e-3, 0.9, 0.95, 1e-8, 0.1, 0.5, 3);
+        compare("adamw", "params", tag, &p);
+        compare("adamw", "m", tag, &m);
+        compare("adamw", "v", tag, &v);
+        buf_free(&x); buf_free(&p); buf_free(&g); buf_free(&m); buf_free(&v);
+    }
+    backend_free(&GPU, dtok);
+    free(tok);
+}
+
+// ---- the whole model: GPU vs CPU from the same weights and batches ----
+
+static float *state(GPT *g, GPTState which) {
+    float *h = malloc(g->mem.num_params * sizeof(float));
+    gpt_state_to_host(g, which, h);
+    return h;
+}
+
+static float *grads_host(GPT *g) {
+    float *h = malloc(g->mem.num_params * sizeof(float));
+    backend_to_host(g->be, h, g->grads_mem, g->mem.num_params * sizeof(float));
+    return h;
+}
+
+static double max_rel(const float *a, const float *b, size_t n) {
+    double ss = 0, worst = 0;
+    for (size_t i = 0; i < n; i++) ss += (double)b[i] * b[i];
+    const double atol = sqrt(ss / (n ? n : 1));
+    for (size_t i = 0; i < n; i++) {
+        if (!isfinite(a[i])) return INFINITY;
+        double e = fabs((double)a[i] - b[i]) / (atol + fabs((double)b[i]));
+        if (e > worst) worst = e;
+    }
+    return worst;
+}
+
+static void test_model(const char *prec, double tol) {
+    GPTConfig cfg;
+    memset(&cfg, 0, sizeof cfg);
+    char err[256];
+    gpt_config_preset(&cfg, "micro");
+    cfg.vocab_size = 65;
+    gpt_config_finalize(&cfg, err, sizeof err);
+    const int B = 4, T = 32, steps = 10;
+    Backend cpu;
+    backend_init(&cpu, BACKEND_CPU_REF, 0);
+    GPT gc, gg;
+    gpt_create(&gc, &cfg, &cpu, B, T, RECOMPUTE_NONE, err, sizeof err);
+    gpt_create(&gg, &cfg, &GPU, B, T, RECOMPUTE_NONE, err, sizeof err);
+    gpt_init_weights(&gc, 7);
+    gpt_init_weights(&gg, 7);
+    int32_t in[4 * 32], tg[4 * 32];
+    double worst_loss = 0, worst_grad = 0;
+    for (int s = 0; s < steps; s++) {
+        for (int i = 0; i < B * T; i++) { in[i] = (int)((urand() + 1) * 32) % 65; tg[i] = (in[i] * 7 + s) % 65; }
+        gpt_zero_grad(&gc);
+        gpt_zero_grad(&gg);
+        float lc = gpt_forward(&gc, in, tg, B, T, 1.0f / (B * T));
+        float lg = gpt_forward(&gg, in, tg, B, T, 1.0f / (B * T));
+        gpt_backward(&gc);
+        gpt_backward(&gg);
+        double e = fabs((double)lg - lc) / fabs((double)lc);
+        if (!(e <= worst_loss)) worst_loss = e;
+        if (s == 0) {
+            float *a = grads_host(&gg), *b = grads_host(&gc);
+            worst_grad = max_rel(a, b, gc.mem.num_params);
+            free(a);
+            free(b);
+        }
+        float nc = gpt_grad_norm(&gc), ng = gpt_grad_norm(&gg);
+        float clip = 0.5f;
+        gpt_adamw_step(&gc, 1e-3f, 0.9f, 0.95f, 1e-8f, 0.1f, nc > clip ? clip / nc : 1.0f);
+        gpt_adamw_step(&gg, 1e-3f, 0.9f, 0.95f, 1e-8f, 0.1f, ng > clip ? clip / ng : 1.0f);
+    }
+    char name[128];
+    snprintf(name, sizeof name, "model [%s]: losses of 10 steps vs the CPU", prec);
+    harness_case(worst_loss <= tol, name, "max relative difference %.3g (<= %g)", worst_loss, tol);
+    snprintf(name, sizeof name, "model [%s]: every gradient of step 1 vs the CPU", prec);
+    harness_case(worst_grad <= tol, name, "max error %.3g (<= %g, relative to |ref| + rms)", worst_grad, tol);
+    float *pa = state(&gg, GPT_STATE_PARAMS), *pb = state(&gc, GPT_STATE_PARAMS);
+    double wp = max_rel(pa, pb, gc.mem.num_params);
+    snprintf(name, sizeof name, "model [%s]: weights after 10 AdamW steps (clipped) vs the CPU", prec);
+    harness_case(wp <= 10 * tol, name, "max error %.3g (<= %g)", wp, 10 * tol);
+    free(pa);
+    free(pb);
+    gpt_destroy(&gc);
+    gpt_destroy(&gg);
+}
+
+// Recompute modes give bitwise-identical gradients on the GPU; two identical runs give identical losses.
+static void test_determinism(void) {
+    GPTConfig cfg;
+    memset(&cfg, 0, sizeof cfg);
+    char err[256];
+    gpt_config_preset(&cfg, "micro");
+    cfg.vocab_size = 65;
+    gpt_config_finalize(&cfg, err, sizeof err);
+    const int B = 4, T = 32;
+    int32_t in[4 * 32], tg[4 * 32];
+    for (int i = 0; i < B * T; i++) { in[i] = (int)((urand() + 1) * 32) % 65; tg[i] = (in[i] + 1) % 65; }
+    float *g0 = NULL;
+    int same = 1;
+    for (int rc = 0; rc < 3; rc++) {
+        GPT g;
+        gpt_create(&g, &cfg, &GPU, B, T, (RecomputeMode)rc, err, sizeof err);
+        gpt_init_weights(&g, 3);
+        gpt_zero_grad(&g);
+        gpt_forward(&g, in, tg, B, T, 1.0f / (B * T));
+        gpt_backward(&g);
+        float *gr = grads_host(&g);
+        if (!g0) g0 = gr;
+        else {
+            if (memcmp(g0, gr, g.mem.num_params * sizeof(float))) same = 0;
+            free(gr);
+        }
+        gpt_destroy(&g);
+    }
+    free(g0);
+    harness_case(same, "recompute none/selective/full: bitwise-identical GPU gradients", "micro, B=4 T=32");
+    float losses[2][5];
+    for (int run = 0; run < 2; run++) {
+        GPT g;
+        gpt_create(&g, &cfg, &GPU, B, T, RECOMPUTE_NONE, err, sizeof err);
+        gpt_init_weights(&g, 3);
+        for (int s = 0; s < 5; s++) {
+            gpt_zero_grad(&g);
+            losses[run][s] = gpt_forward(&g, in, tg, B, T, 1.0f / (B * T));
+            gpt_backward(&g);
+            gpt_adamw_step(&g, 1e-3f, 0.9f, 0.95f, 1e-8f, 0.1f, 1.0f);
+        }
+        gpt_destroy(&g);
+    }
+    harness_case(!memcmp(losses[0], losses[1], sizeof losses[0]), "two identical GPU runs: bitwise-identical losses",
+                 "5 steps: %.9g ... %.9g", losses[0][0], losses[0][4]);
+}
+
+int main(void) {
+    if (backend_cuda_device_count() <= 0) {
+        printf("skipped: no GPU (cudaGetDeviceCount found none)\n");
+        printf("0 passed, 0 failed\n");
+        return 0;
+    }
+    const Shape shapes[] = {{2, 7, 24, 2, 96, 33, 128}, {3, 13, 96, 4, 384, 65, 128}, {4, 64, 128, 4, 512, 65, 128}};
+    const char *precs[2] = {"fp32", "tf32"};
+    const double rtol[2] = {1e-4, 1e-3};
+    for (int p = 0; p < 2; p++) {
+        char err[256];
+        if (backend_cuda_init(&GPU, 0, p == 1, err, sizeof err)) {
+            harness_case(0, "CUDA backend init", "%s", err);
+            return harness_finish();
+        }
+        if (p == 0) {
+            char desc[512];
+            backend_cuda_describe(&GPU, desc, sizeof desc);
+            printf("device: %s\n", desc);
+        }
+        RTOL = rtol[p];
+        for (size_t i = 0; i < sizeof shapes / sizeof shapes[0]; i++) test_ops(&shapes[i], precs[p]);
+        test_model(precs[p], p == 0 ? 1e-4 : 1e-2);
+        if (p == 0) test_determinism();
+    }
+    return harness_finish();
+}
+#endif
