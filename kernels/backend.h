@@ -58,6 +58,9 @@ typedef struct MemOps {
     void (*to_device)(Backend *, void *dst, const void *src, size_t bytes);   // host -> backend memory
     void (*to_host)(Backend *, void *dst, const void *src, size_t bytes);     // backend memory -> host
     void (*sync)(Backend *);                                                  // wait for queued work
+    // Host memory the backend copies from fastest (page-locked on a GPU, so copies are DMA and can overlap).
+    void *(*host_alloc)(Backend *, size_t bytes, const char *what);
+    void (*host_free)(Backend *, void *p);
 } MemOps;
 
 struct Backend {
@@ -92,6 +95,8 @@ void backend_free(Backend *be, void *p);
 void backend_to_device(Backend *be, void *dst, const void *src, size_t bytes);
 void backend_to_host(Backend *be, void *dst, const void *src, size_t bytes);
 void backend_sync(Backend *be);
+void *backend_staging_alloc(Backend *be, size_t bytes, const char *what);   // be->mem->host_alloc
+void backend_staging_free(Backend *be, void *p);
 
 // Host memory: 64-byte aligned, zeroed; aborts with the request size on failure (never returns NULL).
 void *backend_host_alloc(size_t bytes, const char *what);

@@ -61,3 +61,7 @@ void backend_free(Backend *be, void *p) {
 void backend_to_device(Backend *be, void *dst, const void *src, size_t bytes) { be->mem->to_device(be, dst, src, bytes); }
 void backend_to_host(Backend *be, void *dst, const void *src, size_t bytes) { be->mem->to_host(be, dst, src, bytes); }
 void backend_sync(Backend *be) { be->mem->sync(be); }
+void *backend_staging_alloc(Backend *be, size_t bytes, const char *what) { return be->mem->host_alloc(be, bytes, what); }
+void backend_staging_free(Backend *be, void *p) {
+    if (p) be->mem->host_free(be, p);
+}

@@ -27,6 +27,7 @@
 typedef struct RunMetrics {
     int step;
     double loss, lr, grad_norm, step_ms, data_ms, tokens_per_s, model_tflops, hw_tflops, mfu, hfu;
+    double fwd_ms, bwd_ms, opt_ms;   // phases: forward + loss, backward, all-reduce + norm + AdamW
     int skipped;
 } RunMetrics;
 
@@ -281,11 +282,17 @@ static void write_json(FILE *f, const RunMetrics *m, double val_loss) {
             "\"tokens_per_s\": %.1f, \"model_tflops\": %.6f, \"hw_tflops\": %.6f, \"mfu\": %s, \"hfu\": %s",
             m->step, loss, m->lr, gn, m->step_ms, m->data_ms, m->tokens_per_s, m->model_tflops, m->hw_tflops, mfu,
             hfu);
+    fprintf(f, ", \"fwd_ms\": %.3f, \"bwd_ms\": %.3f, \"opt_ms\": %.3f", m->fwd_ms, m->bwd_ms, m->opt_ms);
     if (m->skipped) fprintf(f, ", \"skipped\": true");
     if (!isnan(val_loss)) fprintf(f, ", \"val_loss\": %.6f", val_loss);
     fprintf(f, "}\n");
     fflush(f);
 }
+
+// The loader's allocator callbacks carry no Backend: they use the one cmd_train set up.
+static Backend *staging_backend;
+static void *staging_alloc(size_t bytes, const char *what) { return backend_staging_alloc(staging_backend, bytes, what); }
+static void staging_free(void *p) { backend_staging_free(staging_backend, p); }
 
 int cmd_train(Options *o) {
     char err[1024];
@@ -388,8 +395,9 @@ int cmd_train(Options *o) {
     } else if (o->init_from[0]) {
         if (modelfile_load_weights(&g, o->init_from, err, sizeof err)) die_user("--init-from: %s", err);
     } else gpt_init_weights(&g, (uint64_t)o->seed);
-    if (data_loader_start_prefetch(&train_dl, 3, backend_host_alloc, backend_host_free, err, sizeof err) ||
-        data_loader_start_prefetch(&val_dl, 3, backend_host_alloc, backend_host_free, err, sizeof err))
+    staging_backend = &be;   // the loader's slots in the backend's fastest host memory (pinned on a GPU)
+    if (data_loader_start_prefetch(&train_dl, 3, staging_alloc, staging_free, err, sizeof err) ||
+        data_loader_start_prefetch(&val_dl, 3, staging_alloc, staging_free, err, sizeof err))
         die_user("%s", err);
     FILE *logf = NULL;
     if (o->log[0] && !(logf = fopen(o->log, start_step ? "a" : "w")))
@@ -462,16 +470,23 @@ int cmd_train(Options *o) {
     for (int step = start_step; step < end_step; step++) {
         RunMetrics m = {0};
         m.step = step + 1;
-        double t0 = backend_now_s(), data_s = 0, loss_sum = 0;
+        double t0 = backend_now_s(), data_s = 0, loss_sum = 0, fwd_s = 0, bwd_s = 0;
         gpt_zero_grad(&g);
         for (int micro = 0; micro < accum; micro++) {
             const int32_t *in, *tg;
             double wait;
             if (data_loader_next_batch(&train_dl, &in, &tg, &wait, err, sizeof err)) die_user("%s", err);
             data_s += wait;
+            // Phase times: the forward ends with the loss on the host (a sync); the backward is synced explicitly.
+            double tf = backend_now_s();
             loss_sum += gpt_forward(&g, in, tg, B, T, dscale);
+            double tb = backend_now_s();
             gpt_backward(&g);
+            backend_sync(&be);
+            fwd_s += tb - tf;
+            bwd_s += backend_now_s() - tb;
         }
+        const double t_opt = backend_now_s();
         dist_allreduce_mean(&dist, g.grads_mem, g.mem.num_params);
         m.loss = loss_sum / accum;
         m.grad_norm = gpt_grad_norm(&g);
@@ -495,8 +510,11 @@ int cmd_train(Options *o) {
                            clip);
         }
         backend_sync(&be);   // queued GPU work (the optimizer) belongs to this step's time
-        double dt = backend_now_s() - t0;
+        const double t_end = backend_now_s(), dt = t_end - t0;
         m.step_ms = dt * 1e3;
+        m.fwd_ms = fwd_s * 1e3;
+        m.bwd_ms = bwd_s * 1e3;
+        m.opt_ms = (t_end - t_opt) * 1e3;
         m.data_ms = data_s * 1e3;
         m.tokens_per_s = (double)B * T * accum * dist.world / dt;
         m.model_tflops = fl.model * accum / dt / 1e12;

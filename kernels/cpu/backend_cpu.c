@@ -33,7 +33,7 @@ static void cpu_copy(Backend *be, void *dst, const void *src, size_t bytes) {
     if (bytes && dst != src) memcpy(dst, src, bytes);
 }
 static void cpu_sync(Backend *be) { (void)be; }
-static const MemOps CPU_MEM = {cpu_alloc, cpu_free, cpu_copy, cpu_copy, cpu_sync};
+static const MemOps CPU_MEM = {cpu_alloc, cpu_free, cpu_copy, cpu_copy, cpu_sync, cpu_alloc, cpu_free};
 
 int backend_init(Backend *be, BackendKind kind, int threads) {
     memset(be, 0, sizeof(*be));

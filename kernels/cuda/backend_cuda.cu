@@ -46,7 +46,26 @@ static void cuda_sync(Backend *be) {
     CUDA_CHECK(cudaDeviceSynchronize());
 }
 
-static const MemOps CUDA_MEM = {cuda_alloc, cuda_free, cuda_to_device, cuda_to_host, cuda_sync};
+static void *cuda_host_alloc(Backend *be, size_t bytes, const char *what) {
+    (void)be;
+    void *p = NULL;
+    cudaError_t e = cudaHostAlloc(&p, bytes ? bytes : 64, cudaHostAllocDefault);
+    if (e != cudaSuccess) {
+        fprintf(stderr, "gptrain: error: pinned host memory: %s needs %.1f MiB (%s)\n", what, bytes / 1048576.0,
+                cudaGetErrorString(e));
+        exit(2);
+    }
+    memset(p, 0, bytes);
+    return p;
+}
+
+static void cuda_host_free(Backend *be, void *p) {
+    (void)be;
+    CUDA_CHECK(cudaFreeHost(p));
+}
+
+static const MemOps CUDA_MEM = {cuda_alloc,     cuda_free,      cuda_to_device, cuda_to_host,
+                                cuda_sync,      cuda_host_alloc, cuda_host_free};
 
 static const OpTable CUDA_OPS = {cuda_encoder_forward, cuda_encoder_backward, cuda_layernorm_forward,
                                  cuda_layernorm_backward, cuda_matmul_forward, cuda_matmul_backward,
