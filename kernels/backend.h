@@ -77,8 +77,9 @@ struct Backend {
 int backend_init(Backend *be, BackendKind kind, int threads);
 // The CUDA backend (kernels/cuda/backend_cuda.cu; only in a build with GPTRAIN_CUDA defined).
 int backend_cuda_device_count(void);
-// Device `device`, matmuls in TF32 when tf32. 0, or -1 with err naming --device.
-int backend_cuda_init(Backend *be, int device, int tf32, char *err, size_t errlen);
+// Device `device`; matmul_mode 0: exact fp32, 1: TF32 tensor cores, 2: bf16 tensor cores (inputs rounded to bf16,
+// fp32 accumulation, fp32 storage). 0, or -1 with err naming --device.
+int backend_cuda_init(Backend *be, int device, int matmul_mode, char *err, size_t errlen);
 // One line: name, compute capability, SMs, memory, CUDA runtime/driver and cuBLAS versions, matmul precision.
 void backend_cuda_describe(Backend *be, char *buf, size_t n);
 // Device memory in use now (cudaMemGetInfo), and what was in use right after the context and cuBLAS were created.

@@ -55,7 +55,10 @@ grep -q "warning: resuming with --lr 0.002 (the checkpoint's run had 0.001)" "$T
     && ok "resume with another --lr warns and (as it should) ends elsewhere" || bad "resume lr warning" "$(grep -i warn "$T/c.out")"
 
 # ---- SIGINT: finish the step, checkpoint, exit 130; resume lands on the straight run's weights ----
-$G train $RUN --out "$T/s" --steps 20 --print-every 1 >"$T/s.out" 2>&1 &
+# Evaluating 30 val batches after every step slows the run (without touching its trajectory), so the signal lands
+# mid-run on any machine.
+SLOW="--eval-every 1 --eval-steps 30"
+$G train $RUN $SLOW --out "$T/s" --steps 20 --print-every 1 >"$T/s.out" 2>&1 &
 pid=$!
 i=0
 while [ $i -lt 200 ] && ! grep -q "^ *3/20" "$T/s.out" 2>/dev/null; do sleep 0.05; i=$((i + 1)); done
@@ -72,7 +75,7 @@ if [ -n "$ck" ]; then
 fi
 
 # SIGTERM (what Slurm sends before a job's time limit) does the same, exit 143.
-$G train $RUN --out "$T/t" --steps 20 --print-every 1 >"$T/t.out" 2>&1 &
+$G train $RUN $SLOW --out "$T/t" --steps 20 --print-every 1 >"$T/t.out" 2>&1 &
 pid=$!
 i=0
 while [ $i -lt 200 ] && ! grep -q "^ *2/20" "$T/t.out" 2>/dev/null; do sleep 0.05; i=$((i + 1)); done

@@ -69,19 +69,18 @@ void resolve_model(Options *o, GPTConfig *cfg, int *T, int fallback_vocab) {
 void resolve_backend(const Options *o, Backend *be) {
     if (o->threads < 0) die_user("--threads %d: expected 0 (all cores) or more", o->threads);
     const int want_cuda = !strcmp(o->device, "cuda");
-    if (strcmp(o->precision, "fp32") && strcmp(o->precision, "tf32"))
-        die_user("--precision %s: this build trains in fp32 or tf32 (bf16 mixed precision is not implemented yet)",
-                 o->precision);
 #ifdef GPTRAIN_CUDA
     if (want_cuda || (!strcmp(o->device, "auto") && backend_cuda_device_count() > 0)) {
         char err[512];
-        if (backend_cuda_init(be, 0, !strcmp(o->precision, "tf32"), err, sizeof err)) die_user("%s", err);
+        const int mode = !strcmp(o->precision, "tf32") ? 1 : !strcmp(o->precision, "bf16") ? 2 : 0;
+        if (backend_cuda_init(be, 0, mode, err, sizeof err)) die_user("%s", err);
         return;
     }
 #else
     if (want_cuda) die_user("--device cuda: this binary was built without CUDA (make found no nvcc); use --device cpu");
 #endif
-    if (!strcmp(o->precision, "tf32")) die_user("--precision tf32: only on --device cuda (the CPU computes in fp32)");
+    if (strcmp(o->precision, "fp32"))
+        die_user("--precision %s: only on --device cuda (the CPU computes in fp32)", o->precision);
     BackendKind kind = !strcmp(o->cpu_kernels, "reference") ? BACKEND_CPU_REF : BACKEND_CPU;
     if (backend_init(be, kind, o->threads))
         die_user("--cpu-kernels %s: not built into this binary (make found no OpenBLAS); use --cpu-kernels reference",

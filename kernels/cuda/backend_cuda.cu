@@ -82,7 +82,7 @@ extern "C" int backend_cuda_device_count(void) {
     return n;
 }
 
-extern "C" int backend_cuda_init(Backend *be, int device, int tf32, char *err, size_t errlen) {
+extern "C" int backend_cuda_init(Backend *be, int device, int matmul_mode, char *err, size_t errlen) {
     memset(be, 0, sizeof(*be));
     const int n = backend_cuda_device_count();
     if (n <= 0) {
@@ -96,12 +96,11 @@ extern "C" int backend_cuda_init(Backend *be, int device, int tf32, char *err, s
     CudaState *cs = (CudaState *)calloc(1, sizeof(CudaState));
     if (!cs) { snprintf(err, errlen, "out of memory"); return -1; }
     cs->device = device;
-    cs->tf32 = tf32;
+    cs->matmul_mode = matmul_mode;
     CUDA_CHECK(cudaSetDevice(device));
     CUDA_CHECK(cudaGetDeviceProperties(&cs->prop, device));
     CUDA_CHECK(cudaFree(0));   // create the context now, so its memory is counted before the model's
     CUBLAS_CHECK(cublasCreate(&cs->cublas));
-    CUBLAS_CHECK(cublasSetMathMode(cs->cublas, tf32 ? CUBLAS_TF32_TENSOR_OP_MATH : CUBLAS_DEFAULT_MATH));
     CUDA_CHECK(cudaMalloc(&cs->partials, (CUDA_SUMSQ_BLOCKS + 1) * sizeof(double)));
     size_t free_b = 0, total_b = 0;
     CUDA_CHECK(cudaMemGetInfo(&free_b, &total_b));
@@ -125,7 +124,10 @@ extern "C" void backend_cuda_describe(Backend *be, char *buf, size_t n) {
     snprintf(buf, n, "%s (sm_%d%d), %d SMs, %.1f GiB; CUDA runtime %d.%d, driver %d.%d, cuBLAS %d; matmuls %s",
              cs->prop.name, cs->prop.major, cs->prop.minor, cs->prop.multiProcessorCount,
              cs->prop.totalGlobalMem / 1073741824.0, rt / 1000, rt % 1000 / 10, drv / 1000, drv % 1000 / 10,
-             cublas_ver, cs->tf32 ? "TF32 tensor cores" : "fp32");
+             cublas_ver,
+             cs->matmul_mode == CUDA_MATMUL_TF32   ? "TF32 tensor cores"
+             : cs->matmul_mode == CUDA_MATMUL_BF16 ? "bf16 tensor cores (fp32 storage, fp32 accumulation)"
+                                                   : "fp32");
 }
 
 extern "C" size_t backend_cuda_used_bytes(Backend *be, size_t *context_bytes) {

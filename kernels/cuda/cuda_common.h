@@ -40,13 +40,14 @@ typedef struct CudaState {
     int device;
     cudaDeviceProp prop;
     cublasHandle_t cublas;
-    int tf32;                 // matmuls in TF32 (fp32 storage, tensor cores) instead of exact fp32
+    int matmul_mode;          // CUDA_MATMUL_*: exact fp32, or TF32 / bf16 tensor cores on fp32 storage
     double *partials;         // sum_squares: per-block partial sums (CUDA_SUMSQ_BLOCKS doubles), then the total
     double *partials_host;    // pinned host copy of the total
     size_t context_bytes;     // device memory in use right after context creation and these buffers
 } CudaState;
 
 #define CUDA_SUMSQ_BLOCKS 1024
+enum { CUDA_MATMUL_FP32 = 0, CUDA_MATMUL_TF32 = 1, CUDA_MATMUL_BF16 = 2 };
 
 static inline CudaState *cuda_state(Backend *be) { return (CudaState *)be->impl; }
 

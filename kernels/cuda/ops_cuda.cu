@@ -3,7 +3,8 @@
  * kernels (fused epilogues, bf16, flash attention) are measured against. Same contracts as the CPU reference
  * (kernels/cpu/): parameter gradients accumulate, activation gradients are written, LayerNorm's dinp accumulates.
  * Every reduction runs in a fixed order, so two runs give bitwise-identical results:
- *   - matmuls on cuBLAS (fp32, or TF32 tensor cores when CudaState.tf32), row-major via the transposed-operand trick;
+ *   - matmuls on cuBLAS (fp32, or TF32 / bf16 tensor cores on fp32 storage, by CudaState.matmul_mode), row-major
+ *     via the transposed-operand trick;
  *   - attention: per batch row, head-batched cuBLAS GEMMs for QK^T, PV and the four backward products, with a causal
  *     softmax kernel (one warp per row) and its backward; the (B,NH,T,T) probabilities live in the planned buffer;
  *   - LayerNorm: one warp per row (fp32 mean and variance by shuffles); the weight/bias gradients by one thread per
@@ -184,11 +185,33 @@ __global__ static void bias_grad_kernel(float *dbias, const float *dout, int N, 
     dbias[m] += s;
 }
 
+// Every GEMM goes through these two, so the precision mode is chosen in one place: fp32 storage throughout, the
+// products in exact fp32 (CUBLAS_COMPUTE_32F), TF32 or bf16 tensor cores (CUBLAS_COMPUTE_32F_FAST_TF32 / _16BF:
+// inputs rounded on the fly, fp32 accumulation).
+static cublasComputeType_t compute_type(Backend *be) {
+    const int mode = cuda_state(be)->matmul_mode;
+    return mode == CUDA_MATMUL_TF32 ? CUBLAS_COMPUTE_32F_FAST_TF32
+         : mode == CUDA_MATMUL_BF16 ? CUBLAS_COMPUTE_32F_FAST_16BF
+                                    : CUBLAS_COMPUTE_32F;
+}
+
+static void gemm(Backend *be, cublasOperation_t ta, cublasOperation_t tb, int m, int n, int k, float alpha,
+                 const float *A, int lda, const float *B, int ldb, float beta, float *C, int ldc) {
+    CUBLAS_CHECK(cublasGemmEx(cuda_state(be)->cublas, ta, tb, m, n, k, &alpha, A, CUDA_R_32F, lda, B, CUDA_R_32F, ldb,
+                              &beta, C, CUDA_R_32F, ldc, compute_type(be), CUBLAS_GEMM_DEFAULT));
+}
+
+static void gemm_batched(Backend *be, cublasOperation_t ta, cublasOperation_t tb, int m, int n, int k, float alpha,
+                         const float *A, int lda, long long sa, const float *B, int ldb, long long sb, float beta,
+                         float *C, int ldc, long long sc, int batch) {
+    CUBLAS_CHECK(cublasGemmStridedBatchedEx(cuda_state(be)->cublas, ta, tb, m, n, k, &alpha, A, CUDA_R_32F, lda, sa,
+                                            B, CUDA_R_32F, ldb, sb, &beta, C, CUDA_R_32F, ldc, sc, batch,
+                                            compute_type(be), CUBLAS_GEMM_DEFAULT));
+}
+
 extern "C" void cuda_matmul_forward(Backend *be, float *out, const float *inp, const float *w, const float *bias,
                                     int N, int K, int M) {
-    cublasHandle_t h = cuda_state(be)->cublas;
-    const float one = 1.0f, zero = 0.0f;
-    CUBLAS_CHECK(cublasSgemm(h, CUBLAS_OP_T, CUBLAS_OP_N, M, N, K, &one, w, K, inp, K, &zero, out, M));
+    gemm(be, CUBLAS_OP_T, CUBLAS_OP_N, M, N, K, 1.0f, w, K, inp, K, 0.0f, out, M);
     if (bias) {
         add_bias_kernel<<<blocks_for((size_t)N * M, 256), 256>>>(out, bias, (size_t)N, M);
         CUDA_LAUNCH_CHECK();
@@ -197,10 +220,8 @@ extern "C" void cuda_matmul_forward(Backend *be, float *out, const float *inp, c
 
 extern "C" void cuda_matmul_backward(Backend *be, float *dinp, float *dw, float *dbias, const float *dout,
                                      const float *inp, const float *w, int N, int K, int M) {
-    cublasHandle_t h = cuda_state(be)->cublas;
-    const float one = 1.0f, zero = 0.0f;
-    if (dinp) CUBLAS_CHECK(cublasSgemm(h, CUBLAS_OP_N, CUBLAS_OP_N, K, N, M, &one, w, K, dout, M, &zero, dinp, K));
-    CUBLAS_CHECK(cublasSgemm(h, CUBLAS_OP_N, CUBLAS_OP_T, K, M, N, &one, inp, K, dout, M, &one, dw, K));
+    if (dinp) gemm(be, CUBLAS_OP_N, CUBLAS_OP_N, K, N, M, 1.0f, w, K, dout, M, 0.0f, dinp, K);
+    gemm(be, CUBLAS_OP_N, CUBLAS_OP_T, K, M, N, 1.0f, inp, K, dout, M, 1.0f, dw, K);
     if (dbias) {
         bias_grad_kernel<<<blocks_for((size_t)M, 128), 128>>>(dbias, dout, N, M);
         CUDA_LAUNCH_CHECK();
@@ -242,16 +263,14 @@ __global__ static void causal_softmax_backward_kernel(float *datt, const float *
 
 extern "C" void cuda_attention_forward(Backend *be, float *out, float *att, const float *qkv, int B, int T, int C,
                                        int NH) {
-    cublasHandle_t h = cuda_state(be)->cublas;
     const int HS = C / NH, C3 = 3 * C;
-    const float scale = 1.0f / sqrtf((float)HS), zero = 0.0f, one = 1.0f;
+    const float scale = 1.0f / sqrtf((float)HS);
     const long long TT = (long long)T * T;
     for (int b = 0; b < B; b++) {
         const float *q = qkv + (size_t)b * T * C3, *k = q + C;
         float *ab = att + (size_t)b * NH * TT;
         // S^T (col-major) = K Q^T: C[i=t2][j=t] = k_t2 . q_t
-        CUBLAS_CHECK(cublasSgemmStridedBatched(h, CUBLAS_OP_T, CUBLAS_OP_N, T, T, HS, &scale, k, C3, HS, q, C3, HS,
-                                               &zero, ab, T, TT, NH));
+        gemm_batched(be, CUBLAS_OP_T, CUBLAS_OP_N, T, T, HS, scale, k, C3, HS, q, C3, HS, 0.0f, ab, T, TT, NH);
     }
     const int rows = B * NH * T;
     causal_softmax_kernel<<<blocks_for((size_t)rows, 8), 256>>>(att, rows, T);
@@ -260,22 +279,21 @@ extern "C" void cuda_attention_forward(Backend *be, float *out, float *att, cons
         const float *v = qkv + (size_t)b * T * C3 + 2 * C;
         const float *ab = att + (size_t)b * NH * TT;
         // y^T (HS,T) = V^T P^T
-        CUBLAS_CHECK(cublasSgemmStridedBatched(h, CUBLAS_OP_N, CUBLAS_OP_N, HS, T, T, &one, v, C3, HS, ab, T, TT,
-                                               &zero, out + (size_t)b * T * C, C, HS, NH));
+        gemm_batched(be, CUBLAS_OP_N, CUBLAS_OP_N, HS, T, T, 1.0f, v, C3, HS, ab, T, TT, 0.0f, out + (size_t)b * T * C,
+                     C, HS, NH);
     }
 }
 
 extern "C" void cuda_attention_backward(Backend *be, float *dqkv, float *datt, const float *dout, const float *qkv,
                                         const float *att, int B, int T, int C, int NH) {
-    cublasHandle_t h = cuda_state(be)->cublas;
     const int HS = C / NH, C3 = 3 * C;
-    const float scale = 1.0f / sqrtf((float)HS), zero = 0.0f, one = 1.0f;
+    const float scale = 1.0f / sqrtf((float)HS);
     const long long TT = (long long)T * T;
     for (int b = 0; b < B; b++) {
         const float *v = qkv + (size_t)b * T * C3 + 2 * C, *dy = dout + (size_t)b * T * C;
         // dP^T (col-major) = V dY^T: C[i=t2][j=t] = v_t2 . dy_t
-        CUBLAS_CHECK(cublasSgemmStridedBatched(h, CUBLAS_OP_T, CUBLAS_OP_N, T, T, HS, &one, v, C3, HS, dy, C, HS,
-                                               &zero, datt + (size_t)b * NH * TT, T, TT, NH));
+        gemm_batched(be, CUBLAS_OP_T, CUBLAS_OP_N, T, T, HS, 1.0f, v, C3, HS, dy, C, HS, 0.0f,
+                     datt + (size_t)b * NH * TT, T, TT, NH);
     }
     const int rows = B * NH * T;
     causal_softmax_backward_kernel<<<blocks_for((size_t)rows, 8), 256>>>(datt, att, rows, T);
@@ -285,14 +303,11 @@ extern "C" void cuda_attention_backward(Backend *be, float *dqkv, float *datt, c
         const float *ab = att + (size_t)b * NH * TT, *ds = datt + (size_t)b * NH * TT;
         float *dq = dqkv + (size_t)b * T * C3, *dk = dq + C, *dv = dq + 2 * C;
         // dV^T (HS,T) = dY^T P
-        CUBLAS_CHECK(cublasSgemmStridedBatched(h, CUBLAS_OP_N, CUBLAS_OP_T, HS, T, T, &one, dy, C, HS, ab, T, TT,
-                                               &zero, dv, C3, HS, NH));
+        gemm_batched(be, CUBLAS_OP_N, CUBLAS_OP_T, HS, T, T, 1.0f, dy, C, HS, ab, T, TT, 0.0f, dv, C3, HS, NH);
         // dQ^T (HS,T) = scale K^T dS^T
-        CUBLAS_CHECK(cublasSgemmStridedBatched(h, CUBLAS_OP_N, CUBLAS_OP_N, HS, T, T, &scale, k, C3, HS, ds, T, TT,
-                                               &zero, dq, C3, HS, NH));
+        gemm_batched(be, CUBLAS_OP_N, CUBLAS_OP_N, HS, T, T, scale, k, C3, HS, ds, T, TT, 0.0f, dq, C3, HS, NH);
         // dK^T (HS,T) = scale Q^T dS
-        CUBLAS_CHECK(cublasSgemmStridedBatched(h, CUBLAS_OP_N, CUBLAS_OP_T, HS, T, T, &scale, q, C3, HS, ds, T, TT,
-                                               &zero, dk, C3, HS, NH));
+        gemm_batched(be, CUBLAS_OP_N, CUBLAS_OP_T, HS, T, T, scale, q, C3, HS, ds, T, TT, 0.0f, dk, C3, HS, NH);
     }
 }
 
