@@ -20,6 +20,16 @@ ifeq ($(HAVE_OPENBLAS),yes)
 else
   $(info gptrain build: OpenBLAS   no  (CPU matmuls use the reference loops; apt-get install libopenblas-dev))
 endif
+# MPI (data parallelism on CPU buffers): mpicc's own compile and link flags, used with our compiler.
+HAVE_MPI := $(shell command -v mpicc >/dev/null 2>&1 && mpicc --showme:compile >/dev/null 2>&1 && echo yes)
+ifeq ($(HAVE_MPI),yes)
+  CFLAGS += -DGPTRAIN_MPI $(shell mpicc --showme:compile)
+  LDLIBS += $(shell mpicc --showme:link)
+  $(info gptrain build: MPI        yes ($(shell mpirun --version 2>/dev/null | head -1)))
+else
+  $(info gptrain build: MPI        no  (mpicc not found; one process only; apt-get install libopenmpi-dev openmpi-bin))
+endif
+
 # CUDA: nvcc on PATH (or in CUDA_HOME/bin) that compiles and links a cuBLAS call. Device code for sm_80 (Ampere,
 # mma.sync) and sm_90a (Hopper, wgmma/TMA); the binary runs on either and picks at run time.
 CUDA_HOME ?= /usr/local/cuda
@@ -39,6 +49,11 @@ else
   $(info gptrain build: CUDA       no  (nvcc not found; CPU only; install the CUDA toolkit for the GPU backend))
 endif
 
+# Objects depend on the flags they were built with: a change (MPI or CUDA found since the last build) rebuilds.
+FLAGS_STAMP := $(BUILD)/flags.txt
+$(shell mkdir -p $(BUILD); echo '$(CFLAGS) | $(LDLIBS) | $(NVFLAGS)' | cmp -s - $(FLAGS_STAMP) || \
+        echo '$(CFLAGS) | $(LDLIBS) | $(NVFLAGS)' > $(FLAGS_STAMP))
+
 LIB_SRC  := kernels/ops.c $(wildcard kernels/cpu/*.c) $(wildcard model/*.c) $(wildcard data/*.c) \
             $(wildcard dist/*.c) $(filter-out train/main.c,$(wildcard train/*.c))
 LIB_OBJ  := $(LIB_SRC:%.c=$(BUILD)/%.o)
@@ -52,11 +67,11 @@ TEST_BIN := $(TEST_SRC:tests/%.c=$(BUILD)/tests/%) $(BUILD)/tests/test_gpu
 .PHONY: all test test-gpu bench clean deps fuzz
 all: gptrain
 
-$(BUILD)/%.o: %.c $(wildcard */*.h) $(wildcard kernels/*/*.h)
+$(BUILD)/%.o: %.c $(wildcard */*.h) $(wildcard kernels/*/*.h) $(FLAGS_STAMP)
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) -c $< -o $@
 
-$(BUILD)/%.o: %.cu $(wildcard kernels/*.h) $(wildcard kernels/cuda/*.h)
+$(BUILD)/%.o: %.cu $(wildcard kernels/*.h) $(wildcard kernels/cuda/*.h) $(FLAGS_STAMP)
 	@mkdir -p $(dir $@)
 	$(NVCC) $(NVFLAGS) -c $< -o $@
 

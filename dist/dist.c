@@ -1,6 +1,11 @@
 /*
- * dist.c: the single-process group. Collectives over one rank are the identity; dist_init refuses a multi-process
- * launch rather than silently training N independent copies.
+ * dist.c: the process group. Without MPI built in (or without an MPI launcher) it is the single-process group and
+ * refuses a multi-process launch rather than silently training N independent copies. With MPI (make finds mpicc):
+ * MPI_Init when a launcher that MPI understands started us (mpirun: OMPI_COMM_WORLD_SIZE; srun/PMIx: PMIX_RANK;
+ * PMI: PMI_SIZE), MPI_ERRORS_ARE_FATAL on the world communicator (an error or a dead peer ends the whole job, and
+ * mpirun names the rank), and the collectives on CPU buffers. MPI's reductions are not specified to sum in rank
+ * order, but Open MPI's on one node with 2 ranks sums a + b, which is exact in either order; for more ranks the sum
+ * is deterministic for a fixed launch but may differ in the last bits from one large batch.
  */
 #include "dist.h"
 
@@ -8,9 +13,26 @@
 #include <stdlib.h>
 #include <string.h>
 
+#ifdef GPTRAIN_MPI
+#include <mpi.h>
+#endif
+
 static int env_int(const char *name) {
     const char *v = getenv(name);
     return v && *v ? atoi(v) : 0;
+}
+
+// The launcher's world size, and which variable said it (0 when no launcher set one).
+static int launcher_world(const char **var) {
+    static const char *vars[] = {"OMPI_COMM_WORLD_SIZE", "PMI_SIZE", "SLURM_NTASKS", "WORLD_SIZE"};
+    for (size_t i = 0; i < sizeof(vars) / sizeof(vars[0]); i++) {
+        // Inside a Slurm allocation SLURM_NTASKS is set for the batch script too; only srun's tasks have SLURM_PROCID.
+        if (!strcmp(vars[i], "SLURM_NTASKS") && !getenv("SLURM_PROCID")) continue;
+        int n = env_int(vars[i]);
+        if (n > 0) { *var = vars[i]; return n; }
+    }
+    *var = NULL;
+    return 0;
 }
 
 int dist_init(Dist *d, char *err, size_t errlen) {
@@ -18,22 +40,130 @@ int dist_init(Dist *d, char *err, size_t errlen) {
     d->world = 1;
     d->local_rank = 0;
     d->backend = "none";
-    static const char *vars[] = {"WORLD_SIZE", "SLURM_NTASKS", "OMPI_COMM_WORLD_SIZE", "PMI_SIZE"};
-    for (size_t i = 0; i < sizeof(vars) / sizeof(vars[0]); i++) {
-        // Inside a Slurm allocation SLURM_NTASKS is set for the batch script too; only srun's tasks have SLURM_PROCID.
-        if (!strcmp(vars[i], "SLURM_NTASKS") && !getenv("SLURM_PROCID")) continue;
-        int n = env_int(vars[i]);
-        if (n > 1) {
-            snprintf(err, errlen,
-                     "%s=%d: this build trains in a single process (data parallelism over MPI/NCCL is not built in); "
-                     "expected a launch of 1 process",
-                     vars[i], n);
+    const char *var;
+    const int n = launcher_world(&var);
+#ifdef GPTRAIN_MPI
+    const int mpi_launch = getenv("OMPI_COMM_WORLD_SIZE") || getenv("PMIX_RANK") || getenv("PMI_SIZE");
+    if (mpi_launch) {
+        int provided;
+        MPI_Init_thread(NULL, NULL, MPI_THREAD_FUNNELED, &provided);
+        MPI_Comm_set_errhandler(MPI_COMM_WORLD, MPI_ERRORS_ARE_FATAL);
+        MPI_Comm_rank(MPI_COMM_WORLD, &d->rank);
+        MPI_Comm_size(MPI_COMM_WORLD, &d->world);
+        const char *lr = getenv("OMPI_COMM_WORLD_LOCAL_RANK");
+        if (!lr) lr = getenv("SLURM_LOCALID");
+        if (!lr) lr = getenv("LOCAL_RANK");
+        d->local_rank = lr ? atoi(lr) : d->rank;
+        d->backend = "mpi";
+        if (var && n != d->world && strcmp(var, "WORLD_SIZE")) {
+            snprintf(err, errlen, "%s=%d but MPI started %d processes: a mismatched launch", var, n, d->world);
             return -1;
         }
+        return 0;
+    }
+#endif
+    if (n > 1) {
+#ifdef GPTRAIN_MPI
+        snprintf(err, errlen,
+                 "%s=%d: launch the ranks with mpirun or srun (MPI carries the collectives on CPU buffers; "
+                 "torchrun-style variables alone are for the NCCL bootstrap, which this build lacks)", var, n);
+#else
+        snprintf(err, errlen,
+                 "%s=%d: this build trains in a single process (make found no mpicc; apt-get install "
+                 "libopenmpi-dev openmpi-bin for data parallelism); expected a launch of 1 process", var, n);
+#endif
+        return -1;
     }
     return 0;
 }
 
-void dist_allreduce_mean(Dist *d, float *buf, size_t n) { (void)d; (void)buf; (void)n; }
-void dist_barrier(Dist *d) { (void)d; }
-void dist_finalize(Dist *d) { (void)d; }
+void dist_allreduce_mean(Dist *d, float *buf, size_t n) {
+    if (d->world == 1) return;
+#ifdef GPTRAIN_MPI
+    // MPI counts are int: large buffers go in pieces of 2^30 floats.
+    for (size_t off = 0; off < n; off += (size_t)1 << 30) {
+        const size_t m = n - off < ((size_t)1 << 30) ? n - off : ((size_t)1 << 30);
+        MPI_Allreduce(MPI_IN_PLACE, buf + off, (int)m, MPI_FLOAT, MPI_SUM, MPI_COMM_WORLD);
+    }
+    const float s = 1.0f / (float)d->world;
+    for (size_t i = 0; i < n; i++) buf[i] *= s;
+#else
+    (void)buf;
+    (void)n;
+#endif
+}
+
+double dist_allreduce_sum(Dist *d, double x) {
+#ifdef GPTRAIN_MPI
+    if (d->world > 1) MPI_Allreduce(MPI_IN_PLACE, &x, 1, MPI_DOUBLE, MPI_SUM, MPI_COMM_WORLD);
+#else
+    (void)d;
+#endif
+    return x;
+}
+
+int dist_allreduce_max_int(Dist *d, int x) {
+#ifdef GPTRAIN_MPI
+    if (d->world > 1) MPI_Allreduce(MPI_IN_PLACE, &x, 1, MPI_INT, MPI_MAX, MPI_COMM_WORLD);
+#else
+    (void)d;
+#endif
+    return x;
+}
+
+void dist_reduce_scatter_mean(Dist *d, float *buf, size_t shard) {
+    if (d->world == 1) return;
+#ifdef GPTRAIN_MPI
+    // In place, MPI_Reduce_scatter_block leaves the result at the start of the buffer; a scratch shard (allocated
+    // on the first call, kept for the run) puts it at this rank's offset instead.
+    static float *scratch;
+    static size_t cap;
+    if (cap < shard) {
+        free(scratch);
+        scratch = malloc(shard * sizeof(float));
+        cap = scratch ? shard : 0;
+        if (!scratch) { fprintf(stderr, "gptrain: error: out of memory for the reduce-scatter shard\n"); dist_abort(d, 2); }
+    }
+    MPI_Reduce_scatter_block(buf, scratch, (int)shard, MPI_FLOAT, MPI_SUM, MPI_COMM_WORLD);
+    const float s = 1.0f / (float)d->world;
+    float *mine = buf + (size_t)d->rank * shard;
+    for (size_t i = 0; i < shard; i++) mine[i] = scratch[i] * s;
+#else
+    (void)buf;
+    (void)shard;
+#endif
+}
+
+void dist_allgather(Dist *d, float *buf, size_t shard) {
+    if (d->world == 1) return;
+#ifdef GPTRAIN_MPI
+    MPI_Allgather(MPI_IN_PLACE, 0, MPI_DATATYPE_NULL, buf, (int)shard, MPI_FLOAT, MPI_COMM_WORLD);
+#else
+    (void)buf;
+    (void)shard;
+#endif
+}
+
+void dist_barrier(Dist *d) {
+#ifdef GPTRAIN_MPI
+    if (strcmp(d->backend, "mpi") == 0) MPI_Barrier(MPI_COMM_WORLD);
+#else
+    (void)d;
+#endif
+}
+
+void dist_abort(Dist *d, int code) {
+#ifdef GPTRAIN_MPI
+    if (strcmp(d->backend, "mpi") == 0) MPI_Abort(MPI_COMM_WORLD, code);
+#else
+    (void)d;
+#endif
+    exit(code);
+}
+
+void dist_finalize(Dist *d) {
+#ifdef GPTRAIN_MPI
+    if (strcmp(d->backend, "mpi") == 0) MPI_Finalize();
+#endif
+    d->backend = "none";
+}

@@ -1,7 +1,9 @@
 /*
- * dist.h: the process group the trainer talks to. Today it is the single-process group (rank 0 of 1): every
- * collective is the identity. The data-parallel issue adds MPI (CPU buffers) and NCCL (GPU buffers) behind the same
- * calls; the trainer already routes its gradient averaging and its per-rank data striding through here.
+ * dist.h: the process group the trainer talks to. Backends: "none" (one process; every collective is the identity)
+ * and "mpi" (Open MPI, CPU buffers), chosen from the launcher's environment: mpirun (OMPI_COMM_WORLD_*), srun with
+ * PMIx (PMIX_RANK) or any PMI launcher (PMI_SIZE) start MPI; a single process never touches MPI. The trainer routes
+ * its gradient averaging, its scalar reductions (loss, norms, the stop flag) and its per-rank data striding through
+ * here, and only rank 0 prints and writes files.
  */
 #ifndef GPTRAIN_DIST_H
 #define GPTRAIN_DIST_H
@@ -10,15 +12,24 @@
 
 typedef struct Dist {
     int rank, world, local_rank;
-    const char *backend;   // "none"
+    const char *backend;   // "none" or "mpi"
 } Dist;
 
-// Reads the launcher's environment (WORLD_SIZE, SLURM_NTASKS, OMPI_COMM_WORLD_SIZE). A launch with more than one
-// process is refused with a message in err (-1): this build has no multi-process backend yet.
+// Start the group from the launcher's environment. A multi-process launch this build cannot serve (no MPI built in,
+// or torchrun-style WORLD_SIZE without a launcher MPI understands) is refused with a message in err (-1).
 int dist_init(Dist *d, char *err, size_t errlen);
-// Average a buffer over ranks, in place.
+// Average a host buffer over ranks, in place (MPI_Allreduce, sum, then scaled by 1/world).
 void dist_allreduce_mean(Dist *d, float *buf, size_t n);
+// Sum / max of a scalar over ranks (every rank gets the result).
+double dist_allreduce_sum(Dist *d, double x);
+int dist_allreduce_max_int(Dist *d, int x);
+// ZeRO-1 pieces: reduce-scatter the mean of buf (n = world * shard floats) so rank r's shard [r*shard, (r+1)*shard)
+// holds the averaged values; all-gather each rank's shard of buf back into every rank's full buffer.
+void dist_reduce_scatter_mean(Dist *d, float *buf, size_t shard);
+void dist_allgather(Dist *d, float *buf, size_t shard);
 void dist_barrier(Dist *d);
+// End the whole job (all ranks) with status code after a fatal error on this rank.
+void dist_abort(Dist *d, int code);
 void dist_finalize(Dist *d);
 
 #endif

@@ -302,6 +302,18 @@ void gpt_zero_grad(GPT *g) { op_zero(g->be, g->grads_mem, g->mem.num_params); }
 
 float gpt_grad_norm(GPT *g) { return (float)sqrt(op_sum_squares(g->be, g->grads_mem, g->mem.num_params)); }
 
+void gpt_adamw_step_range(GPT *g, const float *grads, size_t lo, size_t hi, float lr, float beta1, float beta2,
+                          float eps, float weight_decay, float grad_scale) {
+    g->adam_t++;
+    for (int i = 0; i < NUM_PARAM_TENSORS; i++) {
+        const ParamInfo *p = &g->param_info[i];
+        const size_t a = p->offset > lo ? p->offset : lo, b = p->offset + p->numel < hi ? p->offset + p->numel : hi;
+        if (a >= b) continue;
+        op_adamw_update(g->be, g->params_mem + a, grads + a, g->m_mem + a, g->v_mem + a, b - a, lr, beta1, beta2, eps,
+                        p->decay ? weight_decay : 0.0f, grad_scale, g->adam_t);
+    }
+}
+
 void gpt_adamw_step(GPT *g, float lr, float beta1, float beta2, float eps, float weight_decay, float grad_scale) {
     g->adam_t++;
     for (int i = 0; i < NUM_PARAM_TENSORS; i++) {

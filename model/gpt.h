@@ -246,6 +246,10 @@ void gpt_zero_grad(GPT *g);
 float gpt_grad_norm(GPT *g);
 // One AdamW step over every tensor (decay per the table), gradients scaled by grad_scale first.
 void gpt_adamw_step(GPT *g, float lr, float beta1, float beta2, float eps, float weight_decay, float grad_scale);
+// The same restricted to the flat parameter range [lo, hi) (a ZeRO-1 shard), with the gradient read from grads
+// (indexed like the parameter buffer, so a rank's shard of an averaged copy can be passed).
+void gpt_adamw_step_range(GPT *g, const float *grads, size_t lo, size_t hi, float lr, float beta1, float beta2,
+                          float eps, float weight_decay, float grad_scale);
 
 #ifdef __cplusplus
 }

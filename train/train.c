@@ -28,6 +28,7 @@ typedef struct RunMetrics {
     int step;
     double loss, lr, grad_norm, step_ms, data_ms, tokens_per_s, model_tflops, hw_tflops, mfu, hfu;
     double fwd_ms, bwd_ms, opt_ms;   // phases: forward + loss, backward, all-reduce + norm + AdamW
+    double comm_ms;                  // the gradient all-reduce (not overlapped yet: all of it is exposed)
     int skipped;
 } RunMetrics;
 
@@ -64,7 +65,7 @@ static int resolve_grad_accum(const Options *o, int B, int T, int world) {
     return n;
 }
 
-static double eval_loss(GPT *g, DataLoader *val, int batches) {
+static double eval_loss(GPT *g, DataLoader *val, int batches, Dist *dist) {
     data_loader_reset(val);
     double sum = 0;
     char err[1024];
@@ -73,7 +74,8 @@ static double eval_loss(GPT *g, DataLoader *val, int batches) {
         if (data_loader_next_batch(val, &in, &tg, NULL, err, sizeof err)) die_user("%s", err);
         sum += gpt_forward(g, in, tg, val->B, val->T, 0.0f);
     }
-    return sum / batches;
+    // Each rank evaluated its own stride of the split: the mean over all of them.
+    return dist_allreduce_sum(dist, sum / batches) / dist->world;
 }
 
 // ---- signals: the first SIGINT/SIGTERM asks the loop to stop after the current step; the handler resets itself,
@@ -282,11 +284,20 @@ static void write_json(FILE *f, const RunMetrics *m, double val_loss) {
             "\"tokens_per_s\": %.1f, \"model_tflops\": %.6f, \"hw_tflops\": %.6f, \"mfu\": %s, \"hfu\": %s",
             m->step, loss, m->lr, gn, m->step_ms, m->data_ms, m->tokens_per_s, m->model_tflops, m->hw_tflops, mfu,
             hfu);
-    fprintf(f, ", \"fwd_ms\": %.3f, \"bwd_ms\": %.3f, \"opt_ms\": %.3f", m->fwd_ms, m->bwd_ms, m->opt_ms);
+    fprintf(f, ", \"fwd_ms\": %.3f, \"bwd_ms\": %.3f, \"opt_ms\": %.3f, \"comm_ms\": %.3f, \"exposed_comm_ms\": %.3f",
+            m->fwd_ms, m->bwd_ms, m->opt_ms, m->comm_ms, m->comm_ms);
     if (m->skipped) fprintf(f, ", \"skipped\": true");
     if (!isnan(val_loss)) fprintf(f, ", \"val_loss\": %.6f", val_loss);
     fprintf(f, "}\n");
     fflush(f);
+}
+
+// All-gather each rank's shard of buf (n floats) into every rank's copy, through the padded stage.
+static void z_allgather(Dist *d, float *buf, float *stage, size_t n, size_t shard) {
+    const size_t lo = (size_t)d->rank * shard, hi = lo + shard < n ? lo + shard : n;
+    if (hi > lo) memcpy(stage + lo, buf + lo, (hi - lo) * sizeof(float));
+    dist_allgather(d, stage, shard);
+    memcpy(buf, stage, n * sizeof(float));
 }
 
 // The loader's allocator callbacks carry no Backend: they use the one cmd_train set up.
@@ -298,6 +309,8 @@ int cmd_train(Options *o) {
     char err[1024];
     Dist dist;
     if (dist_init(&dist, err, sizeof err)) die_user("%s", err);
+    // Rank 0 speaks for the group: the other ranks' stdout goes nowhere (errors still reach stderr).
+    if (dist.rank != 0 && !freopen("/dev/null", "w", stdout)) die_user("cannot silence rank %d's stdout", dist.rank);
     if (o->train_data[0] && o->data[0]) die_user("--train-data: give either --data DIR or --train-data/--val-data globs");
     if (o->train_data[0] && !o->val_data[0]) die_user("--val-data: expected a glob of val shards with --train-data");
     if (o->val_data[0] && !o->train_data[0]) die_user("--val-data: given without --train-data");
@@ -306,6 +319,7 @@ int cmd_train(Options *o) {
     check_options(o);
     if (o->checkpoint_every < 0) die_user("--checkpoint-every %d: expected 0 (off) or more", o->checkpoint_every);
     if (o->keep_last < 0) die_user("--keep-last %d: expected 0 (keep all) or more", o->keep_last);
+    if (o->zero != 0 && o->zero != 1) die_user("--zero %d: expected 0 (off) or 1 (sharded optimizer state)", o->zero);
     if (o->stop_at_step < 0 || o->stop_at_step > o->steps)
         die_user("--stop-at-step %d: expected 0 (off) up to --steps %d", o->stop_at_step, o->steps);
     static char tok_text[8192];
@@ -382,6 +396,8 @@ int cmd_train(Options *o) {
     if (make_dirs(o->checkpoint_dir, "--checkpoint-dir", err, sizeof err)) die_user("%s", err);
     Backend be;
     resolve_backend(o, &be);
+    if (o->zero && !be.host_visible)
+        die_user("--zero 1: the sharded optimizer runs on host memory (CPU backends); on a GPU it needs NCCL");
     GPT g;
     if (gpt_create(&g, &cfg, &be, B, T, rc, err, sizeof err)) die_user("%s", err);
     int start_step = 0, skipped = 0;
@@ -400,7 +416,7 @@ int cmd_train(Options *o) {
         data_loader_start_prefetch(&val_dl, 3, staging_alloc, staging_free, err, sizeof err))
         die_user("%s", err);
     FILE *logf = NULL;
-    if (o->log[0] && !(logf = fopen(o->log, start_step ? "a" : "w")))
+    if (dist.rank == 0 && o->log[0] && !(logf = fopen(o->log, start_step ? "a" : "w")))
         die_user("--log %s: cannot open for writing (%s)", o->log, strerror(errno));
 
     // Header: the resolved configuration (reusable as --config), the machine, the model's size, FLOPs and memory.
@@ -460,6 +476,16 @@ int cmd_train(Options *o) {
     fflush(stdout);
 
     install_stop_handlers();
+    // ZeRO-1 buffers: the flat parameter range cut into world shards of z_shard floats (padded to world * z_shard).
+    const int zero = o->zero;
+    const size_t z_shard = (g.mem.num_params + dist.world - 1) / dist.world;
+    const size_t z_lo = (size_t)dist.rank * z_shard,
+                 z_hi = z_lo + z_shard < g.mem.num_params ? z_lo + z_shard : g.mem.num_params;
+    float *z_grads = zero ? backend_host_alloc(z_shard * dist.world * sizeof(float), "ZeRO-1 gradient shards") : NULL;
+    float *z_stage = zero ? backend_host_alloc(z_shard * dist.world * sizeof(float), "ZeRO-1 all-gather") : NULL;
+    float *grad_stage = dist.world > 1 && !be.host_visible
+                            ? backend_staging_alloc(&be, g.mem.num_params * sizeof(float), "gradient all-reduce staging")
+                            : NULL;
     const int nan_skip = !strcmp(o->nan_policy, "skip");
     const float dscale = 1.0f / ((float)B * T * accum);
     const int end_step = o->stop_at_step ? o->stop_at_step : o->steps;
@@ -487,9 +513,27 @@ int cmd_train(Options *o) {
             bwd_s += backend_now_s() - tb;
         }
         const double t_opt = backend_now_s();
-        dist_allreduce_mean(&dist, g.grads_mem, g.mem.num_params);
-        m.loss = loss_sum / accum;
-        m.grad_norm = gpt_grad_norm(&g);
+        // Gradient averaging over ranks (the backend's memory staged through the host when it is not host memory).
+        const double t_comm = backend_now_s();
+        if (zero) {
+            // ZeRO-1: reduce-scatter, so this rank holds the averaged gradient of its shard [z_lo, z_hi) only.
+            memcpy(z_grads, g.grads_mem, g.mem.num_params * sizeof(float));
+            dist_reduce_scatter_mean(&dist, z_grads, z_shard);
+        } else if (dist.world > 1) {
+            if (be.host_visible) dist_allreduce_mean(&dist, g.grads_mem, g.mem.num_params);
+            else {
+                backend_to_host(&be, grad_stage, g.grads_mem, g.mem.num_params * sizeof(float));
+                dist_allreduce_mean(&dist, grad_stage, g.mem.num_params);
+                backend_to_device(&be, g.grads_mem, grad_stage, g.mem.num_params * sizeof(float));
+            }
+        }
+        m.comm_ms = (backend_now_s() - t_comm) * 1e3;
+        m.loss = dist_allreduce_sum(&dist, loss_sum / accum) / dist.world;
+        if (zero) {   // the global norm from each rank's shard
+            double ss = 0;
+            for (size_t i = z_lo; i < z_hi; i++) ss += (double)z_grads[i] * z_grads[i];
+            m.grad_norm = (float)sqrt(dist_allreduce_sum(&dist, ss));   // a float, as gpt_grad_norm returns
+        } else m.grad_norm = gpt_grad_norm(&g);
         m.lr = lr_schedule_at(&sched, step);
         if (!isfinite(m.loss) || !isfinite(m.grad_norm)) {
             if (!nan_skip) {
@@ -506,8 +550,14 @@ int cmd_train(Options *o) {
             skipped++;
         } else {
             float clip = (o->grad_clip > 0 && m.grad_norm > o->grad_clip) ? (float)(o->grad_clip / m.grad_norm) : 1.0f;
-            gpt_adamw_step(&g, (float)m.lr, (float)o->beta1, (float)o->beta2, (float)o->eps, (float)o->weight_decay,
-                           clip);
+            if (zero) {
+                // Update this rank's shard of the weights and moments, then all-gather the weights.
+                gpt_adamw_step_range(&g, z_grads, z_lo, z_hi, (float)m.lr, (float)o->beta1, (float)o->beta2,
+                                     (float)o->eps, (float)o->weight_decay, clip);
+                z_allgather(&dist, g.params_mem, z_stage, g.mem.num_params, z_shard);
+            } else
+                gpt_adamw_step(&g, (float)m.lr, (float)o->beta1, (float)o->beta2, (float)o->eps,
+                               (float)o->weight_decay, clip);
         }
         backend_sync(&be);   // queued GPU work (the optimizer) belongs to this step's time
         const double t_end = backend_now_s(), dt = t_end - t0;
@@ -534,13 +584,18 @@ int cmd_train(Options *o) {
         int last = step + 1 == o->steps;
         if ((o->eval_every > 0 && (step + 1) % o->eval_every == 0) || last) {
             double te = backend_now_s();
-            val = last_val = eval_loss(&g, &val_dl, eval_batches);
+            val = last_val = eval_loss(&g, &val_dl, eval_batches, &dist);
             printf("eval  step %d/%d: val_loss %.4f (%d batches, %.1f s)\n", m.step, o->steps, val, eval_batches,
                    backend_now_s() - te);
         }
         write_json(logf, &m, val);
-        const int sig = stop_signal, stopping = step + 1 == o->stop_at_step;
+        // Every rank stops after the same step: the signal may reach the ranks at different moments.
+        const int sig = dist_allreduce_max_int(&dist, stop_signal), stopping = step + 1 == o->stop_at_step;
         if (sig || stopping || (o->checkpoint_every && ((step + 1) % o->checkpoint_every == 0 || last))) {
+            if (zero) {   // each rank's moments are current only on its shard: gather them for the checkpoint
+                z_allgather(&dist, g.m_mem, z_stage, g.mem.num_params, z_shard);
+                z_allgather(&dist, g.v_mem, z_stage, g.mem.num_params, z_shard);
+            }
             if (write_checkpoint(o->checkpoint_dir, dist.rank, &g, step + 1, B, T, accum, dist.world, shuffle,
                                  (uint64_t)o->seed, train_dl.batches, skipped, last_val, cfg_text, tok_text,
                                  o->keep_last, ckpt_path, sizeof ckpt_path))
@@ -562,14 +617,19 @@ int cmd_train(Options *o) {
     }
     double total_s = backend_now_s() - t_start;
     if (logf && fclose(logf)) die_user("--log %s: write failed (%s)", o->log, strerror(errno));
-    if (modelfile_save(&g, model_path, err, sizeof err)) die_user("--out: %s", err);
-    char tmp_tok[4096];
-    FILE *tf = file_create_tmp(tok_dst, tmp_tok, sizeof tmp_tok, err, sizeof err);
-    if (!tf || file_commit_tmp(tf, tmp_tok, tok_dst, !file_write(tf, tok_text, strlen(tok_text)), err, sizeof err))
-        die_user("--out: %s", err);
+    if (dist.rank == 0 && modelfile_save(&g, model_path, err, sizeof err)) die_user("--out: %s", err);
+    if (dist.rank == 0) {
+        char tmp_tok[4096];
+        FILE *tf = file_create_tmp(tok_dst, tmp_tok, sizeof tmp_tok, err, sizeof err);
+        if (!tf || file_commit_tmp(tf, tmp_tok, tok_dst, !file_write(tf, tok_text, strlen(tok_text)), err, sizeof err))
+            die_user("--out: %s", err);
+    }
     printf("done: %d steps in %.1f s; %.0f tokens/s (mean after warm-up); final val_loss %.4f; %d updates skipped; "
            "model -> %s\n",
            steps_run, total_s, time_sum > 0 ? tok_sum / time_sum : 0.0, last_val, skipped, model_path);
+    backend_staging_free(&be, grad_stage);
+    backend_host_free(z_grads);
+    backend_host_free(z_stage);
     gpt_destroy(&g);
     data_loader_close(&train_dl);
     data_loader_close(&val_dl);
