@@ -64,7 +64,7 @@ endif
 TEST_SRC := $(wildcard tests/test_*.c)
 TEST_BIN := $(TEST_SRC:tests/%.c=$(BUILD)/tests/%) $(BUILD)/tests/test_gpu
 
-.PHONY: all test test-gpu bench clean deps fuzz
+.PHONY: all test test-run test-gpu bench clean deps fuzz
 all: gptrain
 
 $(BUILD)/%.o: %.c $(wildcard */*.h) $(wildcard kernels/*/*.h) $(FLAGS_STAMP)
@@ -95,7 +95,10 @@ $(BUILD)/tests/test_gpu: tests/gpu/test_gpu.c tests/harness.h $(BUILD)/libgptrai
 deps:
 	@sh tests/deps.sh
 
-test: deps gptrain $(TEST_BIN)
+# deps may install libraries (OpenBLAS, Open MPI) that this make's detection ran before: a fresh make builds and runs.
+test: deps
+	@$(MAKE) --no-print-directory test-run
+test-run: gptrain $(TEST_BIN)
 	@sh tests/run_all.sh $(TEST_BIN)
 
 test-gpu: gptrain $(BUILD)/tests/test_gpu

@@ -102,5 +102,18 @@ expect_error "prepare: missing input" 2 "$T/none.txt" $G prepare --input "$T/non
 expect_error "sample: missing model" 2 "$T/empty/model.bin" $G sample --from "$T/empty"
 expect_error "multi-process launch refused" 2 "WORLD_SIZE=2" env WORLD_SIZE=2 $G train $RUN --out "$T/keep"
 expect_error "device cuda without a CUDA build" 2 "\-\-device cuda" $G train $RUN --device cuda --out "$T/keep"
+# Data parallelism on paper: the ring all-reduce time is 2(N-1)/N x gradient bytes / bandwidth.
+$G info --preset gpt2-124m --seq-len 1024 --batch 16 --gpus 8 --link ib >"$T/info" 2>&1
+/usr/bin/python3 - "$T/info" <<'PY' >"$T/py" 2>&1 && ok "info --gpus 8 --link ib: $(grep all-reduce "$T/info" | head -c 140)" || bad "info --gpus" "$(cat "$T/py")"
+import re, sys
+t = open(sys.argv[1]).read()
+mib = float(re.search(r"all-reduce of ([0-9.]+) MiB", t).group(1))
+ms = float(re.search(r"bandwidth: ([0-9.]+) ms", t).group(1))
+want = 2 * 7 / 8 * mib * 1048576 / 50e9 * 1e3
+assert abs(ms - want) <= 1e-3 * want, (ms, want)
+zero = float(re.search(r"with --zero 1 ([0-9.]+) MiB", t).group(1))
+opt = float(re.search(r"AdamW state ([0-9.]+) MiB", t).group(1))
+assert abs(zero - opt / 8) < 0.01, (zero, opt)
+PY
 echo "$passed passed, $failed failed"
 [ "$failed" -eq 0 ]

@@ -51,7 +51,7 @@ enum { CMD_PREPARE = 1, CMD_TRAIN = 2, CMD_SAMPLE = 4, CMD_INFO = 8, CMD_EXPORT 
     X(beta2, "beta2", F_NUM, "0.99", CMD_TRAIN, NULL, "AdamW beta2")                                               \
     X(eps, "eps", F_NUM, "1e-8", CMD_TRAIN, NULL, "AdamW epsilon")                                                 \
     X(grad_clip, "grad-clip", F_NUM, "1.0", CMD_TRAIN, NULL, "clip the global gradient norm to this (0: off)")     \
-    X(zero, "zero", F_INT, "0", CMD_TRAIN, NULL, "ZeRO stage: 0 (all-reduce), 1 (reduce-scatter gradients, shard AdamW, all-gather weights)") \
+    X(zero, "zero", F_INT, "0", CMD_TRAIN | CMD_INFO, NULL, "ZeRO stage: 0 (all-reduce), 1 (reduce-scatter gradients, shard AdamW, all-gather weights)") \
     X(nan_policy, "nan-policy", F_CHOICE, "stop", CMD_TRAIN, "stop|skip", "on a NaN/Inf loss or gradient: stop the run, or skip the update") \
     /* data order, evaluation, output */                                                                           \
     X(seed, "seed", F_INT, "1337", CMD_TRAIN | CMD_SAMPLE, NULL, "random seed (weights, data order, sampling)")   \
@@ -73,7 +73,11 @@ enum { CMD_PREPARE = 1, CMD_TRAIN = 2, CMD_SAMPLE = 4, CMD_INFO = 8, CMD_EXPORT 
     X(precision, "precision", F_CHOICE, "fp32", CMD_TRAIN | CMD_SAMPLE | CMD_EXPORT, "fp32|tf32|bf16", "matmul precision (CPU: fp32; CUDA: fp32, or TF32 / bf16 tensor cores with fp32 storage and accumulation)") \
     X(threads, "threads", F_INT, "0", CMD_TRAIN | CMD_SAMPLE | CMD_INFO | CMD_EXPORT, NULL, "CPU threads (0: all cores)")       \
     X(cpu_kernels, "cpu-kernels", F_CHOICE, "blas", CMD_TRAIN | CMD_SAMPLE, "blas|reference", "CPU matmuls on OpenBLAS, or the plain OpenMP reference loops") \
-    X(peak_tflops, "peak-tflops", F_NUM, "0", CMD_TRAIN, NULL, "peak FLOPS for MFU/HFU (0: measure a GEMM at start-up)") \
+    X(peak_tflops, "peak-tflops", F_NUM, "0", CMD_TRAIN | CMD_INFO, NULL, "peak FLOPS for MFU/HFU (0: train measures a GEMM at start-up or reads the GPU's datasheet; info assumes an H100 SXM's bf16 989)") \
+    /* scaling on paper (info) */                                                                                 \
+    X(gpus, "gpus", F_INT, "1", CMD_INFO, NULL, "data-parallel ranks to plan for: memory per rank and all-reduce cost") \
+    X(link, "link", F_CHOICE, "nvlink", CMD_INFO, "nvlink|ib|pcie|eth", "interconnect for the all-reduce estimate (bandwidths in README)") \
+    X(backward_ms, "backward-ms", F_NUM, "0", CMD_INFO, NULL, "measured backward time per step (a run's bwd_ms); 0: estimate from FLOPs at 40% of --peak-tflops") \
     /* sample */                                                                                                   \
     X(from, "from", F_STR, "out", CMD_SAMPLE | CMD_EXPORT, NULL, "directory of a finished run (model.bin, tokenizer.txt)") \
     X(checkpoint, "checkpoint", F_STR, "", CMD_SAMPLE | CMD_EXPORT, NULL, "a gptrain checkpoint or an llm.c model file (instead of --from)") \

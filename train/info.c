@@ -1,7 +1,12 @@
 /*
  * info.c: `gptrain info`, the model's size, FLOPs and memory anatomy from the planner, before anything runs.
- * These are the numbers the trainer allocates (gpt_create uses the same plan).
+ * These are the numbers the trainer allocates (gpt_create uses the same plan). With --gpus N it adds data parallelism
+ * on paper: memory per rank with and without ZeRO-1, and the ring all-reduce's cost per step,
+ *   t = 2 (N - 1) / N * gradient bytes / link bandwidth
+ * (each rank sends and receives that much; ZeRO-1's reduce-scatter + all-gather move the same volume), against the
+ * backward time it can hide behind, giving the scaling efficiency with and without overlap.
  */
+#include <math.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -9,6 +14,42 @@
 
 static void mib_line(const char *what, size_t bytes, size_t params) {
     printf("  %-34s %12.2f MiB  %6.2f bytes/param\n", what, bytes / 1048576.0, (double)bytes / (double)params);
+}
+
+// Per-rank all-reduce bandwidth (bytes/s, one direction) of each --link, the figure a ring all-reduce runs at.
+typedef struct Link { const char *name, *what; double bytes_per_s; } Link;
+static const Link LINKS[] = {
+    {"nvlink", "NVLink 4 (H100 SXM: 900 GB/s bidirectional per GPU)", 450e9},
+    {"ib", "InfiniBand NDR (400 Gb/s per GPU, one NIC per GPU)", 50e9},
+    {"pcie", "PCIe Gen5 x16 (64 GB/s per direction)", 64e9},
+    {"eth", "Ethernet 100 GbE per node", 12.5e9},
+};
+
+static void data_parallel_on_paper(const Options *o, const GPTMemory *mem, const GPTFlops *fl) {
+    const int n = o->gpus;
+    const Link *link = &LINKS[0];
+    for (size_t i = 0; i < sizeof LINKS / sizeof LINKS[0]; i++)
+        if (!strcmp(o->link, LINKS[i].name)) link = &LINKS[i];
+    const double grad_bytes = (double)mem->grad_bytes;
+    const double comm_s = n > 1 ? 2.0 * (n - 1) / n * grad_bytes / link->bytes_per_s : 0.0;
+    const double peak = o->peak_tflops > 0 ? o->peak_tflops : 989.4;
+    // Backward = 2/3 of a step's model FLOPs (twice the forward).
+    const double est_bwd_s = (fl->model - fl->forward) / (0.4 * peak * 1e12), est_step_s = fl->model / (0.4 * peak * 1e12);
+    const double bwd_s = o->backward_ms > 0 ? o->backward_ms / 1e3 : est_bwd_s;
+    const double step_s = o->backward_ms > 0 ? bwd_s * 1.5 : est_step_s;   // forward ~ half the backward
+    printf("data parallelism on paper: %d ranks over %s, %.0f GB/s per rank\n", n, link->what,
+           link->bytes_per_s / 1e9);
+    const double opt = (double)mem->optim_bytes, base = (double)mem->param_bytes + grad_bytes;
+    printf("  memory per rank: weights + gradients %.2f MiB; AdamW state %.2f MiB, with --zero 1 %.2f MiB (1/%d)\n",
+           base / 1048576.0, opt / 1048576.0, opt / n / 1048576.0, n);
+    printf("  all-reduce of %.2f MiB of fp32 gradients, ring 2(N-1)/N x bytes / bandwidth: %.3f ms per optimizer step\n",
+           grad_bytes / 1048576.0, comm_s * 1e3);
+    printf("  backward %.3f ms, step %.3f ms per rank (%s)\n", bwd_s * 1e3, step_s * 1e3,
+           o->backward_ms > 0 ? "--backward-ms as measured; forward taken as half of it"
+                              : "estimated: model FLOPs at 40% of the peak");
+    const double hidden = comm_s > bwd_s ? comm_s - bwd_s : 0.0;
+    printf("  scaling efficiency: %.1f%% with the all-reduce after the backward, %.1f%% overlapped with it\n",
+           100 * step_s / (step_s + comm_s), 100 * step_s / (step_s + hidden));
 }
 
 int cmd_info(Options *o) {
@@ -51,5 +92,7 @@ int cmd_info(Options *o) {
         snprintf(what, sizeof what, "total, --recompute %s", names[m]);
         mib_line(what, total, mem.num_params);
     }
+    if (o->gpus < 1) die_user("--gpus %d: expected at least 1", o->gpus);
+    if (o->gpus > 1 || cli_given(o, "link")) data_parallel_on_paper(o, &mem, &fl);
     return 0;
 }
