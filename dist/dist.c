@@ -144,6 +144,44 @@ void dist_allgather(Dist *d, float *buf, size_t shard) {
 #endif
 }
 
+#ifdef GPTRAIN_MPI
+static MPI_Request pending_req[DIST_MAX_PENDING];
+static float *pending_buf[DIST_MAX_PENDING];
+static size_t pending_n[DIST_MAX_PENDING];
+static int npending;
+#endif
+
+void dist_iallreduce_sum(Dist *d, float *buf, size_t n) {
+    if (d->world == 1 || n == 0) return;
+#ifdef GPTRAIN_MPI
+    if (npending == DIST_MAX_PENDING || n > ((size_t)1 << 30)) {   // full, or too large for one request: block
+        dist_wait_mean(d);
+        dist_allreduce_mean(d, buf, n);
+        return;
+    }
+    MPI_Iallreduce(MPI_IN_PLACE, buf, (int)n, MPI_FLOAT, MPI_SUM, MPI_COMM_WORLD, &pending_req[npending]);
+    pending_buf[npending] = buf;
+    pending_n[npending++] = n;
+    int done;
+    MPI_Testall(npending, pending_req, &done, MPI_STATUSES_IGNORE);   // progress the ones already in flight
+#else
+    (void)buf;
+#endif
+}
+
+void dist_wait_mean(Dist *d) {
+#ifdef GPTRAIN_MPI
+    if (!npending) return;
+    MPI_Waitall(npending, pending_req, MPI_STATUSES_IGNORE);
+    const float s = 1.0f / (float)d->world;
+    for (int k = 0; k < npending; k++)
+        for (size_t i = 0; i < pending_n[k]; i++) pending_buf[k][i] *= s;
+    npending = 0;
+#else
+    (void)d;
+#endif
+}
+
 void dist_barrier(Dist *d) {
 #ifdef GPTRAIN_MPI
     if (strcmp(d->backend, "mpi") == 0) MPI_Barrier(MPI_COMM_WORLD);

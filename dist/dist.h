@@ -27,6 +27,12 @@ int dist_allreduce_max_int(Dist *d, int x);
 // holds the averaged values; all-gather each rank's shard of buf back into every rank's full buffer.
 void dist_reduce_scatter_mean(Dist *d, float *buf, size_t shard);
 void dist_allgather(Dist *d, float *buf, size_t shard);
+// Non-blocking sum of a host buffer over ranks, in place (MPI_Iallreduce); dist_wait_mean completes every pending
+// one and scales each by 1/world. Up to DIST_MAX_PENDING may be in flight; each call also lets MPI progress the
+// earlier ones. Sums are the same as dist_allreduce_mean's, so the two paths give identical results.
+#define DIST_MAX_PENDING 1024
+void dist_iallreduce_sum(Dist *d, float *buf, size_t n);
+void dist_wait_mean(Dist *d);
 void dist_barrier(Dist *d);
 // End the whole job (all ranks) with status code after a fatal error on this rank.
 void dist_abort(Dist *d, int code);

@@ -293,8 +293,10 @@ void gpt_backward(GPT *g) {
         const float *residual = l == 0 ? g->acts.encoded : act(g, ACT_residual3, l - 1);
         block_recompute(g, l, residual, B, T);
         block_backward(g, l, residual, B, T);
+        if (g->on_grads_ready) g->on_grads_ready(g->hook_ctx, l);   // layer l's parameter gradients are final
     }
     op_encoder_backward(be, g->grads.wte, g->grads.wpe, ga->dresidual, g->inputs, B, T, C);
+    if (g->on_grads_ready) g->on_grads_ready(g->hook_ctx, -1);        // wte, wpe, lnf: the rest
     g->has_targets = 0;  // the logits buffer no longer holds dlogits for a second backward
 }
 

@@ -218,6 +218,11 @@ typedef struct GPT {
     float mean_loss;
     int adam_t;                // optimizer steps taken
     float *host_losses;        // (B*T) host copy of the per-token losses, for the mean
+    // Called by gpt_backward when gradients are final: with layer l after that layer's backward (its slices of the
+    // per-layer tensors), then with -1 after the embeddings' (wte, wpe, lnfw, lnfb). The trainer launches each
+    // bucket's all-reduce from here so communication overlaps the rest of the backward. NULL: no calls.
+    void (*on_grads_ready)(void *ctx, int layer);
+    void *hook_ctx;
 } GPT;
 
 // The three parameter-sized state buffers, for moving them between the backend's memory and the host (files).

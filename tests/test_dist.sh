@@ -3,7 +3,8 @@
 # against 1 rank x batch 2B, which read exactly the same tokens: per-step losses and validation losses within 1e-6
 # relative, final weights within 1e-4 of their rms (not bitwise: the all-reduce adds two half-batch gradient sums
 # where one rank sums all rows in one GEMM, and AdamW divides each element by its own running magnitude, so the last
-# bits of a near-cancelling sum grow to ~1e-6 absolute over 20 steps); the same with gradient accumulation; ZeRO-1
+# bits of a near-cancelling sum grow to ~1e-6 absolute over 20 steps); the per-layer overlapped all-reduce equal to
+# the blocking one; the same with gradient accumulation; ZeRO-1
 # against plain data parallelism; a 2-rank checkpoint resumed by 2 ranks gives byte-identical weights; killing one
 # rank ends the job with a message naming it, within a timeout. Prints "skipped: no MPI" where gptrain was built
 # without MPI or mpirun is missing. Run from the repository root after `make`.
@@ -50,6 +51,12 @@ grep -q "ranks: 2 (mpi)" "$T/r2.out" && [ "$(grep -c '^ *20/20' "$T/r2.out")" -e
     && ok "2 ranks over MPI: rank 0 alone prints (one final row)" || bad "2-rank output" "$(grep ranks "$T/r2.out")"
 msg=$(compare "$T/r2.jsonl" "$T/r1.jsonl" "$T/r2/model.bin" "$T/r1/model.bin") \
     && ok "2 ranks x B=2 = 1 rank x B=4: $msg" || bad "2 ranks vs 1" "$msg"
+
+# The bucketed, overlapped all-reduce (default) against one blocking all-reduce after the backward: the same sums.
+$MPI $G train $RUN --batch 2 --comm-overlap off --out "$T/o2" --log "$T/o2.jsonl" >"$T/o2.out" 2>&1
+cmp -s "$T/o2/model.bin" "$T/r2/model.bin" && grep -q '"exposed_comm_ms"' "$T/r2.jsonl" \
+    && ok "--comm-overlap on (per-layer buckets during the backward) = off, byte for byte; comm_ms and exposed_comm_ms logged" \
+    || bad "comm overlap" "model.bin differs or no exposed_comm_ms"
 
 $MPI $G train $RUN --batch 1 --grad-accum 2 --out "$T/a2" --log "$T/a2.jsonl" >"$T/a2.out" 2>&1
 $G train $RUN --batch 2 --grad-accum 2 --out "$T/a1" --log "$T/a1.jsonl" >"$T/a1.out" 2>&1

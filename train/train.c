@@ -28,7 +28,7 @@ typedef struct RunMetrics {
     int step;
     double loss, lr, grad_norm, step_ms, data_ms, tokens_per_s, model_tflops, hw_tflops, mfu, hfu;
     double fwd_ms, bwd_ms, opt_ms;   // phases: forward + loss, backward, all-reduce + norm + AdamW
-    double comm_ms;                  // the gradient all-reduce (not overlapped yet: all of it is exposed)
+    double comm_ms, exposed_comm_ms; // the gradient all-reduce: launches + wait, and the part the backward did not hide
     int skipped;
 } RunMetrics;
 
@@ -285,11 +285,33 @@ static void write_json(FILE *f, const RunMetrics *m, double val_loss) {
             m->step, loss, m->lr, gn, m->step_ms, m->data_ms, m->tokens_per_s, m->model_tflops, m->hw_tflops, mfu,
             hfu);
     fprintf(f, ", \"fwd_ms\": %.3f, \"bwd_ms\": %.3f, \"opt_ms\": %.3f, \"comm_ms\": %.3f, \"exposed_comm_ms\": %.3f",
-            m->fwd_ms, m->bwd_ms, m->opt_ms, m->comm_ms, m->comm_ms);
+            m->fwd_ms, m->bwd_ms, m->opt_ms, m->comm_ms, m->exposed_comm_ms);
     if (m->skipped) fprintf(f, ", \"skipped\": true");
     if (!isnan(val_loss)) fprintf(f, ", \"val_loss\": %.6f", val_loss);
     fprintf(f, "}\n");
     fflush(f);
+}
+
+// Bucketed all-reduce: gpt_backward calls this when a layer's gradients are final, and each of that layer's tensor
+// slices goes out as a non-blocking all-reduce while the backward of the layers below runs.
+typedef struct CommCtx {
+    Dist *dist;
+    GPT *g;
+    double launch_s;
+} CommCtx;
+
+static void launch_bucket(void *ctx, int layer) {
+    CommCtx *c = ctx;
+    const double t0 = backend_now_s();
+    for (int i = 0; i < NUM_PARAM_TENSORS; i++) {
+        const ParamInfo *p = &c->g->param_info[i];
+        if (layer >= 0 && p->per_layer) {
+            const size_t n = p->rows * p->cols;
+            dist_iallreduce_sum(c->dist, c->g->grads_mem + p->offset + (size_t)layer * n, n);
+        } else if (layer < 0 && !p->per_layer)
+            dist_iallreduce_sum(c->dist, c->g->grads_mem + p->offset, p->numel);
+    }
+    c->launch_s += backend_now_s() - t0;
 }
 
 // All-gather each rank's shard of buf (n floats) into every rank's copy, through the padded stage.
@@ -483,6 +505,9 @@ int cmd_train(Options *o) {
                  z_hi = z_lo + z_shard < g.mem.num_params ? z_lo + z_shard : g.mem.num_params;
     float *z_grads = zero ? backend_host_alloc(z_shard * dist.world * sizeof(float), "ZeRO-1 gradient shards") : NULL;
     float *z_stage = zero ? backend_host_alloc(z_shard * dist.world * sizeof(float), "ZeRO-1 all-gather") : NULL;
+    const int overlap = dist.world > 1 && !zero && be.host_visible && !strcmp(o->comm_overlap, "on");
+    CommCtx comm = {&dist, &g, 0};
+    g.hook_ctx = &comm;
     float *grad_stage = dist.world > 1 && !be.host_visible
                             ? backend_staging_alloc(&be, g.mem.num_params * sizeof(float), "gradient all-reduce staging")
                             : NULL;
@@ -498,7 +523,10 @@ int cmd_train(Options *o) {
         m.step = step + 1;
         double t0 = backend_now_s(), data_s = 0, loss_sum = 0, fwd_s = 0, bwd_s = 0;
         gpt_zero_grad(&g);
+        comm.launch_s = 0;
         for (int micro = 0; micro < accum; micro++) {
+            // Gradients are final only in the last micro-step's backward: its buckets go out as they complete.
+            g.on_grads_ready = overlap && micro == accum - 1 ? launch_bucket : NULL;
             const int32_t *in, *tg;
             double wait;
             if (data_loader_next_batch(&train_dl, &in, &tg, &wait, err, sizeof err)) die_user("%s", err);
@@ -515,7 +543,11 @@ int cmd_train(Options *o) {
         const double t_opt = backend_now_s();
         // Gradient averaging over ranks (the backend's memory staged through the host when it is not host memory).
         const double t_comm = backend_now_s();
-        if (zero) {
+        double exposed_s = 0;
+        if (overlap) {
+            dist_wait_mean(&dist);   // what the backward did not hide
+            exposed_s = backend_now_s() - t_comm;
+        } else if (zero) {
             // ZeRO-1: reduce-scatter, so this rank holds the averaged gradient of its shard [z_lo, z_hi) only.
             memcpy(z_grads, g.grads_mem, g.mem.num_params * sizeof(float));
             dist_reduce_scatter_mean(&dist, z_grads, z_shard);
@@ -527,7 +559,9 @@ int cmd_train(Options *o) {
                 backend_to_device(&be, g.grads_mem, grad_stage, g.mem.num_params * sizeof(float));
             }
         }
-        m.comm_ms = (backend_now_s() - t_comm) * 1e3;
+        if (!overlap) exposed_s = backend_now_s() - t_comm;
+        m.comm_ms = (exposed_s + comm.launch_s) * 1e3;
+        m.exposed_comm_ms = exposed_s * 1e3;
         m.loss = dist_allreduce_sum(&dist, loss_sum / accum) / dist.world;
         if (zero) {   // the global norm from each rank's shard
             double ss = 0;
