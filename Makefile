@@ -43,6 +43,15 @@ ifeq ($(HAVE_CUDA),yes)
   NVFLAGS := -O3 -std=c++17 $(CUDA_ARCH) -Xcompiler -Wall,-Wextra,-Wno-unused-parameter -I. -Ikernels -Ikernels/cuda \
              -DGPTRAIN_CUDA
   $(info gptrain build: CUDA       yes ($(NVCC), sm_80 + sm_90a; cuBLAS))
+  CUDA_INC := $(shell dirname $$(dirname $(NVCC)))/include
+  HAVE_NCCL := $(shell printf '$(HASH)include <nccl.h>\nint main(void){int v; return (int)ncclGetVersion(&v);}\n' | $(CC) -x c - -I$(CUDA_INC) -o /dev/null -L$(CUDA_LIBDIR) -lnccl >/dev/null 2>&1 && echo yes)
+  ifeq ($(HAVE_NCCL),yes)
+    CFLAGS += -DGPTRAIN_NCCL -I$(CUDA_INC)
+    LDLIBS += -lnccl
+    $(info gptrain build: NCCL       yes (GPU all-reduce; bootstrap over MPI or TCP))
+  else
+    $(info gptrain build: NCCL       no  (nccl.h/libnccl not found; GPU gradients go through host memory for MPI))
+  endif
 else ifneq ($(NVCC),)
   $(info gptrain build: CUDA       no  ($(NVCC) found but cannot build against cuBLAS; CPU only))
 else
@@ -102,7 +111,7 @@ test-run: gptrain $(TEST_BIN)
 	@sh tests/run_all.sh $(TEST_BIN)
 
 test-gpu: gptrain $(BUILD)/tests/test_gpu
-	@$(BUILD)/tests/test_gpu
+	@$(BUILD)/tests/test_gpu && sh tests/gpu/test_gpu_train.sh
 
 bench: gptrain
 	@sh bench/vs_pytorch.sh

@@ -40,6 +40,7 @@ int dist_init(Dist *d, char *err, size_t errlen) {
     d->world = 1;
     d->local_rank = 0;
     d->backend = "none";
+    d->nccl = 0;
     const char *var;
     const int n = launcher_world(&var);
 #ifdef GPTRAIN_MPI
@@ -57,6 +58,20 @@ int dist_init(Dist *d, char *err, size_t errlen) {
         d->backend = "mpi";
         if (var && n != d->world && strcmp(var, "WORLD_SIZE")) {
             snprintf(err, errlen, "%s=%d but MPI started %d processes: a mismatched launch", var, n, d->world);
+            return -1;
+        }
+        return 0;
+    }
+#endif
+#ifdef GPTRAIN_NCCL
+    // torchrun-style: RANK / WORLD_SIZE / LOCAL_RANK; the collectives are NCCL's, bootstrapped over TCP later.
+    if (n > 1 && var && !strcmp(var, "WORLD_SIZE") && getenv("RANK")) {
+        d->rank = env_int("RANK");
+        d->world = n;
+        d->local_rank = env_int("LOCAL_RANK");
+        d->backend = "nccl";
+        if (d->rank < 0 || d->rank >= n) {
+            snprintf(err, errlen, "RANK=%d: expected 0 <= RANK < WORLD_SIZE=%d", d->rank, n);
             return -1;
         }
         return 0;
@@ -94,6 +109,9 @@ void dist_allreduce_mean(Dist *d, float *buf, size_t n) {
 }
 
 double dist_allreduce_sum(Dist *d, double x) {
+#ifdef GPTRAIN_NCCL
+    if (d->world > 1 && !strcmp(d->backend, "nccl")) return dist_nccl_sum(d, x);
+#endif
 #ifdef GPTRAIN_MPI
     if (d->world > 1) MPI_Allreduce(MPI_IN_PLACE, &x, 1, MPI_DOUBLE, MPI_SUM, MPI_COMM_WORLD);
 #else
@@ -103,6 +121,10 @@ double dist_allreduce_sum(Dist *d, double x) {
 }
 
 int dist_allreduce_max_int(Dist *d, int x) {
+#ifdef GPTRAIN_NCCL
+    // Over NCCL alone: a sum of "this rank saw it" flags is non-zero exactly when the max is.
+    if (d->world > 1 && !strcmp(d->backend, "nccl")) return dist_nccl_sum(d, x != 0) > 0 ? (x ? x : 1) : 0;
+#endif
 #ifdef GPTRAIN_MPI
     if (d->world > 1) MPI_Allreduce(MPI_IN_PLACE, &x, 1, MPI_INT, MPI_MAX, MPI_COMM_WORLD);
 #else
@@ -200,6 +222,9 @@ void dist_abort(Dist *d, int code) {
 }
 
 void dist_finalize(Dist *d) {
+#ifdef GPTRAIN_NCCL
+    dist_nccl_finalize(d);
+#endif
 #ifdef GPTRAIN_MPI
     if (strcmp(d->backend, "mpi") == 0) MPI_Finalize();
 #endif

@@ -12,7 +12,8 @@
 
 typedef struct Dist {
     int rank, world, local_rank;
-    const char *backend;   // "none" or "mpi"
+    const char *backend;   // "none", "mpi", or "nccl" (a torchrun-style launch: NCCL alone, bootstrapped over TCP)
+    int nccl;              // 1 once dist_nccl_init made the GPU communicator
 } Dist;
 
 // Start the group from the launcher's environment. A multi-process launch this build cannot serve (no MPI built in,
@@ -33,7 +34,19 @@ void dist_allgather(Dist *d, float *buf, size_t shard);
 #define DIST_MAX_PENDING 1024
 void dist_iallreduce_sum(Dist *d, float *buf, size_t n);
 void dist_wait_mean(Dist *d);
+// TCP rendezvous (bootstrap.c) for torchrun-style launches: rank 0 listens on addr:port and sends its n-byte blob
+// to every other rank, which connects (retrying) and receives it into blob. Bounded by timeout_s: a rank that never
+// arrives fails rank 0 with a message naming it. 0, or -1 with err.
+int dist_tcp_broadcast(int rank, int world, const char *addr, int port, void *blob, size_t n, double timeout_s,
+                       char *err, size_t errlen);
 void dist_barrier(Dist *d);
+// NCCL for GPU buffers (nccl.c; builds with CUDA and NCCL). dist_nccl_init makes the communicator (unique id over MPI
+// or the TCP rendezvous) for this rank's GPU, refusing a rank without a GPU of its own; the all-reduce averages a
+// device buffer in place; scalar sums go through NCCL too when MPI is absent.
+int dist_nccl_init(Dist *d, int device_count, char *err, size_t errlen);
+void dist_nccl_allreduce_mean(Dist *d, float *dev_buf, size_t n);
+double dist_nccl_sum(Dist *d, double x);
+void dist_nccl_finalize(Dist *d);
 // End the whole job (all ranks) with status code after a fatal error on this rank.
 void dist_abort(Dist *d, int code);
 void dist_finalize(Dist *d);

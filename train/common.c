@@ -73,7 +73,15 @@ void resolve_backend(const Options *o, Backend *be) {
     if (want_cuda || (!strcmp(o->device, "auto") && backend_cuda_device_count() > 0)) {
         char err[512];
         const int mode = !strcmp(o->precision, "tf32") ? 1 : !strcmp(o->precision, "bf16") ? 2 : 0;
-        if (backend_cuda_init(be, 0, mode, err, sizeof err)) die_user("%s", err);
+        // Each rank drives the GPU of its local rank (mpirun, srun or torchrun-style variables).
+        const char *lr = getenv("OMPI_COMM_WORLD_LOCAL_RANK");
+        if (!lr) lr = getenv("SLURM_LOCALID");
+        if (!lr) lr = getenv("LOCAL_RANK");
+        const int device = lr ? atoi(lr) : 0, count = backend_cuda_device_count();
+        if (device >= count && count > 0)
+            die_user("local rank %d has no GPU of its own (%d on this node): launch at most %d ranks per node", device,
+                     count, count);
+        if (backend_cuda_init(be, device, mode, err, sizeof err)) die_user("%s", err);
         return;
     }
 #else

@@ -339,6 +339,13 @@ int cmd_train(Options *o) {
     if (!o->data[0] && !o->train_data[0])
         die_user("--data: expected the directory `gptrain prepare` wrote (or --train-data/--val-data globs)");
     check_options(o);
+    int gpu_usable = 0;
+#ifdef GPTRAIN_CUDA
+    gpu_usable = strcmp(o->device, "cpu") && backend_cuda_device_count() > 0;
+#endif
+    if (!strcmp(dist.backend, "nccl") && !gpu_usable)
+        die_user("WORLD_SIZE=%d without mpirun: a torchrun-style launch needs --device cuda (NCCL); use mpirun for "
+                 "CPU ranks", dist.world);
     if (o->checkpoint_every < 0) die_user("--checkpoint-every %d: expected 0 (off) or more", o->checkpoint_every);
     if (o->keep_last < 0) die_user("--keep-last %d: expected 0 (keep all) or more", o->keep_last);
     if (o->zero != 0 && o->zero != 1) die_user("--zero %d: expected 0 (off) or 1 (sharded optimizer state)", o->zero);
@@ -418,6 +425,17 @@ int cmd_train(Options *o) {
     if (make_dirs(o->checkpoint_dir, "--checkpoint-dir", err, sizeof err)) die_user("%s", err);
     Backend be;
     resolve_backend(o, &be);
+    // GPU gradients between ranks: NCCL when built in (else staged through host memory for MPI); a torchrun-style
+    // launch has no other collectives than NCCL's.
+#ifdef GPTRAIN_NCCL
+    // GPTRAIN_NCCL_WORLD1=1 runs a single rank through NCCL too (the device test: the same numbers as without).
+    if (be.kind == BACKEND_CUDA && (dist.world > 1 || getenv("GPTRAIN_NCCL_WORLD1")) &&
+        dist_nccl_init(&dist, backend_cuda_device_count(), err, sizeof err))
+        die_user("%s", err);
+#endif
+    if (!strcmp(dist.backend, "nccl") && !dist.nccl)
+        die_user("WORLD_SIZE=%d without mpirun: a torchrun-style launch needs --device cuda (NCCL); use mpirun for "
+                 "CPU ranks", dist.world);
     if (o->zero && !be.host_visible)
         die_user("--zero 1: the sharded optimizer runs on host memory (CPU backends); on a GPU it needs NCCL");
     GPT g;
@@ -508,7 +526,7 @@ int cmd_train(Options *o) {
     const int overlap = dist.world > 1 && !zero && be.host_visible && !strcmp(o->comm_overlap, "on");
     CommCtx comm = {&dist, &g, 0};
     g.hook_ctx = &comm;
-    float *grad_stage = dist.world > 1 && !be.host_visible
+    float *grad_stage = dist.world > 1 && !be.host_visible && !dist.nccl
                             ? backend_staging_alloc(&be, g.mem.num_params * sizeof(float), "gradient all-reduce staging")
                             : NULL;
     const int nan_skip = !strcmp(o->nan_policy, "skip");
@@ -551,8 +569,9 @@ int cmd_train(Options *o) {
             // ZeRO-1: reduce-scatter, so this rank holds the averaged gradient of its shard [z_lo, z_hi) only.
             memcpy(z_grads, g.grads_mem, g.mem.num_params * sizeof(float));
             dist_reduce_scatter_mean(&dist, z_grads, z_shard);
-        } else if (dist.world > 1) {
-            if (be.host_visible) dist_allreduce_mean(&dist, g.grads_mem, g.mem.num_params);
+        } else if (dist.world > 1 || dist.nccl) {
+            if (dist.nccl) dist_nccl_allreduce_mean(&dist, g.grads_mem, g.mem.num_params);
+            else if (be.host_visible) dist_allreduce_mean(&dist, g.grads_mem, g.mem.num_params);
             else {
                 backend_to_host(&be, grad_stage, g.grads_mem, g.mem.num_params * sizeof(float));
                 dist_allreduce_mean(&dist, grad_stage, g.mem.num_params);

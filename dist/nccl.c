@@ -1,0 +1,132 @@
+/*
+ * nccl.c: the process group's NCCL side, for gradient buffers that live on the GPU (built when make finds CUDA and
+ * NCCL). The communicator is made from a unique id that rank 0 creates and broadcasts: over MPI when MPI started
+ * the ranks, else over the TCP rendezvous of bootstrap.c (torchrun-style RANK / WORLD_SIZE / MASTER_ADDR /
+ * MASTER_PORT). Each rank drives the GPU of its local rank. ncclAvg averages in one pass. Every call is checked;
+ * NCCL's asynchronous errors are polled while waiting, with a timeout, so a dead peer ends the job with a message
+ * instead of a hang.
+ */
+#ifdef GPTRAIN_NCCL
+#include <cuda_runtime.h>
+#include <nccl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#ifdef GPTRAIN_MPI
+#include <mpi.h>
+#endif
+
+#include "dist.h"
+
+#define NCCL_CHECK(call)                                                                                        \
+    do {                                                                                                        \
+        ncclResult_t r_ = (call);                                                                               \
+        if (r_ != ncclSuccess) {                                                                                \
+            fprintf(stderr, "gptrain: NCCL error at %s:%d: %s: %s\n", __FILE__, __LINE__, #call,                \
+                    ncclGetErrorString(r_));                                                                    \
+            exit(1);                                                                                            \
+        }                                                                                                       \
+    } while (0)
+
+static ncclComm_t comm;
+static cudaStream_t stream;
+static double *scalar_dev;
+static double timeout_s = 600.0;
+
+static double now_s(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return ts.tv_sec + 1e-9 * ts.tv_nsec;
+}
+
+int dist_nccl_init(Dist *d, int device_count, char *err, size_t errlen) {
+    if (device_count <= 0) { snprintf(err, errlen, "NCCL: no GPU"); return -1; }
+    if (d->local_rank >= device_count) {
+        snprintf(err, errlen,
+                 "local rank %d has no GPU of its own (%d on this node): two ranks cannot share a GPU under NCCL; "
+                 "launch at most %d ranks per node", d->local_rank, device_count, device_count);
+        return -1;
+    }
+    const char *t = getenv("GPTRAIN_COMM_TIMEOUT");
+    if (t && atof(t) > 0) timeout_s = atof(t);
+    ncclUniqueId id;
+    if (d->rank == 0) NCCL_CHECK(ncclGetUniqueId(&id));
+    if (d->world > 1) {
+        if (!strcmp(d->backend, "mpi")) {
+#ifdef GPTRAIN_MPI
+            MPI_Bcast(&id, sizeof id, MPI_BYTE, 0, MPI_COMM_WORLD);
+#endif
+        } else {
+            const char *addr = getenv("MASTER_ADDR"), *port = getenv("MASTER_PORT");
+            if (!addr || !port) {
+                snprintf(err, errlen, "WORLD_SIZE=%d without mpirun: expected MASTER_ADDR and MASTER_PORT for the "
+                         "NCCL bootstrap", d->world);
+                return -1;
+            }
+            if (dist_tcp_broadcast(d->rank, d->world, addr, atoi(port), &id, sizeof id, timeout_s, err, errlen))
+                return -1;
+        }
+    }
+    ncclConfig_t cfg = NCCL_CONFIG_INITIALIZER;
+    cfg.blocking = 1;
+    NCCL_CHECK(ncclCommInitRankConfig(&comm, d->world, id, d->rank, &cfg));
+    if (cudaStreamCreateWithFlags(&stream, cudaStreamNonBlocking) != cudaSuccess ||
+        cudaMalloc((void **)&scalar_dev, sizeof(double)) != cudaSuccess) {
+        snprintf(err, errlen, "NCCL: cannot create the communication stream");
+        return -1;
+    }
+    d->nccl = 1;
+    return 0;
+}
+
+// Wait for the communication stream, polling NCCL's asynchronous error state, up to the timeout.
+static void wait_stream(Dist *d) {
+    const double t0 = now_s();
+    for (;;) {
+        cudaError_t q = cudaStreamQuery(stream);
+        if (q == cudaSuccess) return;
+        if (q != cudaErrorNotReady) {
+            fprintf(stderr, "gptrain: error: rank %d: CUDA error in a collective: %s\n", d->rank, cudaGetErrorString(q));
+            dist_abort(d, 1);
+        }
+        ncclResult_t async;
+        ncclCommGetAsyncError(comm, &async);
+        if (async != ncclSuccess || now_s() - t0 > timeout_s) {
+            fprintf(stderr, "gptrain: error: rank %d: a collective %s (%s); another rank probably died\n", d->rank,
+                    async != ncclSuccess ? "failed" : "timed out", async != ncclSuccess ? ncclGetErrorString(async)
+                                                                                      : "GPTRAIN_COMM_TIMEOUT");
+            ncclCommAbort(comm);
+            dist_abort(d, 1);
+        }
+    }
+}
+
+void dist_nccl_allreduce_mean(Dist *d, float *dev_buf, size_t n) {
+    // The gradients were written on the default stream: the communication stream waits for them.
+    cudaEvent_t ready;
+    cudaEventCreateWithFlags(&ready, cudaEventDisableTiming);
+    cudaEventRecord(ready, 0);
+    cudaStreamWaitEvent(stream, ready, 0);
+    NCCL_CHECK(ncclAllReduce(dev_buf, dev_buf, n, ncclFloat, ncclAvg, comm, stream));
+    wait_stream(d);
+    cudaEventDestroy(ready);
+}
+
+double dist_nccl_sum(Dist *d, double x) {
+    cudaMemcpy(scalar_dev, &x, sizeof x, cudaMemcpyHostToDevice);
+    NCCL_CHECK(ncclAllReduce(scalar_dev, scalar_dev, 1, ncclDouble, ncclSum, comm, stream));
+    wait_stream(d);
+    cudaMemcpy(&x, scalar_dev, sizeof x, cudaMemcpyDeviceToHost);
+    return x;
+}
+
+void dist_nccl_finalize(Dist *d) {
+    if (!d->nccl) return;
+    ncclCommDestroy(comm);
+    cudaStreamDestroy(stream);
+    cudaFree(scalar_dev);
+    d->nccl = 0;
+}
+#endif
