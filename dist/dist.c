@@ -230,3 +230,24 @@ void dist_finalize(Dist *d) {
 #endif
     d->backend = "none";
 }
+
+#ifndef GPTRAIN_NCCL
+// Without NCCL the GPU paths are never taken (dist.nccl stays 0); these keep one set of calls in the trainer.
+int dist_nccl_init(Dist *d, int device_count, char *err, size_t errlen) {
+    (void)d;
+    (void)device_count;
+    snprintf(err, errlen, "NCCL is not built into this binary (make found no nccl.h/libnccl)");
+    return -1;
+}
+void dist_nccl_allreduce_mean(Dist *d, float *dev_buf, size_t n) {
+    (void)dev_buf;
+    (void)n;
+    fprintf(stderr, "gptrain: internal error at %s:%d: NCCL all-reduce without NCCL\n", __FILE__, __LINE__);
+    dist_abort(d, 1);
+}
+double dist_nccl_sum(Dist *d, double x) {
+    (void)d;
+    return x;
+}
+void dist_nccl_finalize(Dist *d) { (void)d; }
+#endif
