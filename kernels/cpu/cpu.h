@@ -13,19 +13,22 @@
 // exp(x) in a form the compiler vectorizes (glibc's expf/tanhf are scalar calls unless -ffast-math, which the
 // reference code does not use): x = n·ln2 + r with |r| <= ln2/2 (Cody-Waite split of ln2), exp(r) by its degree-7
 // Taylor polynomial (truncation < 1e-8 relative), times 2^n built in the exponent bits. Within a few ulp of expf for
-// x in [-87, 88]; inputs are clamped to that range (exp underflows to ~1e-38, never to a denormal or NaN).
-static inline float cpu_expf(float x) {
-    x = x < -87.0f ? -87.0f : x;
+// x in [-87, 88]; inputs are clamped to that range (exp underflows to ~1e-38, never to a denormal or NaN). A NaN
+// input runs the arithmetic on 0 (converting NaN to an integer is undefined behaviour) and comes out as itself.
+static inline float cpu_expf(float xin) {
+    const int is_nan = xin != xin;
+    float x = xin < -87.0f ? -87.0f : xin;
     x = x > 88.0f ? 88.0f : x;
+    x = is_nan ? 0.0f : x;
     // n = round(x / ln2) by the 1.5·2^23 trick: adding it pushes the fraction out of the mantissa (round to nearest).
     const float n = (x * 1.4426950408889634f + 12582912.0f) - 12582912.0f;
     const float r = (x - n * 0.693145751953125f) - n * 1.4286068203094172e-06f;
     const float p = 1.0f + r * (1.0f + r * (0.5f + r * (1.6666667e-1f + r * (4.1666668e-2f + r * (8.3333338e-3f +
                     r * (1.3888889e-3f + r * 1.9841270e-4f))))));
-    const int32_t bits = ((int32_t)n + 127) << 23;
+    const uint32_t bits = (uint32_t)((int32_t)n + 127) << 23;   // n in [-126, 127]: a normal exponent
     float scale;
     memcpy(&scale, &bits, sizeof scale);
-    return p * scale;
+    return is_nan ? xin : p * scale;
 }
 
 // tanh(u) = 1 - 2/(exp(2u) + 1): exact limits at +-inf, absolute error a few 1e-8 near 0.
