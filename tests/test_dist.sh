@@ -1,14 +1,14 @@
 #!/bin/sh
 # test_dist.sh: data parallelism over MPI on CPU buffers (mpirun -np 2, one thread per rank). 2 ranks x batch B
 # against 1 rank x batch 2B, which read exactly the same tokens: per-step losses and validation losses within 1e-6
-# relative, final weights within 1e-3 of their rms (measured 5e-5 to 1.2e-4 depending on the build; not bitwise:
-# the all-reduce adds two half-batch gradient sums
-# where one rank sums all rows in one GEMM, and AdamW divides each element by its own running magnitude, so the last
-# bits of a near-cancelling sum grow to ~1e-6 absolute over 20 steps); the per-layer overlapped all-reduce equal to
-# the blocking one; the same with gradient accumulation; ZeRO-1
-# against plain data parallelism; a 2-rank checkpoint resumed by 2 ranks gives byte-identical weights; killing one
-# rank ends the job with a message naming it, within a timeout. Prints "skipped: no MPI" where gptrain was built
-# without MPI or mpirun is missing. Run from the repository root after `make`.
+# relative (as logged, 6 decimals), final weights within 1e-3 of their rms (measured 5e-5 to 1.2e-4 depending on the
+# build). Not bitwise: the all-reduce adds two half-batch gradient sums where one rank sums all rows in one GEMM, and
+# AdamW divides each element by its own running magnitude, so the last bits of a near-cancelling sum grow to ~1e-6
+# absolute over 20 steps. Also: the per-layer overlapped all-reduce equal to the blocking one; gradient
+# accumulation; ZeRO-1 byte-identical to plain data parallelism; a 2-rank checkpoint resumed by 2 ranks byte-identical
+# to the straight run, and refused by 1 rank; killing one rank ends the job with a message naming it, within a
+# timeout. Prints "skipped: no MPI" where gptrain was built without MPI or mpirun is missing. Run from the repository
+# root after `make`.
 G=./gptrain
 T=$(mktemp -d)
 trap 'rm -rf "$T"' EXIT
