@@ -8,22 +8,7 @@
 # by tests/ref/llmc_files.py (an independent writer following llm.c's published layout, v3 fp32 and v5 bf16) loads
 # through --init-from and gives PyTorch's loss, and our export reads back into the same file bytes.
 # Run from the repository root after `make`.
-G=./gptrain
-T=$(mktemp -d)
-trap 'rm -rf "$T"' EXIT
-passed=0
-failed=0
-ok() { echo "ok   $1"; passed=$((passed + 1)); }
-bad() { echo "FAIL $1: $2"; failed=$((failed + 1)); }
-expect_error() {
-    name=$1 want=$2 pattern=$3; shift 3
-    "$@" >"$T/out" 2>"$T/err"
-    got=$?
-    if [ "$got" -ne "$want" ]; then bad "$name" "exit $got, expected $want; stderr: $(head -c 300 "$T/err")"; return; fi
-    if ! grep -q -e "$pattern" "$T/err"; then bad "$name" "stderr lacks '$pattern': $(head -c 300 "$T/err")"; return; fi
-    if [ "$(grep -c . "$T/err")" -ne 1 ]; then bad "$name" "expected one line on stderr, got: $(cat "$T/err")"; return; fi
-    ok "$name: $(cat "$T/err")"
-}
+. tests/lib.sh
 losses() { /usr/bin/python3 -c "import json,sys; print(' '.join(repr(json.loads(l)['loss']) for l in open(sys.argv[1])))" "$1"; }
 
 D=$T/data
@@ -151,5 +136,4 @@ if /usr/bin/python3 tests/ref/llmc_files.py "$T/llmc" >"$T/py" 2>&1; then
 else
     bad "llm.c files" "$(tail -5 "$T/py")"
 fi
-echo "$passed passed, $failed failed"
-[ "$failed" -eq 0 ]
+finish

@@ -2,24 +2,7 @@
 # test_cli.sh: the gptrain program end to end. A short training run (metrics, JSONL, evaluation, model file,
 # sample) and one case per bad input, each asserting the exit status, the one-line message naming the flag or file,
 # and that nothing existing was overwritten. Run from the repository root after `make`.
-G=./gptrain
-T=$(mktemp -d)
-trap 'rm -rf "$T"' EXIT
-passed=0
-failed=0
-ok() { echo "ok   $1"; passed=$((passed + 1)); }
-bad() { echo "FAIL $1: $2"; failed=$((failed + 1)); }
-
-# expect_error NAME STATUS PATTERN CMD...: the command exits with STATUS and its stderr has PATTERN on one line
-expect_error() {
-    name=$1 want=$2 pattern=$3; shift 3
-    "$@" >"$T/out" 2>"$T/err"
-    got=$?
-    if [ "$got" -ne "$want" ]; then bad "$name" "exit $got, expected $want; stderr: $(head -c 300 "$T/err")"; return; fi
-    if ! grep -q -e "$pattern" "$T/err"; then bad "$name" "stderr lacks '$pattern': $(head -c 300 "$T/err")"; return; fi
-    if [ "$(grep -c . "$T/err")" -ne 1 ]; then bad "$name" "expected one line on stderr, got: $(cat "$T/err")"; return; fi
-    ok "$name: $(cat "$T/err")"
-}
+. tests/lib.sh
 
 (cd data/tinyshakespeare && sha256sum --quiet -c input.txt.sha256) >"$T/sha" 2>&1 \
     && grep -q 86c4e6aa9db7c042ec79f339dcb96d42b0075e16b8fc2e86bf0ca57e2dc565ed data/tinyshakespeare/input.txt.sha256 \
@@ -115,5 +98,4 @@ zero = float(re.search(r"with --zero 1 ([0-9.]+) MiB", t).group(1))
 opt = float(re.search(r"AdamW state ([0-9.]+) MiB", t).group(1))
 assert abs(zero - opt / 8) < 0.01, (zero, opt)
 PY
-echo "$passed passed, $failed failed"
-[ "$failed" -eq 0 ]
+finish

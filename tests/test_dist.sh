@@ -9,13 +9,7 @@
 # to the straight run, and refused by 1 rank; killing one rank ends the job with a message naming it, within a
 # timeout. Prints "skipped: no MPI" where gptrain was built without MPI or mpirun is missing. Run from the repository
 # root after `make`.
-G=./gptrain
-T=$(mktemp -d)
-trap 'rm -rf "$T"' EXIT
-passed=0
-failed=0
-ok() { echo "ok   $1"; passed=$((passed + 1)); }
-bad() { echo "FAIL $1: $2"; failed=$((failed + 1)); }
+. tests/lib.sh
 if ! command -v mpirun >/dev/null 2>&1 || ! ldd "$G" 2>/dev/null | grep -q libmpi; then
     echo "skipped: no MPI (mpirun missing or gptrain built without it; apt-get install libopenmpi-dev openmpi-bin)"
     echo "0 passed, 0 failed"
@@ -107,5 +101,4 @@ else
     kill -9 $job 2>/dev/null
     bad "a killed rank" "could not find rank 1's process"
 fi
-echo "$passed passed, $failed failed"
-[ "$failed" -eq 0 ]
+finish

@@ -3,13 +3,7 @@
 # run on the CPU (per-step losses within 1e-4 relative), recompute full against none (identical losses), the run
 # through NCCL with one rank (GPTRAIN_NCCL_WORLD1=1) against without (identical), the device line and the predicted
 # vs measured memory printed, sampling on the GPU. Prints "skipped: no GPU" without one.
-G=./gptrain
-T=$(mktemp -d)
-trap 'rm -rf "$T"' EXIT
-passed=0
-failed=0
-ok() { echo "ok   $1"; passed=$((passed + 1)); }
-bad() { echo "FAIL $1: $2"; failed=$((failed + 1)); }
+. tests/lib.sh
 if ! nvidia-smi -L >/dev/null 2>&1 || ! ldd "$G" | grep -q libcudart; then
     echo "skipped: no GPU (or gptrain built without CUDA)"
     echo "0 passed, 0 failed"
@@ -40,5 +34,4 @@ for p in tf32 bf16; do
 done
 $G sample --from "$T/g" --device cuda --tokens 50 --prompt "ROMEO:" >"$T/s" 2>&1 && [ "$(head -c -1 "$T/s" | wc -c)" -eq 56 ] \
     && ok "sample on the GPU" || bad "GPU sample" "$(cat "$T/s")"
-echo "$passed passed, $failed failed"
-[ "$failed" -eq 0 ]
+finish
