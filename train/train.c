@@ -49,6 +49,11 @@ static void check_options(const Options *o) {
     if (o->eval_steps < 0) die_user("--eval-steps %d: expected 0 (whole split) or more", o->eval_steps);
     if (o->print_every < 1) die_user("--print-every %d: expected at least 1", o->print_every);
     if (o->peak_tflops < 0) die_user("--peak-tflops %g: expected 0 (measure) or a positive peak", o->peak_tflops);
+    if (o->checkpoint_every < 0) die_user("--checkpoint-every %d: expected 0 (off) or more", o->checkpoint_every);
+    if (o->keep_last < 0) die_user("--keep-last %d: expected 0 (keep all) or more", o->keep_last);
+    if (o->zero != 0 && o->zero != 1) die_user("--zero %d: expected 0 (off) or 1 (sharded optimizer state)", o->zero);
+    if (o->stop_at_step < 0 || o->stop_at_step > o->steps)
+        die_user("--stop-at-step %d: expected 0 (off) up to --steps %d", o->stop_at_step, o->steps);
 }
 
 // --total-batch-tokens sets the micro-steps per update; it must be a whole number of micro-batches on every rank.
@@ -346,11 +351,6 @@ int cmd_train(Options *o) {
     if (!strcmp(dist.backend, "nccl") && !gpu_usable)
         die_user("WORLD_SIZE=%d without mpirun: a torchrun-style launch needs --device cuda (NCCL); use mpirun for "
                  "CPU ranks", dist.world);
-    if (o->checkpoint_every < 0) die_user("--checkpoint-every %d: expected 0 (off) or more", o->checkpoint_every);
-    if (o->keep_last < 0) die_user("--keep-last %d: expected 0 (keep all) or more", o->keep_last);
-    if (o->zero != 0 && o->zero != 1) die_user("--zero %d: expected 0 (off) or 1 (sharded optimizer state)", o->zero);
-    if (o->stop_at_step < 0 || o->stop_at_step > o->steps)
-        die_user("--stop-at-step %d: expected 0 (off) up to --steps %d", o->stop_at_step, o->steps);
     static char tok_text[8192];
     data_tokenizer_text(o, tok_text, sizeof tok_text);
     Tokenizer tk;
