@@ -112,6 +112,19 @@ expect_error "checkpoint on a full disk" 2 "No space left on device" \
     && ok "after the failed write only the intact step-10 checkpoint is there" || bad "full disk" "$(ls "$T/full/checkpoints")"
 cmp -s "$C10" "$T/orig.bin" && ok "refused resumes left the checkpoint untouched" || bad "untouched" "$C10 changed"
 
+# ---- bad flags ----
+expect_error "--zero 2" 2 "\-\-zero 2: expected 0" $G train $RUN --zero 2 --out "$T/x"
+expect_error "--keep-last -1" 2 "\-\-keep-last -1" $G train $RUN --keep-last -1 --out "$T/x"
+expect_error "--checkpoint-every -1" 2 "\-\-checkpoint-every -1" $G train $RUN --checkpoint-every -1 --out "$T/x"
+expect_error "--stop-at-step beyond --steps" 2 "\-\-stop-at-step 99: expected 0 (off) up to \-\-steps 20" $G train $RUN --stop-at-step 99 --out "$T/x"
+expect_error "--train-data that matches nothing" 2 "\-\-train-data $T/none_\*.bin: matches no file" \
+    $G train --train-data "$T/none_*.bin" --val-data "$D/val_*.bin" --preset micro --out "$T/x"
+expect_error "--val-data missing with --train-data" 2 "\-\-val-data: expected a glob" \
+    $G train --train-data "$D/train_*.bin" --preset micro --out "$T/x"
+$G train --train-data "$D/train_*.bin" --val-data "$D/val_*.bin" --preset micro --batch 4 --seq-len 32 --steps 3 \
+    --eval-every 0 --eval-steps 1 --out "$T/glob" >"$T/glob.out" 2>&1 && grep -q "train 18000 tokens in 3 shards" "$T/glob.out" \
+    && ok "--train-data/--val-data globs train (3 train shards; tokenizer.txt found beside them)" || bad "globs" "$(tail -3 "$T/glob.out")"
+
 # ---- llm.c model files ----
 if /usr/bin/python3 tests/ref/llmc_files.py "$T/llmc" >"$T/py" 2>&1; then
     ok "tests/ref/llmc_files.py wrote v3 and v5 files: $(tail -n 1 "$T/py")"
