@@ -4,7 +4,7 @@
 # the same micro-batch B for all three, STEPS steps each (default 60), median step after 10 warm-up steps.
 # Prints tokens/s, MFU by llm.c's formula (6N + 6LCT FLOPs per token, N with the padded vocabulary, against the same
 # datasheet peak for all three) and gptrain's own MFU, and the ratios. Run it on the device, in one call:
-#   bash bench/gpu_124m.sh [--save]          (env: B=16 STEPS=60 PREC=tf32|fp32, LLMC=bench/peers/llm.c)
+#   bash bench/gpu_124m.sh [--save]          (env: B=16 STEPS=60 PREC=bf16|tf32|fp32, LLMC=bench/peers/llm.c)
 # llm.c must have been fetched (the search tool's fetch) into bench/peers/llm.c, which git ignores; none of its code is
 # committed. A peer that is missing or fails is reported as such, never silently dropped.
 set -uo pipefail
@@ -12,7 +12,7 @@ cd "$(dirname "$0")/.."
 B=${B:-16}
 T=1024
 STEPS=${STEPS:-60}
-PREC=${PREC:-tf32}
+PREC=${PREC:-bf16}
 LLMC=${LLMC:-bench/peers/llm.c}
 W=build/bench-gpu
 mkdir -p "$W"

@@ -71,7 +71,7 @@ enum { CMD_PREPARE = 1, CMD_TRAIN = 2, CMD_SAMPLE = 4, CMD_INFO = 8, CMD_EXPORT 
     X(init_from, "init-from", F_STR, "", CMD_TRAIN, NULL, "initial weights from an llm.c model file (v3 fp32 or v5 bf16); sets the model shape") \
     /* machine */                                                                                                  \
     X(device, "device", F_CHOICE, "auto", CMD_TRAIN | CMD_SAMPLE | CMD_INFO | CMD_EXPORT, "auto|cpu|cuda", "where to run")     \
-    X(precision, "precision", F_CHOICE, "fp32", CMD_TRAIN | CMD_SAMPLE | CMD_EXPORT, "fp32|tf32|bf16", "matmul precision (CPU: fp32; CUDA: fp32, or TF32 / bf16 tensor cores with fp32 storage and accumulation)") \
+    X(precision, "precision", F_CHOICE, "auto", CMD_TRAIN | CMD_SAMPLE | CMD_EXPORT, "auto|fp32|tf32|bf16", "matmul precision (auto: bf16 on a GPU, fp32 on the CPU; CUDA: fp32, or TF32 / bf16 tensor cores with fp32 storage and accumulation)") \
     X(threads, "threads", F_INT, "0", CMD_TRAIN | CMD_SAMPLE | CMD_INFO | CMD_EXPORT, NULL, "CPU threads (0: all cores)")       \
     X(cpu_kernels, "cpu-kernels", F_CHOICE, "blas", CMD_TRAIN | CMD_SAMPLE, "blas|reference", "CPU matmuls on OpenBLAS, or the plain OpenMP reference loops") \
     X(peak_tflops, "peak-tflops", F_NUM, "0", CMD_TRAIN | CMD_INFO, NULL, "peak FLOPS for MFU/HFU (0: train measures a GEMM at start-up or reads the GPU's datasheet; info assumes an H100 SXM's bf16 989)") \

@@ -66,12 +66,13 @@ void resolve_model(Options *o, GPTConfig *cfg, int *T, int fallback_vocab) {
     o->seq_len = *T;
 }
 
-void resolve_backend(const Options *o, Backend *be) {
+void resolve_backend(Options *o, Backend *be) {
     if (o->threads < 0) die_user("--threads %d: expected 0 (all cores) or more", o->threads);
     const int want_cuda = !strcmp(o->device, "cuda");
 #ifdef GPTRAIN_CUDA
     if (want_cuda || (!strcmp(o->device, "auto") && backend_cuda_device_count() > 0)) {
         char err[512];
+        if (!strcmp(o->precision, "auto")) o->precision = "bf16";   // tensor cores by default on a GPU
         const int mode = !strcmp(o->precision, "tf32") ? 1 : !strcmp(o->precision, "bf16") ? 2 : 0;
         // Each rank drives the GPU of its local rank (mpirun, srun or torchrun-style variables).
         const char *lr = getenv("OMPI_COMM_WORLD_LOCAL_RANK");
@@ -87,6 +88,7 @@ void resolve_backend(const Options *o, Backend *be) {
 #else
     if (want_cuda) die_user("--device cuda: this binary was built without CUDA (make found no nvcc); use --device cpu");
 #endif
+    if (!strcmp(o->precision, "auto")) o->precision = "fp32";
     if (strcmp(o->precision, "fp32"))
         die_user("--precision %s: only on --device cuda (the CPU computes in fp32)", o->precision);
     BackendKind kind = !strcmp(o->cpu_kernels, "reference") ? BACKEND_CPU_REF : BACKEND_CPU;

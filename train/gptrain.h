@@ -27,8 +27,9 @@ int cmd_export(Options *o);
 // Model shape from --preset and the shape flags; V from --vocab-size, else --data's tokenizer, else the preset,
 // else `fallback_vocab` (0: error). *T gets --seq-len (or max_seq_len). Exits with a user error on a bad combination.
 void resolve_model(Options *o, GPTConfig *cfg, int *T, int fallback_vocab);
-// Backend for --device / --cpu-kernels / --threads; exits with a user error when the device is not available.
-void resolve_backend(const Options *o, Backend *be);
+// Backend for --device / --cpu-kernels / --threads / --precision (auto: bf16 tensor cores on a GPU, fp32 on the CPU;
+// written back into o); exits with a user error when the device is not available.
+void resolve_backend(Options *o, Backend *be);
 
 // llm.c model file (magic 20240326, version 3: fp32): int32 header[256] = {magic, 3, maxT, V, L, NH, C, Vp, F, 0...}
 // then every parameter in GPT_PARAMS order. F in header[8] is our addition (llm.c leaves it 0 and assumes 4*C).

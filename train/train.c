@@ -385,6 +385,21 @@ int cmd_train(Options *o) {
     int eval_batches = o->eval_steps;
     size_t max_val_batches = (val_dl.ntok - 1) / ((size_t)B * T * dist.world);
     if (!eval_batches || (size_t)eval_batches > max_val_batches) eval_batches = (int)max_val_batches;
+    Backend be;
+    resolve_backend(o, &be);
+    // GPU gradients between ranks: NCCL when built in (else staged through host memory for MPI); a torchrun-style
+    // launch has no other collectives than NCCL's.
+#ifdef GPTRAIN_NCCL
+    // GPTRAIN_NCCL_WORLD1=1 runs a single rank through NCCL too (the device test: the same numbers as without).
+    if (be.kind == BACKEND_CUDA && (dist.world > 1 || getenv("GPTRAIN_NCCL_WORLD1")) &&
+        dist_nccl_init(&dist, backend_cuda_device_count(), err, sizeof err))
+        die_user("%s", err);
+#endif
+    if (!strcmp(dist.backend, "nccl") && !dist.nccl)
+        die_user("WORLD_SIZE=%d without mpirun: a torchrun-style launch needs --device cuda (NCCL); use mpirun for "
+                 "CPU ranks", dist.world);
+    if (o->zero && !be.host_visible)
+        die_user("--zero 1: the sharded optimizer runs on host memory (CPU backends); on a GPU it needs NCCL");
     char *cfg_text = resolved_text(o);
     // --resume: find the checkpoint and check it against this run before any work.
     char resume_path[4096] = "";
@@ -423,21 +438,6 @@ int cmd_train(Options *o) {
     snprintf(model_path, sizeof model_path, "%s/model.bin", o->out);
     if (make_dirs(o->out, "--out", err, sizeof err)) die_user("%s", err);
     if (make_dirs(o->checkpoint_dir, "--checkpoint-dir", err, sizeof err)) die_user("%s", err);
-    Backend be;
-    resolve_backend(o, &be);
-    // GPU gradients between ranks: NCCL when built in (else staged through host memory for MPI); a torchrun-style
-    // launch has no other collectives than NCCL's.
-#ifdef GPTRAIN_NCCL
-    // GPTRAIN_NCCL_WORLD1=1 runs a single rank through NCCL too (the device test: the same numbers as without).
-    if (be.kind == BACKEND_CUDA && (dist.world > 1 || getenv("GPTRAIN_NCCL_WORLD1")) &&
-        dist_nccl_init(&dist, backend_cuda_device_count(), err, sizeof err))
-        die_user("%s", err);
-#endif
-    if (!strcmp(dist.backend, "nccl") && !dist.nccl)
-        die_user("WORLD_SIZE=%d without mpirun: a torchrun-style launch needs --device cuda (NCCL); use mpirun for "
-                 "CPU ranks", dist.world);
-    if (o->zero && !be.host_visible)
-        die_user("--zero 1: the sharded optimizer runs on host memory (CPU backends); on a GPU it needs NCCL");
     GPT g;
     if (gpt_create(&g, &cfg, &be, B, T, rc, err, sizeof err)) die_user("%s", err);
     int start_step = 0, skipped = 0;
