@@ -43,32 +43,28 @@ grep -q "warning: resuming with --lr 0.002 (the checkpoint's run had 0.001)" "$T
 # Evaluating 30 val batches after every step slows the run (without touching its trajectory), so the signal lands
 # mid-run on any machine.
 SLOW="--eval-every 1 --eval-steps 30"
-$G train $RUN $SLOW --out "$T/s" --steps 20 --print-every 1 >"$T/s.out" 2>&1 &
-pid=$!
-i=0
-while [ $i -lt 200 ] && ! grep -q "^ *3/20" "$T/s.out" 2>/dev/null; do sleep 0.05; i=$((i + 1)); done
-kill -INT $pid
-wait $pid
-st=$?
-ck=$(ls "$T/s/checkpoints" 2>/dev/null | tail -n 1)
-[ "$st" -eq 130 ] && [ -n "$ck" ] && grep -q "stopped after step .* (SIGINT)" "$T/s.out" \
-    && ok "SIGINT: the step finishes, $ck is written, exit 130" || bad "SIGINT" "exit $st, checkpoints '$ck': $(tail -2 "$T/s.out")"
-if [ -n "$ck" ]; then
-    $G train $RUN --out "$T/s" --resume auto >"$T/s2.out" 2>&1
-    cmp -s "$T/a/model.bin" "$T/s/model.bin" && ok "SIGINT + --resume auto ends on the straight run's weights" \
-        || bad "SIGINT resume" "model.bin differs: $(tail -2 "$T/s2.out")"
-fi
-
-# SIGTERM (what Slurm sends before a job's time limit) does the same, exit 143.
-$G train $RUN $SLOW --out "$T/t" --steps 20 --print-every 1 >"$T/t.out" 2>&1 &
-pid=$!
-i=0
-while [ $i -lt 200 ] && ! grep -q "^ *2/20" "$T/t.out" 2>/dev/null; do sleep 0.05; i=$((i + 1)); done
-kill -TERM $pid
-wait $pid
-st=$?
-[ "$st" -eq 143 ] && grep -q "stopped after step .* (SIGTERM)" "$T/t.out" && [ -n "$(ls "$T/t/checkpoints")" ] \
-    && ok "SIGTERM: checkpoint written, exit 143" || bad "SIGTERM" "exit $st: $(tail -2 "$T/t.out")"
+# interrupt SIGNAL STATUS DIR: start the run into DIR, send SIGNAL once step 2 is printed, and check it exits with
+# STATUS after writing a checkpoint.
+interrupt() {
+    $G train $RUN $SLOW --out "$3" --steps 20 --print-every 1 >"$3.out" 2>&1 &
+    pid=$!
+    i=0
+    while [ $i -lt 200 ] && ! grep -q "^ *2/20" "$3.out" 2>/dev/null; do sleep 0.05; i=$((i + 1)); done
+    kill -"$1" $pid
+    wait $pid
+    st=$?
+    ck=$(ls "$3/checkpoints" 2>/dev/null | tail -n 1)
+    [ "$st" -eq "$2" ] && [ -n "$ck" ] && grep -q "stopped after step .* (SIG$1)" "$3.out" \
+        && ok "SIG$1: the step finishes, $ck is written, exit $2" || bad "SIG$1" "exit $st, checkpoint '$ck': $(tail -2 "$3.out")"
+    if [ -n "$ck" ]; then
+        $G train $RUN --out "$3" --resume auto >"$3.resume.out" 2>&1
+        cmp -s "$T/a/model.bin" "$3/model.bin" && ok "SIG$1 + --resume auto ends on the straight run's weights" \
+            || bad "SIG$1 resume" "model.bin differs: $(tail -2 "$3.resume.out")"
+    fi
+}
+interrupt INT 130 "$T/s"
+# SIGTERM is what Slurm sends before a job's time limit.
+interrupt TERM 143 "$T/t"
 
 # ---- --keep-last ----
 $G train $RUN --out "$T/k" --checkpoint-every 3 --keep-last 2 >"$T/k.out" 2>&1

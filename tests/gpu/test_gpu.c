@@ -214,13 +214,20 @@ static double max_rel(const float *a, const float *b, size_t n) {
     return worst;
 }
 
-static void test_model(const char *prec, double tol) {
+// The micro model with a character vocabulary, as the CPU tests use.
+static GPTConfig micro_config(void) {
     GPTConfig cfg;
     memset(&cfg, 0, sizeof cfg);
     char err[256];
     gpt_config_preset(&cfg, "micro");
     cfg.vocab_size = 65;
     gpt_config_finalize(&cfg, err, sizeof err);
+    return cfg;
+}
+
+static void test_model(const char *prec, double tol) {
+    GPTConfig cfg = micro_config();
+    char err[256];
     const int B = 4, T = 32, steps = 10;
     Backend cpu;
     backend_init(&cpu, BACKEND_CPU_REF, 0);
@@ -269,12 +276,8 @@ static void test_model(const char *prec, double tol) {
 
 // Recompute modes give bitwise-identical gradients on the GPU; two identical runs give identical losses.
 static void test_determinism(void) {
-    GPTConfig cfg;
-    memset(&cfg, 0, sizeof cfg);
+    GPTConfig cfg = micro_config();
     char err[256];
-    gpt_config_preset(&cfg, "micro");
-    cfg.vocab_size = 65;
-    gpt_config_finalize(&cfg, err, sizeof err);
     const int B = 4, T = 32;
     int32_t in[4 * 32], tg[4 * 32];
     for (int i = 0; i < B * T; i++) { in[i] = (int)((urand() + 1) * 32) % 65; tg[i] = (in[i] + 1) % 65; }
