@@ -1,12 +1,12 @@
 /*
  * ops.h: the kernels seam. Every computation the model performs is declared here exactly once; model/ calls
  * nothing else. kernels/cpu/<op>.c implements each op in C11 + OpenMP (matmuls optionally on OpenBLAS through
- * CBLAS); kernels/cuda/<op>.cu adds GPU implementations in a later issue behind the same declarations.
+ * CBLAS); kernels/cuda/ implements them on NVIDIA GPUs behind the same declarations (backend.h's table).
  *
  * Conventions
  *   - Shapes use the project's dimension names: B batch, T sequence, C model width, NH heads, HS = C/NH head size,
  *     V vocab, Vp padded vocab, F feed-forward width, N = B*T rows. Row-major, last index fastest.
- *   - All tensors are fp32 in this issue. Each op states its shapes in the comment above it.
+ *   - All tensors are fp32 (the GPU may compute matmuls in TF32 or bf16 on them). Each op states its shapes above it.
  *   - The gradient contract (the single place it is written down):
  *       * parameter gradients ACCUMULATE (+=), so gradient accumulation over micro-steps works by not zeroing;
  *       * activation gradients are WRITTEN (=);
