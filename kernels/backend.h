@@ -1,8 +1,8 @@
 /*
  * backend.h: what runs the ops. A Backend names its device kind, carries its settings (threads), and points at a
  * table of op implementations with exactly the signatures of ops.h. ops.c forwards each op_* call through the table,
- * so model/ is written once and a backend only fills a table: kernels/cpu/ fills two today (OpenBLAS matmuls, and the
- * plain OpenMP reference loops); kernels/cuda/ adds one later.
+ * so model/ is written once and a backend only fills a table: kernels/cpu/ fills two (OpenBLAS matmuls, and the
+ * plain OpenMP reference loops) and kernels/cuda/ one (cuBLAS and our kernels).
  * Memory the ops read and write is the backend's ("device memory": host memory on the CPU backends, GPU memory on a
  * GPU). It is allocated and moved only through a MemOps table, so the model never touches it with the host except
  * through backend_to_host / backend_to_device, and the same model code runs where the memory is not host memory.
