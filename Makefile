@@ -30,20 +30,33 @@ else
   $(info gptrain build: MPI        no  (mpicc not found; one process only; apt-get install libopenmpi-dev openmpi-bin))
 endif
 
-# CUDA: nvcc on PATH (or in CUDA_HOME/bin) that compiles and links a cuBLAS call. Device code for sm_80 (Ampere,
-# mma.sync) and sm_90a (Hopper, wgmma/TMA); the binary runs on either and picks at run time.
+# CUDA: nvcc on PATH (or in CUDA_HOME/bin) that compiles a cuBLAS call, and a C link against cuBLAS exactly as the
+# final link does it. The toolkit's own directories come from nvcc itself (its _HERE_), so a wrapper script on PATH
+# such as /usr/local/bin/nvcc still finds the real lib64. Device code for sm_80 (Ampere, mma.sync) and sm_90a
+# (Hopper, wgmma/TMA); the binary runs on either and picks at run time.
 CUDA_HOME ?= /usr/local/cuda
 NVCC      := $(shell command -v nvcc 2>/dev/null || { [ -x $(CUDA_HOME)/bin/nvcc ] && echo $(CUDA_HOME)/bin/nvcc; })
 CUDA_ARCH := -gencode arch=compute_80,code=sm_80 -gencode arch=compute_90a,code=sm_90a
-HAVE_CUDA := $(shell [ -n "$(NVCC)" ] && printf '$(HASH)include <cublas_v2.h>\nint main(void){cublasHandle_t h; return (int)cublasCreate(&h);}\n' > /tmp/gptrain-cuda-probe-$$$$.cu && $(NVCC) /tmp/gptrain-cuda-probe-$$$$.cu -o /tmp/gptrain-cuda-probe-$$$$ -lcublas >/dev/null 2>&1 && echo yes; rm -f /tmp/gptrain-cuda-probe-$$$$*)
+ifneq ($(NVCC),)
+  CUDA_ROOT   := $(shell d=$$($(NVCC) -dryrun -x cu -c /dev/null -o /dev/null 2>&1 | sed -n 's/^.. _HERE_=//p' | head -1); \
+                   [ -n "$$d" ] && cd "$$d/.." 2>/dev/null && pwd -P)
+  CUDA_LIBDIR := $(firstword $(foreach d,$(CUDA_ROOT)/lib64 $(CUDA_ROOT)/targets/x86_64-linux/lib \
+                   $(CUDA_ROOT)/targets/sbsa-linux/lib,$(if $(wildcard $(d)/libcudart.so),$(d))))
+  CUDA_INC    := $(firstword $(foreach d,$(CUDA_ROOT)/include $(CUDA_ROOT)/targets/x86_64-linux/include \
+                   $(CUDA_ROOT)/targets/sbsa-linux/include,$(if $(wildcard $(d)/cuda_runtime_api.h),$(d))))
+  HAVE_CUDA := $(shell [ -n "$(CUDA_LIBDIR)" ] && [ -n "$(CUDA_INC)" ] && \
+    printf '$(HASH)include <cublas_v2.h>\nint main(void){cublasHandle_t h; return (int)cublasCreate(&h);}\n' \
+      > /tmp/gptrain-cuda-probe-$$$$.cu && \
+    $(NVCC) -c /tmp/gptrain-cuda-probe-$$$$.cu -o /tmp/gptrain-cuda-probe-$$$$.o >/dev/null 2>&1 && \
+    $(CC) /tmp/gptrain-cuda-probe-$$$$.o -o /tmp/gptrain-cuda-probe-$$$$ -L$(CUDA_LIBDIR) -lcublas -lcudart -lstdc++ \
+      >/dev/null 2>&1 && echo yes; rm -f /tmp/gptrain-cuda-probe-$$$$*)
+endif
 ifeq ($(HAVE_CUDA),yes)
-  CUDA_LIBDIR := $(shell dirname $$(dirname $(NVCC)))/lib64
   CFLAGS  += -DGPTRAIN_CUDA
   LDLIBS  += -L$(CUDA_LIBDIR) -Wl,-rpath,$(CUDA_LIBDIR) -lcublas -lcudart -lstdc++
   NVFLAGS := -O3 -std=c++17 $(CUDA_ARCH) -Xcompiler -Wall,-Wextra,-Wno-unused-parameter -I. -Ikernels -Ikernels/cuda \
              -DGPTRAIN_CUDA
   $(info gptrain build: CUDA       yes ($(NVCC), sm_80 + sm_90a; cuBLAS))
-  CUDA_INC := $(shell dirname $$(dirname $(NVCC)))/include
   HAVE_NCCL := $(shell printf '$(HASH)include <nccl.h>\nint main(void){int v; return (int)ncclGetVersion(&v);}\n' | $(CC) -x c - -I$(CUDA_INC) -o /dev/null -L$(CUDA_LIBDIR) -lnccl >/dev/null 2>&1 && echo yes)
   ifeq ($(HAVE_NCCL),yes)
     CFLAGS += -DGPTRAIN_NCCL -I$(CUDA_INC)
@@ -53,7 +66,7 @@ ifeq ($(HAVE_CUDA),yes)
     $(info gptrain build: NCCL       no  (nccl.h/libnccl not found; GPU gradients go through host memory for MPI))
   endif
 else ifneq ($(NVCC),)
-  $(info gptrain build: CUDA       no  ($(NVCC) found but cannot build against cuBLAS; CPU only))
+  $(info gptrain build: CUDA       no  ($(NVCC) found (toolkit '$(CUDA_ROOT)') but a cuBLAS program does not build and link; CPU only))
 else
   $(info gptrain build: CUDA       no  (nvcc not found; CPU only; install the CUDA toolkit for the GPU backend))
 endif
