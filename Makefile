@@ -123,8 +123,29 @@ test: deps
 test-run: gptrain $(TEST_BIN)
 	@sh tests/run_all.sh $(TEST_BIN)
 
-test-gpu: gptrain $(BUILD)/tests/test_gpu
-	@$(BUILD)/tests/test_gpu && sh tests/gpu/test_gpu_train.sh
+# The flash-attention suite (tests/gpu/test_flash.cu): the raw kernels on each path against a float64 reference, the
+# seam ops against ref64 and the naive CUDA attention, and a T = 32768 forward in O(T) memory. CUDA builds only:
+# nvcc compiles it (OpenMP for its CPU reference), cc links it like the other tests.
+ifeq ($(HAVE_CUDA),yes)
+TEST_FLASH     := $(BUILD)/tests/test_flash
+TEST_FLASH_RUN := $(TEST_FLASH)
+TEST_LIB_OBJ   := $(patsubst %.c,$(BUILD)/%.o,$(wildcard tests/lib/*.c))
+$(BUILD)/tests/gpu/test_flash.o: tests/gpu/test_flash.cu tests/harness.h $(wildcard tests/*.h) $(wildcard kernels/*.h) \
+                                 $(wildcard kernels/cuda/*.h) $(FLAGS_STAMP)
+	@mkdir -p $(dir $@)
+	$(NVCC) $(NVFLAGS) -Xcompiler -fopenmp -Itests -Imodel -Idata -Idist -Itrain -c $< -o $@
+$(TEST_LIB_OBJ): $(BUILD)/tests/lib/%.o: tests/lib/%.c $(wildcard tests/*.h) $(wildcard kernels/*.h) $(FLAGS_STAMP)
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -Itests -c $< -o $@
+$(TEST_FLASH): $(BUILD)/tests/gpu/test_flash.o $(TEST_LIB_OBJ) $(BUILD)/libgptrain.a
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -o $@ $^ $(LDLIBS)
+else
+TEST_FLASH_RUN := { echo "skipped: no GPU (test_flash: this build has no CUDA backend)"; echo "0 passed, 0 failed"; }
+endif
+
+test-gpu: gptrain $(BUILD)/tests/test_gpu $(TEST_FLASH)
+	@$(BUILD)/tests/test_gpu && $(TEST_FLASH_RUN) && sh tests/gpu/test_gpu_train.sh
 
 bench: gptrain
 	@sh bench/vs_pytorch.sh

@@ -39,6 +39,9 @@ typedef struct OpTable {
     void (*attention_forward)(Backend *, float *, float *, const float *, int, int, int, int);
     void (*attention_backward)(Backend *, float *, float *, const float *, const float *, const float *,
                                int, int, int, int);
+    void (*flash_attention_forward)(Backend *, float *, float *, float *, const float *, int, int, int, int);
+    void (*flash_attention_backward)(Backend *, float *, float *, const float *, const float *, const float *,
+                                     const float *, int, int, int, int);
     void (*gelu_forward)(Backend *, float *, const float *, size_t);
     void (*gelu_backward)(Backend *, float *, const float *, const float *, size_t);
     void (*residual_forward)(Backend *, float *, const float *, const float *, size_t);
@@ -69,6 +72,7 @@ struct Backend {
     int threads;           // OpenMP (and OpenBLAS) threads
     const OpTable *ops;
     const MemOps *mem;
+    int deterministic;     // 1: ops whose fast GPU form sums in a varying order use a fixed order (--deterministic)
     int host_visible;      // 1: backend memory is host memory (the CPU backends), so tests may read it directly
     void *impl;            // the backend's private state (CUDA: device, cuBLAS handle, scratch)
 };

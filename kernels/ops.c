@@ -35,6 +35,14 @@ void op_attention_backward(Backend *be, float *dqkv, float *datt_scratch, const 
                            const float *att, int B, int T, int C, int NH) {
     be->ops->attention_backward(be, dqkv, datt_scratch, dout, qkv, att, B, T, C, NH);
 }
+void op_flash_attention_forward(Backend *be, float *out, float *lse, float *work, const float *qkv, int B, int T,
+                                int C, int NH) {
+    be->ops->flash_attention_forward(be, out, lse, work, qkv, B, T, C, NH);
+}
+void op_flash_attention_backward(Backend *be, float *dqkv, float *work, const float *dout, const float *qkv,
+                                 const float *out, const float *lse, int B, int T, int C, int NH) {
+    be->ops->flash_attention_backward(be, dqkv, work, dout, qkv, out, lse, B, T, C, NH);
+}
 void op_gelu_forward(Backend *be, float *out, const float *inp, size_t N) { be->ops->gelu_forward(be, out, inp, N); }
 void op_gelu_backward(Backend *be, float *dinp, const float *inp, const float *dout, size_t N) {
     be->ops->gelu_backward(be, dinp, inp, dout, N);

@@ -58,6 +58,23 @@ void op_attention_forward(Backend *be, float *out, float *att, const float *qkv,
 void op_attention_backward(Backend *be, float *dqkv, float *datt_scratch, const float *dout, const float *qkv,
                            const float *att, int B, int T, int C, int NH);
 
+// Flash attention: the same causal attention without the (B,NH,T,T) probabilities (FlashAttention-2: tiles of keys,
+// an online softmax, the probabilities recomputed in the backward from Q, K and each row's logsumexp).
+// qkv (B,T,3C) -> out (B,T,C), lse (B,NH,T) = log sum_t2 exp(s[t][t2]) per query row (kept for the backward).
+// work: FLASH_WORK_FLOATS(B,T,C,NH) floats of scratch the op may overwrite (the CUDA kernels keep bf16 copies of
+// q, k, v and dO in head-major layout there, the backward's D_t = dO_t . O_t, and 64 floats of alignment slack);
+// one formula for every backend, so the planner sizes it without knowing which one runs.
+// Precision: the CPU computes in fp32; the GPU in bf16 tensor cores with fp32 accumulation.
+// Head sizes the GPU's flash kernels take (the CPU takes any).
+#define FLASH_GPU_HEAD_SIZE_OK(hs) ((hs) == 32 || (hs) == 64 || (hs) == 80 || (hs) == 96 || (hs) == 128)
+#define FLASH_WORK_FLOATS(B, T, C, NH) (2 * (size_t)(B) * (T) * (C) + (size_t)(B) * (NH) * (T) + 64)
+void op_flash_attention_forward(Backend *be, float *out, float *lse, float *work, const float *qkv, int B, int T,
+                                int C, int NH);
+// dqkv (B,T,3C) = (written), from dout (B,T,C), qkv, out and lse of the forward. Deterministic on the CPU; on the
+// GPU when be->deterministic is set (the dQ accumulation order is then fixed), else dQ is summed with atomics.
+void op_flash_attention_backward(Backend *be, float *dqkv, float *work, const float *dout, const float *qkv,
+                                 const float *out, const float *lse, int B, int T, int C, int NH);
+
 // GELU, tanh approximation (GPT-2).  inp (N) -> out (N)
 void op_gelu_forward(Backend *be, float *out, const float *inp, size_t N);
 // dinp (N) = dout * gelu'(inp)  (written)

@@ -82,3 +82,5 @@ int gpt_recompute_parse(const char *s, RecomputeMode *out) {
     else return -1;
     return 0;
 }
+
+const char *gpt_attention_name(AttentionKind a) { return a == ATTN_FLASH ? "flash" : "naive"; }

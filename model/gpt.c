@@ -37,7 +37,8 @@ static void gpt_bind_params(ParamTensors *t, float *base, const ParamInfo *info)
 #undef GPT_PARAM_BIND
 }
 
-int gpt_create(GPT *g, const GPTConfig *cfg, Backend *be, int B, int T, RecomputeMode rc, char *err, size_t errlen) {
+int gpt_create(GPT *g, const GPTConfig *cfg, Backend *be, int B, int T, RecomputeMode rc, AttentionKind attn,
+               char *err, size_t errlen) {
     memset(g, 0, sizeof(*g));
     if (B < 1) { snprintf(err, errlen, "--batch %d: expected at least 1", B); return -1; }
     if (T < 1) { snprintf(err, errlen, "--seq-len %d: expected at least 1", T); return -1; }
@@ -52,7 +53,8 @@ int gpt_create(GPT *g, const GPTConfig *cfg, Backend *be, int B, int T, Recomput
     g->B = B;
     g->T = T;
     g->recompute = rc;
-    gpt_memory_plan(cfg, B, T, &g->mem);
+    g->attention = attn;
+    gpt_memory_plan(cfg, B, T, attn, &g->mem);
 
     size_t np = gpt_plan_params(cfg, g->param_info);
     g->params_mem = backend_alloc(be, np * sizeof(float), "parameters");
@@ -62,7 +64,7 @@ int gpt_create(GPT *g, const GPTConfig *cfg, Backend *be, int B, int T, Recomput
     gpt_bind_params(&g->params, g->params_mem, g->param_info);
     gpt_bind_params(&g->grads, g->grads_mem, g->param_info);
 
-    size_t na = gpt_plan_acts(cfg, B, T, rc, g->act_info);
+    size_t na = gpt_plan_acts(cfg, B, T, rc, attn, g->act_info);
     g->acts_mem = backend_alloc(be, na * sizeof(float), "activations");
     {
         int i = 0;
@@ -70,15 +72,17 @@ int gpt_create(GPT *g, const GPTConfig *cfg, Backend *be, int B, int T, Recomput
         GPT_ACTS(GPT_ACT_BIND)
 #undef GPT_ACT_BIND
     }
-    size_t ng = gpt_plan_grad_acts(cfg, B, T);
+    size_t ng = gpt_plan_grad_acts(cfg, B, T, attn);
     g->grad_acts_mem = backend_alloc(be, ng * sizeof(float), "activation gradients");
     {
         const size_t C = cfg->d_model, F = cfg->d_ff, NH = cfg->n_head, N = (size_t)B * T;
+        const size_t TT = attn == ATTN_NAIVE ? (size_t)T * T : 0;
+        const size_t FW = attn == ATTN_FLASH ? FLASH_WORK_FLOATS(B, T, C, NH) : 0;
         size_t off = 0;
 #define GPT_GACT_BIND(name, numel) g->gacts.name = g->grad_acts_mem + off; off += (numel);
         GPT_GRAD_ACTS(GPT_GACT_BIND)
 #undef GPT_GACT_BIND
-        (void)F; (void)NH; (void)C;
+        (void)F; (void)NH; (void)C; (void)TT; (void)FW;
         GPT_ASSERT(off == ng);
     }
     g->inputs = backend_alloc(be, (size_t)B * T * sizeof(int32_t), "input tokens");
@@ -185,7 +189,10 @@ static void block_forward(GPT *g, int l, const float *residual, int B, int T) {
     op_layernorm_forward(be, ln1, act(g, ACT_ln1_mean, l), act(g, ACT_ln1_rstd, l), residual,
                          p->ln1w + (size_t)l * C, p->ln1b + (size_t)l * C, N, C);
     op_matmul_forward(be, qkv, ln1, p->qkvw + (size_t)l * 3 * C * C, p->qkvb + (size_t)l * 3 * C, N, C, 3 * C);
-    op_attention_forward(be, atty, act(g, ACT_att, l), qkv, B, T, C, NH);
+    if (g->attention == ATTN_FLASH)
+        op_flash_attention_forward(be, atty, act(g, ACT_lse, l), g->gacts.attn_work, qkv, B, T, C, NH);
+    else
+        op_attention_forward(be, atty, act(g, ACT_att, l), qkv, B, T, C, NH);
     op_matmul_forward(be, proj, atty, p->attprojw + (size_t)l * C * C, p->attprojb + (size_t)l * C, N, C, C);
     op_residual_forward(be, residual2, residual, proj, (size_t)N * C);
     // residual2 -> ln2 (B,T,C) -> fch (B,T,F) -> gelu (B,T,F) -> residual3 = residual2 + gelu W^T + b
@@ -232,7 +239,12 @@ static void block_backward(GPT *g, int l, const float *residual, int B, int T) {
     // Attention: residual2 = residual + attn(ln1 Wqkv^T + bqkv) Wproj^T + bproj
     op_matmul_backward(be, ga->dbt_c, d->attprojw + lc * C, d->attprojb + lc, ga->dresidual, act(g, ACT_atty, l),
                        p->attprojw + lc * C, N, C, C);
-    op_attention_backward(be, ga->dqkv, ga->datt, ga->dbt_c, act(g, ACT_qkv, l), act(g, ACT_att, l), B, T, C, NH);
+    if (g->attention == ATTN_FLASH)
+        op_flash_attention_backward(be, ga->dqkv, ga->attn_work, ga->dbt_c, act(g, ACT_qkv, l), act(g, ACT_atty, l),
+                                    act(g, ACT_lse, l), B, T, C, NH);
+    else
+        op_attention_backward(be, ga->dqkv, ga->datt, ga->dbt_c, act(g, ACT_qkv, l), act(g, ACT_att, l), B, T, C,
+                              NH);
     op_matmul_backward(be, ga->dbt_c2, d->qkvw + 3 * lc * C, d->qkvb + 3 * lc, ga->dqkv, act(g, ACT_ln1, l),
                        p->qkvw + 3 * lc * C, N, C, 3 * C);
     op_layernorm_backward(be, ga->dresidual, d->ln1w + lc, d->ln1b + lc, ga->dbt_c2, residual, p->ln1w + lc,

@@ -45,6 +45,10 @@ const char *gpt_config_preset_names(void);
 int gpt_config_finalize(GPTConfig *cfg, char *err, size_t errlen);
 
 typedef enum { RECOMPUTE_NONE = 0, RECOMPUTE_SELECTIVE = 1, RECOMPUTE_FULL = 2 } RecomputeMode;
+// Attention: naive keeps the (B,NH,T,T) probabilities per layer; flash keeps only each row's logsumexp (B,NH,T) and
+// recomputes the probabilities in the backward (ops.h op_flash_attention_*).
+typedef enum { ATTN_NAIVE = 0, ATTN_FLASH = 1 } AttentionKind;
+const char *gpt_attention_name(AttentionKind a);
 const char *gpt_recompute_name(RecomputeMode m);
 int gpt_recompute_parse(const char *s, RecomputeMode *out);  // 0 ok, -1 unknown
 
@@ -101,7 +105,9 @@ typedef struct ParamInfo {
  *   per_layer: one slot per layer when kept in the run's recompute mode, else a single shared slot that the forward
  *   overwrites layer by layer and the backward recomputes;
  *   kept: bit mask of the recompute modes that keep the tensor for every layer (1 none, 2 selective, 4 full).
- * Tensors that are not per layer are always kept.
+ * Tensors that are not per layer are always kept. Sizes may use TT (T*T with naive attention, else 0), TL (T with
+ * flash attention, else 0) and FW (the flash workspace, FLASH_WORK_FLOATS, else 0): a tensor of size 0 takes no
+ * memory.
  */
 #define KEEP_NONE 1
 #define KEEP_SEL 2
@@ -113,7 +119,8 @@ typedef struct ParamInfo {
     X(ln1_mean, N, 1, KEEP_NONE | KEEP_SEL) /* (B,T) */              \
     X(ln1_rstd, N, 1, KEEP_NONE | KEEP_SEL) /* (B,T) */              \
     X(qkv, N * 3 * C, 1, KEEP_NONE | KEEP_SEL)   /* (B,T,3C) */      \
-    X(att, B * NH * T * T, 1, KEEP_NONE | KEEP_SEL) /* (B,NH,T,T) */ \
+    X(att, B * NH * TT, 1, KEEP_NONE | KEEP_SEL) /* (B,NH,T,T) naive attention's probabilities */ \
+    X(lse, B * NH * TL, 1, KEEP_NONE | KEEP_SEL) /* (B,NH,T) flash attention's row logsumexp */ \
     X(atty, N * C, 1, KEEP_NONE | KEEP_SEL) /* (B,T,C) */            \
     X(residual2, N * C, 1, KEEP_NONE | KEEP_SEL) /* (B,T,C) */       \
     X(ln2, N * C, 1, KEEP_NONE)             /* (B,T,C) */            \
@@ -153,7 +160,8 @@ typedef struct ActInfo {
     X(dbt_c, N * C)       /* (B,T,C) */             \
     X(dbt_c2, N * C)      /* (B,T,C) */             \
     X(dqkv, N * 3 * C)    /* (B,T,3C) */            \
-    X(datt, B * NH * T * T) /* (B,NH,T,T) */        \
+    X(datt, B * NH * TT)  /* (B,NH,T,T) naive attention */ \
+    X(attn_work, FW)      /* flash attention's workspace (forward too) */ \
     X(dbt_f, N * F)       /* (B,T,F) */             \
     X(dbt_f2, N * F)      /* (B,T,F) */
 
@@ -172,24 +180,28 @@ typedef struct GPTMemory {
     size_t grad_act_bytes;    // backward scratch
     size_t io_bytes;          // inputs and targets
 } GPTMemory;
-void gpt_memory_plan(const GPTConfig *cfg, int B, int T, GPTMemory *out);
+void gpt_memory_plan(const GPTConfig *cfg, int B, int T, AttentionKind attn, GPTMemory *out);
 // The layouts behind it: fill the tables, return the buffer sizes in floats.
 size_t gpt_plan_params(const GPTConfig *cfg, ParamInfo *info /* [NUM_PARAM_TENSORS] */);
-size_t gpt_plan_acts(const GPTConfig *cfg, int B, int T, RecomputeMode rc, ActInfo *info /* [NUM_ACT_TENSORS] */);
-size_t gpt_plan_grad_acts(const GPTConfig *cfg, int B, int T);
+size_t gpt_plan_acts(const GPTConfig *cfg, int B, int T, RecomputeMode rc, AttentionKind attn,
+                     ActInfo *info /* [NUM_ACT_TENSORS] */);
+size_t gpt_plan_grad_acts(const GPTConfig *cfg, int B, int T, AttentionKind attn);
 
 /*
  * FLOPs of one training step for one micro-batch (B,T), from the same walk of the ops the forward performs.
  * Only matmul-class work counts (linear layers, attention's QK^T and AV); elementwise ops are reported with 0.
  * Causal attention computes T(T+1)/2 query-key pairs per head, not T^2: that is the exact count the kernels do.
- * model: forward + backward (2x forward for every matmul) once; hardware: plus what recompute re-runs.
+ * model: forward + backward (2x forward for every matmul) once; hardware: plus what recompute re-runs, and with
+ * flash attention the backward's recompute of the scores S = QK^T (one QK^T-sized product per layer).
  */
 typedef struct GPTFlops {
     double forward;        // one forward pass
     double model;          // forward + backward
     double hardware[3];    // per recompute mode (none, selective, full)
+    double attn_qk;        // one QK^T-sized product over all layers (what a further recompute of S or dP costs:
+                           // the GPU's deterministic flash backward recomputes both once more, 2 x this)
 } GPTFlops;
-void gpt_flops(const GPTConfig *cfg, int B, int T, GPTFlops *out);
+void gpt_flops(const GPTConfig *cfg, int B, int T, AttentionKind attn, GPTFlops *out);
 
 // One op of the forward walk: name, layer (-1 outside blocks) and its forward FLOPs. gpt_forward_ops calls visit once
 // per op in execution order; gpt_flops sums the same walk.
@@ -205,6 +217,7 @@ typedef struct GPT {
     Backend *be;
     int B, T;                 // the planned (maximum) micro-batch; forward may run smaller B, T
     RecomputeMode recompute;
+    AttentionKind attention;
     GPTMemory mem;
     ParamInfo param_info[NUM_PARAM_TENSORS];
     ActInfo act_info[NUM_ACT_TENSORS];
@@ -230,7 +243,8 @@ typedef enum { GPT_STATE_PARAMS = 0, GPT_STATE_M = 1, GPT_STATE_V = 2 } GPTState
 
 // Plan and allocate everything for micro-batch (B,T) and a recompute mode. Parameters are zero until
 // gpt_init_weights or a load. Returns 0, or -1 with err on a user error (e.g. T > max_seq_len).
-int gpt_create(GPT *g, const GPTConfig *cfg, Backend *be, int B, int T, RecomputeMode rc, char *err, size_t errlen);
+int gpt_create(GPT *g, const GPTConfig *cfg, Backend *be, int B, int T, RecomputeMode rc, AttentionKind attn,
+               char *err, size_t errlen);
 void gpt_destroy(GPT *g);
 // GPT-2 initialisation from a seed (deterministic, independent of thread count).
 void gpt_init_weights(GPT *g, uint64_t seed);

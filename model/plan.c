@@ -14,6 +14,7 @@
 #include <string.h>
 
 #include "gpt.h"
+#include "ops.h"
 
 // The planner's view of one table entry: slots for a recompute mode.
 static int act_slots(int per_layer, int kept, RecomputeMode rc, int L) {
@@ -43,9 +44,9 @@ size_t gpt_plan_params(const GPTConfig *cfg, ParamInfo *info) {
     return off;
 }
 
-size_t gpt_plan_acts(const GPTConfig *cfg, int Bi, int Ti, RecomputeMode rc, ActInfo *info) {
+size_t gpt_plan_acts(const GPTConfig *cfg, int Bi, int Ti, RecomputeMode rc, AttentionKind attn, ActInfo *info) {
     const size_t B = Bi, T = Ti, C = cfg->d_model, F = cfg->d_ff, NH = cfg->n_head, Vp = cfg->padded_vocab;
-    const size_t N = B * T;
+    const size_t N = B * T, TT = attn == ATTN_NAIVE ? T * T : 0, TL = attn == ATTN_FLASH ? T : 0;
     const int L = cfg->n_layer;
     size_t off = 0;
     int i = 0;
@@ -58,22 +59,23 @@ size_t gpt_plan_acts(const GPTConfig *cfg, int Bi, int Ti, RecomputeMode rc, Act
     i++;
     GPT_ACTS(GPT_ACT_PLAN)
 #undef GPT_ACT_PLAN
-    (void)F; (void)NH; (void)Vp;
+    (void)F; (void)NH; (void)Vp; (void)TT; (void)TL;
     return off;
 }
 
-size_t gpt_plan_grad_acts(const GPTConfig *cfg, int Bi, int Ti) {
+size_t gpt_plan_grad_acts(const GPTConfig *cfg, int Bi, int Ti, AttentionKind attn) {
     const size_t B = Bi, T = Ti, C = cfg->d_model, F = cfg->d_ff, NH = cfg->n_head;
-    const size_t N = B * T;
+    const size_t N = B * T, TT = attn == ATTN_NAIVE ? T * T : 0;
+    const size_t FW = attn == ATTN_FLASH ? FLASH_WORK_FLOATS(B, T, C, NH) : 0;
     size_t total = 0;
 #define GPT_GACT_PLAN(gname, gnumel) total += (gnumel);
     GPT_GRAD_ACTS(GPT_GACT_PLAN)
 #undef GPT_GACT_PLAN
-    (void)F; (void)NH; (void)C;
+    (void)F; (void)NH; (void)C; (void)TT; (void)FW;
     return total;
 }
 
-void gpt_memory_plan(const GPTConfig *cfg, int B, int T, GPTMemory *out) {
+void gpt_memory_plan(const GPTConfig *cfg, int B, int T, AttentionKind attn, GPTMemory *out) {
     ParamInfo pinfo[NUM_PARAM_TENSORS];
     ActInfo ainfo[NUM_ACT_TENSORS];
     memset(out, 0, sizeof(*out));
@@ -82,8 +84,8 @@ void gpt_memory_plan(const GPTConfig *cfg, int B, int T, GPTMemory *out) {
     out->param_bytes = out->num_params * sizeof(float);
     out->grad_bytes = out->param_bytes;
     out->optim_bytes = 2 * out->param_bytes;
-    for (int m = 0; m < 3; m++) out->act_bytes[m] = gpt_plan_acts(cfg, B, T, (RecomputeMode)m, ainfo) * sizeof(float);
-    out->grad_act_bytes = gpt_plan_grad_acts(cfg, B, T) * sizeof(float);
+    for (int m = 0; m < 3; m++) out->act_bytes[m] = gpt_plan_acts(cfg, B, T, (RecomputeMode)m, attn, ainfo) * sizeof(float);
+    out->grad_act_bytes = gpt_plan_grad_acts(cfg, B, T, attn) * sizeof(float);
     out->io_bytes = 2 * (size_t)B * T * sizeof(int32_t);
 }
 
@@ -115,17 +117,18 @@ void gpt_forward_ops(const GPTConfig *cfg, int Bi, int Ti, void (*visit)(const G
 }
 
 typedef struct FlopSum {
-    double total, blocks;
+    double total, blocks, attn_qk;
 } FlopSum;
 
 static void flops_visit(const GPTOp *op, void *ctx) {
     FlopSum *s = ctx;
     s->total += op->flops;
     if (op->layer >= 0) s->blocks += op->flops;
+    if (!strcmp(op->name, "attn_qk")) s->attn_qk += op->flops;
 }
 
-void gpt_flops(const GPTConfig *cfg, int B, int T, GPTFlops *out) {
-    FlopSum s = {0, 0};
+void gpt_flops(const GPTConfig *cfg, int B, int T, AttentionKind attn, GPTFlops *out) {
+    FlopSum s = {0, 0, 0};
     gpt_forward_ops(cfg, B, T, flops_visit, &s);
     out->forward = s.total;
     // Every matmul's backward is two matmuls of the forward's size (input gradient and weight gradient); attention's
@@ -134,4 +137,8 @@ void gpt_flops(const GPTConfig *cfg, int B, int T, GPTFlops *out) {
     out->hardware[RECOMPUTE_NONE] = out->model;
     out->hardware[RECOMPUTE_SELECTIVE] = out->model;  // re-runs LayerNorm and GELU only: elementwise, 0 counted FLOPs
     out->hardware[RECOMPUTE_FULL] = out->model + s.blocks;  // re-runs every block's forward inside the backward
+    out->attn_qk = s.attn_qk;
+    // Flash attention's backward recomputes S = QK^T from Q, K and the logsumexp instead of reading P (FA2, Alg. 2).
+    if (attn == ATTN_FLASH)
+        for (int m = 0; m < 3; m++) out->hardware[m] += s.attn_qk;
 }

@@ -36,6 +36,37 @@ PY
 grep -q "val_loss" "$T/train" && grep -q "ETA" "$T/train" && grep -q "  batch = 4" "$T/train" \
     && ok "train: stdout shows the resolved config, the metrics table with ETA, and eval lines" \
     || bad "train stdout" "missing resolved config / ETA / val_loss"
+# ---- --attention flash (no T x T buffer) against naive: the same run, losses within fp32 rounding ----
+$G train $RUN --steps 20 --lr 3e-3 --attention naive --log "$T/naive.jsonl" --out "$T/run_naive" >"$T/tn" 2>&1 \
+  && $G train $RUN --steps 20 --lr 3e-3 --attention flash --log "$T/flash.jsonl" --out "$T/run_flash" >"$T/tf" 2>&1 \
+  && grep -q "attention flash" "$T/tf" && grep -q "attention naive" "$T/tn" \
+  && /usr/bin/python3 - "$T/naive.jsonl" "$T/flash.jsonl" <<'PY' >"$T/py" 2>&1 \
+  && ok "train --attention flash: 20 steps, losses equal naive's within 1e-4; hardware FLOPs include the QK^T recompute" \
+  || bad "train --attention flash" "$(cat "$T/py"; tail -3 "$T/tf")"
+import json, sys
+a = [json.loads(l) for l in open(sys.argv[1])]
+b = [json.loads(l) for l in open(sys.argv[2])]
+assert len(a) == len(b) == 20
+worst = max(abs(x["loss"] - y["loss"]) for x, y in zip(a, b))
+assert worst <= 1e-4, worst
+# flash: hardware FLOPs > model FLOPs (the backward recomputes S); naive: equal
+assert all(y["hw_tflops"] > y["model_tflops"] for y in b) and all(x["hw_tflops"] == x["model_tflops"] for x in a)
+PY
+$G info --preset gpt2-124m --batch 8 --seq-len 1024 --attention flash >"$T/if" 2>&1 \
+  && $G info --preset gpt2-124m --batch 8 --seq-len 1024 --attention naive >"$T/in" 2>&1 \
+  && /usr/bin/python3 - "$T/in" "$T/if" <<'PY' >"$T/py" 2>&1 \
+  && ok "info --attention flash: activations smaller by L*B*NH*T*(T-1)*4 bytes (the probabilities)" \
+  || bad "info --attention" "$(cat "$T/py")"
+import re, sys
+def act(path):
+    for line in open(path):
+        if "activations, --recompute none" in line:
+            return float(re.search(r"([0-9.]+) MiB", line).group(1))
+    raise SystemExit("no activations line in " + path)
+n, f = act(sys.argv[1]), act(sys.argv[2])
+want = 12 * 8 * 12 * 1024 * 1023 * 4 / 1048576
+assert abs((n - f) - want) < 0.02, (n, f, n - f, want)
+PY
 $G sample --from "$T/run" --tokens 50 --prompt "ROMEO:" --seed 7 >"$T/s1" 2>&1
 $G sample --from "$T/run" --tokens 50 --prompt "ROMEO:" --seed 7 >"$T/s2" 2>&1
 n=$(head -c -1 "$T/s1" | wc -c)

@@ -6,7 +6,10 @@
  *     L2 norm of the difference over the whole gradient; summation order differs, so not bitwise);
  *   - the FLOP walk equals the closed form written out here independently, and HFU accounting (hardware FLOPs) is
  *     model FLOPs plus exactly one forward of the blocks under full recompute;
- *   - activation memory shrinks none > selective > full.
+ *   - activation memory shrinks none > selective > full;
+ *   - flash attention (no T x T buffer): recompute modes bitwise equal among themselves, gradients equal to naive
+ *     attention's within fp32 rounding (rel L2 <= 1e-5: the softmax sums in another order), memory smaller by
+ *     exactly the (B,NH,T,T) buffers, HFU counting one more QK^T per layer.
  */
 #include <math.h>
 #include <stdlib.h>
@@ -31,12 +34,12 @@ static void random_tokens(int32_t *t, int n, int V, uint64_t seed) {
 }
 
 // Gradients of one step over `micro` micro-batches splitting B sequences. Returns a malloc'd copy and the mean loss.
-static float *grads_of(Backend *be, RecomputeMode rc, int B, int T, int micro, const int32_t *in, const int32_t *tg,
-                       float *loss_out) {
+static float *grads_of(Backend *be, RecomputeMode rc, AttentionKind attn, int B, int T, int micro, const int32_t *in,
+                       const int32_t *tg, float *loss_out) {
     GPTConfig cfg = micro_config();
     GPT g;
     char err[256];
-    if (gpt_create(&g, &cfg, be, B, T, rc, err, sizeof err)) { fprintf(stderr, "%s\n", err); exit(1); }
+    if (gpt_create(&g, &cfg, be, B, T, rc, attn, err, sizeof err)) { fprintf(stderr, "%s\n", err); exit(1); }
     gpt_init_weights(&g, 42);
     gpt_zero_grad(&g);
     int b = B / micro;
@@ -65,7 +68,7 @@ int main(void) {
     const int B = 4, T = 16;
     GPTConfig cfg = micro_config();
     GPTMemory mem;
-    gpt_memory_plan(&cfg, B, T, &mem);
+    gpt_memory_plan(&cfg, B, T, ATTN_NAIVE, &mem);
     const size_t np = mem.num_params;
     int32_t in[4 * 16], tg[4 * 16];
     random_tokens(in, B * T, cfg.vocab_size, 1);
@@ -76,9 +79,9 @@ int main(void) {
         Backend be;
         backend_init(&be, kinds[k], 0);
         float l0, l1, l2;
-        float *g0 = grads_of(&be, RECOMPUTE_NONE, B, T, 1, in, tg, &l0);
-        float *g1 = grads_of(&be, RECOMPUTE_SELECTIVE, B, T, 1, in, tg, &l1);
-        float *g2 = grads_of(&be, RECOMPUTE_FULL, B, T, 1, in, tg, &l2);
+        float *g0 = grads_of(&be, RECOMPUTE_NONE, ATTN_NAIVE, B, T, 1, in, tg, &l0);
+        float *g1 = grads_of(&be, RECOMPUTE_SELECTIVE, ATTN_NAIVE, B, T, 1, in, tg, &l1);
+        float *g2 = grads_of(&be, RECOMPUTE_FULL, ATTN_NAIVE, B, T, 1, in, tg, &l2);
         char name[96];
         snprintf(name, sizeof name, "recompute selective == none, bitwise [%s]", be.name);
         harness_case(!memcmp(g0, g1, np * sizeof(float)) && l0 == l1, name, "loss %.7f vs %.7f, %zu gradients",
@@ -87,8 +90,8 @@ int main(void) {
         harness_case(!memcmp(g0, g2, np * sizeof(float)) && l0 == l2, name, "loss %.7f vs %.7f, %zu gradients",
                      l2, l0, np);
         float la, lb;
-        float *ga = grads_of(&be, RECOMPUTE_NONE, B, T, 2, in, tg, &la);
-        float *gb = grads_of(&be, RECOMPUTE_FULL, B, T, 4, in, tg, &lb);
+        float *ga = grads_of(&be, RECOMPUTE_NONE, ATTN_NAIVE, B, T, 2, in, tg, &la);
+        float *gb = grads_of(&be, RECOMPUTE_FULL, ATTN_NAIVE, B, T, 4, in, tg, &lb);
         double ea = rel_l2(ga, g0, np), eb = rel_l2(gb, g0, np);
         snprintf(name, sizeof name, "grad-accum 2x2 == 1x4 [%s]", be.name);
         harness_case(ea <= 1e-6 && fabsf(la - l0) <= 1e-6f * fabsf(l0), name, "rel L2 error %.3g (<= 1e-6), loss %.7f vs %.7f", ea, la, l0);
@@ -98,12 +101,23 @@ int main(void) {
         for (size_t i = 0; i < np; i++) gn += (double)g0[i] * g0[i];
         snprintf(name, sizeof name, "gradient is non-trivial [%s]", be.name);
         harness_case(gn > 1e-6 && isfinite(gn), name, "|g|^2 = %.4g", gn);
-        free(g0); free(g1); free(g2); free(ga); free(gb);
+        float lf0, lf1, lf2;
+        float *f0 = grads_of(&be, RECOMPUTE_NONE, ATTN_FLASH, B, T, 1, in, tg, &lf0);
+        float *f1 = grads_of(&be, RECOMPUTE_SELECTIVE, ATTN_FLASH, B, T, 1, in, tg, &lf1);
+        float *f2 = grads_of(&be, RECOMPUTE_FULL, ATTN_FLASH, B, T, 1, in, tg, &lf2);
+        snprintf(name, sizeof name, "flash: recompute selective and full == none, bitwise [%s]", be.name);
+        harness_case(!memcmp(f0, f1, np * sizeof(float)) && !memcmp(f0, f2, np * sizeof(float)) && lf0 == lf1 &&
+                         lf0 == lf2, name, "loss %.7f %.7f %.7f", lf0, lf1, lf2);
+        const double ef = rel_l2(f0, g0, np);
+        snprintf(name, sizeof name, "flash == naive attention within fp32 rounding [%s]", be.name);
+        harness_case(ef <= 1e-5 && fabsf(lf0 - l0) <= 1e-6f * fabsf(l0), name,
+                     "rel L2 error %.3g (<= 1e-5), loss %.7f vs %.7f", ef, lf0, l0);
+        free(g0); free(g1); free(g2); free(ga); free(gb); free(f0); free(f1); free(f2);
     }
 
     // FLOPs: the closed form, written independently of plan.c's walk.
     GPTFlops fl;
-    gpt_flops(&cfg, B, T, &fl);
+    gpt_flops(&cfg, B, T, ATTN_NAIVE, &fl);
     {
         double N = B * T, C = cfg.d_model, F = cfg.d_ff, V = cfg.vocab_size, L = cfg.n_layer;
         double block = 2 * N * C * (3 * C) + 2 * N * C * C + 2 * N * C * F + 2 * N * F * C  // linear layers
@@ -124,8 +138,8 @@ int main(void) {
         gpt_config_finalize(&g2, err, sizeof err);
         GPTFlops f2;
         GPTMemory m2;
-        gpt_flops(&g2, 1, 1024, &f2);
-        gpt_memory_plan(&g2, 1, 1024, &m2);
+        gpt_flops(&g2, 1, 1024, ATTN_NAIVE, &f2);
+        gpt_memory_plan(&g2, 1, 1024, ATTN_NAIVE, &m2);
         double Np = (double)m2.num_params_real - 1024.0 * 768;
         double rule = 6 * Np + 6 * 12.0 * 768 * 1024;
         double ratio = (f2.model / 1024) / rule;
@@ -133,6 +147,25 @@ int main(void) {
                      ratio);
         harness_case(m2.num_params_real == 124439808, "params: gpt2-124m has 124,439,808 parameters",
                      "%zu", m2.num_params_real);
+    }
+    {
+        GPTFlops ff;
+        gpt_flops(&cfg, B, T, ATTN_FLASH, &ff);
+        const double qk = cfg.n_layer * (double)B * cfg.d_model * T * (T + 1);   // 2*HS*NH per pair, T(T+1)/2 pairs
+        harness_case(ff.model == fl.model && fabs(ff.hardware[RECOMPUTE_NONE] - (fl.hardware[RECOMPUTE_NONE] + qk)) <=
+                                                 1e-9 * fl.model &&
+                         fabs(ff.hardware[RECOMPUTE_FULL] - (fl.hardware[RECOMPUTE_FULL] + qk)) <= 1e-9 * fl.model,
+                     "flops: flash hardware = naive hardware + one QK^T per layer", "none %.6g vs %.6g + %.6g",
+                     ff.hardware[0], fl.hardware[0], qk);
+        GPTMemory mf;
+        gpt_memory_plan(&cfg, B, T, ATTN_FLASH, &mf);
+        const size_t L = cfg.n_layer, NH = cfg.n_head, TT = (size_t)B * NH * T * T * 4, TL = (size_t)B * NH * T * 4;
+        harness_case(mf.act_bytes[0] == mem.act_bytes[0] - L * TT + L * TL &&
+                         mf.act_bytes[1] == mem.act_bytes[1] - L * TT + L * TL && mf.act_bytes[2] == mem.act_bytes[2] - TT + TL &&
+                         mf.grad_act_bytes == mem.grad_act_bytes - TT + 4 * (2 * (size_t)B * T * cfg.d_model + (size_t)B * NH * T + 64),
+                     "memory: flash drops the (B,NH,T,T) buffers (per layer kept, the shared slot, the scratch's)",
+                     "activations none %zu vs %zu, scratch %zu vs %zu", mf.act_bytes[0], mem.act_bytes[0],
+                     mf.grad_act_bytes, mem.grad_act_bytes);
     }
     harness_case(mem.act_bytes[0] > mem.act_bytes[1] && mem.act_bytes[1] > mem.act_bytes[2],
                  "memory: activations none > selective > full", "%zu > %zu > %zu bytes", mem.act_bytes[0],

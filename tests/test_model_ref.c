@@ -76,7 +76,7 @@ static void run(BackendKind kind, const GPTConfig *cfg, int B, int T, int steps,
     if (backend_init(&be, kind, 0)) { harness_case(0, "backend", "kind %d not built", kind); return; }
     GPT g;
     char err[256], label[256];
-    if (gpt_create(&g, cfg, &be, B, T, RECOMPUTE_NONE, err, sizeof err)) { harness_case(0, "create", "%s", err); return; }
+    if (gpt_create(&g, cfg, &be, B, T, RECOMPUTE_NONE, ATTN_NAIVE, err, sizeof err)) { harness_case(0, "create", "%s", err); return; }
     load_params(&g);
     const int N = B * T, V = cfg->vocab_size, Vp = cfg->padded_vocab;
 
@@ -113,7 +113,7 @@ static void run(BackendKind kind, const GPTConfig *cfg, int B, int T, int steps,
     gpt_destroy(&g);
 
     // 10 AdamW steps from the same start.
-    gpt_create(&g, cfg, &be, B, T, RECOMPUTE_NONE, err, sizeof err);
+    gpt_create(&g, cfg, &be, B, T, RECOMPUTE_NONE, ATTN_NAIVE, err, sizeof err);
     load_params(&g);
     const double *sl = f64("step_loss", steps), *slr = f64("step_lr", steps), *sgn = f64("step_grad_norm", steps);
     LRSchedule sched = {LR_COSINE, hyper[0], hyper[1], (int)hyper[2], steps};

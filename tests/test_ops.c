@@ -240,6 +240,46 @@ static void fd_check(const char *name, FwdFn f, void *ctx, double *x, size_t n, 
     free(y);
 }
 
+// Flash attention (no T x T buffer) against the same fp64 references; lse against log sum exp of the fp64 scores.
+static void test_flash(Backend *be, int B, int T, int C, int NH) {
+    const int N = B * T, HS = C / NH;
+    char tag[96];
+    snprintf(tag, sizeof tag, "%s B=%d T=%d C=%d NH=%d", be->name, B, T, C, NH);
+    Buf qkv = buf_rand((size_t)N * 3 * C, 1.5), out = buf_fill((size_t)N * C, NAN);
+    Buf lse = buf_fill((size_t)B * NH * T, NAN), work = buf_fill(FLASH_WORK_FLOATS(B, T, C, NH), NAN);
+    op_flash_attention_forward(be, out.f, lse.f, work.f, qkv.f, B, T, C, NH);
+    ref_attention_forward(out.d, NULL, qkv.d, B, T, C, NH);
+    compare("flash_attention_forward", "out", tag, out.f, out.d, out.n);
+    for (int b = 0; b < B; b++)
+        for (int h = 0; h < NH; h++)
+            for (int t = 0; t < T; t++) {
+                double m = -INFINITY, sum = 0, sc[512];
+                for (int t2 = 0; t2 <= t; t2++) {
+                    double d = 0;
+                    for (int i = 0; i < HS; i++)
+                        d += qkv.d[((size_t)b * T + t) * 3 * C + h * HS + i] *
+                             qkv.d[((size_t)b * T + t2) * 3 * C + C + h * HS + i];
+                    sc[t2] = d / sqrt((double)HS);
+                    if (sc[t2] > m) m = sc[t2];
+                }
+                for (int t2 = 0; t2 <= t; t2++) sum += exp(sc[t2] - m);
+                lse.d[((size_t)b * NH + h) * T + t] = m + log(sum);
+            }
+    compare("flash_attention_forward", "lse", tag, lse.f, lse.d, lse.n);
+    Buf dout = buf_rand((size_t)N * C, 1), dqkv = buf_fill((size_t)N * 3 * C, NAN);
+    op_flash_attention_backward(be, dqkv.f, work.f, dout.f, qkv.f, out.f, lse.f, B, T, C, NH);
+    ref_attention_backward(dqkv.d, dout.d, qkv.d, B, T, C, NH);
+    compare("flash_attention_backward", "dqkv (=)", tag, dqkv.f, dqkv.d, dqkv.n);
+    float *again = malloc(sizeof(float) * dqkv.n);
+    memcpy(again, dqkv.f, sizeof(float) * dqkv.n);
+    op_flash_attention_backward(be, dqkv.f, work.f, dout.f, qkv.f, out.f, lse.f, B, T, C, NH);
+    char name[160];
+    snprintf(name, sizeof name, "flash_attention_backward deterministic [%s]", tag);
+    harness_case(!memcmp(again, dqkv.f, sizeof(float) * dqkv.n), name, "two runs bitwise equal");
+    free(again);
+    buf_free(&qkv); buf_free(&out); buf_free(&lse); buf_free(&work); buf_free(&dout); buf_free(&dqkv);
+}
+
 typedef struct FdCtx { int B, T, C, NH, N, K, M, V, Vp; const int32_t *tok; double *a, *b, *c; } FdCtx;
 static void f_enc_wte(const double *x, double *y, void *c) { FdCtx *k = c; ref_encoder_forward(y, k->tok, x, k->a, k->B, k->T, k->C); }
 static void f_ln_x(const double *x, double *y, void *c) { FdCtx *k = c; ref_layernorm_forward(y, NULL, NULL, x, k->a, k->b, k->N, k->C); }
@@ -331,7 +371,11 @@ int main(void) {
             harness_case(0, "backend_init", "kind %d is not built in (OpenBLAS missing?)", kinds[k]);
             continue;
         }
-        for (size_t s = 0; s < sizeof shapes / sizeof shapes[0]; s++) test_backend(&be, &shapes[s]);
+        for (size_t s = 0; s < sizeof shapes / sizeof shapes[0]; s++) {
+            test_backend(&be, &shapes[s]);
+            test_flash(&be, shapes[s].B, shapes[s].T, shapes[s].C, shapes[s].NH);
+        }
+        test_flash(&be, 2, 150, 32, 2);   // three key blocks of the CPU kernel, the last one partial
     }
     return harness_finish();
 }

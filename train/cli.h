@@ -41,6 +41,8 @@ enum { CMD_PREPARE = 1, CMD_TRAIN = 2, CMD_SAMPLE = 4, CMD_INFO = 8, CMD_EXPORT 
     X(total_batch_tokens, "total-batch-tokens", F_INT, "0", CMD_TRAIN, NULL, "tokens per optimizer step; sets --grad-accum (0: off)") \
     X(steps, "steps", F_INT, "2000", CMD_TRAIN, NULL, "optimizer steps")                                           \
     X(recompute, "recompute", F_CHOICE, "none", CMD_MODEL, "none|selective|full", "activation checkpointing")      \
+    X(attention, "attention", F_CHOICE, "auto", CMD_MODEL, "auto|flash|naive", "flash: no (B,NH,T,T) buffer, probabilities recomputed in the backward; naive: kept per layer (auto: flash on a GPU with bf16 and a supported head size, naive on the CPU)") \
+    X(deterministic, "deterministic", F_CHOICE, "off", CMD_TRAIN, "on|off", "GPU: a fixed summation order where the fast kernels use atomics (flash attention's dQ), so runs repeat bit for bit") \
     /* optimizer and schedule */                                                                                   \
     X(lr, "lr", F_NUM, "1e-3", CMD_TRAIN, NULL, "peak learning rate")                                              \
     X(min_lr, "min-lr", F_NUM, "1e-4", CMD_TRAIN, NULL, "learning rate at the last step (cosine, linear)")         \

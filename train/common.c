@@ -97,6 +97,18 @@ void resolve_backend(Options *o, Backend *be) {
                  o->cpu_kernels);
 }
 
+AttentionKind resolve_attention(Options *o, Backend *be, const GPTConfig *cfg) {
+    const int gpu = be ? be->kind == BACKEND_CUDA : !strcmp(o->device, "cuda");
+    const int hs = cfg->d_model / cfg->n_head, hs_ok = FLASH_GPU_HEAD_SIZE_OK(hs);
+    if (be) be->deterministic = !strcmp(o->deterministic, "on");
+    if (!strcmp(o->attention, "auto"))
+        o->attention = gpu && hs_ok && (!be || !strcmp(o->precision, "bf16")) ? "flash" : "naive";
+    if (!strcmp(o->attention, "flash") && gpu && !hs_ok)
+        die_user("--attention flash: head size %d (--d-model %d / --n-head %d) is not one the GPU kernels take "
+                 "(32, 64, 80, 96, 128); use --attention naive", hs, cfg->d_model, cfg->n_head);
+    return !strcmp(o->attention, "flash") ? ATTN_FLASH : ATTN_NAIVE;
+}
+
 int make_dirs(const char *path, const char *flag, char *err, size_t errlen) {
     if (file_mkdirs(path, flag, err, errlen)) return -1;
     char buf[4096];

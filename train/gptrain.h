@@ -30,6 +30,10 @@ void resolve_model(Options *o, GPTConfig *cfg, int *T, int fallback_vocab);
 // Backend for --device / --cpu-kernels / --threads / --precision (auto: bf16 tensor cores on a GPU, fp32 on the CPU;
 // written back into o); exits with a user error when the device is not available.
 void resolve_backend(Options *o, Backend *be);
+// --attention for this model on this backend (be NULL: plan for --device, as `info` does): auto is flash on a GPU
+// with bf16 matmuls and a head size the kernels take, else naive; flash on a GPU with another head size is a user
+// error. Writes the choice back into o. Also applies --deterministic to be (when be is given).
+AttentionKind resolve_attention(Options *o, Backend *be, const GPTConfig *cfg);
 
 // llm.c model file (magic 20240326, version 3: fp32): int32 header[256] = {magic, 3, maxT, V, L, NH, C, Vp, F, 0...}
 // then every parameter in GPT_PARAMS order. F in header[8] is our addition (llm.c leaves it 0 and assumes 4*C).

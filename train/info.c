@@ -57,11 +57,13 @@ int cmd_info(Options *o) {
     int T;
     resolve_model(o, &cfg, &T, 50257);
     if (o->batch < 1) die_user("--batch %d: expected at least 1", o->batch);
+    const AttentionKind attn = resolve_attention(o, NULL, &cfg);
     const int B = o->batch;
-    GPTMemory mem;
-    gpt_memory_plan(&cfg, B, T, &mem);
+    GPTMemory mem, other;
+    gpt_memory_plan(&cfg, B, T, attn, &mem);
+    gpt_memory_plan(&cfg, B, T, attn == ATTN_FLASH ? ATTN_NAIVE : ATTN_FLASH, &other);
     GPTFlops fl;
-    gpt_flops(&cfg, B, T, &fl);
+    gpt_flops(&cfg, B, T, attn, &fl);
     const double L = cfg.n_layer, C = cfg.d_model, N = mem.num_params_real;
     const double wpe = (double)cfg.max_seq_len * cfg.d_model, tokens = (double)B * T;
     printf("model: L=%d NH=%d C=%d F=%d V=%d (Vp=%d) maxT=%d; B=%d T=%d\n", cfg.n_layer, cfg.n_head, cfg.d_model,
@@ -72,9 +74,10 @@ int cmd_info(Options *o) {
            fl.model / tokens, fl.forward / tokens, fl.model);
     printf("  rule of thumb 6*N' + 6*L*C*T = %.4g (N' = parameters without wpe; attention causal half)\n",
            6 * (N - wpe) + 6 * L * C * T);
-    printf("  hardware flops per step: none %.4g, selective %.4g, full %.4g (HFU counts recomputed work)\n",
-           fl.hardware[0], fl.hardware[1], fl.hardware[2]);
-    printf("memory (fp32 weights, fp32 AdamW; per process):\n");
+    printf("  hardware flops per step: none %.4g, selective %.4g, full %.4g (HFU counts recomputed work%s)\n",
+           fl.hardware[0], fl.hardware[1], fl.hardware[2],
+           attn == ATTN_FLASH ? ", incl. flash attention's recompute of QK^T in the backward" : "");
+    printf("memory (fp32 weights, fp32 AdamW; per process; --attention %s):\n", gpt_attention_name(attn));
     mib_line("weights", mem.param_bytes, mem.num_params);
     mib_line("gradients", mem.grad_bytes, mem.num_params);
     mib_line("AdamW state (m, v)", mem.optim_bytes, mem.num_params);
@@ -92,6 +95,9 @@ int cmd_info(Options *o) {
         snprintf(what, sizeof what, "total, --recompute %s", names[m]);
         mib_line(what, total, mem.num_params);
     }
+    printf("  with --attention %s instead: activations none %.2f MiB, selective %.2f MiB, full %.2f MiB; scratch "
+           "%.2f MiB\n", gpt_attention_name(attn == ATTN_FLASH ? ATTN_NAIVE : ATTN_FLASH), other.act_bytes[0] / 1048576.0,
+           other.act_bytes[1] / 1048576.0, other.act_bytes[2] / 1048576.0, other.grad_act_bytes / 1048576.0);
     if (o->gpus < 1) die_user("--gpus %d: expected at least 1", o->gpus);
     if (o->gpus > 1 || cli_given(o, "link")) data_parallel_on_paper(o, &mem, &fl);
     return 0;

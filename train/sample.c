@@ -103,7 +103,7 @@ static void load_model(Options *o, Backend *be, GPT *g, Tokenizer *tok, int want
     }
     if (want_tokenizer && tok->vocab_size > cfg.vocab_size)
         die_user("%s %s: tokenizer has %d tokens but the model only %d", flag, path, tok->vocab_size, cfg.vocab_size);
-    if (gpt_create(g, &cfg, be, 1, cfg.max_seq_len, RECOMPUTE_NONE, err, sizeof err)) die_user("%s", err);
+    if (gpt_create(g, &cfg, be, 1, cfg.max_seq_len, RECOMPUTE_NONE, ATTN_NAIVE, err, sizeof err)) die_user("%s", err);
     if (is_ckpt ? ckpt_load(path, g, 0, err, sizeof err) : modelfile_load_weights(g, path, err, sizeof err))
         die_user("%s: %s", flag, err);
 }

@@ -364,11 +364,14 @@ int cmd_train(Options *o) {
     resolve_model(o, &cfg, &T, 0);
     if (cfg.vocab_size < data_vocab)
         die_user("the model's vocabulary %d is smaller than the data's %d", cfg.vocab_size, data_vocab);
+    Backend be;
+    resolve_backend(o, &be);
+    const AttentionKind attn = resolve_attention(o, &be, &cfg);
+    RecomputeMode rc;
+    gpt_recompute_parse(o->recompute, &rc);  // the CLI already checked the choice
     const int B = o->batch;
     const int accum = resolve_grad_accum(o, B, T, dist.world);
     o->grad_accum = accum;
-    RecomputeMode rc;
-    gpt_recompute_parse(o->recompute, &rc);  // the CLI already checked the choice
     LRSchedule sched = {LR_COSINE, o->lr, o->min_lr, o->warmup_steps, o->steps};
     lr_schedule_parse(o->lr_schedule, &sched.kind);
     if (!o->out[0]) o->out = "out";
@@ -385,8 +388,6 @@ int cmd_train(Options *o) {
     int eval_batches = o->eval_steps;
     size_t max_val_batches = (val_dl.ntok - 1) / ((size_t)B * T * dist.world);
     if (!eval_batches || (size_t)eval_batches > max_val_batches) eval_batches = (int)max_val_batches;
-    Backend be;
-    resolve_backend(o, &be);
     // GPU gradients between ranks: NCCL when built in (else staged through host memory for MPI); a torchrun-style
     // launch has no other collectives than NCCL's.
 #ifdef GPTRAIN_NCCL
@@ -439,7 +440,7 @@ int cmd_train(Options *o) {
     if (make_dirs(o->out, "--out", err, sizeof err)) die_user("%s", err);
     if (make_dirs(o->checkpoint_dir, "--checkpoint-dir", err, sizeof err)) die_user("%s", err);
     GPT g;
-    if (gpt_create(&g, &cfg, &be, B, T, rc, err, sizeof err)) die_user("%s", err);
+    if (gpt_create(&g, &cfg, &be, B, T, rc, attn, err, sizeof err)) die_user("%s", err);
     int start_step = 0, skipped = 0;
     double last_val = NAN;
     if (resume_path[0]) {
@@ -462,7 +463,12 @@ int cmd_train(Options *o) {
     // Header: the resolved configuration (reusable as --config), the machine, the model's size, FLOPs and memory.
     printf("gptrain train: resolved configuration\n%s", cfg_text);
     GPTFlops fl;
-    gpt_flops(&cfg, B, T, &fl);
+    gpt_flops(&cfg, B, T, attn, &fl);
+#ifdef GPTRAIN_CUDA
+    // The GPU's deterministic flash backward recomputes S and dP once more in its dQ pass.
+    if (be.kind == BACKEND_CUDA && attn == ATTN_FLASH && be.deterministic)
+        for (int m = 0; m < 3; m++) fl.hardware[m] += 2 * fl.attn_qk;
+#endif
     double peak = o->peak_tflops;
     const char *peak_src = "--peak-tflops";
     const GPTMemory *mem = &g.mem;
@@ -496,8 +502,9 @@ int cmd_train(Options *o) {
            cfg.n_layer, cfg.n_head, cfg.d_model, cfg.d_ff, cfg.vocab_size, cfg.padded_vocab, cfg.max_seq_len,
            mem->num_params_real, mem->num_params, o->init_from[0] && !resume_path[0] ? "; weights from " : "",
            o->init_from[0] && !resume_path[0] ? o->init_from : "");
-    printf("batch: B=%d T=%d grad_accum=%d -> %ld tokens per step; recompute %s\n", B, T, accum,
-           (long)B * T * accum * dist.world, gpt_recompute_name(rc));
+    printf("batch: B=%d T=%d grad_accum=%d -> %ld tokens per step; recompute %s; attention %s%s\n", B, T, accum,
+           (long)B * T * accum * dist.world, gpt_recompute_name(rc), gpt_attention_name(attn),
+           be.deterministic ? " (deterministic)" : "");
     printf("memory: weights %.2f MiB, grads %.2f MiB, AdamW %.2f MiB, activations %.2f MiB, scratch %.2f MiB\n",
            mem->param_bytes / 1048576.0, mem->grad_bytes / 1048576.0, mem->optim_bytes / 1048576.0,
            mem->act_bytes[rc] / 1048576.0, mem->grad_act_bytes / 1048576.0);

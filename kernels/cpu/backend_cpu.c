@@ -16,7 +16,8 @@
 
 #define CPU_TABLE(matmul_fwd, matmul_bwd)                                                                       \
     {cpu_encoder_forward, cpu_encoder_backward, cpu_layernorm_forward, cpu_layernorm_backward, matmul_fwd,      \
-     matmul_bwd, cpu_attention_forward, cpu_attention_backward, cpu_gelu_forward, cpu_gelu_backward,            \
+     matmul_bwd, cpu_attention_forward, cpu_attention_backward, cpu_flash_attention_forward,                    \
+     cpu_flash_attention_backward, cpu_gelu_forward, cpu_gelu_backward,                                         \
      cpu_residual_forward, cpu_classifier_forward_backward, cpu_sum_squares, cpu_scale, cpu_zero,              \
      cpu_adamw_update}
 

@@ -66,6 +66,9 @@ void cuda_matmul_backward(Backend *, float *, float *, float *, const float *, c
 void cuda_attention_forward(Backend *, float *, float *, const float *, int, int, int, int);
 void cuda_attention_backward(Backend *, float *, float *, const float *, const float *, const float *, int, int,
                              int, int);
+void cuda_flash_attention_forward(Backend *, float *, float *, float *, const float *, int, int, int, int);
+void cuda_flash_attention_backward(Backend *, float *, float *, const float *, const float *, const float *,
+                                   const float *, int, int, int, int);
 void cuda_gelu_forward(Backend *, float *, const float *, size_t);
 void cuda_gelu_backward(Backend *, float *, const float *, const float *, size_t);
 void cuda_residual_forward(Backend *, float *, const float *, const float *, size_t);

@@ -232,8 +232,8 @@ static void test_model(const char *prec, double tol) {
     Backend cpu;
     backend_init(&cpu, BACKEND_CPU_REF, 0);
     GPT gc, gg;
-    gpt_create(&gc, &cfg, &cpu, B, T, RECOMPUTE_NONE, err, sizeof err);
-    gpt_create(&gg, &cfg, &GPU, B, T, RECOMPUTE_NONE, err, sizeof err);
+    gpt_create(&gc, &cfg, &cpu, B, T, RECOMPUTE_NONE, ATTN_NAIVE, err, sizeof err);
+    gpt_create(&gg, &cfg, &GPU, B, T, RECOMPUTE_NONE, ATTN_NAIVE, err, sizeof err);
     gpt_init_weights(&gc, 7);
     gpt_init_weights(&gg, 7);
     int32_t in[4 * 32], tg[4 * 32];
@@ -285,7 +285,7 @@ static void test_determinism(void) {
     int same = 1;
     for (int rc = 0; rc < 3; rc++) {
         GPT g;
-        gpt_create(&g, &cfg, &GPU, B, T, (RecomputeMode)rc, err, sizeof err);
+        gpt_create(&g, &cfg, &GPU, B, T, (RecomputeMode)rc, ATTN_NAIVE, err, sizeof err);
         gpt_init_weights(&g, 3);
         gpt_zero_grad(&g);
         gpt_forward(&g, in, tg, B, T, 1.0f / (B * T));
@@ -303,7 +303,7 @@ static void test_determinism(void) {
     float losses[2][5];
     for (int run = 0; run < 2; run++) {
         GPT g;
-        gpt_create(&g, &cfg, &GPU, B, T, RECOMPUTE_NONE, err, sizeof err);
+        gpt_create(&g, &cfg, &GPU, B, T, RECOMPUTE_NONE, ATTN_NAIVE, err, sizeof err);
         gpt_init_weights(&g, 3);
         for (int s = 0; s < 5; s++) {
             gpt_zero_grad(&g);

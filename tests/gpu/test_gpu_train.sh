@@ -2,7 +2,8 @@
 # test_gpu_train.sh: gptrain end to end on the GPU (`make test-gpu`): a fp32 run on --device cuda against the same
 # run on the CPU (per-step losses within 1e-4 relative), recompute full against none (identical losses), the run
 # through NCCL with one rank (GPTRAIN_NCCL_WORLD1=1) against without (identical), the device line and the predicted
-# vs measured memory printed, sampling on the GPU. Prints "skipped: no GPU" without one.
+# vs measured memory printed, sampling on the GPU, and --attention flash (bf16) against naive (losses within 2e-2),
+# its header line, and --deterministic on repeating exactly. Prints "skipped: no GPU" without one.
 . tests/lib.sh
 if ! nvidia-smi -L >/dev/null 2>&1 || ! ldd "$G" | grep -q libcudart; then
     echo "skipped: no GPU (or gptrain built without CUDA)"
@@ -32,6 +33,23 @@ for p in tf32 bf16; do
     close "$(losses "$T/$p.jsonl")" "$(losses "$T/c.jsonl")" 2e-2 && ok "--precision $p: losses within 2e-2 of fp32 CPU" \
         || bad "--precision $p" "$(losses "$T/$p.jsonl")"
 done
+# flash attention in the trainer (bf16): its losses track naive attention's, the header names it, and with
+# --deterministic on two runs repeat exactly (the atomic dQ sum is replaced by the fixed-order pass)
+BF="$RUN --device cuda --precision bf16"
+$G train $BF --attention naive --log "$T/an.jsonl" --out "$T/an" >"$T/an.out" 2>&1
+$G train $BF --attention flash --log "$T/af.jsonl" --out "$T/af" >"$T/af.out" 2>&1 \
+    && grep -q "; attention flash" "$T/af.out" && ok "--attention flash: run header: $(grep -o 'recompute.*attention flash.*' "$T/af.out")" \
+    || bad "--attention flash run" "$(grep -i attention "$T/af.out" | head -2; tail -2 "$T/af.out")"
+close "$(losses "$T/af.jsonl")" "$(losses "$T/an.jsonl")" 2e-2 \
+    && ok "--attention flash vs naive (bf16): losses within 2e-2 relative over 20 steps" \
+    || bad "flash vs naive" "$(losses "$T/af.jsonl") / $(losses "$T/an.jsonl")"
+for i in 1 2; do
+    $G train $BF --attention flash --deterministic on --log "$T/fd$i.jsonl" --out "$T/fd$i" >"$T/fd$i.out" 2>&1
+done
+l1=$(losses "$T/fd1.jsonl"); l2=$(losses "$T/fd2.jsonl")
+[ "$(echo "$l1" | wc -w)" -eq 20 ] && [ "$l1" = "$l2" ] && grep -q "; attention flash (deterministic)" "$T/fd1.out" \
+    && ok "--attention flash --deterministic on: two runs, identical losses" \
+    || bad "flash deterministic" "$l1 / $l2 $(tail -2 "$T/fd1.out")"
 $G sample --from "$T/g" --device cuda --tokens 50 --prompt "ROMEO:" >"$T/s" 2>&1 && [ "$(head -c -1 "$T/s" | wc -c)" -eq 56 ] \
     && ok "sample on the GPU" || bad "GPU sample" "$(cat "$T/s")"
 finish

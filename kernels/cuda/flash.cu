@@ -1,0 +1,187 @@
+/*
+ * flash.cu: the flash-attention seam ops on the GPU (ops.h op_flash_attention_*) and the path dispatch of flash.h.
+ *
+ * The model keeps fp32 activations with q, k, v interleaved per token (B,T,3C); the kernels (flash_sm80.cu,
+ * flash_sm90.cu) read bf16 head-major [B*NH][T][HS] tiles, which 16-byte cp.async copies and TMA boxes need. So the
+ * forward first converts qkv into that layout in the op's workspace (one pass: 12·N·C bytes read, 6·N·C written,
+ * against the attention's 4·N·T·C FLOPs: negligible once T is in the hundreds), and the backward converts qkv again
+ * and dO, computing D_t = dO_t . O_t in fp32 in the same pass. Results (O, dQ, dK, dV) are written in fp32 straight
+ * into the model's buffers through strides.
+ *
+ * Workspace layout (FLASH_WORK_FLOATS floats, aligned up to 256 bytes inside): q, k, v, dO as bf16 [B*NH][T][HS]
+ * (N·C bf16 each), then D (B*NH*T fp32).
+ */
+#include <math.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cuda_common.h"
+#include "flash.h"
+#include "ops.h"
+
+// ---- path selection ----
+
+extern "C" int flash_supports(FlashPath path, int d) {
+    if (path == FLASH_PATH_SM90) return d == 64 || d == 128;
+    return FLASH_GPU_HEAD_SIZE_OK(d);
+}
+
+extern "C" const char *flash_path_name(FlashPath p) {
+    return p == FLASH_PATH_SM90 ? "sm90 (wgmma + TMA)" : p == FLASH_PATH_SM80 ? "sm80 (mma.sync)" : "auto";
+}
+
+extern "C" FlashPath flash_kernel_path(int d) {
+    const char *env = getenv("GPTRAIN_FLASH_PATH");
+    if (env && !strcmp(env, "sm80")) return FLASH_PATH_SM80;
+    if (env && !strcmp(env, "sm90")) return FLASH_PATH_SM90;
+    int dev = 0, major = 0;
+    CUDA_CHECK(cudaGetDevice(&dev));
+    CUDA_CHECK(cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, dev));
+    return major == 9 && flash_supports(FLASH_PATH_SM90, d) ? FLASH_PATH_SM90 : FLASH_PATH_SM80;
+}
+
+extern "C" int flash_forward(const FlashForward *p, FlashPath path, cudaStream_t stream) {
+    if (path == FLASH_PATH_AUTO) path = flash_kernel_path(p->d);
+    return path == FLASH_PATH_SM90 ? flash_forward_sm90(p, stream) : flash_forward_sm80(p, stream);
+}
+
+extern "C" int flash_backward(const FlashBackward *p, FlashPath path, cudaStream_t stream) {
+    (void)path;   // one backward: the sm80 kernels, on Ampere and Hopper alike
+    return flash_backward_sm80(p, stream);
+}
+
+// ---- layout conversion ----
+
+// qkv (B,T,3C) fp32 -> q, k, v bf16 [B*NH][T][HS]; one thread per (b, t, c) of each of the three parts.
+__global__ static void flash_pack_qkv_kernel(__nv_bfloat16 *q, __nv_bfloat16 *k, __nv_bfloat16 *v, const float *qkv,
+                                             int B, int T, int C, int NH) {
+    const size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x;   // over B*T*C
+    if (i >= (size_t)B * T * C) return;
+    const int HS = C / NH, c = (int)(i % C), h = c / HS, e = c % HS;
+    const size_t n = i / C;
+    const int t = (int)(n % T), b = (int)(n / T);
+    const float *row = qkv + n * 3 * C;
+    const size_t dst = (((size_t)b * NH + h) * T + t) * HS + e;
+    q[dst] = __float2bfloat16(row[c]);
+    k[dst] = __float2bfloat16(row[C + c]);
+    v[dst] = __float2bfloat16(row[2 * C + c]);
+}
+
+// dout (B,T,C) fp32 -> bf16 [B*NH][T][HS], and delta[(b*NH + h)*T + t] = dO_t . O_t over the head's HS channels in
+// fp32. One warp per (b, t, h) row.
+__global__ static void flash_pack_dout_kernel(__nv_bfloat16 *dob, float *delta, const float *dout, const float *out,
+                                              int B, int T, int C, int NH) {
+    const int HS = C / NH;
+    const size_t row = (size_t)blockIdx.x * (blockDim.x / 32) + threadIdx.x / 32;   // over B*T*NH, h fastest
+    const int lane = threadIdx.x % 32;
+    if (row >= (size_t)B * T * NH) return;
+    const int h = (int)(row % NH);
+    const size_t n = row / NH;
+    const int t = (int)(n % T), b = (int)(n / T);
+    const float *dy = dout + n * C + (size_t)h * HS, *y = out + n * C + (size_t)h * HS;
+    __nv_bfloat16 *dst = dob + (((size_t)b * NH + h) * T + t) * HS;
+    float s = 0.0f;
+    for (int e = lane; e < HS; e += 32) {
+        s += dy[e] * y[e];
+        dst[e] = __float2bfloat16(dy[e]);
+    }
+    for (int o = 16; o > 0; o >>= 1) s += __shfl_xor_sync(0xffffffffu, s, o);
+    if (lane == 0) delta[((size_t)b * NH + h) * T + t] = s;
+}
+
+typedef struct FlashWork {
+    __nv_bfloat16 *q, *k, *v, *dout;
+    float *delta;
+} FlashWork;
+
+static FlashWork flash_work(float *work, int B, int T, int C, int NH) {
+    const size_t nc = (size_t)B * T * C;
+    uintptr_t a = ((uintptr_t)work + 255) & ~(uintptr_t)255;   // 64 floats of slack in FLASH_WORK_FLOATS
+    FlashWork w;
+    w.q = (__nv_bfloat16 *)a;
+    w.k = w.q + nc;
+    w.v = w.k + nc;
+    w.dout = w.v + nc;
+    w.delta = (float *)(w.dout + nc);   // 4·N·C bf16 = 8·N·C bytes: 4-byte aligned
+    (void)NH;
+    return w;
+}
+
+static void flash_check_shape(const char *what, int C, int NH) {
+    const int HS = C / NH;
+    if (!flash_supports(FLASH_PATH_SM80, HS)) {   // the trainer checks this at start-up (resolve_attention)
+        fprintf(stderr, "gptrain: internal error at %s:%d: flash %s: head size %d unsupported\n", __FILE__, __LINE__,
+                what, HS);
+        abort();
+    }
+}
+
+extern "C" void cuda_flash_attention_forward(Backend *be, float *out, float *lse, float *work, const float *qkv,
+                                             int B, int T, int C, int NH) {
+    (void)be;
+    flash_check_shape("forward", C, NH);
+    const int HS = C / NH;
+    FlashWork w = flash_work(work, B, T, C, NH);
+    const size_t nc = (size_t)B * T * C;
+    flash_pack_qkv_kernel<<<(unsigned)((nc + 255) / 256), 256>>>(w.q, w.k, w.v, qkv, B, T, C, NH);
+    CUDA_LAUNCH_CHECK();
+    FlashForward p;
+    memset(&p, 0, sizeof p);
+    p.q = w.q;
+    p.k = w.k;
+    p.v = w.v;
+    p.o = out;   // (b, h, t, i) at out + b*T*C + h*HS + t*C + i
+    p.o_strides.sb = (long long)T * C;
+    p.o_strides.sh = HS;
+    p.o_strides.st = C;
+    p.lse = lse;
+    p.B = B;
+    p.H = NH;
+    p.T = T;
+    p.d = HS;
+    p.causal = 1;
+    if (flash_forward(&p, FLASH_PATH_AUTO, 0)) {
+        fprintf(stderr, "gptrain: internal error at %s:%d: flash forward refused B=%d T=%d C=%d NH=%d\n", __FILE__,
+                __LINE__, B, T, C, NH);
+        abort();
+    }
+}
+
+extern "C" void cuda_flash_attention_backward(Backend *be, float *dqkv, float *work, const float *dout,
+                                              const float *qkv, const float *out, const float *lse, int B, int T,
+                                              int C, int NH) {
+    flash_check_shape("backward", C, NH);
+    const int HS = C / NH;
+    FlashWork w = flash_work(work, B, T, C, NH);
+    const size_t nc = (size_t)B * T * C, rows = (size_t)B * T * NH;
+    flash_pack_qkv_kernel<<<(unsigned)((nc + 255) / 256), 256>>>(w.q, w.k, w.v, qkv, B, T, C, NH);
+    CUDA_LAUNCH_CHECK();
+    flash_pack_dout_kernel<<<(unsigned)((rows + 7) / 8), 256>>>(w.dout, w.delta, dout, out, B, T, C, NH);
+    CUDA_LAUNCH_CHECK();
+    FlashBackward p;
+    memset(&p, 0, sizeof p);
+    p.q = w.q;
+    p.k = w.k;
+    p.v = w.v;
+    p.dout = w.dout;
+    p.lse = lse;
+    p.delta = w.delta;
+    // dq, dk, dv interleave in dqkv (B,T,3C): (b, h, t, i) of dq at dqkv + b*T*3C + t*3C + h*HS + i, dk at +C, dv +2C
+    const FlashStrides st = {(long long)T * 3 * C, HS, 3LL * C};
+    p.dq = dqkv;
+    p.dk = dqkv + C;
+    p.dv = dqkv + 2 * C;
+    p.dq_strides = p.dk_strides = p.dv_strides = st;
+    p.B = B;
+    p.H = NH;
+    p.T = T;
+    p.d = HS;
+    p.causal = 1;
+    p.deterministic = be->deterministic;
+    if (flash_backward(&p, FLASH_PATH_AUTO, 0)) {
+        fprintf(stderr, "gptrain: internal error at %s:%d: flash backward refused B=%d T=%d C=%d NH=%d\n", __FILE__,
+                __LINE__, B, T, C, NH);
+        abort();
+    }
+}
