@@ -150,6 +150,31 @@ test-gpu: gptrain $(BUILD)/tests/test_gpu $(TEST_FLASH)
 bench: gptrain
 	@sh bench/vs_pytorch.sh
 
+# make bench-attention: our flash-attention kernels (each path) and the naive CUDA attention beside PyTorch's SDPA
+# (flash and cuDNN backends): forward/backward TFLOPS over causal x d x T and peak memory up to T = 32768, with the
+# kernels' ptxas resource report (registers, spills), rebuilt with -Xptxas -v into a log (bench/attention.sh; --save
+# there keeps the report). CUDA builds only: nvcc compiles the benchmark, cc links it like tests/gpu/test_flash.cu.
+.PHONY: bench-attention
+ifeq ($(HAVE_CUDA),yes)
+$(BUILD)/bench/attention.o: bench/attention.cu $(wildcard kernels/*.h) $(wildcard kernels/cuda/*.h) $(FLAGS_STAMP)
+	@mkdir -p $(dir $@)
+	$(NVCC) $(NVFLAGS) -c $< -o $@
+$(BUILD)/bench/attention: $(BUILD)/bench/attention.o $(BUILD)/libgptrain.a
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -o $@ $^ $(LDLIBS)
+$(BUILD)/bench/attention-ptxas.log: kernels/cuda/flash_sm80.cu kernels/cuda/flash_sm90.cu $(wildcard kernels/*.h) \
+                                    $(wildcard kernels/cuda/*.h) $(FLAGS_STAMP)
+	@mkdir -p $(BUILD)/bench/ptxas
+	@rm -f $@.tmp; for f in flash_sm80 flash_sm90; do echo "== kernels/cuda/$$f.cu" >>$@.tmp; \
+	  $(NVCC) $(NVFLAGS) -Xptxas -v -c kernels/cuda/$$f.cu -o $(BUILD)/bench/ptxas/$$f.o >>$@.tmp 2>&1 || exit 1; \
+	done; mv $@.tmp $@
+bench-attention: $(BUILD)/bench/attention $(BUILD)/bench/attention-ptxas.log
+	@bash bench/attention.sh
+else
+bench-attention:
+	@echo "bench-attention: skipped: this build has no CUDA backend"
+endif
+
 # make fuzz: libFuzzer targets (clang, ASan + UBSan) for the shard, checkpoint, tokenizer-file and GPT-2 BPE file
 # parsers, FUZZ_SECONDS
 # each (tests/fuzz/run.sh seeds the corpora with valid files first).
