@@ -175,6 +175,24 @@ bench-attention:
 	@echo "bench-attention: skipped: this build has no CUDA backend"
 endif
 
+# The flash kernels as compiled (tests/test_flash_code.sh, part of make test): the PTX of each device pass (sm_80,
+# sm_90a) and ptxas's resource report (build/bench/attention-ptxas.log, shared with bench-attention). A GPU-less
+# machine can still check that the tensor-core, ldmatrix, cp.async, wgmma and TMA instructions we wrote survive into
+# the right pass and that no kernel spills.
+.PHONY: flash-code
+ifeq ($(HAVE_CUDA),yes)
+FLASH_PTX := $(foreach f,flash_sm80 flash_sm90,$(foreach a,sm_80 sm_90a,$(BUILD)/flash-code/$(f).$(a).ptx))
+$(BUILD)/flash-code/%.ptx: $(wildcard kernels/cuda/flash*.cu) $(wildcard kernels/*.h) $(wildcard kernels/cuda/*.h) \
+                           $(FLAGS_STAMP)
+	@mkdir -p $(dir $@)
+	$(NVCC) $(filter-out -gencode arch=%,$(NVFLAGS)) -arch=$(lastword $(subst ., ,$*)) -ptx \
+	  kernels/cuda/$(firstword $(subst ., ,$*)).cu -o $@
+flash-code: $(FLASH_PTX) $(BUILD)/bench/attention-ptxas.log
+else
+flash-code:
+	@echo "flash-code: skipped: this build has no CUDA backend"
+endif
+
 # make fuzz: libFuzzer targets (clang, ASan + UBSan) for the shard, checkpoint, tokenizer-file and GPT-2 BPE file
 # parsers, FUZZ_SECONDS
 # each (tests/fuzz/run.sh seeds the corpora with valid files first).
