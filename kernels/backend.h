@@ -66,6 +66,20 @@ typedef struct MemOps {
     void (*host_free)(Backend *, void *p);
 } MemOps;
 
+// Per-op profile of the ops run while Backend.profile is set (--profile): ops.c brackets each op with a device sync
+// and the wall clock and adds its time, FLOPs and minimum bytes (each input read once, each output written once) to
+// the op's row. Rows are keyed by op name, in first-call order.
+#define OP_PROFILE_MAX 24
+typedef struct OpProfileRow {
+    const char *name;
+    int calls;
+    double seconds, flops, bytes;
+} OpProfileRow;
+typedef struct OpProfile {
+    OpProfileRow rows[OP_PROFILE_MAX];
+    int nrows;
+} OpProfile;
+
 struct Backend {
     BackendKind kind;
     const char *name;      // "cpu" or "cpu-ref", printed in the run header
@@ -73,6 +87,11 @@ struct Backend {
     const OpTable *ops;
     const MemOps *mem;
     int deterministic;     // 1: ops whose fast GPU form sums in a varying order use a fixed order (--deterministic)
+    OpProfile *profile;    // non-NULL: time every op into it (syncs around each op: for one profiled step only)
+    size_t bytes_allocated; // backend memory requested through backend_alloc so far (the planner's check)
+    // Named ranges for timeline tools (NVTX on the GPU: forward, backward, optimizer, each layer); NULL: none.
+    void (*range_push)(Backend *, const char *name);
+    void (*range_pop)(Backend *);
     int host_visible;      // 1: backend memory is host memory (the CPU backends), so tests may read it directly
     void *impl;            // the backend's private state (CUDA: device, cuBLAS handle, scratch)
 };
@@ -88,6 +107,8 @@ int backend_cuda_init(Backend *be, int device, int matmul_mode, char *err, size_
 void backend_cuda_describe(Backend *be, char *buf, size_t n);
 // Device memory in use now (cudaMemGetInfo), and what was in use right after the context and cuBLAS were created.
 size_t backend_cuda_used_bytes(Backend *be, size_t *context_bytes);
+// Device memory free now (cudaMemGetInfo).
+size_t backend_cuda_free_bytes(Backend *be);
 // Dense peak TFLOPS of this GPU for "fp32", "tf32" or "bf16" from the datasheet table; 0 when the GPU is unknown.
 double backend_cuda_peak_tflops(Backend *be, const char *precision);
 
@@ -106,6 +127,14 @@ void backend_staging_free(Backend *be, void *p);
 // Host memory: 64-byte aligned, zeroed; aborts with the request size on failure (never returns NULL).
 void *backend_host_alloc(size_t bytes, const char *what);
 void backend_host_free(void *p);
+
+// Memory bandwidth in GB/s as the backend's own elementwise kernel sees it: the best of 5 passes of
+// out = a + b over 3 x 64 MiB buffers (12 bytes per element moved). Allocates and frees its buffers.
+double backend_measure_bandwidth_gbs(Backend *be);
+
+// Open / close a named range (no-op when the backend has none).
+void backend_range_push(Backend *be, const char *name);
+void backend_range_pop(Backend *be);
 
 // Monotonic wall clock in seconds.
 double backend_now_s(void);

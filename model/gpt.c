@@ -254,6 +254,16 @@ static void block_backward(GPT *g, int l, const float *residual, int B, int T) {
 // ---------------------------------------------------------------------------------------------------------------
 // Whole model
 
+// "layer 7" for the timeline ranges (static strings: NVTX copies the name, but a table keeps this allocation-free).
+static const char *layer_name(int l) {
+    static const char *names[] = {"layer 0",  "layer 1",  "layer 2",  "layer 3",  "layer 4",  "layer 5",  "layer 6",
+                                  "layer 7",  "layer 8",  "layer 9",  "layer 10", "layer 11", "layer 12", "layer 13",
+                                  "layer 14", "layer 15", "layer 16", "layer 17", "layer 18", "layer 19", "layer 20",
+                                  "layer 21", "layer 22", "layer 23", "layer 24", "layer 25", "layer 26", "layer 27",
+                                  "layer 28", "layer 29", "layer 30", "layer 31"};
+    return l < 32 ? names[l] : "layer 32+";
+}
+
 float gpt_forward(GPT *g, const int32_t *inputs, const int32_t *targets, int B, int T, float dlogits_scale) {
     GPT_ASSERT(B >= 1 && B <= g->B && T >= 1 && T <= g->T);
     Backend *be = g->be;
@@ -266,19 +276,23 @@ float gpt_forward(GPT *g, const int32_t *inputs, const int32_t *targets, int B, 
     if (targets) backend_to_device(be, g->targets, targets, (size_t)N * sizeof(int32_t));
 
     // tokens (B,T) -> encoded (B,T,C)
+    backend_range_push(be, "forward");
     op_encoder_forward(be, g->acts.encoded, g->inputs, g->params.wte, g->params.wpe, B, T, C);
     const float *residual = g->acts.encoded;
     for (int l = 0; l < L; l++) {
+        backend_range_push(be, layer_name(l));
         block_forward(g, l, residual, B, T);
+        backend_range_pop(be);
         residual = act(g, ACT_residual3, l);
     }
     // residual (B,T,C) -> lnf (B,T,C) -> logits (B,T,Vp) = lnf wte^T
     op_layernorm_forward(be, g->acts.lnf, g->acts.lnf_mean, g->acts.lnf_rstd, residual, g->params.lnfw,
                          g->params.lnfb, N, C);
     op_matmul_forward(be, g->acts.logits, g->acts.lnf, g->params.wte, NULL, N, C, c->padded_vocab);
-    if (!targets) { g->mean_loss = 0; return 0; }
+    if (!targets) { g->mean_loss = 0; backend_range_pop(be); return 0; }
     op_classifier_forward_backward(be, g->acts.losses, g->acts.logits, g->targets, N, c->vocab_size,
                                    c->padded_vocab, dlogits_scale);
+    backend_range_pop(be);
     backend_to_host(be, g->host_losses, g->acts.losses, (size_t)N * sizeof(float));
     double sum = 0;
     for (int i = 0; i < N; i++) sum += g->host_losses[i];
@@ -292,6 +306,7 @@ void gpt_backward(GPT *g) {
     const GPTConfig *c = &g->cfg;
     const int B = g->cur_B, T = g->cur_T, C = c->d_model, L = c->n_layer, N = B * T;
     GradActTensors *ga = &g->gacts;
+    backend_range_push(be, "backward");
 
     // logits now hold dlogits (B,T,Vp). LM head (tied): dlnf = dlogits wte, dwte += dlogits^T lnf.
     op_matmul_backward(be, ga->dbt_c, g->grads.wte, NULL, g->acts.logits, g->acts.lnf, g->params.wte, N, C,
@@ -303,13 +318,16 @@ void gpt_backward(GPT *g) {
                           g->acts.lnf_mean, g->acts.lnf_rstd, N, C);
     for (int l = L - 1; l >= 0; l--) {
         const float *residual = l == 0 ? g->acts.encoded : act(g, ACT_residual3, l - 1);
+        backend_range_push(be, layer_name(l));
         block_recompute(g, l, residual, B, T);
         block_backward(g, l, residual, B, T);
+        backend_range_pop(be);
         if (g->on_grads_ready) g->on_grads_ready(g->hook_ctx, l);   // layer l's parameter gradients are final
     }
     op_encoder_backward(be, g->grads.wte, g->grads.wpe, ga->dresidual, g->inputs, B, T, C);
     if (g->on_grads_ready) g->on_grads_ready(g->hook_ctx, -1);        // wte, wpe, lnf: the rest
     g->has_targets = 0;  // the logits buffer no longer holds dlogits for a second backward
+    backend_range_pop(be);
 }
 
 void gpt_zero_grad(GPT *g) { op_zero(g->be, g->grads_mem, g->mem.num_params); }
@@ -318,6 +336,7 @@ float gpt_grad_norm(GPT *g) { return (float)sqrt(op_sum_squares(g->be, g->grads_
 
 void gpt_adamw_step_range(GPT *g, const float *grads, size_t lo, size_t hi, float lr, float beta1, float beta2,
                           float eps, float weight_decay, float grad_scale) {
+    backend_range_push(g->be, "optimizer");
     g->adam_t++;
     for (int i = 0; i < NUM_PARAM_TENSORS; i++) {
         const ParamInfo *p = &g->param_info[i];
@@ -326,9 +345,11 @@ void gpt_adamw_step_range(GPT *g, const float *grads, size_t lo, size_t hi, floa
         op_adamw_update(g->be, g->params_mem + a, grads + a, g->m_mem + a, g->v_mem + a, b - a, lr, beta1, beta2, eps,
                         p->decay ? weight_decay : 0.0f, grad_scale, g->adam_t);
     }
+    backend_range_pop(g->be);
 }
 
 void gpt_adamw_step(GPT *g, float lr, float beta1, float beta2, float eps, float weight_decay, float grad_scale) {
+    backend_range_push(g->be, "optimizer");
     g->adam_t++;
     for (int i = 0; i < NUM_PARAM_TENSORS; i++) {
         const ParamInfo *p = &g->param_info[i];
@@ -336,4 +357,5 @@ void gpt_adamw_step(GPT *g, float lr, float beta1, float beta2, float eps, float
                         g->v_mem + p->offset, p->numel, lr, beta1, beta2, eps, p->decay ? weight_decay : 0.0f,
                         grad_scale, g->adam_t);
     }
+    backend_range_pop(g->be);
 }

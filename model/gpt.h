@@ -181,6 +181,13 @@ typedef struct GPTMemory {
     size_t io_bytes;          // inputs and targets
 } GPTMemory;
 void gpt_memory_plan(const GPTConfig *cfg, int B, int T, AttentionKind attn, GPTMemory *out);
+// Everything gpt_create allocates for a recompute mode: weights, gradients, AdamW moments, activations, backward
+// scratch, token buffers.
+size_t gpt_memory_total(const GPTMemory *m, RecomputeMode rc);
+// The largest micro-batch B (1..max_B) whose gpt_memory_total plus `reserve` bytes fits in `cap` bytes; 0 when not
+// even B = 1 fits. *need_next gets what B+1 would need (for the message).
+int gpt_max_batch(const GPTConfig *cfg, int T, RecomputeMode rc, AttentionKind attn, double cap, double reserve,
+                  int max_B, double *need_next);
 // The layouts behind it: fill the tables, return the buffer sizes in floats.
 size_t gpt_plan_params(const GPTConfig *cfg, ParamInfo *info /* [NUM_PARAM_TENSORS] */);
 size_t gpt_plan_acts(const GPTConfig *cfg, int B, int T, RecomputeMode rc, AttentionKind attn,
@@ -209,8 +216,14 @@ typedef struct GPTOp {
     const char *name;
     int layer;
     double flops;
+    double bytes;   // minimum fp32 traffic of the forward op: each input read once, each output written once
 } GPTOp;
 void gpt_forward_ops(const GPTConfig *cfg, int B, int T, void (*visit)(const GPTOp *op, void *ctx), void *ctx);
+// Roofline lower bound of one training step (forward + backward of one micro-batch) in seconds: per op
+// max(FLOPs / peak, bytes / bandwidth), the backward counted as twice the forward's FLOPs and bytes. peak in TFLOPS,
+// bandwidth in GB/s. *compute_s and *memory_s (may be NULL) split the bound by which side limits each op.
+double gpt_roofline_step_s(const GPTConfig *cfg, int B, int T, double peak_tflops, double bandwidth_gbs,
+                           double *compute_s, double *memory_s);
 
 typedef struct GPT {
     GPTConfig cfg;

@@ -89,30 +89,55 @@ void gpt_memory_plan(const GPTConfig *cfg, int B, int T, AttentionKind attn, GPT
     out->io_bytes = 2 * (size_t)B * T * sizeof(int32_t);
 }
 
-void gpt_forward_ops(const GPTConfig *cfg, int Bi, int Ti, void (*visit)(const GPTOp *op, void *ctx), void *ctx) {
-    const double B = Bi, T = Ti, C = cfg->d_model, F = cfg->d_ff, V = cfg->vocab_size;
-    const double N = B * T;
-    GPTOp op;
-#define VISIT(opname, oplayer, opflops) \
-    do { op.name = (opname); op.layer = (oplayer); op.flops = (opflops); visit(&op, ctx); } while (0)
-    VISIT("encoder", -1, 0);
-    for (int l = 0; l < cfg->n_layer; l++) {
-        VISIT("ln1", l, 0);
-        VISIT("qkv", l, 2 * N * C * 3 * C);
-        VISIT("attn_qk", l, B * C * T * (T + 1));  // 2*HS per pair, NH heads, T(T+1)/2 causal pairs, B sequences
-        VISIT("attn_softmax", l, 0);
-        VISIT("attn_av", l, B * C * T * (T + 1));
-        VISIT("attproj", l, 2 * N * C * C);
-        VISIT("residual", l, 0);
-        VISIT("ln2", l, 0);
-        VISIT("fc", l, 2 * N * C * F);
-        VISIT("gelu", l, 0);
-        VISIT("fcproj", l, 2 * N * F * C);
-        VISIT("residual", l, 0);
+size_t gpt_memory_total(const GPTMemory *m, RecomputeMode rc) {
+    return m->param_bytes + m->grad_bytes + m->optim_bytes + m->act_bytes[rc] + m->grad_act_bytes + m->io_bytes;
+}
+
+int gpt_max_batch(const GPTConfig *cfg, int T, RecomputeMode rc, AttentionKind attn, double cap, double reserve,
+                  int max_B, double *need_next) {
+    // Memory grows with B (activations, scratch, tokens), so bisect on the first B that does not fit.
+    GPTMemory m;
+    int lo = 0, hi = max_B + 1;   // fits(lo) (B = 0 trivially), !fits(hi)
+    while (hi - lo > 1) {
+        const int mid = lo + (hi - lo) / 2;
+        gpt_memory_plan(cfg, mid, T, attn, &m);
+        if ((double)gpt_memory_total(&m, rc) + reserve <= cap) lo = mid;
+        else hi = mid;
     }
-    VISIT("lnf", -1, 0);
-    VISIT("lm_head", -1, 2 * N * C * V);
-    VISIT("classifier", -1, 0);
+    if (need_next) {
+        gpt_memory_plan(cfg, lo + 1, T, attn, &m);
+        *need_next = (double)gpt_memory_total(&m, rc) + reserve;
+    }
+    return lo;
+}
+
+void gpt_forward_ops(const GPTConfig *cfg, int Bi, int Ti, void (*visit)(const GPTOp *op, void *ctx), void *ctx) {
+    const double B = Bi, T = Ti, C = cfg->d_model, F = cfg->d_ff, V = cfg->vocab_size, NH = cfg->n_head;
+    const double Vp = cfg->padded_vocab, N = B * T, f4 = 4;
+    (void)NH;
+    GPTOp op;
+#define VISIT(opname, oplayer, opflops, opbytes) \
+    do { op.name = (opname); op.layer = (oplayer); op.flops = (opflops); op.bytes = f4 * (opbytes); visit(&op, ctx); } while (0)
+    VISIT("encoder", -1, 0, 3 * N * C);
+    for (int l = 0; l < cfg->n_layer; l++) {
+        VISIT("ln1", l, 0, 2 * N * C);
+        VISIT("qkv", l, 2 * N * C * 3 * C, N * C + 3 * C * C + 3 * N * C);
+        // 2*HS per pair, NH heads, T(T+1)/2 causal pairs, B sequences. Bytes are the floor, flash attention's (q, k
+        // in; v in, O out); the naive path also writes and reads the B*NH*T(T+1)/2 probabilities.
+        VISIT("attn_qk", l, B * C * T * (T + 1), 2 * N * C);
+        VISIT("attn_softmax", l, 0, 0);
+        VISIT("attn_av", l, B * C * T * (T + 1), 2 * N * C);
+        VISIT("attproj", l, 2 * N * C * C, 2 * N * C + C * C);
+        VISIT("residual", l, 0, 3 * N * C);
+        VISIT("ln2", l, 0, 2 * N * C);
+        VISIT("fc", l, 2 * N * C * F, N * C + C * F + N * F);
+        VISIT("gelu", l, 0, 2 * N * F);
+        VISIT("fcproj", l, 2 * N * F * C, N * F + F * C + N * C);
+        VISIT("residual", l, 0, 3 * N * C);
+    }
+    VISIT("lnf", -1, 0, 2 * N * C);
+    VISIT("lm_head", -1, 2 * N * C * V, N * C + Vp * C + N * Vp);
+    VISIT("classifier", -1, 0, 2 * N * Vp);
 #undef VISIT
 }
 
@@ -141,4 +166,24 @@ void gpt_flops(const GPTConfig *cfg, int B, int T, AttentionKind attn, GPTFlops 
     // Flash attention's backward recomputes S = QK^T from Q, K and the logsumexp instead of reading P (FA2, Alg. 2).
     if (attn == ATTN_FLASH)
         for (int m = 0; m < 3; m++) out->hardware[m] += s.attn_qk;
+}
+
+typedef struct Roofline {
+    double peak, bw, total, compute, memory;
+} Roofline;
+
+static void roofline_visit(const GPTOp *op, void *ctx) {
+    Roofline *r = ctx;
+    const double tc = 3 * op->flops / r->peak, tm = 3 * op->bytes / r->bw;   // forward + backward (2x)
+    r->total += tc > tm ? tc : tm;
+    if (tc > tm) r->compute += tc; else r->memory += tm;
+}
+
+double gpt_roofline_step_s(const GPTConfig *cfg, int B, int T, double peak_tflops, double bandwidth_gbs,
+                           double *compute_s, double *memory_s) {
+    Roofline r = {peak_tflops * 1e12, bandwidth_gbs * 1e9, 0, 0, 0};
+    gpt_forward_ops(cfg, B, T, roofline_visit, &r);
+    if (compute_s) *compute_s = r.compute;
+    if (memory_s) *memory_s = r.memory;
+    return r.total;
 }

@@ -2,7 +2,7 @@
 # deps.sh: make sure what the build and the tests need is installed. Installs with apt-get when run as root,
 # otherwise names exactly what is missing and exits 1.
 #   sh tests/deps.sh          build + test dependencies (OpenBLAS, Open MPI for the data-parallel tests, python3-torch
-#                             for the PyTorch oracle)
+#                             for the PyTorch oracle, gnuplot for `gptrain plot`)
 #   sh tests/deps.sh build    build dependencies only (what ./run.sh needs)
 need_build="libopenblas-dev"
 missing=""
@@ -15,6 +15,7 @@ have_openblas || missing="$missing $need_build"
 if [ "${1:-all}" != build ]; then
     have_torch || missing="$missing python3-torch python3-numpy"
     have_mpi || missing="$missing libopenmpi-dev openmpi-bin"
+    command -v gnuplot >/dev/null 2>&1 || missing="$missing gnuplot-nox"
 fi
 [ -z "$missing" ] && exit 0
 if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then

@@ -57,11 +57,17 @@ static int set_value(Options *o, int i, const char *value, const char *where, ch
     char *p = (char *)o + f->offset;
     char *end = NULL;
     switch (f->type) {
+    case F_AUTO:
+        if (!strcmp(value, "auto")) {
+            *(int *)p = CLI_AUTO;
+            break;
+        }
+        /* fall through */
     case F_INT: {
         errno = 0;
         long v = strtol(value, &end, 10);
         if (!*value || *end || errno || v < -2147483647L || v > 2147483647L) {
-            snprintf(err, errlen, "%s: '%s' is not an integer", where, value);
+            snprintf(err, errlen, "%s: '%s' is not an integer%s", where, value, f->type == F_AUTO ? " or auto" : "");
             return -1;
         }
         *(int *)p = (int)v;
@@ -204,7 +210,7 @@ void cli_print_help(FILE *f, int cmd, const char *cmd_name) {
         const FlagDef *d = &FLAGS[i];
         if (!(d->cmds & cmd)) continue;
         char left[64];
-        const char *meta = d->type == F_INT ? "N" : d->type == F_NUM ? "X" : d->type == F_CHOICE ? d->choices : "S";
+        const char *meta = d->type == F_INT ? "N" : d->type == F_AUTO ? "N|auto" : d->type == F_NUM ? "X" : d->type == F_CHOICE ? d->choices : "S";
         snprintf(left, sizeof left, "--%s %s", d->name, meta);
         fprintf(f, "  %-34s %s [", left, d->help);
         print_str(f, d->def);
@@ -218,7 +224,8 @@ void cli_print_resolved(FILE *f, const Options *o, int cmd) {
         if (!(d->cmds & cmd) || !strcmp(d->field, "config")) continue;
         const char *p = (const char *)o + d->offset;
         fprintf(f, "  %s = ", d->name);
-        if (d->type == F_INT) fprintf(f, "%d", *(const int *)p);
+        if (d->type == F_AUTO && *(const int *)p == CLI_AUTO) fprintf(f, "auto");
+        else if (d->type == F_INT || d->type == F_AUTO) fprintf(f, "%d", *(const int *)p);
         else if (d->type == F_NUM) fprintf(f, "%.9g", *(const double *)p);
         else print_str(f, *(const char *const *)p);
         fprintf(f, "\n");

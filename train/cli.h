@@ -14,7 +14,8 @@ enum { CMD_PREPARE = 1, CMD_TRAIN = 2, CMD_SAMPLE = 4, CMD_INFO = 8, CMD_EXPORT 
 #define CMD_MODEL (CMD_TRAIN | CMD_INFO)
 #define CMD_ALL (CMD_PREPARE | CMD_TRAIN | CMD_SAMPLE | CMD_INFO | CMD_EXPORT)
 
-// Types: F_INT (int), F_NUM (double), F_STR (string), F_CHOICE (string from the '|'-separated list in `choices`).
+// Types: F_INT (int), F_AUTO (int, or the word auto, stored as CLI_AUTO), F_NUM (double), F_STR (string), F_CHOICE
+// (string from the '|'-separated list in `choices`).
 // X(field, "flag", type, "default", commands, "choices or NULL", "help")
 #define GPTRAIN_FLAGS(X)                                                                                           \
     X(config, "config", F_STR, "", CMD_ALL, NULL, "file of key=value lines (flag names without --), applied first") \
@@ -36,7 +37,8 @@ enum { CMD_PREPARE = 1, CMD_TRAIN = 2, CMD_SAMPLE = 4, CMD_INFO = 8, CMD_EXPORT 
     X(data, "data", F_STR, "", CMD_MODEL, NULL, "directory written by `gptrain prepare` (train_*.bin, val_*.bin, tokenizer.txt)") \
     X(train_data, "train-data", F_STR, "", CMD_TRAIN, NULL, "glob of train shards (instead of --data), e.g. 'fineweb_train_*.bin'") \
     X(val_data, "val-data", F_STR, "", CMD_TRAIN, NULL, "glob of val shards (with --train-data)")               \
-    X(batch, "batch", F_INT, "12", CMD_MODEL, NULL, "micro-batch B (sequences per forward/backward)")             \
+    X(batch, "batch", F_AUTO, "12", CMD_MODEL, NULL, "micro-batch B (sequences per forward/backward); auto: the largest that fits --memory-gib (or the device) per the planner") \
+    X(memory_gib, "memory-gib", F_NUM, "0", CMD_MODEL, NULL, "memory to plan for: --batch auto and info's largest batch (0: the GPU's free memory, or 90% of the host's available memory on the CPU)") \
     X(grad_accum, "grad-accum", F_INT, "1", CMD_TRAIN, NULL, "micro-steps per optimizer step")                     \
     X(total_batch_tokens, "total-batch-tokens", F_INT, "0", CMD_TRAIN, NULL, "tokens per optimizer step; sets --grad-accum (0: off)") \
     X(steps, "steps", F_INT, "2000", CMD_TRAIN, NULL, "optimizer steps")                                           \
@@ -76,6 +78,8 @@ enum { CMD_PREPARE = 1, CMD_TRAIN = 2, CMD_SAMPLE = 4, CMD_INFO = 8, CMD_EXPORT 
     X(precision, "precision", F_CHOICE, "auto", CMD_TRAIN | CMD_SAMPLE | CMD_EXPORT, "auto|fp32|tf32|bf16", "matmul precision (auto: bf16 on a GPU, fp32 on the CPU; CUDA: fp32, or TF32 / bf16 tensor cores with fp32 storage and accumulation)") \
     X(threads, "threads", F_INT, "0", CMD_TRAIN | CMD_SAMPLE | CMD_INFO | CMD_EXPORT, NULL, "CPU threads (0: all cores)")       \
     X(cpu_kernels, "cpu-kernels", F_CHOICE, "blas", CMD_TRAIN | CMD_SAMPLE, "blas|reference", "CPU matmuls on OpenBLAS, or the plain OpenMP reference loops") \
+    X(profile, "profile", F_INT, "0", CMD_TRAIN, NULL, "after this step, print its per-op table: time, FLOPs, bytes, TFLOPS, GB/s, percent of the roofline bound (0: off)") \
+    X(bandwidth_gbs, "bandwidth-gbs", F_NUM, "0", CMD_TRAIN | CMD_INFO, NULL, "memory bandwidth for the roofline (0: train measures it when --profile is on; info assumes an H100 SXM's 3350)") \
     X(peak_tflops, "peak-tflops", F_NUM, "0", CMD_TRAIN | CMD_INFO, NULL, "peak FLOPS for MFU/HFU (0: train measures a GEMM at start-up or reads the GPU's datasheet; info assumes an H100 SXM's bf16 989)") \
     /* scaling on paper (info) */                                                                                 \
     X(gpus, "gpus", F_INT, "1", CMD_INFO, NULL, "data-parallel ranks to plan for: memory per rank and all-reduce cost") \
@@ -90,9 +94,11 @@ enum { CMD_PREPARE = 1, CMD_TRAIN = 2, CMD_SAMPLE = 4, CMD_INFO = 8, CMD_EXPORT 
     X(temperature, "temperature", F_NUM, "1.0", CMD_SAMPLE, NULL, "softmax temperature (> 0)")                    \
     X(top_k, "top-k", F_INT, "0", CMD_SAMPLE, NULL, "sample among the k most likely tokens (0: all)")
 
-typedef enum { F_INT, F_NUM, F_STR, F_CHOICE } FlagType;
+typedef enum { F_INT, F_AUTO, F_NUM, F_STR, F_CHOICE } FlagType;
+#define CLI_AUTO (-1)
 
 #define CLI_CTYPE_F_INT int
+#define CLI_CTYPE_F_AUTO int
 #define CLI_CTYPE_F_NUM double
 #define CLI_CTYPE_F_STR const char *
 #define CLI_CTYPE_F_CHOICE const char *

@@ -109,6 +109,54 @@ AttentionKind resolve_attention(Options *o, Backend *be, const GPTConfig *cfg) {
     return !strcmp(o->attention, "flash") ? ATTN_FLASH : ATTN_NAIVE;
 }
 
+double memory_cap_bytes(const Options *o, Backend *be, const char **what) {
+    if (o->memory_gib > 0) {
+        *what = "--memory-gib";
+        return o->memory_gib * 1073741824.0;
+    }
+#ifdef GPTRAIN_CUDA
+    if (be && be->kind == BACKEND_CUDA) {
+        *what = "95% of the free GPU memory";   // the rest for cuBLAS workspaces and the allocator's rounding
+        return 0.95 * (double)backend_cuda_free_bytes(be);
+    }
+#endif
+    if (!be && !strcmp(o->device, "cuda")) {   // planning on paper (info) for a GPU not present here
+        *what = "an H100's 80 GiB x 95% (give --memory-gib)";
+        return 0.95 * 80 * 1073741824.0;
+    }
+    *what = "90% of MemAvailable";
+    double kib = 0;
+    FILE *f = fopen("/proc/meminfo", "r");
+    char line[256];
+    while (f && fgets(line, sizeof line, f))
+        if (sscanf(line, "MemAvailable: %lf kB", &kib) == 1) break;
+    if (f) fclose(f);
+    return 0.9 * kib * 1024.0;
+}
+
+// "1.50 GiB" or, under 1 GiB, "51.200 MiB" (so a small cap and what B+1 needs stay distinguishable).
+static const char *fmt_bytes(char *buf, size_t n, double bytes) {
+    if (bytes >= 1073741824.0) snprintf(buf, n, "%.2f GiB", bytes / 1073741824.0);
+    else snprintf(buf, n, "%.3f MiB", bytes / 1048576.0);
+    return buf;
+}
+
+int resolve_batch_auto(Options *o, Backend *be, const GPTConfig *cfg, int T, RecomputeMode rc, AttentionKind attn) {
+    const char *what;
+    const double cap = memory_cap_bytes(o, be, &what);
+    double need_next = 0;
+    const int B = gpt_max_batch(cfg, T, rc, attn, cap, 0, 1 << 16, &need_next);
+    char a[32], b[32];
+    if (B < 1)
+        die_user("--batch auto: even B=1 needs %s, more than the %s of %s (--recompute full, --attention flash or a "
+                 "shorter --seq-len need less)", fmt_bytes(a, sizeof a, need_next), fmt_bytes(b, sizeof b, cap), what);
+    printf("--batch auto: B=%d, the largest that fits %s (%s) with --recompute %s and --attention %s; B=%d would need "
+           "%s\n", B, fmt_bytes(a, sizeof a, cap), what, gpt_recompute_name(rc), gpt_attention_name(attn), B + 1,
+           fmt_bytes(b, sizeof b, need_next));
+    o->batch = B;
+    return B;
+}
+
 int make_dirs(const char *path, const char *flag, char *err, size_t errlen) {
     if (file_mkdirs(path, flag, err, errlen)) return -1;
     char buf[4096];

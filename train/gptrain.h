@@ -23,6 +23,9 @@ int cmd_train(Options *o);
 int cmd_sample(Options *o);
 int cmd_info(Options *o);
 int cmd_export(Options *o);
+// The performance lab (lab.c): own flags plus train flags passed through; argv excludes the subcommand.
+int cmd_ab(int argc, char **argv);
+int cmd_bench(int argc, char **argv);
 
 // Model shape from --preset and the shape flags; V from --vocab-size, else --data's tokenizer, else the preset,
 // else `fallback_vocab` (0: error). *T gets --seq-len (or max_seq_len). Exits with a user error on a bad combination.
@@ -34,6 +37,12 @@ void resolve_backend(Options *o, Backend *be);
 // with bf16 matmuls and a head size the kernels take, else naive; flash on a GPU with another head size is a user
 // error. Writes the choice back into o. Also applies --deterministic to be (when be is given).
 AttentionKind resolve_attention(Options *o, Backend *be, const GPTConfig *cfg);
+// Bytes of memory to plan for: --memory-gib when given, else the GPU's free memory (be a CUDA backend), else 90% of
+// the host's MemAvailable. *what names the source for messages.
+double memory_cap_bytes(const Options *o, Backend *be, const char **what);
+// --batch auto: the planner's largest micro-batch for this model, T, recompute and attention within
+// memory_cap_bytes, written back into o->batch with a line saying why. A user error when not even B = 1 fits.
+int resolve_batch_auto(Options *o, Backend *be, const GPTConfig *cfg, int T, RecomputeMode rc, AttentionKind attn);
 
 // llm.c model file (magic 20240326, version 3: fp32): int32 header[256] = {magic, 3, maxT, V, L, NH, C, Vp, F, 0...}
 // then every parameter in GPT_PARAMS order. F in header[8] is our addition (llm.c leaves it 0 and assumes 4*C).

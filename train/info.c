@@ -11,6 +11,7 @@
 #include <string.h>
 
 #include "gptrain.h"
+#include "ops.h"
 
 static void mib_line(const char *what, size_t bytes, size_t params) {
     printf("  %-34s %12.2f MiB  %6.2f bytes/param\n", what, bytes / 1048576.0, (double)bytes / (double)params);
@@ -52,12 +53,36 @@ static void data_parallel_on_paper(const Options *o, const GPTMemory *mem, const
            100 * step_s / (step_s + comm_s), 100 * step_s / (step_s + hidden));
 }
 
+// Dimensions that break the alignment matmul tiles and tensor cores like: each costs a partial tile (wasted work) or
+// a slower kernel. The vocabulary is always padded (Vp); the others are the user's to choose.
+static void shape_warnings(const GPTConfig *c) {
+    const int hs = c->d_model / c->n_head;
+    if (c->vocab_size % 128)
+        printf("alignment: vocabulary V=%d is padded to Vp=%d rows (a multiple of 128) for the LM head's matmuls\n",
+               c->vocab_size, c->padded_vocab);
+    if (c->d_model % 64)
+        printf("warning: alignment: d_model %d is not a multiple of 64: every matmul ends in a partial tile\n",
+               c->d_model);
+    if (c->d_ff % 64)
+        printf("warning: alignment: d_ff %d is not a multiple of 64: the MLP's matmuls end in a partial tile "
+               "(bench/shapes.sh shows the cost)\n", c->d_ff);
+    if (hs % 8)
+        printf("warning: alignment: head size %d (d_model / n_head) is not a multiple of 8: attention's tensor-core "
+               "products need 8 (16 for bf16 tiles)\n", hs);
+    else if (!FLASH_GPU_HEAD_SIZE_OK(hs))
+        printf("warning: alignment: head size %d is not one the GPU flash kernels take (32, 64, 80, 96, 128): "
+               "--attention auto uses naive attention on a GPU\n", hs);
+}
+
 int cmd_info(Options *o) {
     GPTConfig cfg;
     int T;
     resolve_model(o, &cfg, &T, 50257);
-    if (o->batch < 1) die_user("--batch %d: expected at least 1", o->batch);
+    if (o->batch < 1 && o->batch != CLI_AUTO) die_user("--batch %d: expected at least 1 (or auto)", o->batch);
     const AttentionKind attn = resolve_attention(o, NULL, &cfg);
+    RecomputeMode rc;
+    gpt_recompute_parse(o->recompute, &rc);
+    if (o->batch == CLI_AUTO) resolve_batch_auto(o, NULL, &cfg, T, rc, attn);
     const int B = o->batch;
     GPTMemory mem, other;
     gpt_memory_plan(&cfg, B, T, attn, &mem);
@@ -70,6 +95,7 @@ int cmd_info(Options *o) {
            cfg.d_ff, cfg.vocab_size, cfg.padded_vocab, cfg.max_seq_len, B, T);
     printf("parameters: %zu (%zu with the %d padded vocabulary rows); 12*L*C^2 = %.0f\n", mem.num_params_real,
            mem.num_params, cfg.padded_vocab - cfg.vocab_size, 12 * L * C * C);
+    shape_warnings(&cfg);
     printf("flops per token: training %.4g (forward %.4g = inference), per step of B*T tokens: %.4g\n",
            fl.model / tokens, fl.forward / tokens, fl.model);
     printf("  rule of thumb 6*N' + 6*L*C*T = %.4g (N' = parameters without wpe; attention causal half)\n",
@@ -94,6 +120,28 @@ int cmd_info(Options *o) {
         char what[64];
         snprintf(what, sizeof what, "total, --recompute %s", names[m]);
         mib_line(what, total, mem.num_params);
+    }
+    printf("bytes per parameter by precision and optimizer: fp32 weights + fp32 AdamW (this build) 16; mixed bf16 "
+           "(bf16 weights, fp32 master, fp32 grads, AdamW) 18, with bf16 grads 16\n");
+    printf("inference KV cache: 2*L*C = %.0f values per token = %.1f KiB (fp32), %.1f KiB (bf16); %.1f MiB (bf16) "
+           "for one sequence of T=%d\n", 2.0 * cfg.n_layer * cfg.d_model, 8.0 * cfg.n_layer * cfg.d_model / 1024,
+           4.0 * cfg.n_layer * cfg.d_model / 1024, 4.0 * cfg.n_layer * cfg.d_model * T / 1048576, T);
+    {
+        const double peak = o->peak_tflops > 0 ? o->peak_tflops : 989, bw = o->bandwidth_gbs > 0 ? o->bandwidth_gbs : 3350;
+        double tc, tm;
+        const double t = gpt_roofline_step_s(&cfg, B, T, peak, bw, &tc, &tm);
+        printf("roofline lower bound per micro-step (B=%d, T=%d): %.3f ms at %.4g TFLOPS and %.4g GB/s (%.3f ms in "
+               "compute-bound ops, %.3f ms in memory-bound ops); %.0f tokens/s at best\n", B, T, t * 1e3, peak, bw,
+               tc * 1e3, tm * 1e3, B * T / t);
+    }
+    {
+        const char *what;
+        const double cap = memory_cap_bytes(o, NULL, &what);
+        printf("largest micro-batch at T=%d within %.2f GiB (%s):", T, cap / 1073741824.0, what);
+        for (int m = 0; m < 3; m++) {
+            const int bmax = gpt_max_batch(&cfg, T, (RecomputeMode)m, attn, cap, 0, 1 << 16, NULL);
+            printf(" %s %d%s", names[m], bmax, m < 2 ? "," : "\n");
+        }
     }
     printf("  with --attention %s instead: activations none %.2f MiB, selective %.2f MiB, full %.2f MiB; scratch "
            "%.2f MiB\n", gpt_attention_name(attn == ATTN_FLASH ? ATTN_NAIVE : ATTN_FLASH), other.act_bytes[0] / 1048576.0,

@@ -6,6 +6,7 @@
 
 #include "data.h"
 #include "gptrain.h"
+#include "plot.h"
 
 static void usage(FILE *f) {
     fprintf(f,
@@ -15,7 +16,10 @@ static void usage(FILE *f) {
             "  train     train a GPT on prepared shards, with per-step TFLOPS/MFU/HFU\n"
             "  sample    generate text from a run (--from DIR), a checkpoint or an llm.c model file (--checkpoint)\n"
             "  export    write a run's or a checkpoint's weights as an llm.c model file (fp32 or bf16)\n"
-            "  info      parameters, FLOPs per token, memory per recompute mode\n"
+            "  info      parameters, FLOPs per token, memory per recompute mode, largest batch, roofline (also: plan)\n"
+            "  ab        A/B test two configurations: interleaved trials, tokens/s, MFU/HFU, memory, B/A ratio\n"
+            "  bench     sweep a grid of configurations (--sweep key=v1,v2), or the course table (--course)\n"
+            "  plot      a run's JSONL log as a PNG: loss, tokens/s, MFU/HFU, memory against step\n"
             "gptrain COMMAND --help lists the flags of a command.\n");
 }
 
@@ -31,13 +35,17 @@ int main(int argc, char **argv) {
     if (argc < 2) { usage(stderr); return EXIT_USER; }
     const char *name = argv[1];
     if (!strcmp(name, "--help") || !strcmp(name, "-h") || !strcmp(name, "help")) { usage(stdout); return 0; }
+    if (!strcmp(name, "ab")) return cmd_ab(argc - 2, argv + 2);
+    if (!strcmp(name, "bench")) return cmd_bench(argc - 2, argv + 2);
+    if (!strcmp(name, "plot")) return plot_main(argc - 2, argv + 2);
     int cmd = !strcmp(name, "prepare") ? CMD_PREPARE
             : !strcmp(name, "train")   ? CMD_TRAIN
             : !strcmp(name, "sample")  ? CMD_SAMPLE
             : !strcmp(name, "info")    ? CMD_INFO
+            : !strcmp(name, "plan")    ? CMD_INFO
             : !strcmp(name, "export")  ? CMD_EXPORT
                                        : 0;
-    if (!cmd) die_user("unknown command '%s': expected prepare, train, sample, export or info", name);
+    if (!cmd) die_user("unknown command '%s': expected prepare, train, sample, export, info, plan, ab, bench or plot", name);
     Options o;
     char err[1024];
     int rc = cli_parse(&o, cmd, argc - 2, argv + 2, err, sizeof err);

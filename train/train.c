@@ -29,11 +29,44 @@ typedef struct RunMetrics {
     double loss, lr, grad_norm, step_ms, data_ms, tokens_per_s, model_tflops, hw_tflops, mfu, hfu;
     double fwd_ms, bwd_ms, opt_ms;   // phases: forward + loss, backward, all-reduce + norm + AdamW
     double comm_ms, exposed_comm_ms; // the gradient all-reduce: launches + wait, and the part the backward did not hide
+    double mem_mib;                  // peak memory: the process's peak RSS on the CPU, device memory in use on a GPU
     int skipped;
 } RunMetrics;
 
+// Resident memory of this process now, in MiB (/proc/self/statm's second field, in pages). The run reports the
+// maximum over its steps: the peak of training itself, not of start-up probes freed before the first step.
+static double rss_mib(void) {
+    long pages = 0, resident = 0;
+    FILE *f = fopen("/proc/self/statm", "r");
+    if (f) {
+        if (fscanf(f, "%ld %ld", &pages, &resident) != 2) resident = 0;
+        fclose(f);
+    }
+    return resident * (double)sysconf(_SC_PAGESIZE) / 1048576.0;
+}
+
+// --profile: the per-op table of one step. Each op's roofline bound is max(FLOPs / peak, bytes / bandwidth); the
+// percent column is bound / measured time (100% = at the roofline). Ops were synced around, so their sum exceeds an
+// unprofiled step's time a little; "other" is the step's time outside any op (host work, data, communication).
+static void print_profile(const OpProfile *p, int step, double step_s, double peak_tflops, double bw_gbs) {
+    double sum = 0;
+    for (int i = 0; i < p->nrows; i++) sum += p->rows[i].seconds;
+    printf("profile of step %d: %.2f ms (ops %.2f ms, other %.2f ms); roofline: peak %.4g TFLOPS, bandwidth %.4g GB/s\n",
+           step, step_s * 1e3, sum * 1e3, (step_s - sum) * 1e3, peak_tflops, bw_gbs);
+    printf("%-26s %6s %10s %7s %11s %10s %9s %9s %10s %8s\n", "op", "calls", "ms", "share", "GFLOP", "MB", "TFLOPS",
+           "GB/s", "bound_ms", "%bound");
+    for (int i = 0; i < p->nrows; i++) {
+        const OpProfileRow *r = &p->rows[i];
+        const double bound = fmax(peak_tflops > 0 ? r->flops / (peak_tflops * 1e12) : 0, r->bytes / (bw_gbs * 1e9));
+        printf("%-26s %6d %10.3f %6.1f%% %11.4f %10.2f %9.4f %9.2f %10.3f %7.1f%%\n", r->name, r->calls,
+               r->seconds * 1e3, 100 * r->seconds / step_s, r->flops / 1e9, r->bytes / 1e6,
+               r->flops / r->seconds / 1e12, r->bytes / r->seconds / 1e9, bound * 1e3, 100 * bound / r->seconds);
+    }
+    fflush(stdout);
+}
+
 static void check_options(const Options *o) {
-    if (o->batch < 1) die_user("--batch %d: expected at least 1", o->batch);
+    if (o->batch < 1 && o->batch != CLI_AUTO) die_user("--batch %d: expected at least 1 (or auto)", o->batch);
     if (o->grad_accum < 1) die_user("--grad-accum %d: expected at least 1", o->grad_accum);
     if (o->steps < 1) die_user("--steps %d: expected at least 1", o->steps);
     if (o->total_batch_tokens < 0) die_user("--total-batch-tokens %d: expected 0 (off) or more", o->total_batch_tokens);
@@ -291,6 +324,7 @@ static void write_json(FILE *f, const RunMetrics *m, double val_loss) {
             hfu);
     fprintf(f, ", \"fwd_ms\": %.3f, \"bwd_ms\": %.3f, \"opt_ms\": %.3f, \"comm_ms\": %.3f, \"exposed_comm_ms\": %.3f",
             m->fwd_ms, m->bwd_ms, m->opt_ms, m->comm_ms, m->exposed_comm_ms);
+    fprintf(f, ", \"mem_mib\": %.1f", m->mem_mib);
     if (m->skipped) fprintf(f, ", \"skipped\": true");
     if (!isnan(val_loss)) fprintf(f, ", \"val_loss\": %.6f", val_loss);
     fprintf(f, "}\n");
@@ -369,6 +403,7 @@ int cmd_train(Options *o) {
     const AttentionKind attn = resolve_attention(o, &be, &cfg);
     RecomputeMode rc;
     gpt_recompute_parse(o->recompute, &rc);  // the CLI already checked the choice
+    if (o->batch == CLI_AUTO) resolve_batch_auto(o, &be, &cfg, T, rc, attn);
     const int B = o->batch;
     const int accum = resolve_grad_accum(o, B, T, dist.world);
     o->grad_accum = accum;
@@ -508,6 +543,8 @@ int cmd_train(Options *o) {
     printf("memory: weights %.2f MiB, grads %.2f MiB, AdamW %.2f MiB, activations %.2f MiB, scratch %.2f MiB\n",
            mem->param_bytes / 1048576.0, mem->grad_bytes / 1048576.0, mem->optim_bytes / 1048576.0,
            mem->act_bytes[rc] / 1048576.0, mem->grad_act_bytes / 1048576.0);
+    printf("memory plan: %.2f MiB in all; allocated through the backend: %.2f MiB\n",
+           gpt_memory_total(mem, rc) / 1048576.0, be.bytes_allocated / 1048576.0);
     printf("flops per step: model %.4g, hardware %.4g (%.4g per token); peak %.4g TFLOPS (%s)\n", fl.model * accum,
            fl.hardware[rc] * accum, fl.model / ((double)B * T), peak, peak_src);
     printf("data: train %zu tokens in %zu shard%s, val %zu tokens in %zu (%d eval batches); prefetch thread on\n",
@@ -543,9 +580,17 @@ int cmd_train(Options *o) {
     int timed_steps = 0, steps_run = 0;
     double t_start = backend_now_s();
     char ckpt_path[4096];
+    OpProfile prof;
+    double peak_mem = 0;
+    double bw_gbs = o->bandwidth_gbs;
+    if (o->profile && bw_gbs <= 0) bw_gbs = backend_measure_bandwidth_gbs(&be);
     for (int step = start_step; step < end_step; step++) {
         RunMetrics m = {0};
         m.step = step + 1;
+        if (o->profile == step + 1) {
+            memset(&prof, 0, sizeof prof);
+            be.profile = &prof;
+        }
         double t0 = backend_now_s(), data_s = 0, loss_sum = 0, fwd_s = 0, bwd_s = 0;
         gpt_zero_grad(&g);
         comm.launch_s = 0;
@@ -631,6 +676,15 @@ int cmd_train(Options *o) {
         m.hw_tflops = fl.hardware[rc] * accum / dt / 1e12;
         m.mfu = peak > 0 ? m.model_tflops / peak : NAN;   // unknown peak: n/a, never a made-up number
         m.hfu = peak > 0 ? m.hw_tflops / peak : NAN;
+        peak_mem = fmax(peak_mem, rss_mib());
+        m.mem_mib = peak_mem;
+#ifdef GPTRAIN_CUDA
+        if (be.kind == BACKEND_CUDA) m.mem_mib = backend_cuda_used_bytes(&be, NULL) / 1048576.0;
+#endif
+        if (be.profile) {
+            be.profile = NULL;
+            print_profile(&prof, m.step, dt, peak, bw_gbs);
+        }
         ema_ms = steps_run == 0 ? m.step_ms : 0.9 * ema_ms + 0.1 * m.step_ms;
         if (steps_run >= 10 || end_step - start_step <= 10) {
             tok_sum += (double)B * T * accum * dist.world;

@@ -5,6 +5,8 @@
  */
 #include <string.h>
 
+#include <nvtx3/nvToolsExt.h>
+
 #include "cuda_common.h"
 
 static void *cuda_alloc(Backend *be, size_t bytes, const char *what) {
@@ -64,6 +66,16 @@ static void cuda_host_free(Backend *be, void *p) {
     CUDA_CHECK(cudaFreeHost(p));
 }
 
+// NVTX ranges (header-only NVTX 3: no library to link; a no-op unless a tool such as Nsight Systems is attached).
+static void cuda_range_push(Backend *be, const char *name) {
+    (void)be;
+    nvtxRangePushA(name);
+}
+static void cuda_range_pop(Backend *be) {
+    (void)be;
+    nvtxRangePop();
+}
+
 static const MemOps CUDA_MEM = {cuda_alloc,     cuda_free,      cuda_to_device, cuda_to_host,
                                 cuda_sync,      cuda_host_alloc, cuda_host_free};
 
@@ -73,6 +85,13 @@ static const OpTable CUDA_OPS = {cuda_encoder_forward, cuda_encoder_backward, cu
                                  cuda_flash_attention_backward, cuda_gelu_forward,
                                  cuda_gelu_backward, cuda_residual_forward, cuda_classifier_forward_backward,
                                  cuda_sum_squares, cuda_scale, cuda_zero, cuda_adamw_update};
+
+extern "C" size_t backend_cuda_free_bytes(Backend *be) {
+    (void)be;
+    size_t free_b = 0, total_b = 0;
+    CUDA_CHECK(cudaMemGetInfo(&free_b, &total_b));
+    return free_b;
+}
 
 extern "C" int backend_cuda_device_count(void) {
     int n = 0;
@@ -110,6 +129,8 @@ extern "C" int backend_cuda_init(Backend *be, int device, int matmul_mode, char 
     be->name = "cuda";
     be->threads = 1;
     be->ops = &CUDA_OPS;
+    be->range_push = cuda_range_push;
+    be->range_pop = cuda_range_pop;
     be->mem = &CUDA_MEM;
     be->host_visible = 0;
     be->impl = cs;
