@@ -150,6 +150,15 @@ test-gpu: gptrain $(BUILD)/tests/test_gpu $(TEST_FLASH)
 bench: gptrain
 	@sh bench/vs_pytorch.sh
 
+# make bench-shapes: forward-GEMM TFLOPS over widths near d_ff = 8/3*d and the vocab (tile and wave quantization,
+# the best SwiGLU width), on the CPU and on a GPU when there is one (bench/shapes.sh; --save there keeps the table).
+.PHONY: bench-shapes
+$(BUILD)/bench/matmul_shapes: bench/matmul_shapes.c $(BUILD)/libgptrain.a $(wildcard kernels/*.h)
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -o $@ $< $(BUILD)/libgptrain.a $(LDLIBS)
+bench-shapes: $(BUILD)/bench/matmul_shapes
+	@bash bench/shapes.sh
+
 # make bench-attention: our flash-attention kernels (each path) and the naive CUDA attention beside PyTorch's SDPA
 # (flash and cuDNN backends): forward/backward TFLOPS over causal x d x T and peak memory up to T = 32768, with the
 # kernels' ptxas resource report (registers, spills), rebuilt with -Xptxas -v into a log (bench/attention.sh; --save

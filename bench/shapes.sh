@@ -1,0 +1,43 @@
+#!/usr/bin/env bash
+# shapes.sh: how the width of a layer moves the speed of its matmul (bench/matmul_shapes.c): the forward GEMM
+# out (N,M) = x (N,d) . W (M,d)^T for d = 768 over widths near d_ff = 8/3*d (the best SwiGLU width is marked) and near
+# GPT-2's vocab (50257 against its paddings), printing ms, TFLOPS and efficiency per width. On the CPU a short run
+# (N = 512 rows for d_ff, 256 for the vocab: about 15 s on 2 cores); on the GPU too when `nvidia-smi -L` sees one and
+# the binary was built with CUDA (N = 4096, bf16 tensor cores). --save writes bench/results/shapes-<date>-<commit>.txt.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+case "${1:-}" in
+    "" | --save) ;;
+    *) echo "shapes.sh: $1: unknown argument (expected --save or nothing)" >&2; exit 2 ;;
+esac
+make -s build/bench/matmul_shapes >&2
+bin=build/bench/matmul_shapes
+commit=$(git rev-parse --short HEAD 2>/dev/null || echo unknown)
+GPTRAIN_COMMIT=$commit$(git diff --quiet 2>/dev/null || echo '+dirty')
+export GPTRAIN_COMMIT
+tmp=$(mktemp)
+trap 'rm -f "$tmp"' EXIT
+start=$(date +%s)
+{
+    echo "benchmark: matmul shapes (bench/shapes.sh), $(date -u +%Y-%m-%d), $(nproc) CPUs"
+    echo
+    "$bin" --device cpu --sweep dff --d 768 --tokens 512 --repeats 9
+    echo
+    "$bin" --device cpu --sweep vocab --d 768 --tokens 256 --repeats 5
+    if nvidia-smi -L >/dev/null 2>&1 && "$bin" --devices | grep -qx cuda; then
+        echo
+        "$bin" --device cuda --sweep dff --d 768 --tokens 4096 --precision bf16
+        echo
+        "$bin" --device cuda --sweep vocab --d 768 --tokens 4096 --precision bf16
+    else
+        echo
+        echo "gpu: skipped ($(nvidia-smi -L >/dev/null 2>&1 && echo 'binary built without CUDA' || echo 'nvidia-smi -L sees no GPU'))"
+    fi
+    echo
+    echo "elapsed: $(($(date +%s) - start)) s"
+} | tee "$tmp"
+if [ "${1:-}" = "--save" ]; then
+    f=bench/results/shapes-$(date -u +%Y%m%d)-$commit.txt
+    cp "$tmp" "$f"
+    echo "saved $f"
+fi
