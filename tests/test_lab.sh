@@ -17,7 +17,7 @@ else
     bad "ab" "$(tail -5 "$T/ab.out")"
 fi
 /usr/bin/python3 - "$T/ab.out" "$T/ab.csv" "$T/ab.jsonl" <<'PY' >"$T/py" 2>&1 \
-    && ok "ab: table rows A and B, B/A ratio with its spread, one peak for both arms' MFU, CSV (2 rows x 15 columns) and JSONL parse" \
+    && ok "ab: table rows A and B, B/A ratio with its spread, one peak for both arms' MFU, CSV (2 rows x 16 columns) and JSONL parse" \
     || bad "ab output" "$(cat "$T/py")"
 import csv, json, re, sys
 out = open(sys.argv[1]).read()
@@ -26,7 +26,7 @@ assert re.search(r"^B: --recompute full --batch 4\s+\d+", out, re.M), out
 m = re.search(r"B/A tokens/s: ([\d.]+) \(min ([\d.]+), max ([\d.]+) over 2 trial pairs\)", out)
 assert m and float(m.group(2)) <= float(m.group(1)) <= float(m.group(3)), out
 rows = list(csv.reader(open(sys.argv[2])))
-assert len(rows) == 3 and all(len(r) == 15 for r in rows), rows
+assert len(rows) == 3 and all(len(r) == 16 for r in rows), rows
 assert rows[1][0] == "A" and rows[1][1] == "ok" and float(rows[1][2]) > 0
 # full recompute re-runs the forward: its hardware TFLOPS exceed its model TFLOPS; none's are equal
 assert float(rows[2][7]) > float(rows[2][6]) and abs(float(rows[1][7]) - float(rows[1][6])) < 1e-9
@@ -34,6 +34,8 @@ assert float(rows[2][7]) > float(rows[2][6]) and abs(float(rows[1][7]) - float(r
 pa, pb = float(rows[1][6]) / float(rows[1][8]), float(rows[2][6]) / float(rows[2][8])
 assert abs(pa - pb) <= 2e-3 * pa, (pa, pb)
 assert re.search(r"peak [\d.]+ TFLOPS measured by this first run", out), out
+# the planner's total beside the measured memory: full recompute plans less than none at the same batch
+assert 0 < float(rows[2][10]) < float(rows[1][10]) and float(rows[1][11]) > 0, rows
 lines = [json.loads(l) for l in open(sys.argv[3])]
 assert lines[0]["config"] == "A" and lines[1]["config"] == "B" and "ratio_b_over_a" in lines[2]
 PY
@@ -55,7 +57,7 @@ for rc in ("none", "full"):
     m = re.search(rf"^recompute={rc} batch=100000\s+OOM \(needs ([\d.]+) GiB, has 2.00 GiB", out, re.M)
     assert m and float(m.group(1)) > 2, out
 rows = list(csv.reader(open(sys.argv[2])))
-assert len(rows) == 5 and all(len(r) == 15 for r in rows), rows
+assert len(rows) == 5 and all(len(r) == 16 for r in rows), rows
 assert [r[1] == "ok" for r in rows[1:]] == [True, False, True, False], rows
 runs = [json.loads(l) for l in open(sys.argv[3])]
 assert [r["ok"] for r in runs] == [True, False, True, False] and "OOM" in runs[1]["error"]

@@ -34,6 +34,7 @@
 typedef struct LabStats {
     int ok, steps;
     double step_med, step_min, step_max, tok_s, model_tflops, hw_tflops, mfu, hfu, mem_mib;
+    double plan_mib;   // what the planner said the run allocates (its "memory plan" line), beside mem_mib measured
     double fwd_mean, fwd_std, bwd_mean, bwd_std;            // measured steps
     double fwd_mean0, fwd_std0, bwd_mean0, bwd_std0;        // every step, warm-up included (the course table's "0")
     char error[256];
@@ -221,22 +222,23 @@ static LabStats lab_run(Lab *L, const char *const *extra, int nextra, int id) {
         snprintf(st.error, sizeof st.error, "failed (exit %d): %s", WIFEXITED(status) ? WEXITSTATUS(status) : -1, last);
         return st;
     }
-    if (!L->peak[0]) {
-        int given = 0;
-        for (int i = 0; i < L->nbase; i++) given |= !strcmp(L->base[i], "--peak-tflops");
-        FILE *c = given ? NULL : fopen(console, "r");
-        char line[1024];
-        while (c && fgets(line, sizeof line, c)) {
-            const char *p = strstr(line, "; peak ");
-            double v;
-            if (p && strstr(p, "(measured") && sscanf(p, "; peak %lf TFLOPS", &v) == 1 && v > 0) {
-                snprintf(L->peak, sizeof L->peak, "%.4g", v);
-                printf("  peak %s TFLOPS measured by this first run: MFU/HFU of every later run use it too\n", L->peak);
-                break;
-            }
+    // The run's header: the planner's total ("memory plan: X MiB in all") and, on the first run, a measured peak.
+    int peak_given = 0;
+    for (int i = 0; i < L->nbase; i++) peak_given |= !strcmp(L->base[i], "--peak-tflops");
+    FILE *c = fopen(console, "r");
+    char cline[1024];
+    st.plan_mib = NAN;
+    while (c && fgets(cline, sizeof cline, c)) {
+        double v;
+        if (sscanf(cline, "memory plan: %lf MiB in all", &v) == 1) st.plan_mib = v;
+        const char *p = strstr(cline, "; peak ");
+        if (!L->peak[0] && !peak_given && p && strstr(p, "(measured") && sscanf(p, "; peak %lf TFLOPS", &v) == 1 &&
+            v > 0) {
+            snprintf(L->peak, sizeof L->peak, "%.4g", v);
+            printf("  peak %s TFLOPS measured by this first run: MFU/HFU of every later run use it too\n", L->peak);
         }
-        if (c) fclose(c);
     }
+    if (c) fclose(c);
     FILE *f = fopen(log, "r");
     if (!f) { snprintf(st.error, sizeof st.error, "no log written"); return st; }
     double stepv[4096], tok[4096], mt[4096], ht[4096], mfu[4096], hfu[4096], fw[4096], bw[4096], fw0[4096], bw0[4096];
@@ -285,8 +287,8 @@ static void pct(char *buf, size_t n, double x) {
 }
 
 static void print_stats_header(void) {
-    printf("%-40s %10s %23s %9s %9s %7s %7s %9s\n", "config", "tokens/s", "step ms med (min-max)", "TFLOPS",
-           "hwTFLOPS", "MFU", "HFU", "mem MiB");
+    printf("%-40s %10s %23s %9s %9s %7s %7s %9s %9s\n", "config", "tokens/s", "step ms med (min-max)", "TFLOPS",
+           "hwTFLOPS", "MFU", "HFU", "plan MiB", "mem MiB");
 }
 static void print_stats_row(const char *name, const LabStats *s) {
     if (!s->ok) { printf("%-40s %s\n", name, s->error); return; }
@@ -294,30 +296,35 @@ static void print_stats_row(const char *name, const LabStats *s) {
     pct(mfu, sizeof mfu, s->mfu);
     pct(hfu, sizeof hfu, s->hfu);
     snprintf(range, sizeof range, "%.2f (%.2f-%.2f)", s->step_med, s->step_min, s->step_max);
-    printf("%-40s %10.0f %23s %9.4f %9.4f %7s %7s %9.1f\n", name, s->tok_s, range, s->model_tflops, s->hw_tflops,
-           mfu, hfu, s->mem_mib);
+    printf("%-40s %10.0f %23s %9.4f %9.4f %7s %7s %9.1f %9.1f\n", name, s->tok_s, range, s->model_tflops,
+           s->hw_tflops, mfu, hfu, s->plan_mib, s->mem_mib);
 }
 
 static void write_row_files(FILE *csv, FILE *jl, const char *name, const LabStats *s) {
     if (csv) {
         if (s->ok)
-            fprintf(csv, "\"%s\",ok,%.1f,%.3f,%.3f,%.3f,%.6f,%.6f,%.6f,%.6f,%.1f,%.3f,%.3f,%.3f,%.3f\n", name, s->tok_s,
-                    s->step_med, s->step_min, s->step_max, s->model_tflops, s->hw_tflops, s->mfu, s->hfu, s->mem_mib,
+            fprintf(csv, "\"%s\",ok,%.1f,%.3f,%.3f,%.3f,%.6f,%.6f,%.6f,%.6f,%.1f,%.1f,%.3f,%.3f,%.3f,%.3f\n", name,
+                    s->tok_s, s->step_med, s->step_min, s->step_max, s->model_tflops, s->hw_tflops, s->mfu, s->hfu,
+                    s->plan_mib, s->mem_mib,
                     s->fwd_mean, s->fwd_std, s->bwd_mean, s->bwd_std);
-        else fprintf(csv, "\"%s\",\"%s\",,,,,,,,,,,,,\n", name, s->error);
+        else fprintf(csv, "\"%s\",\"%s\",,,,,,,,,,,,,,\n", name, s->error);
     }
     if (jl) {
         if (s->ok)
             fprintf(jl, "{\"config\": \"%s\", \"ok\": true, \"tokens_per_s\": %.1f, \"step_ms_median\": %.3f, "
                         "\"step_ms_min\": %.3f, \"step_ms_max\": %.3f, \"model_tflops\": %.6f, \"hw_tflops\": %.6f, "
-                        "\"mfu\": %.6f, \"hfu\": %.6f, \"mem_mib\": %.1f, \"fwd_ms\": %.3f, \"fwd_ms_std\": %.3f, "
+                        "\"mfu\": %.6f, \"hfu\": %.6f, \"plan_mib\": %.1f, \"mem_mib\": %.1f, \"fwd_ms\": %.3f, \"fwd_ms_std\": %.3f, "
                         "\"bwd_ms\": %.3f, \"bwd_ms_std\": %.3f}\n",
                     name, s->tok_s, s->step_med, s->step_min, s->step_max, s->model_tflops, s->hw_tflops,
-                    isfinite(s->mfu) ? s->mfu : -1, isfinite(s->hfu) ? s->hfu : -1, s->mem_mib, s->fwd_mean,
+                    isfinite(s->mfu) ? s->mfu : -1, isfinite(s->hfu) ? s->hfu : -1, s->plan_mib, s->mem_mib, s->fwd_mean,
                     s->fwd_std, s->bwd_mean, s->bwd_std);
         else fprintf(jl, "{\"config\": \"%s\", \"ok\": false, \"error\": \"%s\"}\n", name, s->error);
     }
 }
+
+#define LAB_CSV_HEADER                                                                                                \
+    "config,status,tokens_per_s,step_ms_median,step_ms_min,step_ms_max,model_tflops,hw_tflops,mfu,hfu,plan_mib,"      \
+    "mem_mib,fwd_ms,fwd_ms_std,bwd_ms,bwd_ms_std"
 
 static FILE *open_out(const char *path, const char *flag) {
     if (!path) return NULL;
@@ -370,7 +377,12 @@ int cmd_ab(int argc, char **argv) {
                sb_runs[t].ok ? "ok" : sb_runs[t].error);
     }
     // Pool each arm's measured steps by taking medians of the per-trial medians; ratios per trial pair.
+    // Each arm's table row starts from its first completed trial (its error when none completed).
     LabStats A = sa_runs[0], B = sb_runs[0];
+    for (int t = L.trials - 1; t >= 0; t--) {
+        if (sa_runs[t].ok) A = sa_runs[t];
+        if (sb_runs[t].ok) B = sb_runs[t];
+    }
     double ratios[1024], ta[1024], tb[1024];
     int nr = 0, na_ok = 0, nb_ok = 0;
     for (int t = 0; t < L.trials; t++) {
@@ -394,7 +406,7 @@ int cmd_ab(int argc, char **argv) {
     snprintf(name, sizeof name, "B: %.35s", L.b);
     print_stats_row(name, &B);
     FILE *csv = open_out(L.csv, "csv"), *jl = open_out(L.jsonl, "jsonl");
-    if (csv) fprintf(csv, "config,status,tokens_per_s,step_ms_median,step_ms_min,step_ms_max,model_tflops,hw_tflops,mfu,hfu,mem_mib,fwd_ms,fwd_ms_std,bwd_ms,bwd_ms_std\n");
+    if (csv) fprintf(csv, "%s\n", LAB_CSV_HEADER);
     write_row_files(csv, jl, "A", &A);
     write_row_files(csv, jl, "B", &B);
     int rc = 0;
@@ -502,7 +514,7 @@ int cmd_bench(int argc, char **argv) {
     printf("gptrain bench: %d configuration%s x (%d warm-up + %d measured steps)\n", total, total == 1 ? "" : "s",
            L.warmup, L.steps);
     FILE *csv = open_out(L.csv, "csv"), *jl = open_out(L.jsonl, "jsonl");
-    if (csv) fprintf(csv, "config,status,tokens_per_s,step_ms_median,step_ms_min,step_ms_max,model_tflops,hw_tflops,mfu,hfu,mem_mib,fwd_ms,fwd_ms_std,bwd_ms,bwd_ms_std\n");
+    if (csv) fprintf(csv, "%s\n", LAB_CSV_HEADER);
     LabStats *res = calloc(total, sizeof *res);
     char (*names)[160] = calloc(total, sizeof *names);
     for (int r = 0; r < total; r++) {
