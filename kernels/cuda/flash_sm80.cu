@@ -47,10 +47,17 @@
 #include <stdio.h>
 #include <string.h>
 
+#ifdef FLASH_SM80_EMULATE
+// tests/test_flash_emu.cc runs these kernels on the CPU: the header supplies the thread block and the PTX wrappers
+// below, emulated from the PTX ISA; the host launch code at the end is left out.
+#include "flash_emu.h"
+#include "flash.h"
+#else
 #include "cuda_common.h"
 #include "flash.h"
 
 typedef __nv_bfloat16 bf16;
+#endif
 
 #define FLASH_SM80_LOG2E 1.4426950408889634f
 #define FLASH_SM80_LN2 0.6931471805599453f
@@ -90,6 +97,7 @@ struct FlashSm80Dq {
 };
 
 // ---- PTX wrappers ----
+#ifndef FLASH_SM80_EMULATE
 
 __device__ __forceinline__ uint32_t flash_smem_addr(const void *p) {
     return (uint32_t)__cvta_generic_to_shared(p);
@@ -139,6 +147,8 @@ __device__ __forceinline__ void flash_mma(float c[4], const uint32_t a[4], uint3
         : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
         : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
 }
+
+#endif   // FLASH_SM80_EMULATE
 
 // Two fp32 -> one register of two bf16, lo in the low half (the lower column of an A fragment register).
 __device__ __forceinline__ uint32_t flash_pack_bf16(float lo, float hi) {
@@ -596,6 +606,7 @@ __global__ void __launch_bounds__(FlashSm80Dq<D>::THREADS)
 }
 
 // ---- host side ----
+#ifndef FLASH_SM80_EMULATE
 
 static int flash_sm80_check(const char *what, int B, int H, int T, int d, const void *const *ptrs, int nptrs) {
     if (B < 1 || H < 1 || T < 1) {
@@ -698,3 +709,4 @@ extern "C" int flash_backward_sm80(const FlashBackward *p, cudaStream_t stream) 
     default: return flash_backward_sm80_launch<128>(p, stream);
     }
 }
+#endif   // FLASH_SM80_EMULATE
