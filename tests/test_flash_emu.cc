@@ -1,20 +1,24 @@
 /*
- * test_flash_emu.cc: the sm80 flash-attention kernels (kernels/cuda/flash_sm80.cu), compiled as host C++ and run on
- * an emulated thread block (tests/emu/flash_emu.h), against a float64 reference, on a machine without a GPU. This
- * checks what a GPU run would check of the kernels' own logic: tile loops and causal bounds, masks of the tails
- * (T not a multiple of any tile), the fragment layouts of ldmatrix/mma.sync, the online softmax, the strides of the
- * outputs (the model's interleaved (B,T,3C) gradients), the order of cp.async waits, both dQ modes. It does not
- * check timing, occupancy, bank conflicts, or anything the hardware does differently from the PTX ISA's description
- * (that is what tests/gpu/test_flash.cu is for, on a device).
+ * test_flash_emu.cc: the flash-attention kernels (kernels/cuda/flash_sm80.cu: forward, dK/dV, dQ; flash_sm90.cu: the
+ * Hopper forward), compiled as host C++ and run on an emulated thread block (tests/emu/flash_emu.h and
+ * flash_emu_sm90.h), against a float64 reference, on a machine without a GPU. This checks what a GPU run would check
+ * of the kernels' own logic: tile loops and causal bounds, masks of the tails (T not a multiple of any tile), the
+ * fragment layouts of ldmatrix/mma.sync and of wgmma, shared-memory descriptors and the 128-byte swizzle that TMA
+ * writes, the mbarrier pipeline between the producer and the consumer warpgroups, the online softmax, the strides of
+ * the outputs (the model's (B,T,C) and interleaved (B,T,3C) buffers), the order of cp.async waits, both dQ modes. It
+ * does not check timing, occupancy, bank conflicts, races that depend on timing (the emulated threads take turns),
+ * or anything the hardware does differently from the PTX ISA's description: that is tests/gpu/test_flash.cu's job,
+ * on a device.
  *
  * Cases: B = 2, H = 2 (so batch and head strides are exercised), T in {1, 17, 64, 127, 130, 200} for head sizes 64 and
- * 128, T in {17, 130} for 32, 80, 96; causal and not. Inputs are fresh random bf16 values; outputs are poisoned with
- * NaN first, so an element never written fails.
+ * 128 (both paths), T in {17, 130} for 32, 80, 96 (sm80); causal and not. Inputs are fresh random bf16 values;
+ * outputs are poisoned with NaN and shared memory with 0xff (bf16 NaN) first, so an element never written fails.
  * Tolerance by rule, per element: the kernels round P (forward, dV) and dS (dK, dQ) to bf16 before the second
  * product, so an element's error is bounded by 2^-8 times the sum of the magnitudes of its terms; the test allows
  * twice that, plus 1e-5 of the output's largest magnitude (at least 1e-5: T = 1 has dQ = dK = 0 exactly) for fp32
- * accumulation, and reports the worst element as
- * a fraction of its allowance. lse: 1e-4 + 1e-6 T absolute. Any index or layout error is far outside these.
+ * accumulation, and reports the worst element as a fraction of its allowance. lse: 1e-4 + 1e-6 T absolute. Any
+ * index or layout error is far outside these (a swapped fragment register, a missing wait, an off-by-one mask, LBO
+ * and SBO exchanged: each fails dozens of cases).
  */
 #include <setjmp.h>
 #include <ucontext.h>
@@ -24,21 +28,24 @@
 
 #define FLASH_SM80_EMULATE 1
 #include "../kernels/cuda/flash_sm80.cu"
+#define FLASH_SM90_EMULATE 1
+#include "../kernels/cuda/flash_sm90.cu"
 
 #include "harness.h"
 
 // ---- the scheduler behind flash_emu.h ----
 
-#define EMU_MAX_THREADS 256
+#define EMU_MAX_THREADS 384   // the sm90 forward's producer + 2 consumer warpgroups
 #define EMU_STACK (64 * 1024)
 
 alignas(128) unsigned char flash_smem[128 * 1024];   // the block's dynamic shared memory (blocks run one at a time)
+alignas(1024) unsigned char flash_sm90_smem[EMU_SM90_SMEM_BYTES];   // the same for the sm90 kernel
 EmuDim3 emu_block_idx, emu_grid_dim, emu_block_dim;
 
-struct EmuWarp {
+struct EmuWarp {   // one warp, or one warpgroup of 4 warps
     int count, gen;
     EmuOp op;
-    EmuLane *lanes[32];
+    EmuLane *lanes[128];
 };
 
 static struct {
@@ -52,7 +59,7 @@ static struct {
     int done[EMU_MAX_THREADS], started[EMU_MAX_THREADS];
     char *stacks;
     int bar_count, bar_gen;
-    EmuWarp warps[EMU_MAX_THREADS / 32];
+    EmuWarp warps[EMU_MAX_THREADS / 32], groups[EMU_MAX_THREADS / 128];
     long progress;
     std::function<void()> body;
 } emu;
@@ -62,6 +69,7 @@ EmuThread *emu_self(void) { return &emu.th[emu.cur]; }
 static void emu_yield(void) {
     if (!_setjmp(emu.jb[emu.cur])) _longjmp(emu.main_jb, 1);
 }
+void emu_wait_yield(void) { emu_yield(); }   // an mbarrier wait that has to wait
 
 void emu_syncthreads(void) {
     const int gen = emu.bar_gen;
@@ -137,21 +145,26 @@ static void emu_compute(EmuWarp *w) {
     case EMU_SHFL:
         for (int l = 0; l < 32; l++) L[l]->d[0] = L[l ^ L[l]->m]->v;
         break;
+    case EMU_SYNCWARP:
+        break;
+    case EMU_WGMMA:
+        emu_wgmma(L);
+        break;
     }
 }
 
-void emu_warp_collective(EmuOp op, EmuLane *lane) {
-    EmuWarp *w = &emu.warps[emu.cur / 32];
+void emu_collective(EmuOp op, EmuLane *lane, int width) {
+    EmuWarp *w = width == 32 ? &emu.warps[emu.cur / 32] : &emu.groups[emu.cur / 128];
     if (w->count == 0) w->op = op;
     else if (w->op != op) {
-        fprintf(stderr, "emu: lanes of warp %d met at different warp instructions (%d and %d)\n", emu.cur / 32, w->op,
-                op);
+        fprintf(stderr, "emu: threads of %s %d met at different instructions (%d and %d)\n",
+                width == 32 ? "warp" : "warpgroup", emu.cur / width, w->op, op);
         abort();
     }
-    w->lanes[emu.cur % 32] = lane;
+    w->lanes[emu.cur % width] = lane;
     const int gen = w->gen;
     emu.progress++;
-    if (++w->count == 32) {
+    if (++w->count == width) {
         emu_compute(w);
         w->count = 0;
         w->gen++;
@@ -193,6 +206,9 @@ static int emu_launch(unsigned gx, unsigned gy, int threads, const std::function
             emu_block_idx = {bx, by, 0};
             memset(flash_smem, 0xff, sizeof flash_smem);
             memset(emu.warps, 0, sizeof emu.warps);
+            memset(emu.groups, 0, sizeof emu.groups);
+            memset(flash_sm90_smem, 0xff, sizeof flash_sm90_smem);
+            emu_sm90_reset();
             emu.bar_count = emu.bar_gen = 0;
             emu.live = threads;
             for (int i = 0; i < threads; i++) {
@@ -212,6 +228,9 @@ static int emu_launch(unsigned gx, unsigned gy, int threads, const std::function
                     if (emu.done[i]) continue;
                     emu_resume(i);
                 }
+                // TMA copies land as late as they can: only when every live thread is waiting (one barrier's
+                // copies at a time), so a read that does not wait for its barrier finds the poison.
+                if (emu.progress == before && emu_tma_land()) continue;
                 if (emu.progress == before) {
                     fprintf(stderr, "emu: deadlock in block (%u, %u): %d threads wait at a barrier no one else reaches\n",
                             bx, by, emu.live);
@@ -252,6 +271,49 @@ static int run_backward(const FlashBackward &p) {
                    [&] { flash_backward_dq_sm80_kernel<D>(p, scale, scale_log2); }))
         return -1;
     return 0;
+}
+
+// The sm90 forward, with tensor maps as flash_sm90.cu's host code describes them: (d, T, BH) bf16, rows d*2 bytes,
+// heads T*d*2, boxes of 64 columns x rows x 1 head, 128-byte swizzle.
+static void emu_map(CUtensorMap *map, const bf16 *base, int BH, int T, int d, int rows) {
+    memset(map, 0, sizeof *map);
+    EmuTensorMap *m = (EmuTensorMap *)map;
+    m->base = base;
+    m->dims[0] = (uint64_t)d;
+    m->dims[1] = (uint64_t)T;
+    m->dims[2] = (uint64_t)BH;
+    m->strides[0] = (uint64_t)d * 2;
+    m->strides[1] = (uint64_t)T * d * 2;
+    m->box[0] = FLASH_SM90_PANEL;
+    m->box[1] = (uint32_t)rows;
+    m->box[2] = 1;
+    m->swizzle128 = 1;
+}
+
+template <int D, bool CAUSAL>
+static int run_forward_sm90(const FlashForward &p) {
+    const int BH = p.B * p.H;
+    CUtensorMap tm_q, tm_k, tm_v;
+    emu_map(&tm_q, p.q, BH, p.T, D, FLASH_SM90_BLOCK_M);
+    emu_map(&tm_k, p.k, BH, p.T, D, FLASH_SM90_BLOCK_N);
+    emu_map(&tm_v, p.v, BH, p.T, D, FLASH_SM90_BLOCK_N);
+    FlashSm90Params prm;
+    prm.o = p.o;
+    prm.sb = p.o_strides.sb;
+    prm.sh = p.o_strides.sh;
+    prm.st = p.o_strides.st;
+    prm.lse = p.lse;
+    prm.H = p.H;
+    prm.T = p.T;
+    prm.scale_log2 = (float)(1.4426950408889634 / sqrt((double)D));
+    prm.o_vec2 = (uintptr_t)p.o % 8 == 0 && prm.sb % 2 == 0 && prm.sh % 2 == 0 && prm.st % 2 == 0;
+    if (FlashSm90Layout<D>::ALLOC > EMU_SM90_SMEM_BYTES) return -1;
+    return emu_launch((unsigned)((p.T + FLASH_SM90_BLOCK_M - 1) / FLASH_SM90_BLOCK_M), (unsigned)BH,
+                      FLASH_SM90_THREADS, [&] { flash_forward_sm90_kernel<D, CAUSAL>(tm_q, tm_k, tm_v, prm); });
+}
+static int run_sm90(const FlashForward &p) {
+    if (p.d == 64) return p.causal ? run_forward_sm90<64, true>(p) : run_forward_sm90<64, false>(p);
+    return p.causal ? run_forward_sm90<128, true>(p) : run_forward_sm90<128, false>(p);
 }
 
 template <int D>
@@ -386,13 +448,17 @@ static void one_case(int d, int T, int causal) {
     f.T = T;
     f.d = d;
     f.causal = causal;
-    snprintf(name, sizeof name, "forward d=%d T=%d %s", d, T, causal ? "causal" : "full");
-    if (run(d, &f, NULL)) {
-        harness_case(0, name, "emulation failed");
-        return;
-    }
     double omax = 0;
     for (size_t i = 0; i < n; i++) omax = fmax(omax, fabs(O[i]));
+    for (int path = 80; path <= 90; path += 10) {
+    if (path == 90 && d != 64 && d != 128) break;   // the sm90 forward takes these two head sizes
+    std::fill(out.begin(), out.end(), NAN);
+    std::fill(lse_k.begin(), lse_k.end(), NAN);
+    snprintf(name, sizeof name, "forward sm%d d=%d T=%d %s", path, d, T, causal ? "causal" : "full");
+    if (path == 80 ? run(d, &f, NULL) : run_sm90(f)) {
+        harness_case(0, name, "emulation failed");
+        continue;
+    }
     Worst wo = {0, -1, 0, 0, 0}, wl = {0, -1, 0, 0, 0};
     for (int bh = 0; bh < BH; bh++)
         for (int t = 0; t < T; t++) {
@@ -406,6 +472,7 @@ static void one_case(int d, int T, int causal) {
     harness_case(!wo.bad && !wl.bad, name,
                  "O worst %.3g of allowance at %ld (%.6g vs %.6g); lse worst %.3g at %ld (%.6g vs %.6g)", wo.frac,
                  wo.where, wo.got, wo.want, wl.frac, wl.where, wl.got, wl.want);
+    }
 
     // ---- backward, both dQ modes: dq, dk, dv interleaved in a (B,T,3C) buffer, from the reference's lse and D ----
     std::vector<float> lse_f((size_t)BH * T), D_f((size_t)BH * T);

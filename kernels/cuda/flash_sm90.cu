@@ -33,9 +33,22 @@
 #include <math.h>
 #include <stdint.h>
 #include <stdio.h>
+#include <string.h>
 
+// FLASH_SM90_CODE: this pass compiles the kernel's real body (the sm_90a device pass, or the CPU emulation of
+// tests/test_flash_emu.cc, which supplies the thread block, mbarriers, TMA and wgmma from tests/emu/ and leaves out
+// the host code at the end of this file).
+#ifdef FLASH_SM90_EMULATE
+#include "flash_emu_sm90.h"
+#include "flash.h"
+#define FLASH_SM90_CODE 1
+#else
 #include "cuda_common.h"
 #include "flash.h"
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900 && defined(__CUDA_ARCH_FEAT_SM90_ALL)
+#define FLASH_SM90_CODE 1
+#endif
+#endif
 
 // ---- tile shapes (see the file comment for the reasons) ----
 
@@ -75,7 +88,7 @@ struct FlashSm90Params {
     int o_vec2;               // 1 when o and its strides allow 8-byte float2 stores
 };
 
-#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900 && defined(__CUDA_ARCH_FEAT_SM90_ALL)
+#if defined(FLASH_SM90_CODE) && !defined(FLASH_SM90_EMULATE)
 
 // ---- mbarrier and TMA (PTX ISA: mbarrier, cp.async.bulk.tensor) ----
 
@@ -121,20 +134,6 @@ __device__ __forceinline__ void tma_load_3d(uint32_t dst, const CUtensorMap *map
 }
 
 // ---- wgmma (PTX ISA: asynchronous warpgroup-level matrix multiply) ----
-
-// Shared-memory matrix descriptor (PTX ISA "matrix descriptor format"), 64 bits:
-//   bits  0-13  start address >> 4 (shared-window byte address; ours stay below 228 KB, so 14 bits hold it)
-//   bits 16-29  leading dimension byte offset >> 4 (LBO)
-//   bits 32-45  stride dimension byte offset >> 4 (SBO)
-//   bits 49-51  base offset: 0, because every tile and panel starts on a 1024-byte boundary (the 128B swizzle's
-//               repeat) and the in-atom K offsets we add (0/32/64/96 bytes) leave address bits 7-9 at zero
-//   bits 62-63  swizzle mode: 1 = 128-byte swizzle, the same pattern TMA's CU_TENSOR_MAP_SWIZZLE_128B writes
-//               (16-byte chunk index, address bits 4-6, XORed with the row within the 8-row atom, bits 7-9)
-// Advancing along a matrix is done by adding (bytes >> 4) to the start-address field (no carry: see above).
-__device__ __forceinline__ uint64_t smem_desc(uint32_t addr, uint32_t lbo_bytes, uint32_t sbo_bytes) {
-    return (uint64_t)((addr & 0x3FFFF) >> 4) | ((uint64_t)((lbo_bytes & 0x3FFFF) >> 4) << 16) |
-           ((uint64_t)((sbo_bytes & 0x3FFFF) >> 4) << 32) | (1ull << 62);
-}
 
 // Order this thread's register writes before the wgmma that reads them (required before the first wgmma of a batch
 // and whenever accumulator or A-fragment registers were written by ordinary instructions).
@@ -231,6 +230,41 @@ __device__ __forceinline__ void wgmma_m64n64k16_rs(float (&d)[32], const uint32_
         : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "l"(desc_b), "r"(accumulate));
 }
 
+// The kernel's other PTX: initialisation fences for the barriers, the tensor-map prefetch, and the register
+// re-allocation between the producer and the consumer warpgroups.
+__device__ __forceinline__ void fence_barrier_init() {
+    asm volatile("fence.mbarrier_init.release.cluster;" ::: "memory");
+    asm volatile("fence.proxy.async.shared::cta;" ::: "memory");
+}
+__device__ __forceinline__ void prefetch_tensormap(const CUtensorMap *map) {
+    asm volatile("prefetch.tensormap [%0];" ::"l"((uint64_t)map) : "memory");
+}
+template <int REGS>
+__device__ __forceinline__ void setmaxnreg_dec() {
+    asm volatile("setmaxnreg.dec.sync.aligned.u32 %0;" ::"n"(REGS));
+}
+template <int REGS>
+__device__ __forceinline__ void setmaxnreg_inc() {
+    asm volatile("setmaxnreg.inc.sync.aligned.u32 %0;" ::"n"(REGS));
+}
+
+#endif   // the PTX of the sm_90a pass
+
+#ifdef FLASH_SM90_CODE
+// Shared-memory matrix descriptor (PTX ISA "matrix descriptor format"), 64 bits:
+//   bits  0-13  start address >> 4 (shared-window byte address; ours stay below 228 KB, so 14 bits hold it)
+//   bits 16-29  leading dimension byte offset >> 4 (LBO)
+//   bits 32-45  stride dimension byte offset >> 4 (SBO)
+//   bits 49-51  base offset: 0, because every tile and panel starts on a 1024-byte boundary (the 128B swizzle's
+//               repeat) and the in-atom K offsets we add (0/32/64/96 bytes) leave address bits 7-9 at zero
+//   bits 62-63  swizzle mode: 1 = 128-byte swizzle, the same pattern TMA's CU_TENSOR_MAP_SWIZZLE_128B writes
+//               (16-byte chunk index, address bits 4-6, XORed with the row within the 8-row atom, bits 7-9)
+// Advancing along a matrix is done by adding (bytes >> 4) to the start-address field (no carry: see above).
+__device__ __forceinline__ uint64_t smem_desc(uint32_t addr, uint32_t lbo_bytes, uint32_t sbo_bytes) {
+    return (uint64_t)((addr & 0x3FFFF) >> 4) | ((uint64_t)((lbo_bytes & 0x3FFFF) >> 4) << 16) |
+           ((uint64_t)((sbo_bytes & 0x3FFFF) >> 4) << 32) | (1ull << 62);
+}
+
 template <int D>
 __device__ __forceinline__ void wgmma_pv(float (&o)[D / 2], const uint32_t (&a)[4], uint64_t desc_v) {
     if constexpr (D == 128)
@@ -241,10 +275,11 @@ __device__ __forceinline__ void wgmma_pv(float (&o)[D / 2], const uint32_t (&a)[
 
 __device__ __forceinline__ uint32_t pack_bf16x2(float lo, float hi) {
     __nv_bfloat162 h = __floats2bfloat162_rn(lo, hi);   // .x (low 16 bits) = lo
-    return *reinterpret_cast<uint32_t *>(&h);
+    uint32_t r;
+    memcpy(&r, &h, 4);
+    return r;
 }
-
-#endif   // sm_90a
+#endif
 
 // ---- the kernel ----
 
@@ -254,7 +289,7 @@ template <int D, bool CAUSAL>
 __global__ void __launch_bounds__(FLASH_SM90_THREADS, 1)
     flash_forward_sm90_kernel(const __grid_constant__ CUtensorMap tm_q, const __grid_constant__ CUtensorMap tm_k,
                               const __grid_constant__ CUtensorMap tm_v, const FlashSm90Params prm) {
-#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900 && defined(__CUDA_ARCH_FEAT_SM90_ALL)
+#ifdef FLASH_SM90_CODE
     typedef FlashSm90Layout<D> L;
     constexpr int BM = FLASH_SM90_BLOCK_M, BN = FLASH_SM90_BLOCK_N;
     constexpr int Q_PANEL = BM * 128, KV_PANEL = BN * 128;   // bytes of one 64-column panel of a Q / K,V tile
@@ -289,18 +324,17 @@ __global__ void __launch_bounds__(FLASH_SM90_THREADS, 1)
         // The barriers were written by the generic proxy and are next updated by TMA's complete_tx (async proxy):
         // make the initialisation visible to it. No tile data is ever written by ordinary stores (TMA writes every
         // operand wgmma reads, and P goes register to register), so no other proxy fence is needed.
-        asm volatile("fence.mbarrier_init.release.cluster;" ::: "memory");
-        asm volatile("fence.proxy.async.shared::cta;" ::: "memory");
+        fence_barrier_init();
     }
     __syncthreads();
 
     if (warp / 4 == 0) {
         // ---- producer warpgroup: one thread issues every copy; the rest only give their registers back ----
-        asm volatile("setmaxnreg.dec.sync.aligned.u32 %0;" ::"n"(FLASH_SM90_PRODUCER_REGS));
+        setmaxnreg_dec<FLASH_SM90_PRODUCER_REGS>();
         if (warp == 0 && lane == 0) {
-            asm volatile("prefetch.tensormap [%0];" ::"l"((uint64_t)&tm_q) : "memory");
-            asm volatile("prefetch.tensormap [%0];" ::"l"((uint64_t)&tm_k) : "memory");
-            asm volatile("prefetch.tensormap [%0];" ::"l"((uint64_t)&tm_v) : "memory");
+            prefetch_tensormap(&tm_q);
+            prefetch_tensormap(&tm_k);
+            prefetch_tensormap(&tm_v);
             mbar_arrive_expect_tx(bar_q, L::Q_BYTES);
             for (int p = 0; p < L::PANELS; p++)
                 tma_load_3d(q_smem + p * Q_PANEL, &tm_q, p * FLASH_SM90_PANEL, m0, bh, bar_q);
@@ -318,7 +352,7 @@ __global__ void __launch_bounds__(FLASH_SM90_THREADS, 1)
         }
     } else {
         // ---- consumer warpgroup cw: query rows m0 + 64cw .. m0 + 64cw + 63 ----
-        asm volatile("setmaxnreg.inc.sync.aligned.u32 %0;" ::"n"(FLASH_SM90_CONSUMER_REGS));
+        setmaxnreg_inc<FLASH_SM90_CONSUMER_REGS>();
         const int cw = warp / 4 - 1, w = warp % 4, g = lane / 4, q = lane % 4;
         const int wg_row0 = m0 + 64 * cw;                 // first query row of this warpgroup
         const int row0 = wg_row0 + 16 * w + g, row1 = row0 + 8;   // the two rows this thread holds
@@ -477,6 +511,7 @@ __global__ void __launch_bounds__(FLASH_SM90_THREADS, 1)
 }
 
 // ---- host side ----
+#ifndef FLASH_SM90_EMULATE
 
 // cuTensorMapEncodeTiled through the runtime's driver entry point, so the program need not link libcuda itself.
 static PFN_cuTensorMapEncodeTiled_v12000 flash_sm90_encode_fn(void) {
@@ -583,3 +618,4 @@ extern "C" int flash_forward_sm90(const FlashForward *p, cudaStream_t stream) {
     return p->causal ? flash_forward_sm90_launch<128, true>(p, prm, stream)
                      : flash_forward_sm90_launch<128, false>(p, prm, stream);
 }
+#endif   // FLASH_SM90_EMULATE

@@ -68,7 +68,7 @@ struct EmuCopy {
     int group;    // commit group it belongs to (-1 until committed)
 };
 
-enum EmuOp { EMU_LDSM = 1, EMU_LDSM_T, EMU_MMA, EMU_SHFL };
+enum EmuOp { EMU_LDSM = 1, EMU_LDSM_T, EMU_MMA, EMU_SHFL, EMU_SYNCWARP, EMU_WGMMA };
 
 struct EmuLane {   // what one lane brings to a warp collective and where its result goes
     const void *addr;
@@ -77,6 +77,10 @@ struct EmuLane {   // what one lane brings to a warp collective and where its re
     int m;
     uint32_t r[4];
     float d[4];
+    // wgmma (flash_emu_sm90.h): descriptors, A from registers or not, the accumulator (n/2 floats) updated in place
+    uint64_t desc_a, desc_b;
+    int a_regs, trans_b, n, accumulate;
+    float *acc;
 };
 
 struct EmuThread {
@@ -88,7 +92,9 @@ struct EmuThread {
 
 EmuThread *emu_self(void);                 // the thread now running
 void emu_syncthreads(void);                // block barrier
-void emu_warp_collective(EmuOp op, EmuLane *lane);   // warp barrier + op
+// Warp (width 32) or warpgroup (width 128) barrier + op: the last of the group to arrive runs emu_compute.
+void emu_collective(EmuOp op, EmuLane *lane, int width);
+static inline void emu_warp_collective(EmuOp op, EmuLane *lane) { emu_collective(op, lane, 32); }
 extern EmuDim3 emu_block_idx, emu_grid_dim, emu_block_dim;
 
 #define threadIdx (emu_self()->tid)
