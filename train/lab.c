@@ -151,17 +151,6 @@ static int split_flags(const char *s, char *store, size_t cap, const char **out,
     return n;
 }
 
-// ---- a tiny reader for our own JSONL rows: the value of "key" in one line, or NAN ----
-static double json_num(const char *line, const char *key) {
-    char pat[64];
-    snprintf(pat, sizeof pat, "\"%s\": ", key);
-    const char *p = strstr(line, pat);
-    if (!p) return NAN;
-    p += strlen(pat);
-    if (!strncmp(p, "null", 4)) return NAN;
-    return strtod(p, NULL);
-}
-
 static int cmp_double(const void *a, const void *b) {
     const double x = *(const double *)a, y = *(const double *)b;
     return x < y ? -1 : x > y;
@@ -246,18 +235,18 @@ static LabStats lab_run(Lab *L, const char *const *extra, int nextra, int id) {
     char line[4096];
     st.mem_mib = 0;
     while (fgets(line, sizeof line, f) && all < 4096) {
-        const double step = json_num(line, "step");
-        fw0[all] = json_num(line, "fwd_ms");
-        bw0[all++] = json_num(line, "bwd_ms");
-        const double mem = json_num(line, "mem_mib");
+        const double step = jsonl_number(line, "step");
+        fw0[all] = jsonl_number(line, "fwd_ms");
+        bw0[all++] = jsonl_number(line, "bwd_ms");
+        const double mem = jsonl_number(line, "mem_mib");
         if (isfinite(mem) && mem > st.mem_mib) st.mem_mib = mem;
         if (!(step > L->warmup)) continue;
-        stepv[m] = json_num(line, "step_ms");
-        tok[m] = json_num(line, "tokens_per_s");
-        mt[m] = json_num(line, "model_tflops");
-        ht[m] = json_num(line, "hw_tflops");
-        mfu[m] = json_num(line, "mfu");
-        hfu[m] = json_num(line, "hfu");
+        stepv[m] = jsonl_number(line, "step_ms");
+        tok[m] = jsonl_number(line, "tokens_per_s");
+        mt[m] = jsonl_number(line, "model_tflops");
+        ht[m] = jsonl_number(line, "hw_tflops");
+        mfu[m] = jsonl_number(line, "mfu");
+        hfu[m] = jsonl_number(line, "hfu");
         fw[m] = fw0[all - 1];
         bw[m] = bw0[all - 1];
         m++;

@@ -194,8 +194,7 @@ int plot_bars(const char *png, const char *title, const char *ylabel, int n, con
     return rc;
 }
 
-// The number after "key": in a JSON line (NaN when absent or null). Our logs are flat objects of numbers.
-static double plot_json_num(const char *line, const char *key) {
+double jsonl_number(const char *line, const char *key) {
     char pat[64];
     snprintf(pat, sizeof pat, "\"%s\":", key);
     const char *p = strstr(line, pat);
@@ -224,7 +223,7 @@ int plot_log(const char *jsonl, const char *png, char *err, size_t errlen) {
         lineno++;
         const char *p = line + strspn(line, " \t\r\n");
         if (!*p) continue;
-        const double step = plot_json_num(p, "step");
+        const double step = jsonl_number(p, "step");
         if (*p != '{' || !isfinite(step)) {
             fclose(f);
             fclose(d);
@@ -232,12 +231,12 @@ int plot_log(const char *jsonl, const char *png, char *err, size_t errlen) {
             return plot_fail(err, errlen, "%s:%d: expected a JSON step record of `gptrain train --log` "
                              "({\"step\": N, \"loss\": ...})", jsonl, lineno);
         }
-        const double val = plot_json_num(p, "val_loss"), mfu = plot_json_num(p, "mfu"),
-                     hfu = plot_json_num(p, "hfu"), mem = plot_json_num(p, "mem_mib");
+        const double val = jsonl_number(p, "val_loss"), mfu = jsonl_number(p, "mfu"),
+                     hfu = jsonl_number(p, "hfu"), mem = jsonl_number(p, "mem_mib");
         fprintf(d, "%.0f", step);
-        plot_put(d, plot_json_num(p, "loss"));
+        plot_put(d, jsonl_number(p, "loss"));
         plot_put(d, val);
-        plot_put(d, plot_json_num(p, "tokens_per_s"));
+        plot_put(d, jsonl_number(p, "tokens_per_s"));
         plot_put(d, 100 * mfu);
         plot_put(d, 100 * hfu);
         plot_put(d, mem);

@@ -18,6 +18,9 @@ int plot_bars(const char *png, const char *title, const char *ylabel, int n, con
 // memory (MiB), each against step. Returns 0, or -1 with a reason in err (a line that is not a step record is named
 // by its line number).
 int plot_log(const char *jsonl, const char *png, char *err, size_t errlen);
+// The number after "key": in one line of a gptrain JSONL log (NaN when absent or null; the logs are flat objects of
+// numbers). Shared by the plots and the lab's tables.
+double jsonl_number(const char *line, const char *key);
 
 // `gptrain plot LOG.jsonl [--out PNG]` (default: the log's name with .png); argv excludes the subcommand.
 // Returns the exit status (0, or 2 for a user error after one line on stderr).
