@@ -11,7 +11,8 @@
  * on a device.
  *
  * Cases: B = 2, H = 2 (so batch and head strides are exercised), T in {1, 17, 64, 127, 130, 200} for head sizes 64 and
- * 128 (both paths), T in {17, 130} for 32, 80, 96 (sm80); causal and not. Inputs are fresh random bf16 values;
+ * 128 (both paths), T in {17, 130} for 32, 80, 96 (sm80); and B = H = 1 at T = 700 for 64 and 128, long enough for
+ * the sm90 K/V ring to wrap; causal and not. Inputs are fresh random bf16 values;
  * outputs are poisoned with NaN and shared memory with 0xff (bf16 NaN) first, so an element never written fails.
  * Tolerance by rule, per element: the kernels round P (forward, dV) and dS (dK, dQ) to bf16 before the second
  * product, so an element's error is bounded by 2^-8 times the sum of the magnitudes of its terms; the test allows
@@ -364,8 +365,8 @@ static void check(Worst *w, long i, double got, double want, double allow) {
     }
 }
 
-static void one_case(int d, int T, int causal) {
-    const int B = 2, H = 2, BH = B * H, C = H * d;
+static void one_case(int B, int H, int d, int T, int causal) {
+    const int BH = B * H, C = H * d;
     const double scale = 1.0 / sqrt((double)d);
     rng_state = 0x9e3779b97f4a7c15ull ^ ((uint64_t)d << 40) ^ ((uint64_t)T << 8) ^ (uint64_t)causal;
     std::vector<bf16> q, k, v, dob;
@@ -450,12 +451,14 @@ static void one_case(int d, int T, int causal) {
     f.causal = causal;
     double omax = 0;
     for (size_t i = 0; i < n; i++) omax = fmax(omax, fabs(O[i]));
-    for (int path = 80; path <= 90; path += 10) {
-    if (path == 90 && d != 64 && d != 128) break;   // the sm90 forward takes these two head sizes
+    // paths: sm80, then sm90 with TMA copies landing late, then eager (flash_emu_sm90.h)
+    for (int path = 0; path < 3; path++) {
+    if (path > 0 && d != 64 && d != 128) break;   // the sm90 forward takes these two head sizes
     std::fill(out.begin(), out.end(), NAN);
     std::fill(lse_k.begin(), lse_k.end(), NAN);
-    snprintf(name, sizeof name, "forward sm%d d=%d T=%d %s", path, d, T, causal ? "causal" : "full");
-    if (path == 80 ? run(d, &f, NULL) : run_sm90(f)) {
+    emu_tma_eager = path == 2;
+    snprintf(name, sizeof name, "forward %s B=%d H=%d d=%d T=%d %s", path == 0 ? "sm80" : path == 1 ? "sm90 (TMA late)" : "sm90 (TMA eager)", B, H, d, T, causal ? "causal" : "full");
+    if (path == 0 ? run(d, &f, NULL) : run_sm90(f)) {
         harness_case(0, name, "emulation failed");
         continue;
     }
@@ -506,7 +509,7 @@ static void one_case(int d, int T, int causal) {
         bp.d = d;
         bp.causal = causal;
         bp.deterministic = det;
-        snprintf(name, sizeof name, "backward d=%d T=%d %s, dQ %s", d, T, causal ? "causal" : "full",
+        snprintf(name, sizeof name, "backward B=%d H=%d d=%d T=%d %s, dQ %s", B, H, d, T, causal ? "causal" : "full",
                  det ? "deterministic pass" : "atomic");
         if (run(d, NULL, &bp)) {
             harness_case(0, name, "emulation failed");
@@ -537,7 +540,11 @@ int main(void) {
         const int *Ts = d == 64 || d == 128 ? big : small;
         const int nT = d == 64 || d == 128 ? 6 : 2;
         for (int ti = 0; ti < nT; ti++)
-            for (int causal = 1; causal >= 0; causal--) one_case(d, Ts[ti], causal);
+            for (int causal = 1; causal >= 0; causal--) one_case(2, 2, d, Ts[ti], causal);
     }
+    // One head at T = 700 (not a multiple of any tile): enough key tiles that the sm90 forward's K/V ring wraps
+    // (6 tiles of 128 keys over 3 stages at d = 64, 2 stages at d = 128) and the sm80 kernels stream 11-22 tiles.
+    for (int di = 0; di < 2; di++)
+        for (int causal = 1; causal >= 0; causal--) one_case(1, 1, dims[di], 700, causal);
     return harness_finish();
 }

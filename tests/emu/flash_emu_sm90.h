@@ -11,9 +11,10 @@
  *     try_wait.parity(P) is true once the phase of parity P has completed, i.e. while the current phase's parity is
  *     not P (so parity 1 is "complete" on a fresh barrier).
  *   TMA: a 3D tiled load of box (64 elements, rows, 1) at (c0, c1, c2); elements outside the tensor are zeros and
- *     their bytes still count. Copies land as late as possible, one barrier's worth at a time and only when every
- *     thread of the block is waiting, so a consumer that reads a stage before its barrier completes reads the 0xff
- *     poison. 128-byte swizzle: the 16-byte
+ *     their bytes still count. Two timings, each case run under both: late (one barrier's worth at a time and only
+ *     when every thread of the block is waiting, so a consumer that reads a stage before its barrier completes reads
+ *     the 0xff poison) and eager (the moment the copy is issued, so a producer that refills a stage some consumer
+ *     has not finished reading changes the data under it). 128-byte swizzle: the 16-byte
  *     chunk at shared address a is stored at a ^ (((a >> 7) & 7) << 4) (address bits 4-6 XOR bits 7-9).
  *   wgmma.mma_async m64nNk16 bf16 -> f32, per warpgroup of 128 threads (warp w, lane = 4g + q):
  *     D fragment: d[4j + e] is row 16w + g + 8 (e >> 1), column 8j + 2q + (e & 1);
@@ -127,6 +128,8 @@ struct EmuTmaCopy {
 };
 static EmuTmaCopy emu_tma[256];
 static int emu_ntma;
+static int emu_tma_eager;   // 1: a copy lands the moment it is issued (catches a stage refilled under a reader)
+static int emu_tma_land(void);
 
 static inline void tma_load_3d(uint32_t dst, const CUtensorMap *map, int c0, int c1, int c2, uint32_t bar) {
     static_assert(sizeof(EmuTensorMap) <= sizeof(CUtensorMap), "EmuTensorMap fits a CUtensorMap");
@@ -137,6 +140,7 @@ static inline void tma_load_3d(uint32_t dst, const CUtensorMap *map, int c0, int
     }
     EmuTmaCopy c = {dst, bar, (const EmuTensorMap *)map, c0, c1, c2};
     emu_tma[emu_ntma++] = c;
+    if (emu_tma_eager) emu_tma_land();
 }
 
 // Land the oldest barrier's queued copies (bf16 elements, box[0] = 64 = one 128-byte row), so data guarded by a later
