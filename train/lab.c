@@ -276,7 +276,7 @@ static void pct(char *buf, size_t n, double x) {
 }
 
 static void print_stats_header(void) {
-    printf("%-40s %10s %23s %9s %9s %7s %7s %9s %9s\n", "config", "tokens/s", "step ms med (min-max)", "TFLOPS",
+    printf("%-40s %10s %25s %9s %9s %7s %7s %9s %9s\n", "config", "tokens/s", "step ms med (min-max)", "TFLOPS",
            "hwTFLOPS", "MFU", "HFU", "plan MiB", "mem MiB");
 }
 static void print_stats_row(const char *name, const LabStats *s) {
@@ -285,7 +285,7 @@ static void print_stats_row(const char *name, const LabStats *s) {
     pct(mfu, sizeof mfu, s->mfu);
     pct(hfu, sizeof hfu, s->hfu);
     snprintf(range, sizeof range, "%.2f (%.2f-%.2f)", s->step_med, s->step_min, s->step_max);
-    printf("%-40s %10.0f %23s %9.4f %9.4f %7s %7s %9.1f %9.1f\n", name, s->tok_s, range, s->model_tflops,
+    printf("%-40s %10.0f %25s %9.4f %9.4f %7s %7s %9.1f %9.1f\n", name, s->tok_s, range, s->model_tflops,
            s->hw_tflops, mfu, hfu, s->plan_mib, s->mem_mib);
 }
 
