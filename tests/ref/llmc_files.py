@@ -1,5 +1,5 @@
 #!/usr/bin/python3
-"""llmc_files.py OUTDIR: llm.c model files for tests/test_ckpt.sh, written independently of gptrain's writer.
+"""llmc_files.py [--gpt2-124m] OUTDIR: llm.c model files for the tests, written independently of gptrain's writer.
 
 Follows llm.c's published layout (train_gpt2.py's write_model / the C loader gpt2_build_from_checkpoint):
 int32 header[256] = {20240326, version, maxT, V, L, NH, C, Vp, 0...}, then the parameters in this order, each C-order:
@@ -12,6 +12,12 @@ Writes gpt_v3.bin and gpt_v5.bin (random weights of a tiny GPT: L=2, NH=2, C=32,
 in gptrain's format (train/val shards of random tokens, a char tokenizer.txt with 60 entries) and, for each version,
 loss_vN.txt: the mean cross-entropy of the first batch of --batch 2 --seq-len 16 --shuffle off (tokens 0..32 of
 the train shard) under that file's weights, computed in float64 by tests/ref/gpt_ref.py's forward.
+
+--gpt2-124m (tests/test_llmc_124m.sh): the same files at GPT-2 124M's shape (L=12, NH=12, C=768, V=50257, Vp=50304,
+maxT=1024: what llm.c's train_gpt2.py writes as gpt2_124M.bin / gpt2_124M_bf16.bin, here with random weights, since
+the real ones cannot be downloaded here), shards of random GPT-2 token ids and no tokenizer.txt (so the GPT-2 BPE
+is used; the train shard is one window of 33 tokens, so every step sees the same batch), and loss_vN.txt for that
+batch at --batch 1 --seq-len 32.
 """
 import os
 import struct
@@ -58,7 +64,15 @@ def write_shard(path, tokens):
 
 
 def main():
-    out = sys.argv[1]
+    global L, NH, C, V, MAXT, VP
+    args = sys.argv[1:]
+    big = "--gpt2-124m" in args
+    out = [a for a in args if a != "--gpt2-124m"][0]
+    B, T = 2, 16
+    if big:
+        L, NH, C, V, MAXT = 12, 12, 768, 50257, 1024
+        VP = (V + 127) // 128 * 128
+        B, T = 1, 32
     os.makedirs(out, exist_ok=True)
     g = torch.Generator().manual_seed(20240326)
     params = {}
@@ -68,17 +82,19 @@ def main():
         params[name] = (base + scale * torch.randn(shp, generator=g, dtype=torch.float64)).to(torch.float32)
     params["wte"][V:] = 0
     rng = np.random.default_rng(7)
-    train = rng.integers(0, V, size=4000)
+    # 124M: one window of B*T+1 tokens, so every step trains on the same batch and the loss must fall
+    train = rng.integers(0, V, size=4000 if not big else B * T + 1)
     val = rng.integers(0, V, size=1000)
     write_shard(os.path.join(out, "train_000000.bin"), train)
     write_shard(os.path.join(out, "val_000000.bin"), val)
-    with open(os.path.join(out, "tokenizer.txt"), "w") as f:
-        f.write("gptrain-tokenizer 1\ntype char\nvocab_size %d\nbytes %s\n" % (V, " ".join(str(32 + i) for i in range(V))))
-    B, T = 2, 16
+    if not big:
+        with open(os.path.join(out, "tokenizer.txt"), "w") as f:
+            f.write("gptrain-tokenizer 1\ntype char\nvocab_size %d\nbytes %s\n" % (V, " ".join(str(32 + i) for i in range(V))))
     idx = torch.tensor(train[:B * T], dtype=torch.int64).view(B, T)
     tgt = torch.tensor(train[1:B * T + 1], dtype=torch.int64).view(B, T)
     for version in (3, 5):
-        write_model(os.path.join(out, "gpt_v%d.bin" % version), params, version)
+        name = ("gpt2_124M.bin" if version == 3 else "gpt2_124M_bf16.bin") if big else "gpt_v%d.bin" % version
+        write_model(os.path.join(out, name), params, version)
         w = {k: (v if version == 3 else v.to(torch.bfloat16).to(torch.float32)).to(torch.float64) for k, v in params.items()}
         logits = gpt_ref.forward(w, idx, L, NH, V)
         loss = torch.nn.functional.cross_entropy(logits.reshape(-1, V), tgt.reshape(-1)).item()
