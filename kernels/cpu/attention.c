@@ -12,8 +12,11 @@
  * FLASH_CPU_KEYS with a running max m and sum l (online softmax: on a new block max m', acc *= exp(m - m'),
  * l *= exp(m - m')), then o = acc / l and lse = m + log l; the backward recomputes p = exp(s - lse) per pair, with
  * D_t = dO_t . O_t replacing the row sum of p·dp (equal by definition of O). Its extra work is the recompute of
- * s = q.k: one more QK^T-sized product (2·HS FLOPs per pair) than the materialised backward. Dot products are `omp simd` reductions (a fixed
- * vector-lane order, so still deterministic) and the softmax uses cpu_expf, so the inner loops vectorize.
+ * s = q.k: one more QK^T-sized product (2·HS FLOPs per pair) than the materialised backward. Dot products are
+ * `omp simd` reductions (a fixed vector-lane order, so still deterministic) and the softmax uses cpu_expf, so the
+ * inner loops vectorize. These loops are the "cpu-ref" table's flash attention and the reference for the blocked
+ * OpenBLAS version at the end of the file (the "cpu" table's), which is 1.8x faster than naive attention at T = 1024
+ * (bench/results/ab_attention_cpu-*).
  */
 #include <math.h>
 #include <string.h>
@@ -207,3 +210,140 @@ void cpu_flash_attention_backward(Backend *be, float *dqkv, float *work, const f
         }
     }
 }
+
+#ifdef GPTRAIN_OPENBLAS
+// ---- flash attention in blocks of products (the "cpu" table: OpenBLAS) ----
+//
+// The same function as the flash pair above, computed the way the GPU kernels tile it: per (b, h), query blocks of
+// FLASH_BLAS_Q rows against key blocks of FLASH_BLAS_K keys, every product a small sgemm on the strided views of
+// qkv (rows 3C apart), so the inner work runs at BLAS speed instead of one HS-long dot product per (t, t2) pair.
+//   forward   S = scale Q_i K_j^T; online softmax over the key blocks (running max m and sum l per row); O_i += P V_j
+//   backward  for each key block j, for each query block i that sees it: S, P = exp(S - lse_i), dP = dO_i V_j^T,
+//             dS = scale P (dP - D_i); dV_j += P^T dO_i, dK_j += dS^T Q_i, dQ_i += dS K_j
+// FLOPs: the forward 4·HS per pair, the backward 10·HS per pair (the 5 products), as on the GPU, and the causal
+// mask skips key blocks wholly after the query block. Deterministic: every output slice belongs to one (b, h) and
+// is accumulated in a fixed block order; OpenBLAS runs single-threaded inside the OpenMP loop (backend_cpu.c).
+// 64 x 64 blocks: S and P (16 KiB each) stay in L1/L2 beside the 64 x HS operand rows.
+#include <cblas.h>
+#include <stdlib.h>
+
+#define FLASH_BLAS_Q 64
+#define FLASH_BLAS_K 64
+
+void cpu_flash_attention_forward_blas(Backend *be, float *out, float *lse, float *work, const float *qkv, int B,
+                                      int T, int C, int NH) {
+    (void)work;
+    const int HS = C / NH, C3 = 3 * C;
+    const float scale = 1.0f / sqrtf((float)HS);
+#pragma omp parallel for collapse(2) schedule(static)
+    for (int b = 0; b < B; b++) {
+        for (int h = 0; h < NH; h++) {
+            float S[FLASH_BLAS_Q * FLASH_BLAS_K], m[FLASH_BLAS_Q], l[FLASH_BLAS_Q];
+            const float *base = qkv + (size_t)b * T * C3;
+            for (int i0 = 0; i0 < T; i0 += FLASH_BLAS_Q) {
+                const int nq = T - i0 < FLASH_BLAS_Q ? T - i0 : FLASH_BLAS_Q;
+                float *y = out + ((size_t)b * T + i0) * C + h * HS;   // rows C apart: the accumulator
+                for (int r = 0; r < nq; r++) {
+                    m[r] = -INFINITY;
+                    l[r] = 0.0f;
+                    memset(y + (size_t)r * C, 0, HS * sizeof(float));
+                }
+                const int kend = i0 + nq;   // causal: no query of this block sees a key past its last row
+                for (int j0 = 0; j0 < kend; j0 += FLASH_BLAS_K) {
+                    const int nk = kend - j0 < FLASH_BLAS_K ? kend - j0 : FLASH_BLAS_K;
+                    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, nq, nk, HS, scale, base + (size_t)i0 * C3 + h * HS,
+                                C3, base + (size_t)j0 * C3 + C + h * HS, C3, 0.0f, S, FLASH_BLAS_K);
+                    for (int r = 0; r < nq; r++) {
+                        float *s = S + r * FLASH_BLAS_K;
+                        const int ncol = i0 + r - j0 + 1 < nk ? i0 + r - j0 + 1 : nk;   // keys <= query i0 + r
+                        float bm = -INFINITY;
+                        for (int c = 0; c < ncol; c++) bm = s[c] > bm ? s[c] : bm;
+                        const float mn = bm > m[r] ? bm : m[r];
+                        const float corr = cpu_expf(m[r] - mn);   // ~0 on the row's first block (m = -inf clamps)
+                        float rs = 0.0f;
+                        for (int c = 0; c < ncol; c++) {
+                            s[c] = cpu_expf(s[c] - mn);
+                            rs += s[c];
+                        }
+                        for (int c = ncol < 0 ? 0 : ncol; c < nk; c++) s[c] = 0.0f;
+                        l[r] = l[r] * corr + rs;
+                        m[r] = mn;
+                        if (corr != 1.0f) {
+                            float *yr = y + (size_t)r * C;
+                            for (int e = 0; e < HS; e++) yr[e] *= corr;
+                        }
+                    }
+                    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, nq, HS, nk, 1.0f, S, FLASH_BLAS_K,
+                                base + (size_t)j0 * C3 + 2 * C + h * HS, C3, 1.0f, y, C);
+                }
+                for (int r = 0; r < nq; r++) {
+                    const float inv = 1.0f / l[r];
+                    float *yr = y + (size_t)r * C;
+                    for (int e = 0; e < HS; e++) yr[e] *= inv;
+                    lse[((size_t)b * NH + h) * T + i0 + r] = m[r] + logf(l[r]);
+                }
+            }
+        }
+    }
+}
+
+void cpu_flash_attention_backward_blas(Backend *be, float *dqkv, float *work, const float *dout, const float *qkv,
+                                       const float *out, const float *lse, int B, int T, int C, int NH) {
+    (void)work;
+    const int HS = C / NH, C3 = 3 * C;
+    const float scale = 1.0f / sqrtf((float)HS);
+#pragma omp parallel
+    {
+        float *D = malloc((size_t)T * sizeof(float));   // D_t = dO_t . O_t of the head in hand
+        if (!D) abort();
+#pragma omp for collapse(2) schedule(static)
+        for (int b = 0; b < B; b++) {
+            for (int h = 0; h < NH; h++) {
+                float P[FLASH_BLAS_Q * FLASH_BLAS_K], dS[FLASH_BLAS_Q * FLASH_BLAS_K];
+                const float *base = qkv + (size_t)b * T * C3;
+                float *dbase = dqkv + (size_t)b * T * C3;
+                const float *L = lse + ((size_t)b * NH + h) * T;
+                for (int t = 0; t < T; t++) {
+                    const float *dy = dout + ((size_t)b * T + t) * C + h * HS, *y = out + ((size_t)b * T + t) * C + h * HS;
+                    float d = 0;
+#pragma omp simd reduction(+ : d)
+                    for (int e = 0; e < HS; e++) d += dy[e] * y[e];
+                    D[t] = d;
+                    for (int part = 0; part < 3; part++) memset(dbase + (size_t)t * C3 + part * C + h * HS, 0, HS * sizeof(float));
+                }
+                for (int j0 = 0; j0 < T; j0 += FLASH_BLAS_K) {
+                    const int nk = T - j0 < FLASH_BLAS_K ? T - j0 : FLASH_BLAS_K;
+                    const float *k = base + (size_t)j0 * C3 + C + h * HS, *v = base + (size_t)j0 * C3 + 2 * C + h * HS;
+                    float *dk = dbase + (size_t)j0 * C3 + C + h * HS, *dv = dbase + (size_t)j0 * C3 + 2 * C + h * HS;
+                    for (int i0 = j0 / FLASH_BLAS_Q * FLASH_BLAS_Q; i0 < T; i0 += FLASH_BLAS_Q) {   // queries >= j0
+                        const int nq = T - i0 < FLASH_BLAS_Q ? T - i0 : FLASH_BLAS_Q;
+                        const float *q = base + (size_t)i0 * C3 + h * HS;
+                        const float *dy = dout + ((size_t)b * T + i0) * C + h * HS;
+                        float *dq = dbase + (size_t)i0 * C3 + h * HS;
+                        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, nq, nk, HS, scale, q, C3, k, C3, 0.0f, P,
+                                    FLASH_BLAS_K);
+                        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, nq, nk, HS, 1.0f, dy, C, v, C3, 0.0f, dS,
+                                    FLASH_BLAS_K);
+                        for (int r = 0; r < nq; r++) {
+                            const int t = i0 + r;
+                            float *p = P + r * FLASH_BLAS_K, *ds = dS + r * FLASH_BLAS_K;
+                            for (int c = 0; c < nk; c++) {
+                                const float pr = j0 + c <= t ? cpu_expf(p[c] - L[t]) : 0.0f;
+                                p[c] = pr;
+                                ds[c] = scale * pr * (ds[c] - D[t]);
+                            }
+                        }
+                        cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, nk, HS, nq, 1.0f, P, FLASH_BLAS_K, dy, C,
+                                    1.0f, dv, C3);
+                        cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, nk, HS, nq, 1.0f, dS, FLASH_BLAS_K, q, C3,
+                                    1.0f, dk, C3);
+                        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, nq, HS, nk, 1.0f, dS, FLASH_BLAS_K, k, C3,
+                                    1.0f, dq, C3);
+                    }
+                }
+            }
+        }
+        free(D);
+    }
+}
+#endif

@@ -14,16 +14,17 @@
 #include <cblas.h>
 #endif
 
-#define CPU_TABLE(matmul_fwd, matmul_bwd)                                                                       \
+#define CPU_TABLE(matmul_fwd, matmul_bwd, flash_fwd, flash_bwd)                                                \
     {cpu_encoder_forward, cpu_encoder_backward, cpu_layernorm_forward, cpu_layernorm_backward, matmul_fwd,      \
-     matmul_bwd, cpu_attention_forward, cpu_attention_backward, cpu_flash_attention_forward,                    \
-     cpu_flash_attention_backward, cpu_gelu_forward, cpu_gelu_backward,                                         \
-     cpu_residual_forward, cpu_classifier_forward_backward, cpu_sum_squares, cpu_scale, cpu_zero,              \
-     cpu_adamw_update}
+     matmul_bwd, cpu_attention_forward, cpu_attention_backward, flash_fwd, flash_bwd, cpu_gelu_forward,        \
+     cpu_gelu_backward, cpu_residual_forward, cpu_classifier_forward_backward, cpu_sum_squares, cpu_scale,     \
+     cpu_zero, cpu_adamw_update}
 
-static const OpTable CPU_REF_OPS = CPU_TABLE(cpu_matmul_forward_ref, cpu_matmul_backward_ref);
+static const OpTable CPU_REF_OPS = CPU_TABLE(cpu_matmul_forward_ref, cpu_matmul_backward_ref,
+                                             cpu_flash_attention_forward, cpu_flash_attention_backward);
 #ifdef GPTRAIN_OPENBLAS
-static const OpTable CPU_BLAS_OPS = CPU_TABLE(cpu_matmul_forward_blas, cpu_matmul_backward_blas);
+static const OpTable CPU_BLAS_OPS = CPU_TABLE(cpu_matmul_forward_blas, cpu_matmul_backward_blas,
+                                              cpu_flash_attention_forward_blas, cpu_flash_attention_backward_blas);
 #endif
 
 // The CPU backends' memory is host memory: allocation is the aligned host allocator, copies are memcpy.

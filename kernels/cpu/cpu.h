@@ -62,6 +62,11 @@ void cpu_flash_attention_forward(Backend *be, float *out, float *lse, float *wor
                                  int C, int NH);
 void cpu_flash_attention_backward(Backend *be, float *dqkv, float *work, const float *dout, const float *qkv,
                                   const float *out, const float *lse, int B, int T, int C, int NH);
+// The same pair in 64 x 64 blocks of OpenBLAS products (the "cpu" table; attention.c).
+void cpu_flash_attention_forward_blas(Backend *be, float *out, float *lse, float *work, const float *qkv, int B,
+                                      int T, int C, int NH);
+void cpu_flash_attention_backward_blas(Backend *be, float *dqkv, float *work, const float *dout, const float *qkv,
+                                       const float *out, const float *lse, int B, int T, int C, int NH);
 void cpu_gelu_forward(Backend *be, float *out, const float *inp, size_t N);
 void cpu_gelu_backward(Backend *be, float *dinp, const float *inp, const float *dout, size_t N);
 void cpu_residual_forward(Backend *be, float *out, const float *a, const float *b, size_t N);
