@@ -23,6 +23,13 @@
 
 #include "cpu.h"
 
+// Zero head h's slices of dq, dk and dv in one sequence's dqkv (T,3C): the backwards write (=) their gradients and
+// accumulate into them pair by pair, so each starts from zero.
+static void zero_head_grads(float *dbase, int T, int C, int h, int HS) {
+    for (int t = 0; t < T; t++)
+        for (int part = 0; part < 3; part++) memset(dbase + (size_t)t * 3 * C + part * C + h * HS, 0, HS * sizeof(float));
+}
+
 // qkv (B,T,3C) -> out (B,T,C), att (B,NH,T,T)
 void cpu_attention_forward(Backend *be, float *out, float *att, const float *qkv, int B, int T, int C, int NH) {
     const int HS = C / NH;
@@ -77,8 +84,7 @@ void cpu_attention_backward(Backend *be, float *dqkv, float *datt_scratch, const
         for (int h = 0; h < NH; h++) {
             const float *base = qkv + (size_t)b * T * C3;
             float *dbase = dqkv + (size_t)b * T * C3;
-            for (int t = 0; t < T; t++)
-                for (int part = 0; part < 3; part++) memset(dbase + t * C3 + part * C + h * HS, 0, HS * sizeof(float));
+            zero_head_grads(dbase, T, C, h, HS);
             for (int t = 0; t < T; t++) {
                 const float *p = att + (((size_t)b * NH + h) * T + t) * T;
                 float *dp = datt_scratch + (((size_t)b * NH + h) * T + t) * T;
@@ -177,8 +183,7 @@ void cpu_flash_attention_backward(Backend *be, float *dqkv, float *work, const f
         for (int h = 0; h < NH; h++) {
             const float *base = qkv + (size_t)b * T * C3;
             float *dbase = dqkv + (size_t)b * T * C3;
-            for (int t = 0; t < T; t++)
-                for (int part = 0; part < 3; part++) memset(dbase + t * C3 + part * C + h * HS, 0, HS * sizeof(float));
+            zero_head_grads(dbase, T, C, h, HS);
             for (int t = 0; t < T; t++) {
                 const float *dy = dout + ((size_t)b * T + t) * C + h * HS;
                 const float *y = out + ((size_t)b * T + t) * C + h * HS;
@@ -303,13 +308,13 @@ void cpu_flash_attention_backward_blas(Backend *be, float *dqkv, float *work, co
                 const float *base = qkv + (size_t)b * T * C3;
                 float *dbase = dqkv + (size_t)b * T * C3;
                 const float *L = lse + ((size_t)b * NH + h) * T;
+                zero_head_grads(dbase, T, C, h, HS);
                 for (int t = 0; t < T; t++) {
                     const float *dy = dout + ((size_t)b * T + t) * C + h * HS, *y = out + ((size_t)b * T + t) * C + h * HS;
                     float d = 0;
 #pragma omp simd reduction(+ : d)
                     for (int e = 0; e < HS; e++) d += dy[e] * y[e];
                     D[t] = d;
-                    for (int part = 0; part < 3; part++) memset(dbase + (size_t)t * C3 + part * C + h * HS, 0, HS * sizeof(float));
                 }
                 for (int j0 = 0; j0 < T; j0 += FLASH_BLAS_K) {
                     const int nk = T - j0 < FLASH_BLAS_K ? T - j0 : FLASH_BLAS_K;
