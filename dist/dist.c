@@ -51,10 +51,19 @@ int dist_init(Dist *d, char *err, size_t errlen) {
         MPI_Comm_set_errhandler(MPI_COMM_WORLD, MPI_ERRORS_ARE_FATAL);
         MPI_Comm_rank(MPI_COMM_WORLD, &d->rank);
         MPI_Comm_size(MPI_COMM_WORLD, &d->world);
+        // The rank among the processes of this node: from the launcher when it says (Open MPI, Slurm, torchrun),
+        // else from MPI itself (MPICH and others set none of these): the ranks that share memory with this one.
         const char *lr = getenv("OMPI_COMM_WORLD_LOCAL_RANK");
         if (!lr) lr = getenv("SLURM_LOCALID");
         if (!lr) lr = getenv("LOCAL_RANK");
-        d->local_rank = lr ? atoi(lr) : d->rank;
+        if (lr) {
+            d->local_rank = atoi(lr);
+        } else {
+            MPI_Comm node;
+            MPI_Comm_split_type(MPI_COMM_WORLD, MPI_COMM_TYPE_SHARED, d->rank, MPI_INFO_NULL, &node);
+            MPI_Comm_rank(node, &d->local_rank);
+            MPI_Comm_free(&node);
+        }
         d->backend = "mpi";
         if (var && n != d->world && strcmp(var, "WORLD_SIZE")) {
             snprintf(err, errlen, "%s=%d but MPI started %d processes: a mismatched launch", var, n, d->world);

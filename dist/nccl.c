@@ -30,9 +30,20 @@
         }                                                                                                       \
     } while (0)
 
+#define CUDA_OK(call)                                                                                           \
+    do {                                                                                                        \
+        cudaError_t e_ = (call);                                                                                \
+        if (e_ != cudaSuccess) {                                                                                \
+            fprintf(stderr, "gptrain: CUDA error at %s:%d: %s: %s\n", __FILE__, __LINE__, #call,                \
+                    cudaGetErrorString(e_));                                                                    \
+            exit(1);                                                                                            \
+        }                                                                                                       \
+    } while (0)
+
 static ncclComm_t comm;
-static cudaStream_t stream;
-static double *scalar_dev;
+static cudaStream_t stream;        // the communication stream (non-blocking: it never waits for the legacy stream)
+static cudaEvent_t grads_ready;    // recorded on the compute (legacy) stream when the gradients are final
+static double *scalar_dev, *scalar_host;   // one double on the device, and its pinned host side
 static double timeout_s = 600.0;
 
 static double now_s(void) {
@@ -73,8 +84,10 @@ int dist_nccl_init(Dist *d, int device_count, char *err, size_t errlen) {
     cfg.blocking = 1;
     NCCL_CHECK(ncclCommInitRankConfig(&comm, d->world, id, d->rank, &cfg));
     if (cudaStreamCreateWithFlags(&stream, cudaStreamNonBlocking) != cudaSuccess ||
-        cudaMalloc((void **)&scalar_dev, sizeof(double)) != cudaSuccess) {
-        snprintf(err, errlen, "NCCL: cannot create the communication stream");
+        cudaEventCreateWithFlags(&grads_ready, cudaEventDisableTiming) != cudaSuccess ||
+        cudaMalloc((void **)&scalar_dev, sizeof(double)) != cudaSuccess ||
+        cudaHostAlloc((void **)&scalar_host, sizeof(double), cudaHostAllocDefault) != cudaSuccess) {
+        snprintf(err, errlen, "NCCL: cannot create the communication stream and its buffers");
         return -1;
     }
     d->nccl = 1;
@@ -105,28 +118,31 @@ static void wait_stream(Dist *d) {
 
 void dist_nccl_allreduce_mean(Dist *d, float *dev_buf, size_t n) {
     // The gradients were written on the default stream: the communication stream waits for them.
-    cudaEvent_t ready;
-    cudaEventCreateWithFlags(&ready, cudaEventDisableTiming);
-    cudaEventRecord(ready, 0);
-    cudaStreamWaitEvent(stream, ready, 0);
+    CUDA_OK(cudaEventRecord(grads_ready, 0));
+    CUDA_OK(cudaStreamWaitEvent(stream, grads_ready, 0));
     NCCL_CHECK(ncclAllReduce(dev_buf, dev_buf, n, ncclFloat, ncclAvg, comm, stream));
     wait_stream(d);
-    cudaEventDestroy(ready);
 }
 
 double dist_nccl_sum(Dist *d, double x) {
-    cudaMemcpy(scalar_dev, &x, sizeof x, cudaMemcpyHostToDevice);
+    // Both copies go on the communication stream, from pinned memory, so the all-reduce is ordered after the value
+    // lands and the read-back after the all-reduce. (A pageable cudaMemcpy on the legacy stream may return before its
+    // DMA lands, and the non-blocking communication stream would not wait for it.)
+    *scalar_host = x;
+    CUDA_OK(cudaMemcpyAsync(scalar_dev, scalar_host, sizeof x, cudaMemcpyHostToDevice, stream));
     NCCL_CHECK(ncclAllReduce(scalar_dev, scalar_dev, 1, ncclDouble, ncclSum, comm, stream));
+    CUDA_OK(cudaMemcpyAsync(scalar_host, scalar_dev, sizeof x, cudaMemcpyDeviceToHost, stream));
     wait_stream(d);
-    cudaMemcpy(&x, scalar_dev, sizeof x, cudaMemcpyDeviceToHost);
-    return x;
+    return *scalar_host;
 }
 
 void dist_nccl_finalize(Dist *d) {
     if (!d->nccl) return;
     ncclCommDestroy(comm);
     cudaStreamDestroy(stream);
+    cudaEventDestroy(grads_ready);
     cudaFree(scalar_dev);
+    cudaFreeHost(scalar_host);
     d->nccl = 0;
 }
 #endif

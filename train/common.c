@@ -66,7 +66,7 @@ void resolve_model(Options *o, GPTConfig *cfg, int *T, int fallback_vocab) {
     o->seq_len = *T;
 }
 
-void resolve_backend(Options *o, Backend *be) {
+void resolve_backend(Options *o, Backend *be, int gpu) {
     if (o->threads < 0) die_user("--threads %d: expected 0 (all cores) or more", o->threads);
     const int want_cuda = !strcmp(o->device, "cuda");
 #ifdef GPTRAIN_CUDA
@@ -74,11 +74,9 @@ void resolve_backend(Options *o, Backend *be) {
         char err[512];
         if (!strcmp(o->precision, "auto")) o->precision = "bf16";   // tensor cores by default on a GPU
         const int mode = !strcmp(o->precision, "tf32") ? 1 : !strcmp(o->precision, "bf16") ? 2 : 0;
-        // Each rank drives the GPU of its local rank (mpirun, srun or torchrun-style variables).
-        const char *lr = getenv("OMPI_COMM_WORLD_LOCAL_RANK");
-        if (!lr) lr = getenv("SLURM_LOCALID");
-        if (!lr) lr = getenv("LOCAL_RANK");
-        const int device = lr ? atoi(lr) : 0, count = backend_cuda_device_count();
+        // Each rank drives the GPU of its local rank (dist.c finds it from the launcher or, failing that, from the
+        // ranks that share this node).
+        const int device = gpu, count = backend_cuda_device_count();
         if (device >= count && count > 0)
             die_user("local rank %d has no GPU of its own (%d on this node): launch at most %d ranks per node", device,
                      count, count);

@@ -32,7 +32,9 @@ int cmd_bench(int argc, char **argv);
 void resolve_model(Options *o, GPTConfig *cfg, int *T, int fallback_vocab);
 // Backend for --device / --cpu-kernels / --threads / --precision (auto: bf16 tensor cores on a GPU, fp32 on the CPU;
 // written back into o); exits with a user error when the device is not available.
-void resolve_backend(Options *o, Backend *be);
+// The backend --device, --precision and --cpu-kernels ask for; on a GPU, the device of index gpu (a rank's local rank:
+// Dist.local_rank, the one source of it; 0 for a single process).
+void resolve_backend(Options *o, Backend *be, int gpu);
 // --attention for this model on this backend (be NULL: plan for --device, as `info` does): auto is flash on a GPU
 // with bf16 matmuls and a head size the kernels take, else naive; flash on a GPU with another head size is a user
 // error. Writes the choice back into o. Also applies --deterministic to be (when be is given).

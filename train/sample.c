@@ -116,7 +116,7 @@ int cmd_sample(Options *o) {
     size_t plen = strlen(o->prompt);
     if (plen == 0) die_user("--prompt: expected at least one character");
     Backend be;
-    resolve_backend(o, &be);
+    resolve_backend(o, &be, 0);
     GPT g;
     Tokenizer tok;
     load_model(o, &be, &g, &tok, 1);
@@ -159,7 +159,7 @@ int cmd_export(Options *o) {
     char err[1024];
     if (!o->out[0]) die_user("--out: expected the llm.c model file to write");
     Backend be;
-    resolve_backend(o, &be);
+    resolve_backend(o, &be, 0);
     GPT g;
     load_model(o, &be, &g, NULL, 0);
     const int bf16 = !strcmp(o->dtype, "bf16");

@@ -399,7 +399,7 @@ int cmd_train(Options *o) {
     if (cfg.vocab_size < data_vocab)
         die_user("the model's vocabulary %d is smaller than the data's %d", cfg.vocab_size, data_vocab);
     Backend be;
-    resolve_backend(o, &be);
+    resolve_backend(o, &be, dist.local_rank);
     const AttentionKind attn = resolve_attention(o, &be, &cfg);
     RecomputeMode rc;
     gpt_recompute_parse(o->recompute, &rc);  // the CLI already checked the choice
@@ -511,7 +511,8 @@ int cmd_train(Options *o) {
     if (be.kind == BACKEND_CUDA) {
         char desc[512];
         backend_cuda_describe(&be, desc, sizeof desc);
-        printf("device: cuda: %s; ranks: %d (%s)\n", desc, dist.world, dist.backend);
+        printf("device: cuda: %s; ranks: %d (%s%s)\n", desc, dist.world, dist.backend,
+               dist.nccl && strcmp(dist.backend, "nccl") ? ", gradients over NCCL" : "");
         if (peak <= 0) {
             peak = backend_cuda_peak_tflops(&be, o->precision);
             peak_src = "datasheet, dense";

@@ -1,9 +1,7 @@
 #!/bin/sh
-# test_gpu_train.sh: gptrain end to end on the GPU (`make test-gpu`): a fp32 run on --device cuda against the same
-# run on the CPU (per-step losses within 1e-4 relative), recompute full against none (identical losses), the run
-# through NCCL with one rank (GPTRAIN_NCCL_WORLD1=1) against without (identical), the device line and the predicted
-# vs measured memory printed, sampling on the GPU, and --attention flash (bf16) against naive (losses within 2e-2),
-# its header line, and --deterministic on repeating exactly. Prints "skipped: no GPU" without one.
+# test_gpu_train.sh: gptrain end to end on the GPU (`make test-gpu`): the cases of tests/gpu/train_cases.sh on the
+# tiny preset, 20 steps. Prints "skipped: no GPU" without one (tests/test_emu_train.sh runs the same cases on the
+# emulated GPU in every make test).
 . tests/lib.sh
 if ! nvidia-smi -L >/dev/null 2>&1 || ! ldd "$G" | grep -q libcudart; then
     echo "skipped: no GPU (or gptrain built without CUDA)"
@@ -11,45 +9,7 @@ if ! nvidia-smi -L >/dev/null 2>&1 || ! ldd "$G" | grep -q libcudart; then
     exit 0
 fi
 $G prepare --input data/tinyshakespeare/input.txt --out "$T/data" >/dev/null
-RUN="--data $T/data --preset tiny --steps 20 --eval-every 10 --eval-steps 8 --print-every 5"
-losses() { /usr/bin/python3 -c "import json,sys; print(' '.join(repr(json.loads(l)['loss']) for l in open(sys.argv[1])))" "$1"; }
-close() { /usr/bin/python3 -c "import sys; a=[float(x) for x in sys.argv[1].split()]; b=[float(x) for x in sys.argv[2].split()]; sys.exit(not (len(a) == len(b) == 20 and max(abs(x-y)/abs(y) for x,y in zip(a,b)) <= float(sys.argv[3])))" "$1" "$2" "$3"; }
-
-$G train $RUN --device cuda --precision fp32 --log "$T/g.jsonl" --out "$T/g" >"$T/g.out" 2>&1 \
-    && grep -q "^device: cuda:" "$T/g.out" && grep -q "device memory: predicted" "$T/g.out" \
-    && ok "train --device cuda: $(grep '^device: cuda' "$T/g.out" | head -c 150)" || bad "GPU run" "$(tail -3 "$T/g.out")"
-grep "device memory" "$T/g.out"
-$G train $RUN --device cpu --log "$T/c.jsonl" --out "$T/c" >"$T/c.out" 2>&1
-close "$(losses "$T/g.jsonl")" "$(losses "$T/c.jsonl")" 1e-4 && ok "fp32: GPU losses = CPU losses within 1e-4 over 20 steps" \
-    || bad "GPU vs CPU" "$(losses "$T/g.jsonl") / $(losses "$T/c.jsonl")"
-$G train $RUN --device cuda --precision fp32 --recompute full --log "$T/r.jsonl" --out "$T/r" >/dev/null 2>&1
-[ "$(losses "$T/g.jsonl")" = "$(losses "$T/r.jsonl")" ] && ok "GPU --recompute full = none, identical losses" \
-    || bad "GPU recompute" "$(losses "$T/r.jsonl")"
-GPTRAIN_NCCL_WORLD1=1 $G train $RUN --device cuda --precision fp32 --log "$T/n.jsonl" --out "$T/n" >"$T/n.out" 2>&1
-[ "$(losses "$T/g.jsonl")" = "$(losses "$T/n.jsonl")" ] && ok "NCCL with one rank = no distribution, identical losses" \
-    || bad "NCCL world 1" "$(tail -2 "$T/n.out")"
-for p in tf32 bf16; do
-    $G train $RUN --device cuda --precision $p --log "$T/$p.jsonl" --out "$T/$p" >/dev/null 2>&1
-    close "$(losses "$T/$p.jsonl")" "$(losses "$T/c.jsonl")" 2e-2 && ok "--precision $p: losses within 2e-2 of fp32 CPU" \
-        || bad "--precision $p" "$(losses "$T/$p.jsonl")"
-done
-# flash attention in the trainer (bf16): its losses track naive attention's, the header names it, and with
-# --deterministic on two runs repeat exactly (the atomic dQ sum is replaced by the fixed-order pass)
-BF="$RUN --device cuda --precision bf16"
-$G train $BF --attention naive --log "$T/an.jsonl" --out "$T/an" >"$T/an.out" 2>&1
-$G train $BF --attention flash --log "$T/af.jsonl" --out "$T/af" >"$T/af.out" 2>&1 \
-    && grep -q "; attention flash" "$T/af.out" && ok "--attention flash: run header: $(grep -o 'recompute.*attention flash.*' "$T/af.out")" \
-    || bad "--attention flash run" "$(grep -i attention "$T/af.out" | head -2; tail -2 "$T/af.out")"
-close "$(losses "$T/af.jsonl")" "$(losses "$T/an.jsonl")" 2e-2 \
-    && ok "--attention flash vs naive (bf16): losses within 2e-2 relative over 20 steps" \
-    || bad "flash vs naive" "$(losses "$T/af.jsonl") / $(losses "$T/an.jsonl")"
-for i in 1 2; do
-    $G train $BF --attention flash --deterministic on --log "$T/fd$i.jsonl" --out "$T/fd$i" >"$T/fd$i.out" 2>&1
-done
-l1=$(losses "$T/fd1.jsonl"); l2=$(losses "$T/fd2.jsonl")
-[ "$(echo "$l1" | wc -w)" -eq 20 ] && [ "$l1" = "$l2" ] && grep -q "; attention flash (deterministic)" "$T/fd1.out" \
-    && ok "--attention flash --deterministic on: two runs, identical losses" \
-    || bad "flash deterministic" "$l1 / $l2 $(tail -2 "$T/fd1.out")"
-$G sample --from "$T/g" --device cuda --tokens 50 --prompt "ROMEO:" >"$T/s" 2>&1 && [ "$(head -c -1 "$T/s" | wc -c)" -eq 56 ] \
-    && ok "sample on the GPU" || bad "GPU sample" "$(cat "$T/s")"
+STEPS=20
+RUN="--data $T/data --preset tiny --steps $STEPS --eval-every 10 --eval-steps 8 --print-every 5"
+. tests/gpu/train_cases.sh
 finish
