@@ -30,6 +30,10 @@ else
   $(info gptrain build: MPI        no  (mpicc not found; one process only; apt-get install libopenmpi-dev openmpi-bin))
 endif
 
+# What every build of the program shares before the CUDA toolkit's part; the emulated GPU's build (below) starts here.
+BASE_CFLAGS := $(CFLAGS)
+BASE_LDLIBS := $(LDLIBS)
+
 # CUDA: nvcc on PATH (or in CUDA_HOME/bin) that compiles a cuBLAS call, and a C link against cuBLAS exactly as the
 # final link does it. The toolkit's own directories come from nvcc itself (its _HERE_), so a wrapper script on PATH
 # such as /usr/local/bin/nvcc still finds the real lib64. Device code for sm_80 (Ampere, mma.sync) and sm_90a
@@ -72,9 +76,25 @@ else
 endif
 
 # Objects depend on the flags they were built with: a change (MPI or CUDA found since the last build) rebuilds.
+# The emulated GPU (tests/emu/; README "The emulated GPU"): build/emu/ is the same program with its CUDA backend on an
+# emulated device. Every C file is compiled again with GPTRAIN_CUDA and GPTRAIN_EMU, every .cu file as host C++
+# against tests/emu/include (our headers for the CUDA runtime, cuBLAS, NCCL) with -fsanitize=thread, whose
+# instrumentation hands every memory access of kernel code to the emulator's checker (no TSan runtime is linked),
+# and the emulator is linked in. It needs no CUDA toolkit and no GPU, so every machine builds and tests it.
+EMU          := $(BUILD)/emu
+EMU_DEFS     := -DGPTRAIN_CUDA -DGPTRAIN_NCCL -DGPTRAIN_EMU
+EMU_CFLAGS   := $(BASE_CFLAGS) $(EMU_DEFS) -Itests/emu/include
+EMU_CXXFLAGS := -std=gnu++17 -O2 -march=native -g -Wall -Wextra -Wno-unused-parameter -Wno-unknown-pragmas -D_POSIX_C_SOURCE=200809L \
+                -D_DEFAULT_SOURCE $(EMU_DEFS) -Itests/emu/include -Itests/emu -I. -Ikernels -Ikernels/cuda -Imodel -Idata \
+                -Idist -Itrain -Itests
+EMU_KERNEL_FLAGS := -fsanitize=thread --param=tsan-instrument-func-entry-exit=0 -Wno-sign-compare
+EMU_MPI      := $(if $(filter yes,$(HAVE_MPI)),-DGPTRAIN_MPI -DOMPI_SKIP_MPICXX -DMPICH_SKIP_MPICXX $(shell mpicc --showme:compile))
+EMU_LDLIBS   := $(BASE_LDLIBS) -lstdc++ -rdynamic
+
+# Objects depend on the flags they were built with: a change (MPI or CUDA found since the last build) rebuilds.
 FLAGS_STAMP := $(BUILD)/flags.txt
-$(shell mkdir -p $(BUILD); echo '$(CFLAGS) | $(LDLIBS) | $(NVFLAGS)' | cmp -s - $(FLAGS_STAMP) || \
-        echo '$(CFLAGS) | $(LDLIBS) | $(NVFLAGS)' > $(FLAGS_STAMP))
+ALL_FLAGS   := $(CFLAGS) | $(LDLIBS) | $(NVFLAGS) | $(EMU_CFLAGS) | $(EMU_CXXFLAGS) $(EMU_KERNEL_FLAGS) $(EMU_MPI)
+$(shell mkdir -p $(BUILD); echo '$(ALL_FLAGS)' | cmp -s - $(FLAGS_STAMP) || echo '$(ALL_FLAGS)' > $(FLAGS_STAMP))
 
 LIB_SRC  := kernels/ops.c $(wildcard kernels/cpu/*.c) $(wildcard model/*.c) $(wildcard data/*.c) \
             $(wildcard dist/*.c) $(filter-out train/main.c,$(wildcard train/*.c))
@@ -84,16 +104,13 @@ ifeq ($(HAVE_CUDA),yes)
   LIB_OBJ += $(CU_SRC:%.cu=$(BUILD)/%.o)
 endif
 TEST_SRC := $(wildcard tests/test_*.c)
-TEST_BIN := $(TEST_SRC:tests/%.c=$(BUILD)/tests/%) $(BUILD)/tests/test_gpu
-# The flash kernels (sm80 forward and backward, sm90 forward) run on the CPU in an emulated thread block
-# (tests/test_flash_emu.cc): host C++ that needs only the toolkit's headers, so it runs wherever the CUDA backend is
-# built, GPU or not.
+TEST_BIN := $(TEST_SRC:tests/%.c=$(BUILD)/tests/%) $(BUILD)/tests/test_gpu $(BUILD)/tests/test_nccl
 # The GPU flash suite is built by every make test too (so CI compiles it), and says "skipped: no GPU" without one.
 ifeq ($(HAVE_CUDA),yes)
-TEST_BIN += $(BUILD)/tests/test_flash_emu $(BUILD)/tests/test_flash
+TEST_BIN += $(BUILD)/tests/test_flash
 endif
 
-.PHONY: all test test-run test-gpu bench clean deps fuzz
+.PHONY: all test test-run test-gpu test-emu emu bench clean deps fuzz
 all: gptrain
 
 $(BUILD)/%.o: %.c $(wildcard */*.h) $(wildcard kernels/*/*.h) $(FLAGS_STAMP)
@@ -117,15 +134,62 @@ $(BUILD)/tests/%: tests/%.c tests/harness.h $(BUILD)/libgptrain.a $(wildcard tes
 
 # The GPU suite: every CUDA op and the whole model against the references (tests/gpu/test_gpu.c). Built by every
 # `make test` (it prints "skipped: no GPU" on a machine without one); `make test-gpu` runs it alone.
-$(BUILD)/tests/test_gpu: tests/gpu/test_gpu.c tests/harness.h $(BUILD)/libgptrain.a $(wildcard tests/*.h)
+$(BUILD)/tests/test_gpu $(BUILD)/tests/test_nccl: $(BUILD)/tests/%: tests/gpu/%.c tests/harness.h $(BUILD)/libgptrain.a \
+                                                  $(wildcard tests/*.h)
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) -Itests -o $@ $< $(filter %.c,$(wildcard tests/lib/*.c)) $(BUILD)/libgptrain.a $(LDLIBS)
 
-$(BUILD)/tests/test_flash_emu: tests/test_flash_emu.cc $(wildcard tests/emu/*.h) tests/harness.h kernels/cuda/flash_sm80.cu \
-                              kernels/cuda/flash_sm90.cu kernels/cuda/flash.h $(FLAGS_STAMP)
+# ---- the emulated GPU's build ----
+EMU_CU_SRC  := $(wildcard kernels/cuda/*.cu)
+EMU_RT_SRC  := $(wildcard tests/emu/*.cc)
+EMU_HDRS    := $(wildcard tests/emu/*.h tests/emu/include/*.h tests/emu/include/*/*.h)
+EMU_LIB_OBJ := $(LIB_SRC:%.c=$(EMU)/%.o) $(EMU_CU_SRC:%.cu=$(EMU)/%.o) $(EMU_RT_SRC:%.cc=$(EMU)/%.o)
+EMU_TEST_BIN := $(EMU)/tests/test_emu_checks $(EMU)/tests/test_gpu $(EMU)/tests/test_nccl $(EMU)/tests/test_model_ref \
+                $(EMU)/tests/test_flash_emu
+
+$(EMU)/%.o: %.c $(wildcard */*.h) $(wildcard kernels/*/*.h) $(EMU_HDRS) $(FLAGS_STAMP)
 	@mkdir -p $(dir $@)
-	$(CXX) -std=c++17 -O2 -g -Wall -Wextra -Wno-unknown-pragmas -Wno-unused-parameter -Wno-psabi -I. -Ikernels \
-	  -Ikernels/cuda -Itests -Itests/emu -I$(CUDA_INC) $< -o $@
+	$(CC) $(EMU_CFLAGS) -c $< -o $@
+$(EMU)/kernels/cuda/%.o: kernels/cuda/%.cu $(wildcard kernels/*.h) $(wildcard kernels/cuda/*.h) $(EMU_HDRS) $(FLAGS_STAMP)
+	@mkdir -p $(dir $@)
+	$(CXX) $(EMU_CXXFLAGS) $(EMU_KERNEL_FLAGS) -x c++ -c $< -o $@
+$(EMU)/tests/emu/%.o: tests/emu/%.cc $(EMU_HDRS) $(FLAGS_STAMP)
+	@mkdir -p $(dir $@)
+	$(CXX) $(EMU_CXXFLAGS) $(EMU_MPI) -c $< -o $@
+$(EMU)/libgptrain.a: $(EMU_LIB_OBJ)
+	@rm -f $@
+	ar rcs $@ $^
+$(EMU)/gptrain: $(EMU)/train/main.o $(EMU)/libgptrain.a
+	$(CC) $(EMU_CFLAGS) -o $@ $^ $(EMU_LDLIBS)
+$(EMU)/tests/test_gpu $(EMU)/tests/test_nccl: $(EMU)/tests/%: tests/gpu/%.c tests/harness.h $(EMU)/libgptrain.a \
+                                              $(wildcard tests/*.h)
+	@mkdir -p $(dir $@)
+	$(CC) $(EMU_CFLAGS) -Itests -o $@ $< $(filter %.c,$(wildcard tests/lib/*.c)) $(EMU)/libgptrain.a $(EMU_LDLIBS)
+$(EMU)/tests/test_model_ref: tests/test_model_ref.c tests/harness.h $(EMU)/libgptrain.a $(wildcard tests/*.h)
+	@mkdir -p $(dir $@)
+	$(CC) $(EMU_CFLAGS) -Itests -o $@ $< $(filter %.c,$(wildcard tests/lib/*.c)) $(EMU)/libgptrain.a $(EMU_LDLIBS)
+# The checker's own tests: small kernels with one bug each (and their correct twins), instrumented like the backend.
+$(EMU)/tests/test_emu_checks: tests/test_emu_checks.cu tests/harness.h $(EMU)/libgptrain.a $(EMU_HDRS)
+	@mkdir -p $(dir $@)
+	$(CXX) $(EMU_CXXFLAGS) $(EMU_KERNEL_FLAGS) -o $@ -x c++ $< -x none $(EMU)/libgptrain.a $(EMU_LDLIBS)
+$(EMU)/tests/test_flash_emu: tests/test_flash_emu.cc tests/harness.h $(EMU)/libgptrain.a $(EMU_HDRS) kernels/cuda/flash.h
+	@mkdir -p $(dir $@)
+	$(CXX) $(EMU_CXXFLAGS) -o $@ $< $(EMU)/libgptrain.a $(EMU_LDLIBS)
+
+emu: $(EMU)/gptrain $(EMU_TEST_BIN)
+
+# For tests/test_emu_bugs.sh: compile a changed copy of one source (SRC, .c or .cu) exactly as the emulated build
+# does (into OBJ), and link a test program (TEST, a .c or .cc of tests/) with such objects (OBJS) in front of the
+# emulated library, into OUT.
+.PHONY: emu-compile emu-link-test
+emu-compile:
+	@$(if $(filter %.cu,$(SRC)),$(CXX) $(EMU_CXXFLAGS) $(EMU_KERNEL_FLAGS) -x c++,$(CC) $(EMU_CFLAGS)) -c $(SRC) -o $(OBJ)
+emu-link-test:
+	@$(if $(filter %.c,$(TEST)),$(CC) $(EMU_CFLAGS),$(CXX) $(EMU_CXXFLAGS)) -Itests -o $(OUT) $(TEST) \
+	  $(if $(filter %.c,$(TEST)),$(filter %.c,$(wildcard tests/lib/*.c))) $(OBJS) $(EMU)/libgptrain.a $(EMU_LDLIBS)
+# The emulated suites alone (each binary and tests/test_emu*.sh); a planted bug makes this exit non-zero.
+test-emu: gptrain emu
+	@RUN_ALL_SH='tests/test_emu*.sh' RUN_ALL_FIXTURE=0 sh tests/run_all.sh $(EMU_TEST_BIN)
 
 deps:
 	@sh tests/deps.sh
@@ -133,8 +197,8 @@ deps:
 # deps may install libraries (OpenBLAS, Open MPI) that this make's detection ran before: a fresh make builds and runs.
 test: deps
 	@$(MAKE) --no-print-directory test-run
-test-run: gptrain $(TEST_BIN)
-	@sh tests/run_all.sh $(TEST_BIN)
+test-run: gptrain $(TEST_BIN) emu
+	@sh tests/run_all.sh $(TEST_BIN) $(EMU_TEST_BIN)
 
 # The flash-attention suite (tests/gpu/test_flash.cu): the raw kernels on each path against a float64 reference, the
 # seam ops against ref64 and the naive CUDA attention, and a T = 32768 forward in O(T) memory. CUDA builds only:
@@ -157,8 +221,8 @@ else
 TEST_FLASH_RUN := { echo "skipped: no GPU (test_flash: this build has no CUDA backend)"; echo "0 passed, 0 failed"; }
 endif
 
-test-gpu: gptrain $(BUILD)/tests/test_gpu $(TEST_FLASH)
-	@$(BUILD)/tests/test_gpu && $(TEST_FLASH_RUN) && sh tests/gpu/test_gpu_train.sh
+test-gpu: gptrain $(BUILD)/tests/test_gpu $(BUILD)/tests/test_nccl $(TEST_FLASH)
+	@$(BUILD)/tests/test_gpu && $(BUILD)/tests/test_nccl && $(TEST_FLASH_RUN) && sh tests/gpu/test_gpu_train.sh
 
 bench: gptrain
 	@sh bench/vs_pytorch.sh

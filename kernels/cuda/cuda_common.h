@@ -35,6 +35,19 @@
 
 #define CUDA_LAUNCH_CHECK() CUDA_CHECK(cudaGetLastError())
 
+// The one seam between these sources and the emulated device (tests/emu/, built by `make emu`): every kernel launch
+// is CUDA_LAUNCH(grid, block, shared bytes, stream, kernel)(arguments...), which under nvcc is exactly
+// kernel<<<grid, block, shared bytes, stream>>>(arguments...); and a kernel's dynamic shared memory is declared with
+// CUDA_DYNAMIC_SMEM(type, name, alignment), under nvcc `extern __shared__ __align__(alignment) type name[]` (host C++
+// has no declaration that is shared by the threads of a block and sized at the launch).
+#ifdef GPTRAIN_EMU
+#define CUDA_LAUNCH(grid, block, smem, stream, ...) EMU_LAUNCH(grid, block, smem, stream, __VA_ARGS__)
+#define CUDA_DYNAMIC_SMEM(type, name, align) EMU_DYNAMIC_SMEM(type, name, align)
+#else
+#define CUDA_LAUNCH(grid, block, smem, stream, ...) __VA_ARGS__<<<grid, block, smem, stream>>>
+#define CUDA_DYNAMIC_SMEM(type, name, align) extern __shared__ __align__(align) type name[]
+#endif
+
 // The backend's state (Backend.impl).
 typedef struct CudaState {
     int device;

@@ -124,7 +124,7 @@ extern "C" void cuda_flash_attention_forward(Backend *be, float *out, float *lse
     const int HS = C / NH;
     FlashWork w = flash_work(work, B, T, C, NH);
     const size_t nc = (size_t)B * T * C;
-    flash_pack_qkv_kernel<<<(unsigned)((nc + 255) / 256), 256>>>(w.q, w.k, w.v, qkv, B, T, C, NH);
+    CUDA_LAUNCH((unsigned)((nc + 255) / 256), 256, 0, 0, flash_pack_qkv_kernel)(w.q, w.k, w.v, qkv, B, T, C, NH);
     CUDA_LAUNCH_CHECK();
     FlashForward p;
     memset(&p, 0, sizeof p);
@@ -155,9 +155,9 @@ extern "C" void cuda_flash_attention_backward(Backend *be, float *dqkv, float *w
     const int HS = C / NH;
     FlashWork w = flash_work(work, B, T, C, NH);
     const size_t nc = (size_t)B * T * C, rows = (size_t)B * T * NH;
-    flash_pack_qkv_kernel<<<(unsigned)((nc + 255) / 256), 256>>>(w.q, w.k, w.v, qkv, B, T, C, NH);
+    CUDA_LAUNCH((unsigned)((nc + 255) / 256), 256, 0, 0, flash_pack_qkv_kernel)(w.q, w.k, w.v, qkv, B, T, C, NH);
     CUDA_LAUNCH_CHECK();
-    flash_pack_dout_kernel<<<(unsigned)((rows + 7) / 8), 256>>>(w.dout, w.delta, dout, out, B, T, C, NH);
+    CUDA_LAUNCH((unsigned)((rows + 7) / 8), 256, 0, 0, flash_pack_dout_kernel)(w.dout, w.delta, dout, out, B, T, C, NH);
     CUDA_LAUNCH_CHECK();
     FlashBackward p;
     memset(&p, 0, sizeof p);

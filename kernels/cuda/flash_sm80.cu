@@ -47,17 +47,10 @@
 #include <stdio.h>
 #include <string.h>
 
-#ifdef FLASH_SM80_EMULATE
-// tests/test_flash_emu.cc runs these kernels on the CPU: the header supplies the thread block and the PTX wrappers
-// below, emulated from the PTX ISA; the host launch code at the end is left out.
-#include "flash_emu.h"
-#include "flash.h"
-#else
 #include "cuda_common.h"
 #include "flash.h"
 
 typedef __nv_bfloat16 bf16;
-#endif
 
 #define FLASH_SM80_LOG2E 1.4426950408889634f
 #define FLASH_SM80_LN2 0.6931471805599453f
@@ -97,7 +90,10 @@ struct FlashSm80Dq {
 };
 
 // ---- PTX wrappers ----
-#ifndef FLASH_SM80_EMULATE
+#ifdef GPTRAIN_EMU
+// On the emulated device (make emu) the same wrappers, emulated from the PTX ISA (tests/emu/emu_flash_sm80.h).
+#include "emu_flash_sm80.h"
+#else
 
 __device__ __forceinline__ uint32_t flash_smem_addr(const void *p) {
     return (uint32_t)__cvta_generic_to_shared(p);
@@ -148,7 +144,7 @@ __device__ __forceinline__ void flash_mma(float c[4], const uint32_t a[4], uint3
         : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
 }
 
-#endif   // FLASH_SM80_EMULATE
+#endif   // GPTRAIN_EMU
 
 // Two fp32 -> one register of two bf16, lo in the low half (the lower column of an A fragment register).
 __device__ __forceinline__ uint32_t flash_pack_bf16(float lo, float hi) {
@@ -252,7 +248,7 @@ __global__ void __launch_bounds__(FlashSm80Fwd<D>::THREADS)
     flash_forward_sm80_kernel(const FlashForward p, float scale_log2) {
     typedef FlashSm80Fwd<D> C;
     constexpr int BM = C::BLOCK_M, BN = C::BLOCK_N, LD = C::LD, THREADS = C::THREADS;
-    extern __shared__ __align__(16) unsigned char flash_smem[];
+    CUDA_DYNAMIC_SMEM(unsigned char, flash_smem, 16);
     bf16 *sq = reinterpret_cast<bf16 *>(flash_smem) + C::Q_OFF;
     bf16 *sk = reinterpret_cast<bf16 *>(flash_smem) + C::K_OFF;   // stage s at sk + s * BN * LD
     bf16 *sv = reinterpret_cast<bf16 *>(flash_smem) + C::V_OFF;
@@ -378,7 +374,7 @@ __global__ void __launch_bounds__(FlashSm80Dkdv<D>::THREADS)
     typedef FlashSm80Dkdv<D> C;
     constexpr int BM = C::BLOCK_M, BN = C::BLOCK_N, LD = C::LD, LDS = C::LDS, THREADS = C::THREADS;
     constexpr int WARPS = C::WARPS;
-    extern __shared__ __align__(16) unsigned char flash_smem[];
+    CUDA_DYNAMIC_SMEM(unsigned char, flash_smem, 16);
     bf16 *sk = reinterpret_cast<bf16 *>(flash_smem) + C::K_OFF;
     bf16 *sv = reinterpret_cast<bf16 *>(flash_smem) + C::V_OFF;
     bf16 *sq = reinterpret_cast<bf16 *>(flash_smem) + C::Q_OFF;     // stage s at sq + s * BM * LD
@@ -524,7 +520,7 @@ __global__ void __launch_bounds__(FlashSm80Dq<D>::THREADS)
     flash_backward_dq_sm80_kernel(const FlashBackward p, float scale, float scale_log2) {
     typedef FlashSm80Dq<D> C;
     constexpr int BM = C::BLOCK_M, BN = C::BLOCK_N, LD = C::LD, THREADS = C::THREADS;
-    extern __shared__ __align__(16) unsigned char flash_smem[];
+    CUDA_DYNAMIC_SMEM(unsigned char, flash_smem, 16);
     bf16 *sq = reinterpret_cast<bf16 *>(flash_smem) + C::Q_OFF;
     bf16 *sdo = reinterpret_cast<bf16 *>(flash_smem) + C::DO_OFF;
     bf16 *sk = reinterpret_cast<bf16 *>(flash_smem) + C::K_OFF;   // stage s at sk + s * BN * LD
@@ -606,7 +602,6 @@ __global__ void __launch_bounds__(FlashSm80Dq<D>::THREADS)
 }
 
 // ---- host side ----
-#ifndef FLASH_SM80_EMULATE
 
 static int flash_sm80_check(const char *what, int B, int H, int T, int d, const void *const *ptrs, int nptrs) {
     if (B < 1 || H < 1 || T < 1) {
@@ -650,7 +645,7 @@ static int flash_forward_sm80_launch(const FlashForward *p, cudaStream_t stream)
     if (flash_sm80_smem("flash_forward_sm80", (const void *)flash_forward_sm80_kernel<D>, C::SMEM_BYTES)) return -1;
     const dim3 grid((unsigned)(p->B * p->H), (unsigned)((p->T + C::BLOCK_M - 1) / C::BLOCK_M));
     const float scale_log2 = (float)(1.4426950408889634 / sqrt((double)D));
-    flash_forward_sm80_kernel<D><<<grid, C::THREADS, C::SMEM_BYTES, stream>>>(*p, scale_log2);
+    CUDA_LAUNCH(grid, C::THREADS, C::SMEM_BYTES, stream, flash_forward_sm80_kernel<D>)(*p, scale_log2);
     CUDA_LAUNCH_CHECK();
     return 0;
 }
@@ -669,17 +664,17 @@ static int flash_backward_sm80_launch(const FlashBackward *p, cudaStream_t strea
     if (!p->deterministic) {
         const long long n = (long long)BH * p->T * D;
         const long long blocks = (n + 255) / 256;
-        flash_zero_dq_sm80_kernel<<<(unsigned)(blocks < 65536 ? blocks : 65536), 256, 0, stream>>>(
+        CUDA_LAUNCH((unsigned)(blocks < 65536 ? blocks : 65536), 256, 0, stream, flash_zero_dq_sm80_kernel)(
             p->dq, p->dq_strides, p->H, p->T, D, n);
         CUDA_LAUNCH_CHECK();
     }
     const dim3 grid_a((unsigned)BH, (unsigned)((p->T + A::BLOCK_N - 1) / A::BLOCK_N));
-    flash_backward_dkdv_sm80_kernel<D><<<grid_a, A::THREADS, A::SMEM_BYTES, stream>>>(*p, scale, scale_log2,
+    CUDA_LAUNCH(grid_a, A::THREADS, A::SMEM_BYTES, stream, flash_backward_dkdv_sm80_kernel<D>)(*p, scale, scale_log2,
                                                                                       !p->deterministic);
     CUDA_LAUNCH_CHECK();
     if (p->deterministic) {
         const dim3 grid_q((unsigned)BH, (unsigned)((p->T + Q::BLOCK_M - 1) / Q::BLOCK_M));
-        flash_backward_dq_sm80_kernel<D><<<grid_q, Q::THREADS, Q::SMEM_BYTES, stream>>>(*p, scale, scale_log2);
+        CUDA_LAUNCH(grid_q, Q::THREADS, Q::SMEM_BYTES, stream, flash_backward_dq_sm80_kernel<D>)(*p, scale, scale_log2);
         CUDA_LAUNCH_CHECK();
     }
     return 0;
@@ -709,4 +704,3 @@ extern "C" int flash_backward_sm80(const FlashBackward *p, cudaStream_t stream) 
     default: return flash_backward_sm80_launch<128>(p, stream);
     }
 }
-#endif   // FLASH_SM80_EMULATE

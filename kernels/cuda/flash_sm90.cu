@@ -35,19 +35,13 @@
 #include <stdio.h>
 #include <string.h>
 
-// FLASH_SM90_CODE: this pass compiles the kernel's real body (the sm_90a device pass, or the CPU emulation of
-// tests/test_flash_emu.cc, which supplies the thread block, mbarriers, TMA and wgmma from tests/emu/ and leaves out
-// the host code at the end of this file).
-#ifdef FLASH_SM90_EMULATE
-#include "flash_emu_sm90.h"
-#include "flash.h"
-#define FLASH_SM90_CODE 1
-#else
 #include "cuda_common.h"
 #include "flash.h"
-#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900 && defined(__CUDA_ARCH_FEAT_SM90_ALL)
+
+// FLASH_SM90_CODE: this pass compiles the kernel's real body: the sm_90a device pass, or the emulated device (make
+// emu), where tests/emu/emu_flash_sm90.h supplies mbarriers, TMA and wgmma in place of the PTX below.
+#if defined(GPTRAIN_EMU) || (defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900 && defined(__CUDA_ARCH_FEAT_SM90_ALL))
 #define FLASH_SM90_CODE 1
-#endif
 #endif
 
 // ---- tile shapes (see the file comment for the reasons) ----
@@ -88,7 +82,9 @@ struct FlashSm90Params {
     int o_vec2;               // 1 when o and its strides allow 8-byte float2 stores
 };
 
-#if defined(FLASH_SM90_CODE) && !defined(FLASH_SM90_EMULATE)
+#ifdef GPTRAIN_EMU
+#include "emu_flash_sm90.h"
+#elif defined(FLASH_SM90_CODE)
 
 // ---- mbarrier and TMA (PTX ISA: mbarrier, cp.async.bulk.tensor) ----
 
@@ -293,7 +289,7 @@ __global__ void __launch_bounds__(FLASH_SM90_THREADS, 1)
     typedef FlashSm90Layout<D> L;
     constexpr int BM = FLASH_SM90_BLOCK_M, BN = FLASH_SM90_BLOCK_N;
     constexpr int Q_PANEL = BM * 128, KV_PANEL = BN * 128;   // bytes of one 64-column panel of a Q / K,V tile
-    extern __shared__ __align__(1024) unsigned char flash_sm90_smem[];
+    CUDA_DYNAMIC_SMEM(unsigned char, flash_sm90_smem, 1024);
 
     const int tid = threadIdx.x, warp = tid / 32, lane = tid % 32;
     const int T = prm.T;
@@ -511,7 +507,6 @@ __global__ void __launch_bounds__(FLASH_SM90_THREADS, 1)
 }
 
 // ---- host side ----
-#ifndef FLASH_SM90_EMULATE
 
 // cuTensorMapEncodeTiled through the runtime's driver entry point, so the program need not link libcuda itself.
 static PFN_cuTensorMapEncodeTiled_v12000 flash_sm90_encode_fn(void) {
@@ -571,7 +566,8 @@ static int flash_forward_sm90_launch(const FlashForward *p, const FlashSm90Param
     CUDA_CHECK(cudaFuncSetAttribute(flash_forward_sm90_kernel<D, CAUSAL>, cudaFuncAttributeMaxDynamicSharedMemorySize,
                                     L::ALLOC));
     const dim3 grid((unsigned)((p->T + FLASH_SM90_BLOCK_M - 1) / FLASH_SM90_BLOCK_M), (unsigned)BH);
-    flash_forward_sm90_kernel<D, CAUSAL><<<grid, FLASH_SM90_THREADS, L::ALLOC, stream>>>(tm_q, tm_k, tm_v, prm);
+    CUDA_LAUNCH(grid, FLASH_SM90_THREADS, L::ALLOC, stream, flash_forward_sm90_kernel<D, CAUSAL>)(tm_q, tm_k, tm_v,
+                                                                                                  prm);
     CUDA_LAUNCH_CHECK();
     return 0;
 }
@@ -618,4 +614,3 @@ extern "C" int flash_forward_sm90(const FlashForward *p, cudaStream_t stream) {
     return p->causal ? flash_forward_sm90_launch<128, true>(p, prm, stream)
                      : flash_forward_sm90_launch<128, false>(p, prm, stream);
 }
-#endif   // FLASH_SM90_EMULATE

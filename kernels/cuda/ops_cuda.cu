@@ -53,16 +53,16 @@ extern "C" void cuda_encoder_forward(Backend *be, float *out, const int32_t *tok
                                      const float *wpe, int B, int T, int C) {
     (void)be;
     size_t n = (size_t)B * T * C;
-    encoder_forward_kernel<<<blocks_for(n, 256), 256>>>(out, tokens, wte, wpe, B, T, C);
+    CUDA_LAUNCH(blocks_for(n, 256), 256, 0, 0, encoder_forward_kernel)(out, tokens, wte, wpe, B, T, C);
     CUDA_LAUNCH_CHECK();
 }
 
 extern "C" void cuda_encoder_backward(Backend *be, float *dwte, float *dwpe, const float *dout, const int32_t *tokens,
                                       int B, int T, int C) {
     (void)be;
-    encoder_backward_wpe_kernel<<<blocks_for((size_t)T * C, 256), 256>>>(dwpe, dout, B, T, C);
+    CUDA_LAUNCH(blocks_for((size_t)T * C, 256), 256, 0, 0, encoder_backward_wpe_kernel)(dwpe, dout, B, T, C);
     CUDA_LAUNCH_CHECK();
-    encoder_backward_wte_kernel<<<blocks_for((size_t)C, 128), 128>>>(dwte, dout, tokens, B * T, C);
+    CUDA_LAUNCH(blocks_for((size_t)C, 128), 128, 0, 0, encoder_backward_wte_kernel)(dwte, dout, tokens, B * T, C);
     CUDA_LAUNCH_CHECK();
 }
 
@@ -154,7 +154,7 @@ __global__ static void layernorm_backward_dwdb_kernel(float *dw, float *db, cons
 extern "C" void cuda_layernorm_forward(Backend *be, float *out, float *mean, float *rstd, const float *inp,
                                        const float *w, const float *b, int N, int C) {
     (void)be;
-    layernorm_forward_kernel<<<blocks_for((size_t)N, 8), 256>>>(out, mean, rstd, inp, w, b, N, C);
+    CUDA_LAUNCH(blocks_for((size_t)N, 8), 256, 0, 0, layernorm_forward_kernel)(out, mean, rstd, inp, w, b, N, C);
     CUDA_LAUNCH_CHECK();
 }
 
@@ -162,9 +162,11 @@ extern "C" void cuda_layernorm_backward(Backend *be, float *dinp, float *dw, flo
                                         const float *inp, const float *w, const float *mean, const float *rstd, int N,
                                         int C) {
     (void)be;
-    layernorm_backward_dinp_kernel<<<blocks_for((size_t)N, 8), 256>>>(dinp, dout, inp, w, mean, rstd, N, C);
+    CUDA_LAUNCH(blocks_for((size_t)N, 8), 256, 0, 0, layernorm_backward_dinp_kernel)(dinp, dout, inp, w, mean, rstd, N,
+                                                                                     C);
     CUDA_LAUNCH_CHECK();
-    layernorm_backward_dwdb_kernel<<<blocks_for((size_t)C, 128), 128>>>(dw, db, dout, inp, mean, rstd, N, C);
+    CUDA_LAUNCH(blocks_for((size_t)C, 128), 128, 0, 0, layernorm_backward_dwdb_kernel)(dw, db, dout, inp, mean, rstd, N,
+                                                                                       C);
     CUDA_LAUNCH_CHECK();
 }
 
@@ -213,7 +215,7 @@ extern "C" void cuda_matmul_forward(Backend *be, float *out, const float *inp, c
                                     int N, int K, int M) {
     gemm(be, CUBLAS_OP_T, CUBLAS_OP_N, M, N, K, 1.0f, w, K, inp, K, 0.0f, out, M);
     if (bias) {
-        add_bias_kernel<<<blocks_for((size_t)N * M, 256), 256>>>(out, bias, (size_t)N, M);
+        CUDA_LAUNCH(blocks_for((size_t)N * M, 256), 256, 0, 0, add_bias_kernel)(out, bias, (size_t)N, M);
         CUDA_LAUNCH_CHECK();
     }
 }
@@ -223,7 +225,7 @@ extern "C" void cuda_matmul_backward(Backend *be, float *dinp, float *dw, float 
     if (dinp) gemm(be, CUBLAS_OP_N, CUBLAS_OP_N, K, N, M, 1.0f, w, K, dout, M, 0.0f, dinp, K);
     gemm(be, CUBLAS_OP_N, CUBLAS_OP_T, K, M, N, 1.0f, inp, K, dout, M, 1.0f, dw, K);
     if (dbias) {
-        bias_grad_kernel<<<blocks_for((size_t)M, 128), 128>>>(dbias, dout, N, M);
+        CUDA_LAUNCH(blocks_for((size_t)M, 128), 128, 0, 0, bias_grad_kernel)(dbias, dout, N, M);
         CUDA_LAUNCH_CHECK();
     }
 }
@@ -273,7 +275,7 @@ extern "C" void cuda_attention_forward(Backend *be, float *out, float *att, cons
         gemm_batched(be, CUBLAS_OP_T, CUBLAS_OP_N, T, T, HS, scale, k, C3, HS, q, C3, HS, 0.0f, ab, T, TT, NH);
     }
     const int rows = B * NH * T;
-    causal_softmax_kernel<<<blocks_for((size_t)rows, 8), 256>>>(att, rows, T);
+    CUDA_LAUNCH(blocks_for((size_t)rows, 8), 256, 0, 0, causal_softmax_kernel)(att, rows, T);
     CUDA_LAUNCH_CHECK();
     for (int b = 0; b < B; b++) {
         const float *v = qkv + (size_t)b * T * C3 + 2 * C;
@@ -296,7 +298,7 @@ extern "C" void cuda_attention_backward(Backend *be, float *dqkv, float *datt, c
                      datt + (size_t)b * NH * TT, T, TT, NH);
     }
     const int rows = B * NH * T;
-    causal_softmax_backward_kernel<<<blocks_for((size_t)rows, 8), 256>>>(datt, att, rows, T);
+    CUDA_LAUNCH(blocks_for((size_t)rows, 8), 256, 0, 0, causal_softmax_backward_kernel)(datt, att, rows, T);
     CUDA_LAUNCH_CHECK();
     for (int b = 0; b < B; b++) {
         const float *q = qkv + (size_t)b * T * C3, *k = q + C, *dy = dout + (size_t)b * T * C;
@@ -344,25 +346,25 @@ __global__ static void scale_kernel(float *x, float s, size_t n) {
 extern "C" void cuda_gelu_forward(Backend *be, float *out, const float *inp, size_t n) {
     (void)be;
     if (!n) return;
-    gelu_forward_kernel<<<blocks_for(n, 256), 256>>>(out, inp, n);
+    CUDA_LAUNCH(blocks_for(n, 256), 256, 0, 0, gelu_forward_kernel)(out, inp, n);
     CUDA_LAUNCH_CHECK();
 }
 extern "C" void cuda_gelu_backward(Backend *be, float *dinp, const float *inp, const float *dout, size_t n) {
     (void)be;
     if (!n) return;
-    gelu_backward_kernel<<<blocks_for(n, 256), 256>>>(dinp, inp, dout, n);
+    CUDA_LAUNCH(blocks_for(n, 256), 256, 0, 0, gelu_backward_kernel)(dinp, inp, dout, n);
     CUDA_LAUNCH_CHECK();
 }
 extern "C" void cuda_residual_forward(Backend *be, float *out, const float *a, const float *b, size_t n) {
     (void)be;
     if (!n) return;
-    residual_kernel<<<blocks_for(n, 256), 256>>>(out, a, b, n);
+    CUDA_LAUNCH(blocks_for(n, 256), 256, 0, 0, residual_kernel)(out, a, b, n);
     CUDA_LAUNCH_CHECK();
 }
 extern "C" void cuda_scale(Backend *be, float *x, float s, size_t n) {
     (void)be;
     if (!n) return;
-    scale_kernel<<<blocks_for(n, 256), 256>>>(x, s, n);
+    CUDA_LAUNCH(blocks_for(n, 256), 256, 0, 0, scale_kernel)(x, s, n);
     CUDA_LAUNCH_CHECK();
 }
 extern "C" void cuda_zero(Backend *be, float *x, size_t n) {
@@ -403,7 +405,7 @@ extern "C" void cuda_classifier_forward_backward(Backend *be, float *losses, flo
     int *bad = (int *)cuda_state(be)->partials;   // reuse the partials buffer as the error flag (int, then checked)
     const int none = -1;
     CUDA_CHECK(cudaMemcpy(bad, &none, sizeof none, cudaMemcpyHostToDevice));
-    classifier_kernel<<<N, 512>>>(losses, logits, targets, V, Vp, dlogits_scale, bad);
+    CUDA_LAUNCH(N, 512, 0, 0, classifier_kernel)(losses, logits, targets, V, Vp, dlogits_scale, bad);
     CUDA_LAUNCH_CHECK();
     int flag;
     CUDA_CHECK(cudaMemcpy(&flag, bad, sizeof flag, cudaMemcpyDeviceToHost));
@@ -439,9 +441,9 @@ __global__ static void sumsq_total_kernel(double *partials, int nb) {
 
 extern "C" double cuda_sum_squares(Backend *be, const float *x, size_t n) {
     CudaState *cs = cuda_state(be);
-    sumsq_partials_kernel<<<CUDA_SUMSQ_BLOCKS, 256>>>(cs->partials, x, n);
+    CUDA_LAUNCH(CUDA_SUMSQ_BLOCKS, 256, 0, 0, sumsq_partials_kernel)(cs->partials, x, n);
     CUDA_LAUNCH_CHECK();
-    sumsq_total_kernel<<<1, 32>>>(cs->partials, CUDA_SUMSQ_BLOCKS);
+    CUDA_LAUNCH(1, 32, 0, 0, sumsq_total_kernel)(cs->partials, CUDA_SUMSQ_BLOCKS);
     CUDA_LAUNCH_CHECK();
     double total;
     CUDA_CHECK(cudaMemcpy(&total, cs->partials + CUDA_SUMSQ_BLOCKS, sizeof total, cudaMemcpyDeviceToHost));
@@ -468,7 +470,7 @@ extern "C" void cuda_adamw_update(Backend *be, float *params, const float *grads
     (void)be;
     if (!n) return;
     const float bc1 = (float)(1.0 - pow((double)beta1, t)), bc2 = (float)(1.0 - pow((double)beta2, t));
-    adamw_kernel<<<blocks_for(n, 256), 256>>>(params, grads, m, v, n, lr, beta1, beta2, eps, weight_decay, grad_scale,
-                                              bc1, bc2);
+    CUDA_LAUNCH(blocks_for(n, 256), 256, 0, 0, adamw_kernel)(params, grads, m, v, n, lr, beta1, beta2, eps, weight_decay,
+                                                              grad_scale, bc1, bc2);
     CUDA_LAUNCH_CHECK();
 }

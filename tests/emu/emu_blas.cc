@@ -1,0 +1,396 @@
+/*
+ * emu_blas.cc: cuBLAS on the emulated device, a reference GEMM behind the API the CUDA backend calls, written from
+ * the cuBLAS 12 reference (cublasGemmEx, cublasGemmStridedBatchedEx and their compute types):
+ *
+ *   C = alpha op(A) op(B) + beta C, column-major, op(X) = X or X^T; A is stored (transa == N ? m x k : k x m) with
+ *   leading dimension lda, B (transb == N ? k x n : n x k) with ldb, C m x n with ldc; strided batches add
+ *   batch * stride elements to each pointer. Arguments cuBLAS rejects (a negative size, a leading dimension below
+ *   the stored rows, a batch count below zero) return CUBLAS_STATUS_INVALID_VALUE as cuBLAS does, and a data type
+ *   combination the reference does not list for the compute type returns CUBLAS_STATUS_NOT_SUPPORTED. With beta = 0,
+ *   C is not read (it may hold NaN), as cuBLAS specifies.
+ *
+ * Precision, by compute type: CUBLAS_COMPUTE_32F and _PEDANTIC use the inputs as stored (fp32, bf16 or fp16
+ * converted exactly to fp32); _FAST_TF32 rounds fp32 inputs to TF32 (10 mantissa bits, to nearest with ties away
+ * from zero, as cvt.rna.tf32.f32); _FAST_16BF to bf16 and _FAST_16F to fp16 (to nearest even). Products are exact in
+ * fp32 for rounded inputs; they are accumulated in fp32 in k order (one fused multiply-add each), then
+ * alpha * acc + beta * C is rounded once to C's type. Real tensor cores sum in another order; the tests' tolerances
+ * allow for that.
+ *
+ * Each GEMM is an op on the handle's stream: it runs when the host waits for that stream, and every element of A, B
+ * and C it reads or writes goes through the access checker (bounds, never-written memory, stream races).
+ */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <algorithm>
+#include <vector>
+
+#include "cublas_v2.h"
+#include "emu_internal.h"
+
+struct cublasContext {
+    cudaStream_t stream;
+    cublasPointerMode_t pointer_mode;
+    cublasMath_t math;
+    int device;
+};
+
+namespace emu {
+
+enum Round { ROUND_NONE, ROUND_TF32, ROUND_BF16, ROUND_FP16 };
+
+static float bits_f(uint32_t u) {
+    float f;
+    memcpy(&f, &u, 4);
+    return f;
+}
+static uint32_t f_bits(float f) {
+    uint32_t u;
+    memcpy(&u, &f, 4);
+    return u;
+}
+static float round_tf32(float f) {
+    uint32_t u = f_bits(f);
+    if ((u & 0x7f800000u) == 0x7f800000u) return f;   // Inf, NaN
+    u += 0x1000u;                                     // half of the last kept bit: ties away from zero
+    return bits_f(u & ~0x1fffu);
+}
+static uint16_t f_to_bf16(float f) {
+    uint32_t u = f_bits(f);
+    if ((u & 0x7fffffffu) > 0x7f800000u) return 0x7fff;
+    u += 0x7fffu + ((u >> 16) & 1u);
+    return (uint16_t)(u >> 16);
+}
+static float bf16_to_f(uint16_t h) { return bits_f((uint32_t)h << 16); }
+static uint16_t f_to_fp16(float f) {   // round to nearest even, with subnormals, overflow to Inf
+    const uint32_t u = f_bits(f), sign = (u >> 16) & 0x8000u;
+    const uint32_t a = u & 0x7fffffffu;
+    if (a > 0x7f800000u) return (uint16_t)(sign | 0x7e00u);
+    if (a >= 0x477ff000u) return (uint16_t)(sign | 0x7c00u);   // rounds to >= 65520: Inf
+    if (a < 0x38800000u) {                                      // below 2^-14: subnormal or zero
+        const float r = bits_f(a) * 16777216.0f;                // scaled by 2^24: the subnormal's integer
+        return (uint16_t)(sign | (uint32_t)nearbyintf(r));
+    }
+    uint32_t m = a + 0xfffu + ((a >> 13) & 1u) - (112u << 23);
+    return (uint16_t)(sign | (m >> 13));
+}
+static float fp16_to_f(uint16_t h) {
+    const uint32_t sign = (uint32_t)(h & 0x8000u) << 16, e = (h >> 10) & 0x1f, m = h & 0x3ff;
+    if (e == 0) return (sign ? -1.0f : 1.0f) * (float)m / 16777216.0f;
+    if (e == 31) return bits_f(sign | 0x7f800000u | (m << 13));
+    return bits_f(sign | ((e + 112) << 23) | (m << 13));
+}
+
+static size_t type_size(cudaDataType t) { return t == CUDA_R_32F ? 4 : 2; }
+static float load(const void *p, cudaDataType t, size_t i) {
+    if (t == CUDA_R_32F) return ((const float *)p)[i];
+    if (t == CUDA_R_16BF) return bf16_to_f(((const uint16_t *)p)[i]);
+    return fp16_to_f(((const uint16_t *)p)[i]);
+}
+static void store(void *p, cudaDataType t, size_t i, float v) {
+    if (t == CUDA_R_32F) ((float *)p)[i] = v;
+    else if (t == CUDA_R_16BF) ((uint16_t *)p)[i] = f_to_bf16(v);
+    else ((uint16_t *)p)[i] = f_to_fp16(v);
+}
+static float round_in(float v, Round r) {
+    switch (r) {
+    case ROUND_TF32: return round_tf32(v);
+    case ROUND_BF16: return bf16_to_f(f_to_bf16(v));
+    case ROUND_FP16: return fp16_to_f(f_to_fp16(v));
+    default: return v;
+    }
+}
+
+// A stored matrix: rows x cols, column-major, leading dimension ld, batch stride in elements.
+struct Mat {
+    const void *p;
+    cudaDataType type;
+    int rows, cols;
+    long long ld, stride;
+};
+
+static void check_matrix(const Mat &x, int b, bool write, const char *what) {
+    const size_t es = type_size(x.type);
+    const unsigned char *base = (const unsigned char *)x.p + (size_t)b * (size_t)x.stride * es;
+    for (int j = 0; j < x.cols; j++) {
+        const void *col = base + (size_t)j * (size_t)x.ld * es;
+        if (write) op_write((void *)col, (size_t)x.rows * es, what);
+        else op_read(col, (size_t)x.rows * es, what);
+    }
+}
+
+struct Gemm {
+    char fn[64];
+    int m, n, k, batch;
+    bool ta, tb;
+    Mat A, B, C;
+    Round round;
+    float alpha, beta;
+    const float *alpha_dev, *beta_dev;
+};
+
+static void run_gemm(const Gemm &g) {
+    char wa[96], wb[96], wc[96];
+    snprintf(wa, sizeof wa, "%s A", g.fn);
+    snprintf(wb, sizeof wb, "%s B", g.fn);
+    snprintf(wc, sizeof wc, "%s C", g.fn);
+    float alpha = g.alpha, beta = g.beta;
+    if (g.alpha_dev) {
+        op_read(g.alpha_dev, 4, wa);
+        alpha = *g.alpha_dev;
+    }
+    if (g.beta_dev) {
+        op_read(g.beta_dev, 4, wc);
+        beta = *g.beta_dev;
+    }
+    std::vector<float> a((size_t)g.m * g.k), bt((size_t)g.n * g.k), out((size_t)g.m * g.n);
+    for (int b = 0; b < g.batch; b++) {
+        check_matrix(g.A, b, false, wa);
+        check_matrix(g.B, b, false, wb);
+        if (beta != 0.0f) check_matrix(g.C, b, false, wc);
+        const void *A = (const unsigned char *)g.A.p + (size_t)b * g.A.stride * type_size(g.A.type);
+        const void *B = (const unsigned char *)g.B.p + (size_t)b * g.B.stride * type_size(g.B.type);
+        void *C = (unsigned char *)g.C.p + (size_t)b * g.C.stride * type_size(g.C.type);
+        // op(A) as a[i][p] (m x k, row-major) and op(B) as bt[j][p] (n x k), rounded as the compute type does.
+        for (int i = 0; i < g.m; i++)
+            for (int p = 0; p < g.k; p++) {
+                const size_t idx = g.ta ? (size_t)i * g.A.ld + p : (size_t)p * g.A.ld + i;
+                a[(size_t)i * g.k + p] = round_in(load(A, g.A.type, idx), g.round);
+            }
+        for (int j = 0; j < g.n; j++)
+            for (int p = 0; p < g.k; p++) {
+                const size_t idx = g.tb ? (size_t)p * g.B.ld + j : (size_t)j * g.B.ld + p;
+                bt[(size_t)j * g.k + p] = round_in(load(B, g.B.type, idx), g.round);
+            }
+        for (int j = 0; j < g.n; j++)
+            for (int i = 0; i < g.m; i++) {
+                const float *ar = &a[(size_t)i * g.k], *br = &bt[(size_t)j * g.k];
+                float acc = 0.0f;
+                for (int p = 0; p < g.k; p++) acc = fmaf(ar[p], br[p], acc);
+                float v = alpha * acc;
+                if (beta != 0.0f) v = fmaf(beta, load(C, g.C.type, (size_t)j * g.C.ld + i), v);
+                out[(size_t)j * g.m + i] = v;
+            }
+        check_matrix(g.C, b, true, wc);
+        for (int j = 0; j < g.n; j++)
+            for (int i = 0; i < g.m; i++) store(C, g.C.type, (size_t)j * g.C.ld + i, out[(size_t)j * g.m + i]);
+    }
+}
+
+static const char *type_name(cudaDataType t) {
+    switch (t) {
+    case CUDA_R_32F: return "CUDA_R_32F";
+    case CUDA_R_16BF: return "CUDA_R_16BF";
+    case CUDA_R_16F: return "CUDA_R_16F";
+    case CUDA_R_64F: return "CUDA_R_64F";
+    case CUDA_R_8I: return "CUDA_R_8I";
+    case CUDA_R_32I: return "CUDA_R_32I";
+    default: return "another type";
+    }
+}
+
+// Which (A/B, C) types a compute type takes (the cuBLAS reference's table for cublasGemmEx), and its rounding.
+static cublasStatus_t gemm_types(const char *fn, cublasComputeType_t ct, cudaDataType ab, cudaDataType bt,
+                                 cudaDataType c, Round *r) {
+    if (ab != bt) return CUBLAS_STATUS_NOT_SUPPORTED;
+    switch (ct) {
+    case CUBLAS_COMPUTE_32F:
+    case CUBLAS_COMPUTE_32F_PEDANTIC:
+        *r = ROUND_NONE;
+        if ((ab == CUDA_R_32F && c == CUDA_R_32F) || (ab == CUDA_R_16BF && (c == CUDA_R_16BF || c == CUDA_R_32F)) ||
+            (ab == CUDA_R_16F && (c == CUDA_R_16F || c == CUDA_R_32F)))
+            return CUBLAS_STATUS_SUCCESS;
+        if (ab == CUDA_R_8I) fatal("%s: 8-bit integer inputs are not emulated", fn);
+        return CUBLAS_STATUS_NOT_SUPPORTED;
+    case CUBLAS_COMPUTE_32F_FAST_TF32:
+    case CUBLAS_COMPUTE_32F_FAST_16BF:
+    case CUBLAS_COMPUTE_32F_FAST_16F:
+        *r = ct == CUBLAS_COMPUTE_32F_FAST_TF32 ? ROUND_TF32 : ct == CUBLAS_COMPUTE_32F_FAST_16BF ? ROUND_BF16 : ROUND_FP16;
+        return ab == CUDA_R_32F && c == CUDA_R_32F ? CUBLAS_STATUS_SUCCESS : CUBLAS_STATUS_NOT_SUPPORTED;
+    default:
+        fatal("%s: compute type %d (A %s, C %s) is not emulated", fn, (int)ct, type_name(ab), type_name(c));
+    }
+}
+
+static cublasStatus_t gemm_submit(cublasHandle_t h, const char *fn, cublasOperation_t transa, cublasOperation_t transb,
+                                  int m, int n, int k, const void *alpha, const void *A, cudaDataType Atype, int lda,
+                                  long long sa, const void *B, cudaDataType Btype, int ldb, long long sb,
+                                  const void *beta, void *C, cudaDataType Ctype, int ldc, long long sc, int batch,
+                                  cublasComputeType_t ct) {
+    if (!h) return CUBLAS_STATUS_NOT_INITIALIZED;
+    if ((transa != CUBLAS_OP_N && transa != CUBLAS_OP_T && transa != CUBLAS_OP_C) ||
+        (transb != CUBLAS_OP_N && transb != CUBLAS_OP_T && transb != CUBLAS_OP_C))
+        return CUBLAS_STATUS_INVALID_VALUE;
+    const bool ta = transa != CUBLAS_OP_N, tb = transb != CUBLAS_OP_N;
+    if (m < 0 || n < 0 || k < 0 || batch < 0 || lda < std::max(1, ta ? k : m) || ldb < std::max(1, tb ? n : k) ||
+        ldc < std::max(1, m))
+        return CUBLAS_STATUS_INVALID_VALUE;
+    Round r;
+    const cublasStatus_t st = gemm_types(fn, ct, Atype, Btype, Ctype, &r);
+    if (st != CUBLAS_STATUS_SUCCESS) return st;
+    if (m == 0 || n == 0 || batch == 0) return CUBLAS_STATUS_SUCCESS;
+    Gemm g;
+    memset(&g, 0, sizeof g);
+    snprintf(g.fn, sizeof g.fn, "%s", fn);
+    g.m = m;
+    g.n = n;
+    g.k = k;
+    g.batch = batch;
+    g.ta = ta;
+    g.tb = tb;
+    g.A = Mat{A, Atype, ta ? k : m, ta ? m : k, lda, sa};
+    g.B = Mat{B, Btype, tb ? n : k, tb ? k : n, ldb, sb};
+    g.C = Mat{C, Ctype, m, n, ldc, sc};
+    g.round = r;
+    if (h->pointer_mode == CUBLAS_POINTER_MODE_DEVICE) {
+        g.alpha_dev = (const float *)alpha;
+        g.beta_dev = (const float *)beta;
+    } else {
+        g.alpha = *(const float *)alpha;
+        g.beta = *(const float *)beta;
+    }
+    if (current_device() != h->device)
+        fatal("%s on device %d with a cuBLAS handle created on device %d", fn, current_device(), h->device);
+    char name[256];
+    snprintf(name, sizeof name, "%s %c%c m=%d n=%d k=%d%s", fn, ta ? 'T' : 'N', tb ? 'T' : 'N', m, n, k,
+             batch > 1 ? " (batched)" : "");
+    const size_t c_bytes = ((size_t)(batch - 1) * (size_t)sc + (size_t)(n - 1) * (size_t)ldc + (size_t)m) * type_size(Ctype);
+    if (submit_op(h->stream, "cuBLAS", name, [g]() { run_gemm(g); }, C, c_bytes) != cudaSuccess)
+        return CUBLAS_STATUS_EXECUTION_FAILED;
+    return CUBLAS_STATUS_SUCCESS;
+}
+
+}  // namespace emu
+
+using namespace emu;
+
+extern "C" {
+
+cublasStatus_t cublasCreate(cublasHandle_t *handle) {
+    int n = 0;
+    if (cudaGetDeviceCount(&n) != cudaSuccess || n == 0) {
+        cudaGetLastError();
+        return CUBLAS_STATUS_NOT_INITIALIZED;
+    }
+    cublasContext *c = new cublasContext();
+    c->stream = NULL;
+    c->pointer_mode = CUBLAS_POINTER_MODE_HOST;
+    c->math = CUBLAS_DEFAULT_MATH;
+    c->device = current_device();
+    *handle = c;
+    return CUBLAS_STATUS_SUCCESS;
+}
+cublasStatus_t cublasDestroy(cublasHandle_t handle) {
+    if (!handle) return CUBLAS_STATUS_NOT_INITIALIZED;
+    host_wait(handle->stream);
+    delete handle;
+    return CUBLAS_STATUS_SUCCESS;
+}
+cublasStatus_t cublasGetVersion(cublasHandle_t handle, int *version) {
+    (void)handle;
+    *version = CUBLAS_VERSION;
+    return CUBLAS_STATUS_SUCCESS;
+}
+const char *cublasGetStatusName(cublasStatus_t s) {
+    switch (s) {
+    case CUBLAS_STATUS_SUCCESS: return "CUBLAS_STATUS_SUCCESS";
+    case CUBLAS_STATUS_NOT_INITIALIZED: return "CUBLAS_STATUS_NOT_INITIALIZED";
+    case CUBLAS_STATUS_ALLOC_FAILED: return "CUBLAS_STATUS_ALLOC_FAILED";
+    case CUBLAS_STATUS_INVALID_VALUE: return "CUBLAS_STATUS_INVALID_VALUE";
+    case CUBLAS_STATUS_ARCH_MISMATCH: return "CUBLAS_STATUS_ARCH_MISMATCH";
+    case CUBLAS_STATUS_EXECUTION_FAILED: return "CUBLAS_STATUS_EXECUTION_FAILED";
+    case CUBLAS_STATUS_NOT_SUPPORTED: return "CUBLAS_STATUS_NOT_SUPPORTED";
+    default: return "CUBLAS_STATUS_INTERNAL_ERROR";
+    }
+}
+const char *cublasGetStatusString(cublasStatus_t s) {
+    switch (s) {
+    case CUBLAS_STATUS_SUCCESS: return "success";
+    case CUBLAS_STATUS_NOT_INITIALIZED: return "the library was not initialized";
+    case CUBLAS_STATUS_ALLOC_FAILED: return "the resource allocation failed";
+    case CUBLAS_STATUS_INVALID_VALUE: return "an invalid numeric value was used as an argument";
+    case CUBLAS_STATUS_ARCH_MISMATCH: return "an absent device architectural feature is required";
+    case CUBLAS_STATUS_EXECUTION_FAILED: return "the GPU program failed to execute";
+    case CUBLAS_STATUS_NOT_SUPPORTED: return "the functionality requested is not supported";
+    default: return "an internal operation failed";
+    }
+}
+cublasStatus_t cublasSetStream(cublasHandle_t handle, cudaStream_t stream) {
+    if (!handle) return CUBLAS_STATUS_NOT_INITIALIZED;
+    if (!stream_ok(stream)) return CUBLAS_STATUS_INVALID_VALUE;
+    handle->stream = stream;
+    return CUBLAS_STATUS_SUCCESS;
+}
+cublasStatus_t cublasGetStream(cublasHandle_t handle, cudaStream_t *stream) {
+    if (!handle) return CUBLAS_STATUS_NOT_INITIALIZED;
+    *stream = handle->stream;
+    return CUBLAS_STATUS_SUCCESS;
+}
+cublasStatus_t cublasSetMathMode(cublasHandle_t handle, cublasMath_t mode) {
+    if (!handle) return CUBLAS_STATUS_NOT_INITIALIZED;
+    handle->math = mode;
+    return CUBLAS_STATUS_SUCCESS;
+}
+cublasStatus_t cublasGetMathMode(cublasHandle_t handle, cublasMath_t *mode) {
+    if (!handle) return CUBLAS_STATUS_NOT_INITIALIZED;
+    *mode = handle->math;
+    return CUBLAS_STATUS_SUCCESS;
+}
+cublasStatus_t cublasSetPointerMode(cublasHandle_t handle, cublasPointerMode_t mode) {
+    if (!handle) return CUBLAS_STATUS_NOT_INITIALIZED;
+    handle->pointer_mode = mode;
+    return CUBLAS_STATUS_SUCCESS;
+}
+cublasStatus_t cublasGetPointerMode(cublasHandle_t handle, cublasPointerMode_t *mode) {
+    if (!handle) return CUBLAS_STATUS_NOT_INITIALIZED;
+    *mode = handle->pointer_mode;
+    return CUBLAS_STATUS_SUCCESS;
+}
+cublasStatus_t cublasSetWorkspace(cublasHandle_t handle, void *workspace, size_t bytes) {
+    if (!handle) return CUBLAS_STATUS_NOT_INITIALIZED;
+    if (bytes && device_of(workspace) < 0) return CUBLAS_STATUS_INVALID_VALUE;
+    return CUBLAS_STATUS_SUCCESS;
+}
+
+cublasStatus_t cublasGemmEx(cublasHandle_t handle, cublasOperation_t transa, cublasOperation_t transb, int m, int n,
+                            int k, const void *alpha, const void *A, cudaDataType Atype, int lda, const void *B,
+                            cudaDataType Btype, int ldb, const void *beta, void *C, cudaDataType Ctype, int ldc,
+                            cublasComputeType_t computeType, cublasGemmAlgo_t algo) {
+    (void)algo;
+    return gemm_submit(handle, "cublasGemmEx", transa, transb, m, n, k, alpha, A, Atype, lda, 0, B, Btype, ldb, 0,
+                       beta, C, Ctype, ldc, 0, 1, computeType);
+}
+
+cublasStatus_t cublasGemmStridedBatchedEx(cublasHandle_t handle, cublasOperation_t transa, cublasOperation_t transb,
+                                          int m, int n, int k, const void *alpha, const void *A, cudaDataType Atype,
+                                          int lda, long long int strideA, const void *B, cudaDataType Btype, int ldb,
+                                          long long int strideB, const void *beta, void *C, cudaDataType Ctype, int ldc,
+                                          long long int strideC, int batchCount, cublasComputeType_t computeType,
+                                          cublasGemmAlgo_t algo) {
+    (void)algo;
+    return gemm_submit(handle, "cublasGemmStridedBatchedEx", transa, transb, m, n, k, alpha, A, Atype, lda, strideA, B,
+                       Btype, ldb, strideB, beta, C, Ctype, ldc, strideC, batchCount, computeType);
+}
+
+cublasStatus_t cublasSgemm(cublasHandle_t handle, cublasOperation_t transa, cublasOperation_t transb, int m, int n,
+                           int k, const float *alpha, const float *A, int lda, const float *B, int ldb,
+                           const float *beta, float *C, int ldc) {
+    const cublasComputeType_t ct = handle && handle->math == CUBLAS_TF32_TENSOR_OP_MATH ? CUBLAS_COMPUTE_32F_FAST_TF32
+                                                                                       : CUBLAS_COMPUTE_32F;
+    return gemm_submit(handle, "cublasSgemm", transa, transb, m, n, k, alpha, A, CUDA_R_32F, lda, 0, B, CUDA_R_32F,
+                       ldb, 0, beta, C, CUDA_R_32F, ldc, 0, 1, ct);
+}
+
+cublasStatus_t cublasSgemmStridedBatched(cublasHandle_t handle, cublasOperation_t transa, cublasOperation_t transb,
+                                         int m, int n, int k, const float *alpha, const float *A, int lda,
+                                         long long int strideA, const float *B, int ldb, long long int strideB,
+                                         const float *beta, float *C, int ldc, long long int strideC, int batchCount) {
+    const cublasComputeType_t ct = handle && handle->math == CUBLAS_TF32_TENSOR_OP_MATH ? CUBLAS_COMPUTE_32F_FAST_TF32
+                                                                                       : CUBLAS_COMPUTE_32F;
+    return gemm_submit(handle, "cublasSgemmStridedBatched", transa, transb, m, n, k, alpha, A, CUDA_R_32F, lda,
+                       strideA, B, CUDA_R_32F, ldb, strideB, beta, C, CUDA_R_32F, ldc, strideC, batchCount, ct);
+}
+
+}  // extern "C"

@@ -1,0 +1,71 @@
+/*
+ * test_nccl.c: dist/nccl.c's GPU collectives with one rank, on a GPU (make test-gpu) or the emulated GPU (make test,
+ * build/emu/): the ordering between the compute stream that writes a buffer and the communication stream that
+ * reduces it. With one rank the sums are the identity, so a wrong value means the collective read the buffer before
+ * the compute stream finished writing it; on the emulated GPU, which runs every op at the latest moment the streams'
+ * ordering allows, the checker reports that as a stream race.
+ *   sum: dist_nccl_sum of a host scalar returns it (its copies are ordered around the all-reduce).
+ *   all-reduce: a gradient buffer written by a copy and then a kernel on the compute stream, then
+ *               dist_nccl_allreduce_mean: the mean over one rank is the buffer itself.
+ * Prints "skipped" without a GPU or without NCCL in the build.
+ */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "backend.h"
+#include "dist.h"
+#include "harness.h"
+#include "ops.h"
+
+#if !defined(GPTRAIN_CUDA) || !defined(GPTRAIN_NCCL)
+int main(void) {
+    printf("skipped: this build has no CUDA backend with NCCL\n");
+    printf("0 passed, 0 failed\n");
+    return 0;
+}
+#else
+int main(void) {
+    if (backend_cuda_device_count() <= 0) {
+        printf("skipped: no GPU (cudaGetDeviceCount found none)\n");
+        printf("0 passed, 0 failed\n");
+        return 0;
+    }
+    Backend be;
+    char err[256];
+    if (backend_cuda_init(&be, 0, 0, err, sizeof err)) {
+        harness_case(0, "CUDA backend", "%s", err);
+        return harness_finish();
+    }
+    Dist d;
+    memset(&d, 0, sizeof d);
+    d.world = 1;
+    d.backend = "none";
+    if (dist_nccl_init(&d, backend_cuda_device_count(), err, sizeof err)) {
+        harness_case(0, "dist_nccl_init (one rank)", "%s", err);
+        return harness_finish();
+    }
+    const double x = dist_nccl_sum(&d, 3.25);
+    harness_case(x == 3.25, "dist_nccl_sum with one rank returns the value", "%.17g", x);
+
+    const size_t n = 4099;
+    float *h = malloc(n * sizeof(float)), *back = malloc(n * sizeof(float));
+    for (size_t i = 0; i < n; i++) h[i] = (float)i * 0.5f - 7.0f;
+    float *g = backend_alloc(&be, n * sizeof(float), "gradients");
+    backend_to_device(&be, g, h, n * sizeof(float));   // queued on the compute stream
+    op_scale(&be, g, 2.0f, n);                          // a kernel on the compute stream
+    dist_nccl_allreduce_mean(&d, g, n);                 // the communication stream must wait for both
+    backend_to_host(&be, back, g, n * sizeof(float));
+    size_t bad = 0;
+    for (size_t i = 0; i < n; i++)
+        if (back[i] != 2.0f * h[i]) bad++;
+    harness_case(bad == 0, "dist_nccl_allreduce_mean with one rank after a copy and a kernel: the written values",
+                 "%zu of %zu elements differ", bad, n);
+    dist_nccl_finalize(&d);
+    backend_free(&be, g);
+    free(h);
+    free(back);
+    return harness_finish();
+}
+#endif

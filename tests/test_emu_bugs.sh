@@ -1,0 +1,82 @@
+#!/bin/sh
+# test_emu_bugs.sh: proof that the emulated GPU catches the bugs it is for. Each case copies one source of the CUDA
+# backend, plants one bug in the copy (the change must apply exactly once), compiles the copy as the emulated build
+# compiles that file, links the test program that exercises it with the changed object in front of build/emu's
+# library, runs it, and asserts that it fails (non-zero exit) with the report the bug must produce. Six bugs from
+# the issue (a missing __syncthreads in a block reduction, an off-by-one row index, a swapped transpose in a GEMM
+# call, a missing event wait between two streams, a host read of a device pointer, a kernel writing one element past
+# its buffer) and one in a flash kernel (a stage refilled before every warp finished reading it). The unchanged
+# sources pass the same test programs in the rest of make test.
+. tests/lib.sh
+if [ ! -f build/emu/libgptrain.a ]; then
+    bad "build/emu/libgptrain.a" "missing (make emu builds it)"
+    finish
+    exit 1
+fi
+
+# plant NAME SOURCE TEST PATTERN OLD NEW: the case described above; PATTERN is an extended regular expression.
+plant() {
+    name=$1 src=$2 test=$3 pattern=$4 old=$5 new=$6
+    dir="$T/$(echo "$name" | tr -c 'a-z0-9' _)"
+    mkdir -p "$dir"
+    copy="$dir/$(basename "$src")"
+    if ! /usr/bin/python3 - "$src" "$copy" "$old" "$new" <<'PY'
+import sys
+s = open(sys.argv[1]).read()
+n = s.count(sys.argv[3])
+if n != 1:
+    sys.exit("the planted change applies %d times in %s (expected once)" % (n, sys.argv[1]))
+open(sys.argv[2], "w").write(s.replace(sys.argv[3], sys.argv[4]))
+PY
+    then
+        bad "$name" "the bug could not be planted in $src"
+        return
+    fi
+    if ! make -s emu-compile SRC="$copy" OBJ="$dir/planted.o" >"$dir/build" 2>&1 ||
+       ! make -s emu-link-test TEST="$test" OBJS="$dir/planted.o" OUT="$dir/test" >>"$dir/build" 2>&1; then
+        bad "$name" "build failed: $(tail -3 "$dir/build")"
+        return
+    fi
+    "$dir/test" >"$dir/out" 2>&1
+    status=$?
+    if [ "$status" -eq 0 ]; then
+        bad "$name" "the test passed with the bug in it: $(tail -1 "$dir/out")"
+    elif ! grep -Eq -e "$pattern" "$dir/out"; then
+        bad "$name" "exit $status without '$pattern': $(grep -E 'error|FAIL' "$dir/out" | head -2)"
+    else
+        ok "$name: exit $status: $(grep -E -m1 -e "$pattern" "$dir/out" | cut -c1-240)"
+    fi
+}
+
+OPS=kernels/cuda/ops_cuda.cu
+plant "missing __syncthreads in a block reduction (block_sum)" $OPS tests/gpu/test_gpu.c "shared-memory race" \
+'    if (lane == 0) shared[warp] = v;
+    __syncthreads();
+    v = lane < nw ? shared[lane] : 0.0f;
+    return warp_sum(v);' \
+'    if (lane == 0) shared[warp] = v;
+    v = lane < nw ? shared[lane] : 0.0f;
+    return warp_sum(v);'
+plant "off-by-one row index (LayerNorm forward writes row + 1)" $OPS tests/gpu/test_gpu.c "out-of-bounds write" \
+'    float *o = out + (size_t)row * C;' \
+'    float *o = out + (size_t)(row + 1) * C;'
+plant "swapped transpose in a GEMM call (matmul forward, op(w) = w)" $OPS tests/gpu/test_gpu.c \
+"cuBLAS error|FAIL matmul_forward|out-of-bounds" \
+'    gemm(be, CUBLAS_OP_T, CUBLAS_OP_N, M, N, K, 1.0f, w, K, inp, K, 0.0f, out, M);' \
+'    gemm(be, CUBLAS_OP_N, CUBLAS_OP_N, M, N, K, 1.0f, w, K, inp, K, 0.0f, out, M);'
+plant "missing event wait between two streams (gradients -> NCCL stream)" dist/nccl.c tests/gpu/test_nccl.c "stream race" \
+'    CUDA_OK(cudaStreamWaitEvent(stream, grads_ready, 0));
+' ''
+plant "host read of a device pointer (sum of squares reads the device total)" $OPS tests/gpu/test_gpu.c \
+"host code dereferenced device memory" \
+'    CUDA_CHECK(cudaMemcpy(&total, cs->partials + CUDA_SUMSQ_BLOCKS, sizeof total, cudaMemcpyDeviceToHost));' \
+'    CUDA_CHECK(cudaDeviceSynchronize());
+    total = cs->partials[CUDA_SUMSQ_BLOCKS];'
+plant "kernel writing one element past its buffer (residual, i <= n)" $OPS tests/gpu/test_gpu.c \
+"out-of-bounds (read|write) of 4 bytes .*past the end of allocation" \
+'    if (i < n) out[i] = a[i] + b[i];' \
+'    if (i <= n) out[i] = a[i] + b[i];'
+plant "flash forward: a K/V stage refilled before every warp read it (barrier removed)" kernels/cuda/flash_sm80.cu \
+tests/test_flash_emu.cc "shared-memory race" \
+'        __syncthreads();   // every warp is done with this stage before iteration j + 1 refills it' ''
+finish

@@ -1,0 +1,82 @@
+#!/bin/sh
+# test_emu_train.sh: `gptrain train --device cuda` end to end on the emulated GPU (build/emu/gptrain, `make emu`), on
+# the micro model: the GPU cases every real GPU runs (tests/gpu/train_cases.sh: against the CPU, recompute, NCCL with
+# one rank, TF32/bf16, flash and naive attention, --deterministic, sampling), then what only the emulator can show
+# on any machine: the device line (an unknown GPU: MFU n/a, never a made-up number), a checkpoint and a resume that
+# is bit-exact on the GPU path, the out-of-memory message on a small device, no device at all, and data
+# parallelism through NCCL: 2 ranks x 1 emulated GPU under mpirun against 1 rank with the whole batch, also when
+# the launcher gives no local rank (MPICH), where each rank must still find its own GPU.
+. tests/lib.sh
+G=build/emu/gptrain
+if [ ! -x "$G" ]; then
+    bad "build/emu/gptrain" "missing (make emu builds it)"
+    finish
+    exit 1
+fi
+head -c 200000 data/tinyshakespeare/input.txt >"$T/small.txt"
+$G prepare --input "$T/small.txt" --out "$T/data" >/dev/null
+STEPS=6
+RUN="--data $T/data --preset micro --batch 4 --seq-len 32 --steps $STEPS --eval-every 3 --eval-steps 2 --print-every 3"
+. tests/gpu/train_cases.sh
+
+# The device line and the peak table's unknown-GPU path.
+grep -q "^device: cuda: gptrain emulated GPU (sm_90)" "$T/g.out" && grep -q "no peak-FLOPS entry for this GPU" "$T/g.out" \
+    && grep -E "^ +$STEPS/$STEPS " "$T/g.out" | grep -q " n/a " \
+    && ok "the emulated GPU is named as such; MFU and HFU print n/a (no datasheet peak)" \
+    || bad "emulated device line" "$(grep -E '^device|peak|^ +[0-9]+/' "$T/g.out" | head -5)"
+
+# A checkpoint and a bit-exact resume on the GPU path (3 steps, stop, resume, 3 more = 6 straight).
+$G train $RUN --device cuda --precision bf16 --out "$T/st" --log "$T/st.jsonl" >"$T/st.out" 2>&1
+$G train $RUN --device cuda --precision bf16 --out "$T/h" --log "$T/h.jsonl" --stop-at-step 3 >"$T/h1.out" 2>&1
+$G train $RUN --device cuda --precision bf16 --out "$T/h" --log "$T/h.jsonl" --resume auto >"$T/h2.out" 2>&1
+[ "$(losses "$T/st.jsonl")" = "$(losses "$T/h.jsonl")" ] && cmp -s "$T/st/model.bin" "$T/h/model.bin" \
+    && grep -q "^resume: " "$T/h2.out" \
+    && ok "GPU checkpoint at step 3 + --resume auto = $STEPS straight steps: identical losses, byte-identical model.bin" \
+    || bad "GPU resume" "$(losses "$T/st.jsonl") / $(losses "$T/h.jsonl"); $(tail -2 "$T/h2.out")"
+
+# Out of memory on a small device: one line naming what did not fit and what to change.
+GPTRAIN_EMU_MEMORY=1M expect_error "out of GPU memory (a 1 MiB emulated device)" 2 \
+    "GPU memory: .* needs .* MiB but only .* MiB of 1.0 MiB are free.*use a smaller --batch or --recompute full" \
+    $G train $RUN --device cuda --out "$T/oom"
+GPTRAIN_EMU_DEVICES=0 expect_error "--device cuda with no GPU at all" 2 "--device cuda: no usable CUDA GPU" \
+    $G train $RUN --device cuda --out "$T/none"
+
+# Data parallelism on emulated GPUs: each rank drives its own (GPTRAIN_EMU_DEVICES=2: two GPUs on this node).
+if ! command -v mpirun >/dev/null 2>&1 || ! ldd "$G" 2>/dev/null | grep -q libmpi; then
+    echo "skip 2 ranks through NCCL: no MPI (mpirun missing or gptrain built without it)"
+    finish
+    exit $?
+fi
+export OMPI_MCA_btl_vader_single_copy_mechanism=none
+MPI="mpirun --allow-run-as-root --oversubscribe -np 2 -x GPTRAIN_EMU_DEVICES=2"
+compare() {
+    /usr/bin/python3 - "$@" <<'PY'
+import json, math, struct, sys
+a = [json.loads(l) for l in open(sys.argv[1])]
+b = [json.loads(l) for l in open(sys.argv[2])]
+assert len(a) == len(b), (len(a), len(b))
+dl = max(abs(x["loss"] - y["loss"]) / abs(x["loss"]) for x, y in zip(a, b))
+def w(p):
+    d = open(p, "rb").read()[1024:]
+    return struct.unpack("<%df" % (len(d) // 4), d)
+wa, wb = w(sys.argv[3]), w(sys.argv[4])
+rms = math.sqrt(sum(x * x for x in wa) / len(wa))
+dw = max(abs(x - y) for x, y in zip(wa, wb)) / rms
+print("losses within %.2g (rel), weights within %.2g of their rms" % (dl, dw))
+sys.exit(0 if dl <= 1e-5 and dw <= 1e-4 else 1)
+PY
+}
+D="--data $T/data --preset micro --seq-len 32 --steps 4 --eval-every 0 --eval-steps 1 --shuffle off --device cuda --precision fp32"
+GPTRAIN_EMU_DEVICES=2 $MPI $G train $D --batch 2 --out "$T/r2" --log "$T/r2.jsonl" >"$T/r2.out" 2>&1 \
+    || bad "2 emulated GPUs under mpirun" "$(tail -3 "$T/r2.out")"
+$G train $D --batch 4 --out "$T/r1" --log "$T/r1.jsonl" >"$T/r1.out" 2>&1 || bad "1 rank" "$(tail -3 "$T/r1.out")"
+grep -q "ranks: 2 (mpi, gradients over NCCL)" "$T/r2.out" && msg=$(compare "$T/r2.jsonl" "$T/r1.jsonl" "$T/r2/model.bin" "$T/r1/model.bin") \
+    && ok "2 ranks x 1 emulated GPU through NCCL (B=2 each) = 1 rank with B=4: $msg" \
+    || bad "2 ranks through NCCL vs 1" "$(grep ranks "$T/r2.out"; echo "$msg")"
+# A launcher that names no local rank (MPICH sets none of Open MPI's variables): dist.c asks MPI which ranks share
+# the node, so the two ranks take GPUs 0 and 1 (NCCL refuses two ranks on one GPU).
+$MPI sh -c 'unset OMPI_COMM_WORLD_LOCAL_RANK OMPI_COMM_WORLD_NODE_RANK; exec "$@"' sh $G train $D --batch 2 \
+    --out "$T/m2" --log "$T/m2.jsonl" >"$T/m2.out" 2>&1 && cmp -s "$T/m2/model.bin" "$T/r2/model.bin" \
+    && ok "no local rank from the launcher: each rank still drives its own GPU (same weights as with Open MPI's)" \
+    || bad "local rank without launcher variables" "$(grep -i "duplicate\|error" "$T/m2.out" | head -3)"
+finish
