@@ -176,7 +176,12 @@ $(EMU)/tests/test_flash_emu: tests/test_flash_emu.cc tests/harness.h $(EMU)/libg
 	@mkdir -p $(dir $@)
 	$(CXX) $(EMU_CXXFLAGS) -o $@ $< $(EMU)/libgptrain.a $(EMU_LDLIBS)
 
-emu: $(EMU)/gptrain $(EMU_TEST_BIN)
+# The flash-attention benchmark on the emulated GPU (bench/device_check.sh --dry-run runs it with --tiny).
+$(EMU)/bench/attention: bench/attention.cu $(EMU)/libgptrain.a $(EMU_HDRS) $(wildcard kernels/cuda/*.h)
+	@mkdir -p $(dir $@)
+	$(CXX) $(EMU_CXXFLAGS) $(EMU_KERNEL_FLAGS) -o $@ -x c++ $< -x none $(EMU)/libgptrain.a $(EMU_LDLIBS)
+
+emu: $(EMU)/gptrain $(EMU_TEST_BIN) $(EMU)/bench/attention
 
 # For tests/test_emu_bugs.sh: compile a changed copy of one source (SRC, .c or .cu) exactly as the emulated build
 # does (into OBJ), and link a test program (TEST, a .c or .cc of tests/) with such objects (OBJS) in front of the

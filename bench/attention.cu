@@ -29,7 +29,8 @@
  * Second section: memory per T for B = 1, H = 16, d = 128, causal, T = 1024 .. 32768, flash (sm80 path) and naive:
  * one poisoned forward + backward, checked finite, the bytes allocated, or "OOM" when a cudaMalloc fails (the
  * program goes on). The naive path needs 8 H T^2 bytes (att and datt): 128 GiB at T = 32768; flash needs O(T).
- *   attention [--quick] [--csv FILE]    --quick: T in {1024, 4096} only; --csv: every row also as CSV.
+ *   attention [--quick | --tiny] [--csv FILE]    --quick: T in {1024, 4096} only; --tiny: a small check of the
+ *   program (the dry run of bench/device_check.sh on the emulated GPU); --csv: every row also as CSV.
  * Without a CUDA GPU it prints "bench/attention: skipped: no CUDA GPU" and exits 0. The kernels' registers and
  * spills come from the build (nvcc -Xptxas -v), which bench/attention.sh captures.
  */
@@ -45,10 +46,13 @@
 #include "cuda_common.h"
 #include "flash.h"
 
-#define BENCH_TOKENS 16384    // B*T of every grid row
-#define BENCH_WIDTH 2048      // H*d of every grid row
-#define BENCH_WARMUP 3
-#define BENCH_ITERS 10
+// The grid's size; --tiny shrinks it to a check of the program itself (bench/device_check.sh --dry-run runs it on the
+// emulated GPU).
+static int bench_tokens = 16384;   // B*T of every grid row
+static int bench_width = 2048;     // H*d of every grid row
+static int bench_warmup = 3;
+#define BENCH_MAX_ITERS 10
+static int bench_iters = BENCH_MAX_ITERS;
 #define BENCH_MAX_BUFS 16
 
 typedef __nv_bfloat16 bf16;
@@ -142,7 +146,7 @@ __global__ static void bench_count_nonfinite_kernel(const float *x, size_t n, un
 static unsigned bench_blocks(size_t n, int threads) { return (unsigned)((n + threads - 1) / threads); }
 
 static void bench_fill_bf16(bf16 *x, size_t n, uint64_t seed) {
-    bench_fill_bf16_kernel<<<bench_blocks(n, 256), 256>>>(x, n, seed);
+    CUDA_LAUNCH(bench_blocks(n, 256), 256, 0, 0, bench_fill_bf16_kernel)(x, n, seed);
     CUDA_LAUNCH_CHECK();
 }
 
@@ -153,7 +157,7 @@ static unsigned long long *bench_counter;   // one device counter for bench_coun
 static unsigned long long bench_count_nonfinite(const float *x, size_t n) {
     unsigned long long c = 0;
     CUDA_CHECK(cudaMemset(bench_counter, 0, sizeof c));
-    bench_count_nonfinite_kernel<<<1024, 256>>>(x, n, bench_counter);
+    CUDA_LAUNCH(1024, 256, 0, 0, bench_count_nonfinite_kernel)(x, n, bench_counter);
     CUDA_LAUNCH_CHECK();
     CUDA_CHECK(cudaMemcpy(&c, bench_counter, sizeof c, cudaMemcpyDeviceToHost));
     return c;
@@ -178,22 +182,22 @@ static int bench_cmp_float(const void *a, const void *b) {
     return (x > y) - (x < y);
 }
 
-// Median milliseconds of BENCH_ITERS calls of fn(ctx), each bracketed by its own pair of events on stream 0.
+// Median milliseconds of bench_iters calls of fn(ctx), each bracketed by its own pair of events on stream 0.
 typedef int (*BenchFn)(void *ctx);
 static float bench_time_ms(BenchFn fn, void *ctx) {
-    cudaEvent_t ev[2 * BENCH_ITERS];
-    for (int i = 0; i < 2 * BENCH_ITERS; i++) CUDA_CHECK(cudaEventCreate(&ev[i]));
-    for (int i = 0; i < BENCH_ITERS; i++) {
+    cudaEvent_t ev[2 * BENCH_MAX_ITERS];
+    for (int i = 0; i < 2 * bench_iters; i++) CUDA_CHECK(cudaEventCreate(&ev[i]));
+    for (int i = 0; i < bench_iters; i++) {
         CUDA_CHECK(cudaEventRecord(ev[2 * i], 0));
         fn(ctx);
         CUDA_CHECK(cudaEventRecord(ev[2 * i + 1], 0));
     }
-    CUDA_CHECK(cudaEventSynchronize(ev[2 * BENCH_ITERS - 1]));
-    float ms[BENCH_ITERS];
-    for (int i = 0; i < BENCH_ITERS; i++) CUDA_CHECK(cudaEventElapsedTime(&ms[i], ev[2 * i], ev[2 * i + 1]));
-    for (int i = 0; i < 2 * BENCH_ITERS; i++) CUDA_CHECK(cudaEventDestroy(ev[i]));
-    qsort(ms, BENCH_ITERS, sizeof ms[0], bench_cmp_float);
-    return 0.5f * (ms[BENCH_ITERS / 2 - 1] + ms[BENCH_ITERS / 2]);
+    CUDA_CHECK(cudaEventSynchronize(ev[2 * bench_iters - 1]));
+    float ms[BENCH_MAX_ITERS];
+    for (int i = 0; i < bench_iters; i++) CUDA_CHECK(cudaEventElapsedTime(&ms[i], ev[2 * i], ev[2 * i + 1]));
+    for (int i = 0; i < 2 * bench_iters; i++) CUDA_CHECK(cudaEventDestroy(ev[i]));
+    qsort(ms, bench_iters, sizeof ms[0], bench_cmp_float);
+    return 0.5f * (ms[bench_iters / 2 - 1] + ms[bench_iters / 2]);
 }
 
 // ---- the implementations ----
@@ -266,7 +270,8 @@ static int flash_run_forward(void *ctx) {
 
 static int flash_run_backward(void *ctx) {
     FlashCase *fc = (FlashCase *)ctx;
-    bench_delta_kernel<<<bench_blocks(fc->rows, 8), 256>>>(fc->delta, fc->dout, fc->o, fc->rows, fc->fwd.d);
+    CUDA_LAUNCH(bench_blocks(fc->rows, 8), 256, 0, 0, bench_delta_kernel)(fc->delta, fc->dout, fc->o, fc->rows,
+                                                                           fc->fwd.d);
     CUDA_LAUNCH_CHECK();
     return flash_backward(&fc->bwd, FLASH_PATH_SM80, 0);   // one backward on every GPU (flash.h)
 }
@@ -295,9 +300,10 @@ static int naive_case_init(NaiveCase *nc, Backend *be, BenchMem *m, int B, int H
     nc->att = (float *)bench_alloc(m, nc->att_n * sizeof(float));
     nc->datt = (float *)bench_alloc(m, nc->att_n * sizeof(float));
     if (m->oom) return -1;
-    bench_fill_model_kernel<<<bench_blocks(3 * nc1, 256), 256>>>(nc->qkv, B, T, H, d, 3, 1);   // seeds 1, 2, 3
+    // seeds 1, 2, 3
+    CUDA_LAUNCH(bench_blocks(3 * nc1, 256), 256, 0, 0, bench_fill_model_kernel)(nc->qkv, B, T, H, d, 3, 1);
     CUDA_LAUNCH_CHECK();
-    bench_fill_model_kernel<<<bench_blocks(nc1, 256), 256>>>(nc->dout, B, T, H, d, 1, 4);
+    CUDA_LAUNCH(bench_blocks(nc1, 256), 256, 0, 0, bench_fill_model_kernel)(nc->dout, B, T, H, d, 1, 4);
     CUDA_LAUNCH_CHECK();
     return 0;
 }
@@ -377,11 +383,11 @@ static double bench_fwd_flops(int B, int H, int T, int d, int causal) {
 
 // ---- one grid case ----
 
-// Warm up BENCH_WARMUP calls (checking the outputs after the first), then time. Returns the median ms, or -1 when
+// Warm up bench_warmup calls (checking the outputs after the first), then time. Returns the median ms, or -1 when
 // the call refused the shape.
 typedef void (*BenchCheck)(void *ctx, const char *impl);
 static double bench_measure(BenchFn fn, BenchCheck check, void *ctx, const char *impl) {
-    for (int i = 0; i < BENCH_WARMUP; i++) {
+    for (int i = 0; i < bench_warmup; i++) {
         if (fn(ctx)) return -1;
         if (i == 0) {
             CUDA_CHECK(cudaDeviceSynchronize());
@@ -429,7 +435,7 @@ static void flash_poison_backward(FlashCase *fc) {
 }
 
 static void bench_grid_flash(int causal, int d, int T, int run_sm90) {
-    const int B = BENCH_TOKENS / T, H = BENCH_WIDTH / d;
+    const int B = bench_tokens / T, H = bench_width / d;
     const double ff = bench_fwd_flops(B, H, T, d, causal);
     BenchMem m;
     memset(&m, 0, sizeof m);
@@ -472,7 +478,7 @@ static void bench_grid_flash(int causal, int d, int T, int run_sm90) {
 }
 
 static void bench_grid_naive(Backend *be, int causal, int d, int T) {
-    const int B = BENCH_TOKENS / T, H = BENCH_WIDTH / d;
+    const int B = bench_tokens / T, H = bench_width / d;
     BenchRow r = bench_row("grid", "naive", causal, d, T, B, H);
     if (!causal) {
         r.status = "n/a (the naive op is causal only)";
@@ -557,16 +563,24 @@ static void bench_memory_naive(Backend *be, int T) {
 
 static void bench_usage(FILE *f) {
     fprintf(f,
-            "usage: attention [--quick] [--csv FILE]\n"
+            "usage: attention [--quick | --tiny] [--csv FILE]\n"
             "  --quick      the grid at T = 1024 and 4096 only\n"
+            "  --tiny       B*T = 128, H*d = 128, T = 64, memory rows to T = 128, 2 timed calls: a check of the\n"
+            "               program, not a measurement (for bench/device_check.sh --dry-run on the emulated GPU)\n"
             "  --csv FILE   also write every row to FILE as CSV\n");
 }
 
 int main(int argc, char **argv) {
-    int quick = 0;
+    int quick = 0, tiny = 0;
     for (int i = 1; i < argc; i++) {
         if (!strcmp(argv[i], "--quick")) {
             quick = 1;
+        } else if (!strcmp(argv[i], "--tiny")) {
+            tiny = 1;
+            bench_tokens = 128;
+            bench_width = 128;
+            bench_warmup = 1;
+            bench_iters = 2;
         } else if (!strcmp(argv[i], "--csv")) {
             if (i + 1 >= argc) {
                 fprintf(stderr, "bench/attention: --csv needs a file name\n");
@@ -577,7 +591,8 @@ int main(int argc, char **argv) {
             bench_usage(stdout);
             return 0;
         } else {
-            fprintf(stderr, "bench/attention: %s: unknown argument (expected --quick or --csv FILE)\n", argv[i]);
+            fprintf(stderr, "bench/attention: %s: unknown argument (expected --quick, --tiny or --csv FILE)\n",
+                    argv[i]);
             return 2;
         }
     }
@@ -612,7 +627,7 @@ int main(int argc, char **argv) {
     printf("device: %s, compute capability %d.%d, %d SMs, %.1f GiB\n", prop->name, prop->major, prop->minor,
            prop->multiProcessorCount, prop->totalGlobalMem / 1073741824.0);
     printf("grid: B*T = %d tokens, H*d = %d (H = %d at d = 64, %d at d = 128); warm-up %d, median of %d (cudaEvent)\n",
-           BENCH_TOKENS, BENCH_WIDTH, BENCH_WIDTH / 64, BENCH_WIDTH / 128, BENCH_WARMUP, BENCH_ITERS);
+           bench_tokens, bench_width, bench_width / 64, bench_width / 128, bench_warmup, bench_iters);
     printf("FLOPs: fwd 4*B*H*T^2*d (x0.5 causal), bwd 2.5 x fwd; flash bwd = D kernel + atomic-dQ backward\n");
     printf("mem_MiB: bytes this program cudaMallocs for the row (inputs, outputs, lse/D, gradients, naive att+datt); "
            "not the context or cuBLAS workspace\n");
@@ -624,8 +639,9 @@ int main(int argc, char **argv) {
 
     static const int GRID_T[] = {512, 1024, 2048, 4096, 8192, 16384};
     static const int QUICK_T[] = {1024, 4096};
-    const int *Ts = quick ? QUICK_T : GRID_T;
-    const int nT = quick ? 2 : 6;
+    static const int TINY_T[] = {64};
+    const int *Ts = tiny ? TINY_T : quick ? QUICK_T : GRID_T;
+    const int nT = tiny ? 1 : quick ? 2 : 6;
     static const int DS[] = {64, 128};
     bench_grid_header();
     for (int causal = 1; causal >= 0; causal--)
@@ -637,7 +653,7 @@ int main(int argc, char **argv) {
 
     printf("\nmemory: B = 1, H = 16, d = 128, causal; one checked forward + backward per T (flash on the sm80 path)\n");
     bench_grid_header();
-    for (int T = 1024; T <= 32768; T *= 2) {
+    for (int T = tiny ? 64 : 1024; T <= (tiny ? 128 : 32768); T *= 2) {
         bench_memory_flash(T);
         bench_memory_naive(&be, T);
     }

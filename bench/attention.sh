@@ -5,10 +5,11 @@
 # -Xptxas -v into build/bench/attention-ptxas.log: registers, spills and stack per kernel and architecture), prints
 # the machine (nvidia-smi -L) and the commit, runs bench/attention.cu (flash-sm80, flash-sm90 forward on
 # compute capability 9.0, the naive CUDA attention) and then bench/attention_torch.py (SDPA pinned to its flash and
-# cuDNN backends, /usr/bin/python3), one after the other, and prints both tables and the ratios ours / SDPA-flash and
+# cuDNN backends, with $PYTHON or the first python3 that imports torch: bench/python.sh), one after the other, and prints both tables and the ratios ours / SDPA-flash and
 # ours / cuDNN of forward and backward TFLOPS at each (causal, d, T). "Ours" is the production path: the forward on
 # flash-sm90 where that row exists (FLASH_PATH_AUTO picks it on Hopper), else flash-sm80; the backward is
-# flash-sm80's on every GPU. --quick: T in {1024, 4096} only. --save: the whole report goes to
+# flash-sm80's on every GPU. --quick: T in {1024, 4096} only; --tiny: the benchmark's own check (device_check.sh
+# --dry-run). Files (CSVs, logs) go to $OUT when set, else build/bench-attention. --save: the whole report goes to
 # bench/results/attention-<date>-<commit>.txt. Without a GPU both programs print their skip line and exit 0.
 set -uo pipefail
 cd "$(dirname "$0")/.." || exit 1
@@ -17,20 +18,27 @@ save=0
 for a in "$@"; do
     case "$a" in
         --quick) quick=--quick ;;
+        --tiny) quick=--tiny ;;
         --save) save=1 ;;
-        *) echo "attention.sh: $a: unknown argument (expected --quick and/or --save)" >&2; exit 2 ;;
+        *) echo "attention.sh: $a: unknown argument (expected --quick or --tiny, and/or --save)" >&2; exit 2 ;;
     esac
 done
-W=build/bench-attention
+# Every file goes to $OUT when it is set (bench/device_check.sh), else to build/bench-attention.
+W=${OUT:-build/bench-attention}
 mkdir -p "$W"
 rm -f "$W/ours.csv" "$W/torch.csv" "$W/ours.rc" "$W/torch.rc"
-if ! make -s build/bench/attention build/bench/attention-ptxas.log >"$W/build.log" 2>&1; then
+. bench/python.sh
+# ATTENTION_BIN: a prebuilt benchmark to run instead (the emulated GPU's, for device_check.sh --dry-run), without
+# the ptxas report.
+bin=${ATTENTION_BIN:-build/bench/attention}
+ptxas=build/bench/attention-ptxas.log
+if [ -n "${ATTENTION_BIN:-}" ]; then
+    ptxas=/dev/null
+elif ! make -s build/bench/attention build/bench/attention-ptxas.log >"$W/build.log" 2>&1; then
     echo "bench/attention: build failed (make build/bench/attention needs a CUDA build; log: $W/build.log)" >&2
     tail -n 20 "$W/build.log" >&2
     exit 1
 fi
-bin=build/bench/attention
-ptxas=build/bench/attention-ptxas.log
 commit=$(git rev-parse --short HEAD 2>/dev/null || echo unknown)
 dirty=$([ -n "$(git status --porcelain 2>/dev/null)" ] && echo '+dirty')
 nvcc_bin=$(command -v nvcc 2>/dev/null || echo /usr/local/cuda/bin/nvcc)
@@ -102,8 +110,8 @@ start=$(date +%s)
     "$bin" $quick --csv "$W/ours.csv"
     echo $? >"$W/ours.rc"
     echo
-    echo "--- PyTorch: /usr/bin/python3 bench/attention_torch.py $quick"
-    /usr/bin/python3 bench/attention_torch.py $quick --csv "$W/torch.csv"
+    echo "--- PyTorch: $PY bench/attention_torch.py $quick ($PY_WHY)"
+    "$PY" bench/attention_torch.py $quick --csv "$W/torch.csv"
     echo $? >"$W/torch.rc"
     [ -f "$W/ours.csv" ] || : >"$W/ours.csv"
     [ -f "$W/torch.csv" ] || : >"$W/torch.csv"

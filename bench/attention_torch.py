@@ -20,7 +20,7 @@ peak memory or "OOM".
 A backend this torch lacks, or one that refuses a shape, prints "unavailable: <reason>" on its row; no row is dropped.
 Without a CUDA GPU it prints "bench/attention_torch: skipped: no CUDA GPU" and exits 0.
 
-  attention_torch.py [--quick] [--csv FILE]     --quick: T in {1024, 4096} only
+  attention_torch.py [--quick | --tiny] [--csv FILE]     --quick: T in {1024, 4096} only; --tiny: a small check
 """
 import argparse
 import sys
@@ -213,8 +213,13 @@ def bench(torch, impl, factory, why, row, csv, timed):
 def main():
     ap = argparse.ArgumentParser(description="PyTorch SDPA (flash, cuDNN) peer of bench/attention.cu")
     ap.add_argument("--quick", action="store_true", help="the grid at T = 1024 and 4096 only")
+    ap.add_argument("--tiny", action="store_true", help="a check of the program: T = 64, B*T = H*d = 128")
     ap.add_argument("--csv", metavar="FILE", help="also write every row to FILE as CSV")
     args = ap.parse_args()
+    global TOKENS, WIDTH, MEMORY_T
+    grid_t = QUICK_T if args.quick else GRID_T
+    if args.tiny:
+        TOKENS, WIDTH, grid_t, MEMORY_T = 128, 128, (64,), (64, 128)
     try:
         import torch
     except ImportError as e:
@@ -246,7 +251,7 @@ def main():
     header()
     for causal in (1, 0):
         for d in (64, 128):
-            for T in (QUICK_T if args.quick else GRID_T):
+            for T in grid_t:
                 for impl, factory, why in impls:
                     bench(torch, impl, factory, why, Row("grid", impl, causal, d, T, TOKENS // T, WIDTH // d), csv,
                           True)

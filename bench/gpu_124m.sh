@@ -2,8 +2,10 @@
 # gpu_124m.sh: GPT-2 124M (T=1024) training speed on one GPU: gptrain with our flash attention and with the naive
 # attention, beside llm.c built from its source twice (without cuDNN, and with cuDNN's fused attention, USE_CUDNN=1,
 # when the cudnn-frontend headers are in bench/peers/cudnn-frontend; random init "-e d12") and PyTorch
-# (bench/torch_gpt2_gpu.py: bf16 autocast, torch.compile, SDPA, fused AdamW), the same micro-batch B for all, STEPS
-# steps each (default 60), median step after 10 warm-up steps.
+# (bench/torch_gpt2_gpu.py: bf16 autocast, torch.compile, SDPA, fused AdamW; $PYTHON or the first python3 that
+# imports torch), the same micro-batch B for all, STEPS steps each (default 60), median step after 10 warm-up steps,
+# all reading the same synthetic GPT-2 token shards (bench/synthetic_shards.py). bench/device_check.sh is the
+# shorter, all-in-one form for a device window.
 # Prints tokens/s, MFU by llm.c's formula (6N + 6LCT FLOPs per token, N with the padded vocabulary, against the same
 # datasheet peak for all three) and gptrain's own MFU, and the ratios. Run it on the device, in one call:
 #   bash bench/gpu_124m.sh [--save]          (env: B=16 STEPS=60 PREC=bf16|tf32|fp32, LLMC=bench/peers/llm.c)
@@ -21,7 +23,11 @@ CUDNN_FE=${CUDNN_FE:-bench/peers/cudnn-frontend}
 W=build/bench-gpu
 mkdir -p "$W"
 make -s gptrain || { echo "bench: build failed" >&2; exit 1; }
-./gptrain prepare --input data/tinyshakespeare/input.txt --out "$W/data" --tokenizer gpt2 >/dev/null || exit 1
+. bench/python.sh
+# Random GPT-2 token ids, enough for every step and one eval batch at this B (Tiny Shakespeare's GPT-2 val split,
+# ~33.8K tokens, is smaller than one batch of 64 x 1024).
+"$PY" bench/synthetic_shards.py --out "$W/data" --train-tokens $((B * T * (STEPS + 2) + 1)) --val-tokens $((B * T + 1)) \
+    || exit 1
 median() { sort -g | awk '{a[NR]=$1} END {print (NR ? a[int((NR + 1) / 2)] : "nan")}'; }
 
 # ---- gptrain: flash attention (the GPU default), then the naive attention ----
@@ -74,7 +80,7 @@ else
 fi
 
 # ---- PyTorch ----
-p_tok=$(/usr/bin/python3 bench/torch_gpt2_gpu.py --data "$W/data/train_*.bin" --batch "$B" --seq-len $T \
+p_tok=$("$PY" bench/torch_gpt2_gpu.py --data "$W/data/train_*.bin" --batch "$B" --seq-len $T \
         --steps "$STEPS" 2>"$W/torch.err" | sed -n 's/.*"tokens_per_s": \([0-9.]*\).*/\1/p')
 [ -n "$p_tok" ] || p_tok=nan
 
@@ -84,7 +90,7 @@ ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (a == "nan" || b == "nan" || b == 
 report=$(cat <<EOT
 benchmark: GPT-2 124M, T=$T, B=$B, $STEPS steps (median after 10), one GPU
 device:    ${device:-unknown (gptrain exit $g_rc; see $W/gptrain-flash.log)}
-commit:    $(git rev-parse --short HEAD)$(git diff --quiet || echo '+dirty'); llm.c $(git -C "$LLMC" rev-parse --short HEAD 2>/dev/null || echo absent)
+commit:    $(git rev-parse --short HEAD 2>/dev/null || echo unknown)$(git diff --quiet 2>/dev/null || echo '+dirty'); llm.c $(git -C "$LLMC" rev-parse --short HEAD 2>/dev/null || echo absent)
 peak:      ${peak:-?} TFLOPS (gptrain's datasheet entry for --precision $PREC; llm.c and PyTorch compute in bf16)
                              tokens/s   MFU (6N+6LCT)   own MFU
 gptrain ($PREC, flash)      ${g_tok}   $(mfu "$g_tok")   ${g_mfu}
@@ -100,7 +106,7 @@ EOT
 )
 echo "$report"
 if [ "${1:-}" = "--save" ]; then
-    f=bench/results/gpu_124m-$(date -u +%Y%m%d)-$(git rev-parse --short HEAD).txt
+    f=bench/results/gpu_124m-$(date -u +%Y%m%d)-$(git rev-parse --short HEAD 2>/dev/null || echo unknown).txt
     { echo "$report"; for attn in flash naive; do echo "--- raw: gptrain --attention $attn";
       tail -n 20 "$W/gptrain-$attn.log"; done; echo "--- raw: llm.c"; tail -n 20 "$W/llmc.log";
       echo "--- raw: llm.c + cuDNN"; tail -n 20 "$W/llmc-cudnn.log";

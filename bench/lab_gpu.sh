@@ -25,7 +25,11 @@ WARMUP=${WARMUP:-3}
 W=build/bench-lab-gpu
 mkdir -p "$W"
 make -s gptrain || { echo "bench/lab_gpu: build failed" >&2; exit 1; }
-./gptrain prepare --input data/tinyshakespeare/input.txt --out "$W/data" --tokenizer gpt2 >/dev/null || exit 1
+. bench/python.sh
+# Random GPT-2 token ids for the largest batch of the sweep (Tiny Shakespeare's GPT-2 val split, ~33.8K tokens, is
+# smaller than one batch of 64 x 1024).
+"$PY" bench/synthetic_shards.py --out "$W/data" --train-tokens $((64 * 1024 * (STEPS + WARMUP + 2) + 1)) \
+    --val-tokens $((64 * 1024 + 1)) || exit 1
 # The memory to plan for: the GPU's free memory less 1.5 GiB for the CUDA context and cuBLAS workspaces of each run,
 # so the planner reports what cannot fit as OOM without launching it.
 MEM_GIB=$(nvidia-smi --query-gpu=memory.free --format=csv,noheader,nounits -i 0 | awk '{printf "%.1f", $1 / 1024 - 1.5}')
@@ -33,7 +37,7 @@ BASE="--data $W/data --device cuda --precision bf16 --seq-len 1024 --steps $STEP
 {
     echo "benchmark: performance lab on the GPU (bench/lab_gpu.sh), $(date -u +%Y-%m-%d)"
     echo "machine:   $(nvidia-smi -L | sed 's/ (UUID: [^)]*)//' | paste -sd';' -)"
-    echo "commit:    $(git rev-parse --short HEAD)$(git diff --quiet || echo '+dirty')"
+    echo "commit:    $(git rev-parse --short HEAD 2>/dev/null || echo unknown)$(git diff --quiet 2>/dev/null || echo '+dirty')"
     echo
     echo "== gptrain plan --preset gpt2-124m --batch 16 --seq-len 1024 --device cuda --attention flash --memory-gib $MEM_GIB"
     ./gptrain plan --preset gpt2-124m --batch 16 --seq-len 1024 --device cuda --attention flash --memory-gib "$MEM_GIB" 2>&1
@@ -48,7 +52,7 @@ BASE="--data $W/data --device cuda --precision bf16 --seq-len 1024 --steps $STEP
     ./gptrain bench $BASE --batch 1 --course 2>&1
 } | tee "$W/report.txt"
 if [ "${1:-}" = "--save" ]; then
-    f=bench/results/lab_gpu-$(date -u +%Y%m%d)-$(git rev-parse --short HEAD).txt
+    f=bench/results/lab_gpu-$(date -u +%Y%m%d)-$(git rev-parse --short HEAD 2>/dev/null || echo unknown).txt
     cp "$W/report.txt" "$f"
     echo "saved $f"
 fi
