@@ -28,24 +28,7 @@ $G prepare --input "$T/small.txt" --out "$T/data" >/dev/null 2>&1 || bad "prepar
 RUN="--data $T/data --preset micro --seq-len 32 --steps 20 --warmup-steps 2 --eval-every 10 --eval-steps 4 --threads 1"
 
 # compare A.jsonl B.jsonl A.bin B.bin: losses and val losses (rel) and weights (max |a-b| / rms(a)).
-compare() {
-    /usr/bin/python3 - "$@" <<'PY'
-import json, math, struct, sys
-a = [json.loads(l) for l in open(sys.argv[1])]
-b = [json.loads(l) for l in open(sys.argv[2])]
-assert len(a) == len(b) == 20, (len(a), len(b))
-dl = max(abs(x["loss"] - y["loss"]) / abs(x["loss"]) for x, y in zip(a, b))
-dv = max(abs(x["val_loss"] - y["val_loss"]) / abs(x["val_loss"]) for x, y in zip(a, b) if "val_loss" in x)
-def w(p):
-    d = open(p, "rb").read()[1024:]
-    return struct.unpack("<%df" % (len(d) // 4), d)
-wa, wb = w(sys.argv[3]), w(sys.argv[4])
-rms = math.sqrt(sum(x * x for x in wa) / len(wa))
-dw = max(abs(x - y) for x, y in zip(wa, wb)) / rms
-print("losses %.2g, val %.2g (rel), weights %.2g (of rms)" % (dl, dv, dw))
-sys.exit(0 if dl <= 1e-6 and dv <= 1e-6 and dw <= 1e-3 else 1)
-PY
-}
+compare() { /usr/bin/python3 tests/ref/compare_runs.py "$@" --steps 20 --loss-rtol 1e-6 --val-rtol 1e-6 --weights-rms 1e-3; }
 
 $MPI $G train $RUN --batch 2 --out "$T/r2" --log "$T/r2.jsonl" >"$T/r2.out" 2>&1 || bad "2-rank run" "$(tail -3 "$T/r2.out")"
 $G train $RUN --batch 4 --out "$T/r1" --log "$T/r1.jsonl" >"$T/r1.out" 2>&1 || bad "1-rank run" "$(tail -3 "$T/r1.out")"

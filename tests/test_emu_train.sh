@@ -49,23 +49,7 @@ if ! command -v mpirun >/dev/null 2>&1 || ! ldd "$G" 2>/dev/null | grep -q libmp
 fi
 export OMPI_MCA_btl_vader_single_copy_mechanism=none
 MPI="mpirun --allow-run-as-root --oversubscribe -np 2 -x GPTRAIN_EMU_DEVICES=2"
-compare() {
-    /usr/bin/python3 - "$@" <<'PY'
-import json, math, struct, sys
-a = [json.loads(l) for l in open(sys.argv[1])]
-b = [json.loads(l) for l in open(sys.argv[2])]
-assert len(a) == len(b), (len(a), len(b))
-dl = max(abs(x["loss"] - y["loss"]) / abs(x["loss"]) for x, y in zip(a, b))
-def w(p):
-    d = open(p, "rb").read()[1024:]
-    return struct.unpack("<%df" % (len(d) // 4), d)
-wa, wb = w(sys.argv[3]), w(sys.argv[4])
-rms = math.sqrt(sum(x * x for x in wa) / len(wa))
-dw = max(abs(x - y) for x, y in zip(wa, wb)) / rms
-print("losses within %.2g (rel), weights within %.2g of their rms" % (dl, dw))
-sys.exit(0 if dl <= 1e-5 and dw <= 1e-4 else 1)
-PY
-}
+compare() { /usr/bin/python3 tests/ref/compare_runs.py "$@" --steps 4 --loss-rtol 1e-5 --weights-rms 1e-4; }
 D="--data $T/data --preset micro --seq-len 32 --steps 4 --eval-every 0 --eval-steps 1 --shuffle off --device cuda --precision fp32"
 GPTRAIN_EMU_DEVICES=2 $MPI $G train $D --batch 2 --out "$T/r2" --log "$T/r2.jsonl" >"$T/r2.out" 2>&1 \
     || bad "2 emulated GPUs under mpirun" "$(tail -3 "$T/r2.out")"
