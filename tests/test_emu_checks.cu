@@ -426,6 +426,16 @@ static int case_memory_size() {
     return 0;
 }
 
+static int case_no_device() {
+    int n = -1;
+    void *p = NULL;
+    if (cudaGetDeviceCount(&n) != cudaErrorNoDevice || n != 0) return 1;
+    if (cudaMalloc(&p, 16) != cudaErrorNoDevice) return 1;
+    cudaGetLastError();
+    CUDA_LAUNCH(1, 32, 0, 0, fill_kernel)((float *)NULL, 1.0f, 0);
+    return cudaGetLastError() != cudaErrorNoDevice;
+}
+
 static int case_cublas_args() {
     cublasHandle_t h;
     if (cublasCreate(&h) != CUBLAS_STATUS_SUCCESS) return 1;
@@ -522,6 +532,8 @@ int main(void) {
              case_launch_config);
     run_case("GPTRAIN_EMU_MEMORY=8M: cudaMemGetInfo reports it, cudaMalloc fails past it, frees are reused", NULL,
              case_memory_size, "GPTRAIN_EMU_MEMORY=8M");
+    run_case("GPTRAIN_EMU_DEVICES=0: no device, cudaMalloc and launches fail with cudaErrorNoDevice", NULL,
+             case_no_device, "GPTRAIN_EMU_DEVICES=0");
     run_case("cuBLAS: a short leading dimension is INVALID_VALUE, bf16 with a fast compute type NOT_SUPPORTED", NULL,
              case_cublas_args);
     run_case("cuBLAS: a compute type the emulator lacks is reported, naming the call", "cublasGemmEx: compute type",

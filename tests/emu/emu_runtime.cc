@@ -288,6 +288,7 @@ static Stream *new_stream(int device, int nonblocking, int legacy) {
 }
 
 static Stream *resolve_stream(cudaStream_t h) {
+    if (devices.empty()) return NULL;
     if (!h || h == cudaStreamLegacy || h == cudaStreamPerThread) return devices[cur_device].legacy;
     Stream *s = (Stream *)h;
     if (!live_streams.count(s)) return NULL;
@@ -1322,6 +1323,11 @@ static void run_kernel(Launch *L) {
 void launch_kernel(const LaunchSite &site, const void *key, void (*run)(void *), void *call, void (*destroy)(void *)) {
     init();
     std::lock_guard<std::recursive_mutex> lock(api_mutex);
+    if (devices.empty()) {   // GPTRAIN_EMU_DEVICES=0: as a launch with no GPU, an error and nothing queued
+        destroy(call);
+        last_error = cudaErrorNoDevice;
+        return;
+    }
     const dim3 g = site.grid, b = site.block;
     const unsigned long long nt = (unsigned long long)b.x * b.y * b.z;
     cudaError_t err = cudaSuccess;
@@ -1509,6 +1515,7 @@ cudaError_t submit_op(cudaStream_t h, const char *kind, const std::string &name,
                       const void *writes, size_t write_bytes) {
     init();
     std::lock_guard<std::recursive_mutex> lock(api_mutex);
+    if (devices.empty()) return cudaErrorNoDevice;
     Stream *s = resolve_stream(h);
     if (!s) return cudaErrorInvalidResourceHandle;
     auto op = submit(s, kind, name, std::move(run));
@@ -1519,6 +1526,7 @@ cudaError_t submit_op(cudaStream_t h, const char *kind, const std::string &name,
 }
 void host_wait(cudaStream_t h) {
     std::lock_guard<std::recursive_mutex> lock(api_mutex);
+    if (devices.empty()) return;
     Stream *s = resolve_stream(h);
     if (!s) return;
     force(s->last);
@@ -1526,7 +1534,7 @@ void host_wait(cudaStream_t h) {
 }
 bool stream_ok(cudaStream_t h) {
     init();
-    return resolve_stream(h) != NULL;
+    return !devices.empty() && resolve_stream(h) != NULL;
 }
 
 }  // namespace emu
