@@ -200,7 +200,6 @@ static void one_case(int B, int H, int d, int T, int causal, int both_timings) {
     f.causal = causal;
     double omax = 0;
     for (size_t i = 0; i < n; i++) omax = fmax(omax, fabs(O[i]));
-    // paths: sm80, then sm90 with TMA copies landing late, then eager (flash_emu_sm90.h)
     // paths: sm80 with copies landing late, then early; sm90 late, then early
     for (int path = 0; path < 4; path++) {
     if (path == 1 && !both_timings) continue;

@@ -670,7 +670,7 @@ static int flash_backward_sm80_launch(const FlashBackward *p, cudaStream_t strea
     }
     const dim3 grid_a((unsigned)BH, (unsigned)((p->T + A::BLOCK_N - 1) / A::BLOCK_N));
     CUDA_LAUNCH(grid_a, A::THREADS, A::SMEM_BYTES, stream, flash_backward_dkdv_sm80_kernel<D>)(*p, scale, scale_log2,
-                                                                                      !p->deterministic);
+                                                                                             !p->deterministic);
     CUDA_LAUNCH_CHECK();
     if (p->deterministic) {
         const dim3 grid_q((unsigned)BH, (unsigned)((p->T + Q::BLOCK_M - 1) / Q::BLOCK_M));
