@@ -5,8 +5,9 @@
 # library, runs it, and asserts that it fails (non-zero exit) with the report the bug must produce. Six bugs from
 # the issue (a missing __syncthreads in a block reduction, an off-by-one row index, a swapped transpose in a GEMM
 # call, a missing event wait between two streams, a host read of a device pointer, a kernel writing one element past
-# its buffer) and one in a flash kernel (a stage refilled before every warp finished reading it). The unchanged
-# sources pass the same test programs in the rest of make test.
+# its buffer), one in a flash kernel (a stage refilled before every warp finished reading it), and the old GPU index
+# of train/common.c (every rank on GPU 0 when the launcher names no local rank). The unchanged sources pass the same
+# programs in the rest of make test.
 . tests/lib.sh
 if [ ! -f build/emu/libgptrain.a ]; then
     bad "build/emu/libgptrain.a" "missing (make emu builds it)"
@@ -14,9 +15,10 @@ if [ ! -f build/emu/libgptrain.a ]; then
     exit 1
 fi
 
-# plant NAME SOURCE TEST PATTERN OLD NEW: the case described above; PATTERN is an extended regular expression.
+# plant NAME SOURCE TEST PATTERN OLD NEW [RUN]: the case described above; PATTERN is an extended regular expression.
+# RUN, when given, is how to run the program instead of running it alone (the program is "$BIN" in it).
 plant() {
-    name=$1 src=$2 test=$3 pattern=$4 old=$5 new=$6
+    name=$1 src=$2 test=$3 pattern=$4 old=$5 new=$6 run=${7:-}
     dir="$T/$(echo "$name" | tr -c 'a-z0-9' _)"
     mkdir -p "$dir"
     copy="$dir/$(basename "$src")"
@@ -37,7 +39,8 @@ PY
         bad "$name" "build failed: $(tail -3 "$dir/build")"
         return
     fi
-    "$dir/test" >"$dir/out" 2>&1
+    BIN="$dir/test"
+    if [ -n "$run" ]; then eval "$run" >"$dir/out" 2>&1; else "$BIN" >"$dir/out" 2>&1; fi
     status=$?
     if [ "$status" -eq 0 ]; then
         bad "$name" "the test passed with the bug in it: $(tail -1 "$dir/out")"
@@ -79,4 +82,17 @@ plant "kernel writing one element past its buffer (residual, i <= n)" $OPS tests
 plant "flash forward: a K/V stage refilled before every warp read it (barrier removed)" kernels/cuda/flash_sm80.cu \
 tests/test_flash_emu.cc "shared-memory race" \
 '        __syncthreads();   // every warp is done with this stage before iteration j + 1 refills it' ''
+# The GPU index taken from the launcher's variables alone (the old train/common.c): with none set, as under MPICH,
+# both ranks drive GPU 0, which NCCL refuses.
+if command -v mpirun >/dev/null 2>&1 && ldd build/emu/gptrain 2>/dev/null | grep -q libmpi; then
+    ./gptrain prepare --input data/tinyshakespeare/input.txt --out "$T/data" >/dev/null
+    export OMPI_MCA_btl_vader_single_copy_mechanism=none
+    plant "every rank on GPU 0 when the launcher names no local rank (gptrain, 2 ranks)" train/common.c train/main.c \
+    "Duplicate GPU detected" \
+'        const int device = gpu, count = backend_cuda_device_count();' \
+'        const int device = 0, count = backend_cuda_device_count();' \
+'mpirun --allow-run-as-root --oversubscribe -np 2 -x GPTRAIN_EMU_DEVICES=2 sh -c "unset OMPI_COMM_WORLD_LOCAL_RANK OMPI_COMM_WORLD_NODE_RANK; exec \"\$@\"" sh "$BIN" train --data "$T/data" --preset micro --seq-len 32 --steps 2 --batch 2 --eval-steps 1 --device cuda --out "$T/o"'
+else
+    echo "skip every rank on GPU 0 when the launcher names no local rank: no MPI"
+fi
 finish
