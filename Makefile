@@ -1,5 +1,6 @@
 # gptrain build. `make` builds what this machine can and prints one line per optional dependency it chose.
-# Targets: make (the gptrain binary), make test, make test-gpu, make bench, make fuzz, make clean, make deps.
+# Targets: make (the gptrain binary), make test, make test-gpu, make emu (build/emu: the program on the emulated GPU),
+# make test-emu, make bench, make fuzz, make clean, make deps.
 
 CC      ?= cc
 BUILD   := build
