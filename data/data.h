@@ -15,6 +15,7 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/types.h>
 #include <stdio.h>
 
 #ifdef __cplusplus
@@ -94,14 +95,29 @@ int tokenizer_decode(const Tokenizer *t, int id, const uint8_t **bytes);
 void tokenizer_free(Tokenizer *t);
 
 // ---- files (fileio.c) ----
-// Atomic replacement of PATH: open PATH.tmp (tmp receives its name), write, then file_commit_tmp(ok = every write
-// succeeded) fsyncs, closes and renames it over PATH, or removes it and reports. -1 with err on failure.
+// Atomic replacement of PATH: open a temporary file beside it that no other writer shares (PATH.tmp.<pid>.<n>,
+// O_EXCL; tmp receives its name), write, then file_commit_tmp(ok = every write succeeded) fsyncs, closes and renames
+// it over PATH, or removes it and reports. PATH must be a regular file or absent (a directory, device, FIFO or socket
+// is refused, naming it); a symbolic link is written through, and an existing file keeps its permissions. -1 with
+// err on failure.
 FILE *file_create_tmp(const char *path, char *tmp, size_t tmplen, char *err, size_t errlen);
 int file_commit_tmp(FILE *f, const char *tmp, const char *path, int ok, char *err, size_t errlen);
+// The file a write of PATH replaces (PATH, or the end of its symbolic link), whether it exists and its permissions;
+// -1 with err when that is not a regular file. For writers whose bytes another program produces (plot: gnuplot).
+int file_write_target(const char *path, char *target, size_t n, int *exists, mode_t *mode, char *err, size_t errlen);
 // fwrite that fails whole: 0, or -1 with errno (ENOSPC under the GPTRAIN_TEST_FAIL_WRITE_AFTER fault injection).
 int file_write(FILE *f, const void *data, size_t n);
 // mkdir -p PATH; errors name the flag that gave the path ("--out").
 int file_mkdirs(const char *path, const char *flag, char *err, size_t errlen);
+// Open an input file for reading: only a regular file (a FIFO, device or directory is refused at once, naming it:
+// opened non-blocking, so a FIFO never hangs the open). NULL with err otherwise.
+FILE *file_open_input(const char *path, char *err, size_t errlen);
+// The whole of a regular text file of at most cap bytes, malloc'd and NUL-terminated (a larger file, a NUL byte or a
+// read error is refused with err naming the file).
+char *file_read_text(const char *path, size_t cap, char *err, size_t errlen);
+// An exclusive advisory lock on directory DIR (DIR/.gptrain.lock, holding "pid N") for the rest of the process, so a
+// second gptrain writing into DIR is refused, naming the first. The descriptor (keep it open), or -1 with err.
+int file_lock_dir(const char *dir, const char *flag, char *err, size_t errlen);
 
 // ---- shards ----
 // Write atomically: PATH.tmp, fsync, rename over PATH. Never leaves a partial PATH.

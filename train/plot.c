@@ -7,6 +7,7 @@
  */
 #define _GNU_SOURCE
 #include "plot.h"
+#include "data.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -82,8 +83,20 @@ static int plot_close(FILE *f, const char *path, char *err, size_t errlen) {
     return 0;
 }
 
-// Run `gnuplot script`, which draws into tmp_png; then check the PNG, fsync it and rename it to png.
-static int plot_run(const char *script, const char *tmp_png, const char *png, char *err, size_t errlen) {
+// Where the PNG goes (the file png names, through a symbolic link: a regular file or none; a directory, device, FIFO
+// or socket is refused) and gnuplot's temporary file beside it.
+static int plot_paths(const char *png, char *target, char *tmp_png, size_t n, char *err, size_t errlen) {
+    int exists;
+    mode_t mode;
+    if (file_write_target(png, target, n, &exists, &mode, err, errlen)) return -1;
+    if ((size_t)snprintf(tmp_png, n, "%s.tmp.%d", target, (int)getpid()) >= n)
+        return plot_fail(err, errlen, "%s: path too long", png);
+    return 0;
+}
+
+// Run `gnuplot script`, which draws into tmp_png; then check the PNG, fsync it and rename it to target (png's file).
+static int plot_run(const char *script, const char *tmp_png, const char *target, const char *png, char *err,
+                    size_t errlen) {
     if (!plot_have_program("gnuplot")) return plot_fail(err, errlen, PLOT_GNUPLOT_HINT);
     char log[] = "/tmp/gptrain-plot-log-XXXXXX";
     int logfd = mkstemp(log);
@@ -131,7 +144,7 @@ static int plot_run(const char *script, const char *tmp_png, const char *png, ch
         return plot_fail(err, errlen, "cannot write %s: %s", png, strerror(errno));
     }
     close(fd);
-    if (rename(tmp_png, png) != 0) {
+    if (rename(tmp_png, target) != 0) {
         const int e = errno;
         unlink(tmp_png);
         return plot_fail(err, errlen, "cannot write %s: %s", png, strerror(e));
@@ -153,8 +166,8 @@ int plot_bars(const char *png, const char *title, const char *ylabel, int n, con
     int finite = 0;
     for (int i = 0; i < n; i++) finite += isfinite(values[i]) != 0;
     if (finite == 0) return plot_fail(err, errlen, "nothing to plot: no configuration has a value");
-    char tmp_png[4096];
-    snprintf(tmp_png, sizeof tmp_png, "%s.tmp.%d", png, (int)getpid());
+    char tmp_png[4096], target[4096];
+    if (plot_paths(png, target, tmp_png, sizeof tmp_png, err, errlen)) return -1;
     char data[] = "/tmp/gptrain-plot-data-XXXXXX", script[] = "/tmp/gptrain-plot-gp-XXXXXX";
     FILE *d = plot_temp(data, err, errlen);
     if (!d) return -1;
@@ -188,7 +201,7 @@ int plot_bars(const char *png, const char *title, const char *ylabel, int n, con
     if (lo && hi) fprintf(s, ", \"\" using 1:3:4:5 with yerrorbars lc rgb 'black' pt 0 lw 1.5");
     fprintf(s, ", \"\" using 1:6:7 with labels offset 0,0.8\n");
     int rc = plot_close(s, script, err, errlen);
-    if (!rc) rc = plot_run(script, tmp_png, png, err, errlen);
+    if (!rc) rc = plot_run(script, tmp_png, target, png, err, errlen);
     unlink(data);
     unlink(script);
     return rc;
@@ -253,8 +266,11 @@ int plot_log(const char *jsonl, const char *png, char *err, size_t errlen) {
         unlink(data);
         return plot_fail(err, errlen, "%s: %s", jsonl, read_error ? "read error" : "no step records (an empty log?)");
     }
-    char tmp_png[4096];
-    snprintf(tmp_png, sizeof tmp_png, "%s.tmp.%d", png, (int)getpid());
+    char tmp_png[4096], target[4096];
+    if (plot_paths(png, target, tmp_png, sizeof tmp_png, err, errlen)) {
+        unlink(data);
+        return -1;
+    }
     FILE *s = plot_temp(script, err, errlen);
     if (!s) { unlink(data); return -1; }
     char qlog[1024];
@@ -280,7 +296,7 @@ int plot_log(const char *jsonl, const char *png, char *err, size_t errlen) {
     else fprintf(s, empty, "no memory figures in this log");
     fprintf(s, "unset multiplot\n");
     int rc = plot_close(s, script, err, errlen);
-    if (!rc) rc = plot_run(script, tmp_png, png, err, errlen);
+    if (!rc) rc = plot_run(script, tmp_png, target, png, err, errlen);
     unlink(data);
     unlink(script);
     return rc;

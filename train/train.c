@@ -11,10 +11,13 @@
 #include <errno.h>
 #include <libgen.h>
 #include <math.h>
+#include <fcntl.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "checkpoint.h"
@@ -22,6 +25,7 @@
 #include "dist.h"
 #include "gptrain.h"
 #include "ops.h"
+#include "plot.h"
 #include "schedule.h"
 
 typedef struct RunMetrics {
@@ -331,6 +335,55 @@ static void write_json(FILE *f, const RunMetrics *m, double val_loss) {
     fflush(f);
 }
 
+// The JSONL log, locked for this run (a second gptrain appending to it is refused) and never one of the shards the
+// run reads. A fresh run starts it empty; a resumed one keeps the lines up to its step and appends, so a resume from
+// an older checkpoint does not leave the later steps of the abandoned run in it twice.
+static FILE *open_log(const char *path, int start_step, const DataLoader *train, const DataLoader *val) {
+    struct stat ls;
+    if (!stat(path, &ls)) {
+        const DataLoader *dls[2] = {train, val};
+        for (int d = 0; d < 2; d++)
+            for (size_t i = 0; i < dls[d]->nshards; i++) {
+                struct stat ss;
+                if (!stat(dls[d]->paths[i], &ss) && ss.st_dev == ls.st_dev && ss.st_ino == ls.st_ino)
+                    die_user("--log %s: is the data shard %s that this run reads", path, dls[d]->paths[i]);
+            }
+        if (!S_ISREG(ls.st_mode)) die_user("--log %s: is not a regular file", path);
+    }
+    const int fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+    if (fd < 0) die_user("--log %s: cannot open for writing (%s)", path, strerror(errno));
+    if (flock(fd, LOCK_EX | LOCK_NB)) die_user("--log %s: another gptrain is writing it", path);
+    FILE *f = fdopen(fd, "r+");
+    if (!f) die_user("--log %s: cannot open for writing (%s)", path, strerror(errno));
+    // Keep the lines of steps <= start_step (a fresh run keeps none), then write from there.
+    char *line = NULL;
+    size_t cap = 0;
+    long keep = 0;
+    while (start_step > 0 && getline(&line, &cap, f) > 0) {
+        const double st = jsonl_number(line, "step");
+        if (!(st <= start_step)) break;
+        keep = ftell(f);
+    }
+    free(line);
+    if (fflush(f) || ftruncate(fd, keep) || fseek(f, keep, SEEK_SET))
+        die_user("--log %s: cannot truncate it for this run (%s)", path, strerror(errno));
+    return f;
+}
+
+// One run per directory: rank 0, which writes every file, creates --out and --checkpoint-dir and locks both until it
+// exits (before it looks for a checkpoint to resume, so two runs cannot both pick one). The other ranks only create
+// them (a shared file system may hold one directory for all).
+static void lock_run_dirs(const Options *o, int rank) {
+    char err[4096];
+    if (make_dirs(o->out, "--out", err, sizeof err)) die_user("%s", err);
+    if (make_dirs(o->checkpoint_dir, "--checkpoint-dir", err, sizeof err)) die_user("%s", err);
+    if (rank != 0) return;
+    if (file_lock_dir(o->out, "--out", err, sizeof err) < 0) die_user("%s", err);
+    struct stat a, b;
+    const int same = !stat(o->out, &a) && !stat(o->checkpoint_dir, &b) && a.st_dev == b.st_dev && a.st_ino == b.st_ino;
+    if (!same && file_lock_dir(o->checkpoint_dir, "--checkpoint-dir", err, sizeof err) < 0) die_user("%s", err);
+}
+
 // Bucketed all-reduce: gpt_backward calls this when a layer's gradients are final, and each of that layer's tensor
 // slices goes out as a non-blocking all-reduce while the backward of the layers below runs.
 typedef struct CommCtx {
@@ -437,6 +490,7 @@ int cmd_train(Options *o) {
     if (o->zero && !be.host_visible)
         die_user("--zero 1: the sharded optimizer runs on host memory (CPU backends); on a GPU it needs NCCL");
     char *cfg_text = resolved_text(o);
+    lock_run_dirs(o, dist.rank);
     // --resume: find the checkpoint and check it against this run before any work.
     char resume_path[4096] = "";
     CkptHeader rh;
@@ -472,8 +526,6 @@ int cmd_train(Options *o) {
     char tok_dst[4096], model_path[4096];
     snprintf(tok_dst, sizeof tok_dst, "%s/tokenizer.txt", o->out);
     snprintf(model_path, sizeof model_path, "%s/model.bin", o->out);
-    if (make_dirs(o->out, "--out", err, sizeof err)) die_user("%s", err);
-    if (make_dirs(o->checkpoint_dir, "--checkpoint-dir", err, sizeof err)) die_user("%s", err);
     GPT g;
     if (gpt_create(&g, &cfg, &be, B, T, rc, attn, err, sizeof err)) die_user("%s", err);
     int start_step = 0, skipped = 0;
@@ -491,9 +543,7 @@ int cmd_train(Options *o) {
     if (data_loader_start_prefetch(&train_dl, 3, staging_alloc, staging_free, err, sizeof err) ||
         data_loader_start_prefetch(&val_dl, 3, staging_alloc, staging_free, err, sizeof err))
         die_user("%s", err);
-    FILE *logf = NULL;
-    if (dist.rank == 0 && o->log[0] && !(logf = fopen(o->log, start_step ? "a" : "w")))
-        die_user("--log %s: cannot open for writing (%s)", o->log, strerror(errno));
+    FILE *logf = dist.rank == 0 && o->log[0] ? open_log(o->log, start_step, &train_dl, &val_dl) : NULL;
 
     // Header: the resolved configuration (reusable as --config), the machine, the model's size, FLOPs and memory.
     printf("gptrain train: resolved configuration\n%s", cfg_text);
