@@ -115,6 +115,12 @@ FILE *file_open_input(const char *path, char *err, size_t errlen);
 // The whole of a regular text file of at most cap bytes, malloc'd and NUL-terminated (a larger file, a NUL byte or a
 // read error is refused with err naming the file).
 char *file_read_text(const char *path, size_t cap, char *err, size_t errlen);
+// Remove the temporary files that writers killed mid-write left in DIR (names PREFIX*.tmp and PREFIX*.tmp.<pid>.<n>,
+// regular files only); for a directory this process holds locked, where no other writer can be at work. The count.
+int file_remove_temps(const char *dir, const char *prefix);
+// GPTRAIN_TEST_FAIL_PATH fault injection (see file_write): writes into f count when path contains the variable's
+// value. file_create_tmp does this for its files; a writer that opens its own (the JSONL log) calls it.
+void file_watch(FILE *f, const char *path);
 // An exclusive advisory lock on directory DIR (DIR/.gptrain.lock, holding "pid N") for the rest of the process, so a
 // second gptrain writing into DIR is refused, naming the first. The descriptor (keep it open), or -1 with err.
 int file_lock_dir(const char *dir, const char *flag, char *err, size_t errlen);

@@ -7,6 +7,7 @@
  * FIFO or socket at PATH is refused naming it, and a symbolic link is written through (its target is replaced, keeping
  * the link). And mkdir -p with a message naming the flag that gave the path.
  */
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
@@ -97,20 +98,43 @@ FILE *file_create_tmp(const char *path, char *tmp, size_t tmplen, char *err, siz
         snprintf(err, errlen, "%s: cannot write (%s)", tmp, strerror(errno));
         close(fd);
         unlink(tmp);
-    }
+    } else file_watch(f, path);
     return f;
 }
 
 // Fault injection for the full-disk tests: GPTRAIN_TEST_FAIL_WRITE_AFTER=N makes every write past the first N bytes
-// of the process fail with ENOSPC, as a full disk would.
+// of the process fail with ENOSPC, as a full disk would; with GPTRAIN_TEST_FAIL_PATH=S, only writes into files whose
+// path contains S count and fail (the final model, say, while the checkpoints before it succeed).
 static long long fault_budget = -2;   // -2: not read yet; -1: no fault
+static FILE *fault_files[8];          // with GPTRAIN_TEST_FAIL_PATH: the open files it names
+
+static void file_unwatch(FILE *f);
+
+void file_watch(FILE *f, const char *path) {
+    file_unwatch(f);   // a FILE of a closed file may come back for another one
+    const char *only = getenv("GPTRAIN_TEST_FAIL_PATH");
+    if (!only || !*only || !strstr(path, only)) return;
+    for (int i = 0; i < 8; i++)
+        if (!fault_files[i]) { fault_files[i] = f; return; }
+}
+
+static void file_unwatch(FILE *f) {
+    for (int i = 0; i < 8; i++)
+        if (fault_files[i] == f) fault_files[i] = NULL;
+}
 
 int file_write(FILE *f, const void *data, size_t n) {
     if (fault_budget == -2) {
         const char *e = getenv("GPTRAIN_TEST_FAIL_WRITE_AFTER");
         fault_budget = e && *e ? atoll(e) : -1;
     }
-    if (fault_budget >= 0) {
+    int watched = 1;
+    const char *only = getenv("GPTRAIN_TEST_FAIL_PATH");
+    if (only && *only) {
+        watched = 0;
+        for (int i = 0; i < 8; i++) watched |= fault_files[i] == f;
+    }
+    if (fault_budget >= 0 && watched) {
         if ((long long)n > fault_budget) {
             fwrite(data, 1, (size_t)fault_budget, f);
             fault_budget = 0;
@@ -124,10 +148,15 @@ int file_write(FILE *f, const void *data, size_t n) {
 }
 
 int file_commit_tmp(FILE *f, const char *tmp, const char *path, int ok, char *err, size_t errlen) {
+    file_unwatch(f);
     if (ferror(f)) ok = 0;
     if (fflush(f) || fsync(fileno(f))) ok = 0;
     if (fclose(f)) ok = 0;
     const int saved = errno;
+    // For the two-writers test: GPTRAIN_TEST_PAUSE_BEFORE_RENAME=S holds a whole temporary file S seconds before its
+    // rename, so that a second writer of the same path runs meanwhile.
+    const char *pause = getenv("GPTRAIN_TEST_PAUSE_BEFORE_RENAME");
+    if (pause && *pause) sleep((unsigned)atoi(pause));
     // The temporary file lies beside the file it replaces: its name less the ".tmp.<pid>.<n>" suffix.
     char target[PATH_MAX];
     snprintf(target, sizeof target, "%s", tmp);
@@ -253,4 +282,41 @@ char *file_read_text(const char *path, size_t cap, char *err, size_t errlen) {
         return NULL;
     }
     return buf;
+}
+
+int file_remove_temps(const char *dir, const char *prefix) {
+    DIR *d = opendir(dir);
+    if (!d) return 0;
+    int removed = 0;
+    const size_t plen = strlen(prefix);
+    for (struct dirent *e; (e = readdir(d));) {
+        // PREFIX....tmp (the old single name) or PREFIX....tmp.<pid>.<n> (file_create_tmp's).
+        const char *name = e->d_name, *t = strstr(name, ".tmp");
+        if (strncmp(name, prefix, plen) || !t) continue;
+        for (const char *u = t; (u = strstr(u + 1, ".tmp"));) t = u;
+        const char *rest = t + 4;
+        int ours = !*rest;
+        if (*rest == '.') {
+            const char *q = rest + 1;
+            while (*q >= '0' && *q <= '9') q++;
+            if (q > rest + 1 && *q == '.') {
+                const char *r = q + 1;
+                while (*r >= '0' && *r <= '9') r++;
+                ours = r > q + 1 && !*r;
+            }
+            if (!ours) {   // plot's PNG temp: PREFIX.tmp.<pid>
+                const char *r = rest + 1;
+                while (*r >= '0' && *r <= '9') r++;
+                ours = r > rest + 1 && !*r;
+            }
+        }
+        char p[4096];
+        struct stat st;
+        if (!ours || (size_t)snprintf(p, sizeof p, "%s/%s", dir, name) >= sizeof p || lstat(p, &st) ||
+            !S_ISREG(st.st_mode))
+            continue;
+        removed += !unlink(p);
+    }
+    closedir(d);
+    return removed;
 }

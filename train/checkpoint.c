@@ -11,6 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "checkpoint.h"
@@ -110,11 +111,11 @@ int ckpt_check_header(const char *path, const CkptHeader *h, long long file_size
 }
 
 FILE *ckpt_open_checked(const char *path, CkptHeader *h, char *err, size_t errlen) {
-    FILE *f = fopen(path, "rb");
-    if (!f) { snprintf(err, errlen, "%s: cannot open (%s)", path, strerror(errno)); return NULL; }
+    FILE *f = file_open_input(path, err, errlen);   // a FIFO or device is refused at once, never waited on
+    if (!f) return NULL;
     struct stat st;
-    if (fstat(fileno(f), &st) || !S_ISREG(st.st_mode)) {
-        snprintf(err, errlen, "%s: not a regular file, expected a gptrain checkpoint", path);
+    if (fstat(fileno(f), &st)) {
+        snprintf(err, errlen, "%s: cannot read it (%s)", path, strerror(errno));
         fclose(f);
         return NULL;
     }
@@ -154,23 +155,55 @@ int ckpt_read_meta(const char *path, CkptHeader *h, char **config_text, char **t
     return 0;
 }
 
-// ---- the directory ----
+int ckpt_verify(const char *path, char *err, size_t errlen) {
+    CkptHeader h;
+    FILE *f = ckpt_open_checked(path, &h, err, errlen);
+    if (!f) return -1;
+    Hash64 s;
+    hash64_init(&s);
+    static char buf[1 << 20];
+    uint64_t left = h.payload_bytes;
+    while (left) {
+        const size_t want = left < sizeof buf ? (size_t)left : sizeof buf;
+        if (fread(buf, 1, want, f) != want) break;
+        hash64_update(&s, buf, want);
+        left -= want;
+    }
+    fclose(f);
+    if (left) { snprintf(err, errlen, "%s: read failed", path); return -1; }
+    if (hash64_final(&s) != h.payload_hash) {
+        snprintf(err, errlen, "%s: the payload fails its checksum: the file is corrupt", path);
+        return -1;
+    }
+    return 0;
+}
+
+// ---- the directory: DIR/ckpt_<step>.bin, one trajectory ----
 
 void ckpt_path_for_step(const char *dir, long step, char *path, size_t pathlen) {
     snprintf(path, pathlen, "%s/ckpt_%08ld.bin", dir, step);
 }
 
-// Steps of DIR/ckpt_<digits>.bin, sorted ascending; returns the count (-1 when DIR cannot be read).
-static long list_steps(const char *dir, long **steps_out) {
-    *steps_out = NULL;
+typedef struct CkptEntry {
+    long step;
+    char name[64];
+    int ok;          // the header checks (then h is valid)
+    CkptHeader h;
+} CkptEntry;
+
+// DIR's ckpt_<digits>.bin with their headers, sorted by ascending step; the count, or -1 (errno) when DIR cannot
+// be read. Headers are read with the same checks as a load (a corrupt one leaves ok = 0).
+static long list_ckpts(const char *dir, CkptEntry **out) {
+    *out = NULL;
     DIR *d = opendir(dir);
     if (!d) return -1;
-    long *steps = NULL, n = 0, cap = 0;
+    CkptEntry *es = NULL;
+    long n = 0, cap = 0;
     struct dirent *e;
     while ((e = readdir(d))) {
         const char *s = e->d_name;
         size_t len = strlen(s);
-        if (len < 10 || strncmp(s, "ckpt_", 5) || strcmp(s + len - 4, ".bin")) continue;
+        if (len < 10 || len >= sizeof es->name || strncmp(s, "ckpt_", 5) || strcmp(s + len - 4, ".bin")) continue;
         long v = 0;
         int digits = 1;
         for (size_t i = 5; i < len - 4; i++) {
@@ -180,44 +213,143 @@ static long list_steps(const char *dir, long **steps_out) {
         if (!digits) continue;
         if (n == cap) {
             cap = cap ? 2 * cap : 16;
-            long *grown = realloc(steps, (size_t)cap * sizeof *steps);
+            CkptEntry *grown = realloc(es, (size_t)cap * sizeof *es);
             if (!grown) break;
-            steps = grown;
+            es = grown;
         }
-        steps[n++] = v;
+        memset(&es[n], 0, sizeof es[n]);
+        es[n].step = v;
+        snprintf(es[n].name, sizeof es[n].name, "%s", s);
+        n++;
     }
     closedir(d);
+    for (long i = 0; i < n; i++) {
+        char p[4200], err[512];
+        snprintf(p, sizeof p, "%s/%s", dir, es[i].name);
+        FILE *f = ckpt_open_checked(p, &es[i].h, err, sizeof err);
+        es[i].ok = f != NULL;
+        if (f) fclose(f);
+    }
     for (long i = 1; i < n; i++)   // insertion sort: a directory holds a handful
-        for (long j = i; j > 0 && steps[j - 1] > steps[j]; j--) { long t = steps[j]; steps[j] = steps[j - 1]; steps[j - 1] = t; }
-    *steps_out = steps;
+        for (long j = i; j > 0 && es[j - 1].step > es[j].step; j--) {
+            CkptEntry t = es[j];
+            es[j] = es[j - 1];
+            es[j - 1] = t;
+        }
+    *out = es;
     return n;
 }
 
 int ckpt_find_latest(const char *dir, char *path, size_t pathlen, char *err, size_t errlen) {
-    long *steps;
-    long n = list_steps(dir, &steps);
+    CkptEntry *es;
+    long n = list_ckpts(dir, &es);
     if (n < 0) {
         if (errno == ENOENT) return 1;
         snprintf(err, errlen, "%s: cannot read the checkpoint directory (%s)", dir, strerror(errno));
         return -1;
     }
+    // The trajectory that saved last (ties: the higher step).
+    long last = -1;
+    for (long i = 0; i < n; i++)
+        if (es[i].ok && (last < 0 || es[i].h.saved_ns >= es[last].h.saved_ns)) last = i;
     int rc = 1;
-    if (n > 0) {
-        ckpt_path_for_step(dir, steps[n - 1], path, pathlen);
-        rc = 0;
+    for (long i = n - 1; i >= 0 && last >= 0; i--) {
+        char p[4200], why[1024];
+        snprintf(p, sizeof p, "%s/%s", dir, es[i].name);
+        if (es[i].ok && es[i].h.run_id != es[last].h.run_id) continue;   // another trajectory
+        if (!es[i].ok) {
+            CkptHeader h;
+            FILE *f = ckpt_open_checked(p, &h, why, sizeof why);
+            if (f) fclose(f);
+        }
+        if (es[i].ok && !ckpt_verify(p, why, sizeof why)) {
+            snprintf(path, pathlen, "%s", p);
+            rc = 0;
+            break;
+        }
+        printf("warning: --resume auto: passing over %s (%s); trying an older checkpoint\n", p, why);
     }
-    free(steps);
+    free(es);
     return rc;
 }
 
-void ckpt_prune(const char *dir, int keep) {
-    if (keep <= 0) return;
-    long *steps;
-    long n = list_steps(dir, &steps);
-    for (long i = 0; i + keep < n; i++) {
-        char p[4096];
-        ckpt_path_for_step(dir, steps[i], p, sizeof p);
-        unlink(p);
+int ckpt_count(const char *dir, char *newest, size_t n) {
+    CkptEntry *es;
+    const long k = list_ckpts(dir, &es);
+    if (k > 0 && newest) snprintf(newest, n, "%s/%s", dir, es[k - 1].name);
+    free(es);
+    return k > 0 ? (int)k : 0;
+}
+
+int ckpt_adopt_dir(const char *dir, uint64_t run_id, long step, char *moved, size_t movedlen, char *err,
+                   size_t errlen) {
+    moved[0] = 0;
+    CkptEntry *es;
+    const long n = list_ckpts(dir, &es);
+    if (n <= 0) return 0;
+    // A checkpoint of another trajectory: this run's checkpoints would mix with it. (Run id 0: written before run
+    // ids, so of no known trajectory; it counts as this run's own.)
+    for (long i = 0; i < n; i++)
+        if (es[i].ok && es[i].h.run_id && run_id && es[i].h.run_id != run_id) {
+            snprintf(err, errlen, "%s/%s is a checkpoint of another run (step %lld): this run's checkpoints would mix "
+                     "with that run's in one directory: give another --checkpoint-dir (or --out)", dir, es[i].name,
+                     (long long)es[i].h.step);
+            free(es);
+            return -1;
+        }
+    // Later checkpoints (the future this run abandons, or corrupt files) are set aside, not overwritten.
+    char aside[4200] = "";
+    int rc = 0;
+    for (long i = 0; i < n && !rc; i++) {
+        if (es[i].step <= step) continue;
+        if (!aside[0]) {
+            struct timespec now;
+            clock_gettime(CLOCK_REALTIME, &now);
+            snprintf(aside, sizeof aside, "%s/abandoned_after_%ld_%lld", dir, step, (long long)now.tv_sec);
+            if (mkdir(aside, 0755) && errno != EEXIST) {
+                snprintf(err, errlen, "%s: cannot create it to set the later checkpoints aside (%s)", aside,
+                         strerror(errno));
+                rc = -1;
+                break;
+            }
+            snprintf(moved, movedlen, "%s", aside);
+        }
+        char from[4200], to[4300];
+        snprintf(from, sizeof from, "%s/%s", dir, es[i].name);
+        snprintf(to, sizeof to, "%s/%s", aside, es[i].name);
+        if (rename(from, to)) {
+            snprintf(err, errlen, "%s: cannot move it into %s (%s)", from, aside, strerror(errno));
+            rc = -1;
+        }
     }
-    free(steps);
+    free(es);
+    return rc;
+}
+
+void ckpt_prune(const char *dir, int keep, uint64_t run_id) {
+    if (keep <= 0) return;
+    CkptEntry *es;
+    const long n = list_ckpts(dir, &es);
+    long mine = 0;
+    for (long i = 0; i < n; i++) mine += es[i].ok && es[i].h.run_id == run_id;
+    for (long i = 0; i < n && mine > keep; i++) {
+        if (!es[i].ok || es[i].h.run_id != run_id) continue;
+        char p[4200];
+        snprintf(p, sizeof p, "%s/%s", dir, es[i].name);
+        unlink(p);
+        mine--;
+    }
+    free(es);
+}
+
+uint64_t ckpt_new_run_id(void) {
+    uint64_t id = 0;
+    FILE *f = fopen("/dev/urandom", "rb");
+    if (!f || fread(&id, sizeof id, 1, f) != 1) {
+        struct timespec now;
+        clock_gettime(CLOCK_REALTIME, &now);
+        id = ((uint64_t)now.tv_sec * 1000000000u + (uint64_t)now.tv_nsec) * P1 ^ (uint64_t)getpid() * P2;
+    }
+    if (f) fclose(f);
+    return id ? id : 1;
 }

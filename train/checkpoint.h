@@ -8,7 +8,10 @@
  * seed), the step, AdamW's step count, the loader position (batches consumed by this rank), and two 64-bit hashes:
  * one over the payload, one over the header itself. The learning rate is a function of the step and the flags, and
  * the data order a function of the loader position, so no other state exists.
- * Written to PATH.tmp, fsynced, renamed over PATH and the directory fsynced: a crash leaves the previous checkpoint.
+ * Written to a temporary file of its own (PATH.tmp.<pid>.<n>), fsynced, renamed over PATH and the directory fsynced:
+ * a crash leaves the previous checkpoint. A checkpoint directory holds one trajectory: every checkpoint carries its
+ * run's id (checkpoints of gptrain before run ids have 0 there), --resume auto and --keep-last consider only the
+ * trajectory that wrote last, and --resume auto falls back past a corrupt newest checkpoint with a warning.
  */
 #ifndef GPTRAIN_CHECKPOINT_H
 #define GPTRAIN_CHECKPOINT_H
@@ -36,7 +39,9 @@ typedef struct CkptHeader {
     uint64_t num_params;
     uint64_t config_bytes, tokenizer_bytes;
     uint64_t payload_bytes, payload_hash;
-    uint64_t reserved[8];
+    uint64_t run_id;         // the trajectory: drawn at random by a fresh run, kept by the runs that resume it
+    int64_t saved_ns;        // wall-clock time of the save (ns since 1970): which trajectory wrote last
+    uint64_t reserved[6];
     uint64_t header_hash;    // hash of every byte before this field
 } CkptHeader;
 _Static_assert(sizeof(CkptHeader) == 224, "CkptHeader must have no padding");
@@ -72,11 +77,27 @@ int ckpt_read_meta(const char *path, CkptHeader *h, char **config_text, char **t
 // Load the weights (and, when with_optimizer, AdamW's m and v) into g, whose shape must match the header; verifies
 // the payload hash over the whole file before returning 0.
 int ckpt_load(const char *path, GPT *g, int with_optimizer, char *err, size_t errlen);
-// The newest DIR/ckpt_<step>.bin: 0 and its path, 1 when there is none, -1 with err when DIR cannot be read.
+// Read the whole payload and check its hash (what ckpt_load checks, without a model): 0, or -1 with err.
+int ckpt_verify(const char *path, char *err, size_t errlen);
+// What --resume auto continues: of DIR's checkpoints, the trajectory that saved last (the newest saved_ns among the
+// headers that check), and in it the highest step whose whole file checks. Each newer file passed over (corrupt,
+// truncated) is named in a warning on stdout. 0 and its path, 1 when DIR holds none that checks, -1 with err when
+// DIR cannot be read.
 int ckpt_find_latest(const char *dir, char *path, size_t pathlen, char *err, size_t errlen);
 // DIR/ckpt_%08d.bin for a step.
 void ckpt_path_for_step(const char *dir, long step, char *path, size_t pathlen);
-// Delete all but the newest `keep` checkpoints in DIR (keep <= 0: keep all).
-void ckpt_prune(const char *dir, int keep);
+// How many DIR/ckpt_<step>.bin there are; *newest gets the path of the highest step (may be NULL).
+int ckpt_count(const char *dir, char *newest, size_t n);
+// Before a run that continues trajectory run_id from step: -1 with err when DIR holds a checkpoint of another
+// trajectory (whose files this run's would mix with). Checkpoints past step that are not this run's future (those
+// of the run it branches off from, and corrupt ones) are moved into DIR/abandoned_after_<step>_<time>/, named in
+// moved (empty when none), so that DIR keeps one trajectory and this run overwrites nothing.
+int ckpt_adopt_dir(const char *dir, uint64_t run_id, long step, char *moved, size_t movedlen, char *err,
+                   size_t errlen);
+// Delete all but the newest `keep` checkpoints of trajectory run_id in DIR (keep <= 0: keep all); checkpoints of
+// other trajectories and unreadable files are left alone.
+void ckpt_prune(const char *dir, int keep, uint64_t run_id);
+// A fresh trajectory id (random, never 0).
+uint64_t ckpt_new_run_id(void);
 
 #endif

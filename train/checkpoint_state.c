@@ -8,6 +8,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "checkpoint.h"
 #include "data.h"
@@ -32,6 +33,9 @@ int ckpt_save(const char *path, const GPT *g, CkptHeader *h, const char *config_
     const size_t nbytes = g->mem.num_params * sizeof(float);
     h->payload_bytes = h->config_bytes + h->tokenizer_bytes + 3 * (uint64_t)nbytes;
     memset(h->reserved, 0, sizeof h->reserved);
+    struct timespec now;
+    clock_gettime(CLOCK_REALTIME, &now);
+    h->saved_ns = (int64_t)now.tv_sec * 1000000000 + now.tv_nsec;
     // One pass: the header goes out with its hashes zeroed, each state buffer is copied to a host staging buffer
     // (it lives in the backend's memory), hashed and written, then the header is rewritten complete at offset 0
     // before the fsync and the rename.

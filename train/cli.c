@@ -10,6 +10,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "data.h"
+
 typedef struct FlagDef {
     const char *field, *name;
     FlagType type;
@@ -112,20 +114,26 @@ static char *trim(char *s) {
     return s;
 }
 
+// A config file is a few hundred bytes of `key = value` lines: 1 MiB is far more than any, and a cap keeps
+// `--config /dev/zero`-like inputs from running forever (devices, FIFOs and directories are refused outright).
+#define CONFIG_MAX_BYTES (1 << 20)
+
 static int read_config(Options *o, int cmd, const char *path, char *err, size_t errlen) {
-    FILE *f = fopen(path, "r");
-    if (!f) { snprintf(err, errlen, "--config %s: cannot open (%s)", path, strerror(errno)); return -1; }
-    char line[4096];
-    int lineno = 0;
-    while (fgets(line, sizeof line, f)) {
+    char why[4400];
+    char *text = file_read_text(path, CONFIG_MAX_BYTES, why, sizeof why);
+    if (!text) { snprintf(err, errlen, "--config %s", why); return -1; }
+    int lineno = 0, rc = 0;
+    for (char *next = text, *line; (line = next) && *line && !rc;) {
+        next = strchr(line, '\n');
+        if (next) *next++ = 0;
         lineno++;
         char *s = trim(line);
         if (!*s || *s == '#') continue;
         char *eq = strchr(s, '=');
         if (!eq) {
             snprintf(err, errlen, "%s:%d: expected 'key = value'", path, lineno);
-            fclose(f);
-            return -1;
+            rc = -1;
+            break;
         }
         *eq = 0;
         char *key = trim(s), *value = trim(eq + 1);
@@ -135,15 +143,15 @@ static int read_config(Options *o, int cmd, const char *path, char *err, size_t 
         snprintf(where, sizeof where, "%s:%d: %s", path, lineno, key);
         if (i < 0 || !strcmp(key, "config")) {
             snprintf(err, errlen, "%s:%d: unknown key '%s'", path, lineno, key);
-            fclose(f);
-            return -1;
+            rc = -1;
+            break;
         }
         if (!(FLAGS[i].cmds & cmd)) continue;  // one file may configure several commands
-        if (set_value(o, i, value, where, err, errlen)) { fclose(f); return -1; }
+        if (set_value(o, i, value, where, err, errlen)) { rc = -1; break; }
         o->given[i] = 1;
     }
-    fclose(f);
-    return 0;
+    free(text);
+    return rc;
 }
 
 int cli_parse(Options *o, int cmd, int argc, char **argv, char *err, size_t errlen) {

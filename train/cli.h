@@ -58,6 +58,7 @@ enum { CMD_PREPARE = 1, CMD_TRAIN = 2, CMD_SAMPLE = 4, CMD_INFO = 8, CMD_EXPORT 
     X(comm_overlap, "comm-overlap", F_CHOICE, "on", CMD_TRAIN, "on|off", "all-reduce each layer's gradients as soon as its backward is done (on), or all at once after it") \
     X(zero, "zero", F_INT, "0", CMD_TRAIN | CMD_INFO, NULL, "ZeRO stage: 0 (all-reduce), 1 (reduce-scatter gradients, shard AdamW, all-gather weights)") \
     X(nan_policy, "nan-policy", F_CHOICE, "stop", CMD_TRAIN, "stop|skip", "on a NaN/Inf loss or gradient: stop the run, or skip the update") \
+    X(max_skipped, "max-skipped", F_INT, "10", CMD_TRAIN, NULL, "with --nan-policy skip: stop as diverged (exit 3) once more than this many updates were skipped (0: no limit)") \
     /* data order, evaluation, output */                                                                           \
     X(seed, "seed", F_INT, "1337", CMD_TRAIN | CMD_SAMPLE, NULL, "random seed (weights, data order, sampling)")   \
     X(shuffle, "shuffle", F_CHOICE, "on", CMD_TRAIN, "on|off", "random windows, or llm.c's sequential order")      \

@@ -2,7 +2,9 @@
  * common.c: pieces the subcommands share: user-error exit, model and backend resolution from flags, directory and
  * file helpers, and the start-up GEMM that measures the CPU's peak FLOPS for MFU/HFU.
  */
+#define _GNU_SOURCE
 #include <errno.h>
+#include <sched.h>
 #include <fcntl.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -40,6 +42,10 @@ void resolve_model(Options *o, GPTConfig *cfg, int *T, int fallback_vocab) {
         o->vocab_size < 0)
         die_user("model sizes must be positive (0 means 'from the preset'): check --n-layer --n-head --d-model "
                  "--d-ff --max-seq-len --seq-len --vocab-size");
+    if (o->memory_gib < 0) die_user("--memory-gib %g: expected 0 (what the machine has) or a positive size", o->memory_gib);
+    if (o->bandwidth_gbs < 0)
+        die_user("--bandwidth-gbs %g: expected 0 (measure, or an H100's) or a positive bandwidth", o->bandwidth_gbs);
+    if (o->peak_tflops < 0) die_user("--peak-tflops %g: expected 0 (measure) or a positive peak", o->peak_tflops);
     int data_vocab = 0;
     if (o->data[0]) {
         if (data_vocab_size(o->data, &data_vocab, err, sizeof err)) die_user("--data %s: %s", o->data, err);
@@ -68,6 +74,12 @@ void resolve_model(Options *o, GPTConfig *cfg, int *T, int fallback_vocab) {
 
 void resolve_backend(Options *o, Backend *be, int gpu) {
     if (o->threads < 0) die_user("--threads %d: expected 0 (all cores) or more", o->threads);
+    // More threads than CPUs only slows every step (each parallel loop waits for its descheduled threads).
+    cpu_set_t cpus;
+    const int ncpu = !sched_getaffinity(0, sizeof cpus, &cpus) ? CPU_COUNT(&cpus) : (int)sysconf(_SC_NPROCESSORS_ONLN);
+    if (ncpu > 0 && o->threads > ncpu)
+        die_user("--threads %d: this process may use %d CPU%s, and more threads than CPUs only slow each step: give "
+                 "at most %d (0: all)", o->threads, ncpu, ncpu == 1 ? "" : "s", ncpu);
     const int want_cuda = !strcmp(o->device, "cuda");
 #ifdef GPTRAIN_CUDA
     if (want_cuda || (!strcmp(o->device, "auto") && backend_cuda_device_count() > 0)) {
@@ -171,8 +183,8 @@ int make_dirs(const char *path, const char *flag, char *err, size_t errlen) {
 }
 
 int copy_file_atomic(const char *src, const char *dst, char *err, size_t errlen) {
-    FILE *in = fopen(src, "rb");
-    if (!in) { snprintf(err, errlen, "%s: cannot open (%s)", src, strerror(errno)); return -1; }
+    FILE *in = file_open_input(src, err, errlen);
+    if (!in) return -1;
     char tmp[4096];
     FILE *out = file_create_tmp(dst, tmp, sizeof tmp, err, errlen);
     if (!out) { fclose(in); return -1; }

@@ -224,8 +224,8 @@ static void plot_put(FILE *d, double v) {
 }
 
 int plot_log(const char *jsonl, const char *png, char *err, size_t errlen) {
-    FILE *f = fopen(jsonl, "r");
-    if (!f) return plot_fail(err, errlen, "%s: cannot open: %s", jsonl, strerror(errno));
+    FILE *f = file_open_input(jsonl, err, errlen);
+    if (!f) return -1;
     char data[] = "/tmp/gptrain-plot-data-XXXXXX", script[] = "/tmp/gptrain-plot-gp-XXXXXX";
     FILE *d = plot_temp(data, err, errlen);
     if (!d) { fclose(f); return -1; }

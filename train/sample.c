@@ -10,6 +10,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "checkpoint.h"
@@ -61,8 +62,8 @@ static void load_model(Options *o, Backend *be, GPT *g, Tokenizer *tok, int want
     if (o->checkpoint[0]) {
         snprintf(path, sizeof path, "%s", o->checkpoint);
         char magic[8] = {0};
-        FILE *f = fopen(path, "rb");
-        if (!f) die_user("--checkpoint %s: cannot open (%s)", path, strerror(errno));
+        FILE *f = file_open_input(path, err, sizeof err);
+        if (!f) die_user("--checkpoint %s", err);
         size_t got = fread(magic, 1, 8, f);
         fclose(f);
         is_ckpt = got == 8 && !memcmp(magic, CKPT_MAGIC, 8);
@@ -155,9 +156,25 @@ int cmd_sample(Options *o) {
     return 0;
 }
 
+// Export never writes over what it reads, nor over a checkpoint (a training state is not a model file to replace).
+static void check_export_target(const Options *o) {
+    char src[4200];
+    if (o->checkpoint[0]) snprintf(src, sizeof src, "%s", o->checkpoint);
+    else snprintf(src, sizeof src, "%s/model.bin", o->from);
+    struct stat a, b;
+    if (!stat(o->out, &b) && !stat(src, &a) && a.st_dev == b.st_dev && a.st_ino == b.st_ino)
+        die_user("--out %s: is the file export reads (%s): give another path", o->out, src);
+    char magic[8] = {0};
+    FILE *f = S_ISREG(b.st_mode) ? fopen(o->out, "rb") : NULL;
+    const int is_ckpt = f && fread(magic, 1, 8, f) == 8 && !memcmp(magic, CKPT_MAGIC, 8);
+    if (f) fclose(f);
+    if (is_ckpt) die_user("--out %s: is a gptrain checkpoint: export writes an llm.c model file; give another path", o->out);
+}
+
 int cmd_export(Options *o) {
     char err[1024];
     if (!o->out[0]) die_user("--out: expected the llm.c model file to write");
+    check_export_target(o);
     Backend be;
     resolve_backend(o, &be, 0);
     GPT g;

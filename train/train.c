@@ -91,6 +91,11 @@ static void check_options(const Options *o) {
     if (o->zero != 0 && o->zero != 1) die_user("--zero %d: expected 0 (off) or 1 (sharded optimizer state)", o->zero);
     if (o->stop_at_step < 0 || o->stop_at_step > o->steps)
         die_user("--stop-at-step %d: expected 0 (off) up to --steps %d", o->stop_at_step, o->steps);
+    // A micro-step is at least one forward and backward: 65536 of them per update is already days on any machine.
+    if (o->grad_accum > 65536) die_user("--grad-accum %d: expected at most 65536 micro-steps per update", o->grad_accum);
+    if (o->profile < 0 || o->profile > o->steps)
+        die_user("--profile %d: expected 0 (off) or a step of the run, 1 to --steps %d", o->profile, o->steps);
+    if (o->max_skipped < 0) die_user("--max-skipped %d: expected 0 (no limit) or more", o->max_skipped);
 }
 
 // --total-batch-tokens sets the micro-steps per update; it must be a whole number of micro-batches on every rank.
@@ -120,8 +125,9 @@ static double eval_loss(GPT *g, DataLoader *val, int batches, Dist *dist) {
     return dist_allreduce_sum(dist, sum / batches) / dist->world;
 }
 
-// ---- signals: the first SIGINT/SIGTERM asks the loop to stop after the current step; the handler resets itself,
-// so a second one terminates at once. ----
+// ---- signals: the first SIGINT/SIGTERM/SIGHUP (Ctrl-C, a scheduler's time limit, a closed terminal) asks the loop to
+// stop after the current step; the handler resets itself, so a second one terminates at once. SIGPIPE is ignored:
+// `gptrain train | head` must not kill a run when the reader goes away (its output is then lost, not the model). ----
 static volatile sig_atomic_t stop_signal = 0;
 static void on_stop_signal(int sig) { stop_signal = sig; }
 static void install_stop_handlers(void) {
@@ -132,6 +138,11 @@ static void install_stop_handlers(void) {
     sigemptyset(&sa.sa_mask);
     sigaction(SIGINT, &sa, NULL);
     sigaction(SIGTERM, &sa, NULL);
+    sigaction(SIGHUP, &sa, NULL);
+    signal(SIGPIPE, SIG_IGN);
+}
+static const char *signal_name(int sig) {
+    return sig == SIGINT ? "SIGINT" : sig == SIGTERM ? "SIGTERM" : sig == SIGHUP ? "SIGHUP" : "a signal";
 }
 
 // The resolved configuration as text (stored in checkpoints, compared on resume).
@@ -165,7 +176,7 @@ static int key_is_free(const char *key) {
     static const char *const FREE[] = {"resume", "stop-at-step", "checkpoint-dir", "checkpoint-every", "keep-last",
                                        "log", "out", "print-every", "threads", "device", "cpu-kernels", "peak-tflops",
                                        "eval-every", "eval-steps", "init-from", "data", "train-data", "val-data",
-                                       NULL};
+                                       "max-skipped", NULL};
     for (int i = 0; FREE[i]; i++)
         if (!strcmp(key, FREE[i])) return 1;
     return 0;
@@ -209,7 +220,8 @@ static void check_resume_config(const char *path, const CkptHeader *h, const cha
 // Rank 0 writes DIR/ckpt_<step>.bin and prunes; returns 0 or prints why not (a failed checkpoint stops the run).
 static int write_checkpoint(const char *dir, int rank, const GPT *g, int step, int B, int T, int accum, int world,
                             int shuffle, uint64_t seed, uint64_t batches, int skipped, double last_val,
-                            const char *cfg_text, const char *tok_text, int keep, char *path, size_t pathlen) {
+                            const char *cfg_text, const char *tok_text, int keep, uint64_t run_id, char *path,
+                            size_t pathlen) {
     ckpt_path_for_step(dir, step, path, pathlen);
     if (rank != 0) return 0;
     CkptHeader h;
@@ -224,6 +236,7 @@ static int write_checkpoint(const char *dir, int rank, const GPT *g, int step, i
     h.train_batches = batches;
     h.skipped = skipped;
     h.last_val_loss = last_val;
+    h.run_id = run_id;
     char err[1024];
     double t0 = backend_now_s();
     if (ckpt_save(path, g, &h, cfg_text, tok_text, err, sizeof err)) {
@@ -232,7 +245,7 @@ static int write_checkpoint(const char *dir, int rank, const GPT *g, int step, i
     }
     printf("checkpoint step %d -> %s (%.1f MiB, %.2f s)\n", step, path,
            (sizeof h + h.payload_bytes) / 1048576.0, backend_now_s() - t0);
-    ckpt_prune(dir, keep);
+    ckpt_prune(dir, keep, run_id);
     return 0;
 }
 
@@ -265,11 +278,11 @@ static void data_tokenizer_text(Options *o, char *text, size_t cap) {
             return;
         }
     } else snprintf(path, sizeof path, "%s/tokenizer.txt", o->data);
-    FILE *f = fopen(path, "r");
-    if (!f) die_user("--data: %s: cannot open (%s)", path, strerror(errno));
-    size_t n = fread(text, 1, cap - 1, f);
-    fclose(f);
-    text[n] = 0;
+    char err[4200];
+    char *t = file_read_text(path, cap - 1, err, sizeof err);
+    if (!t) die_user("--data: %s", err);
+    snprintf(text, cap, "%s", t);
+    free(t);
 }
 
 // The model shape from --init-from's llm.c file: the shape flags default to it and must agree with it when given.
@@ -313,26 +326,46 @@ static void print_row(const RunMetrics *m, int steps, double eta_s) {
            m->skipped ? "  (update skipped: non-finite)" : "");
 }
 
-static void write_json(FILE *f, const RunMetrics *m, double val_loss) {
-    if (!f) return;
+// The JSONL log belongs to the run but matters less than the model: a failed write (a full disk) warns once, closes
+// the log and training goes on.
+static const char *log_path = "";
+
+static void log_close(FILE **f, const char *path) {
+    if (!*f) return;
+    const int bad = fflush(*f) || fsync(fileno(*f));
+    const int e = errno;
+    if (fclose(*f) || bad)
+        fprintf(stderr, "gptrain: warning: --log %s: write failed (%s): the log may lack its last lines\n", path,
+                strerror(bad ? e : errno));
+    *f = NULL;
+}
+
+static void write_json(FILE **f, const RunMetrics *m, double val_loss) {
+    if (!*f) return;
     // JSON has no NaN; a non-finite loss is written as null so the file stays parseable.
-    char loss[32], gn[32], mfu[32], hfu[32];
+    char loss[32], gn[32], mfu[32], hfu[32], line[1024];
     if (isfinite(m->loss)) snprintf(loss, sizeof loss, "%.6f", m->loss); else strcpy(loss, "null");
     if (isfinite(m->grad_norm)) snprintf(gn, sizeof gn, "%.6f", m->grad_norm); else strcpy(gn, "null");
     if (isfinite(m->mfu)) snprintf(mfu, sizeof mfu, "%.6f", m->mfu); else strcpy(mfu, "null");   // unknown peak
     if (isfinite(m->hfu)) snprintf(hfu, sizeof hfu, "%.6f", m->hfu); else strcpy(hfu, "null");
-    fprintf(f,
-            "{\"step\": %d, \"loss\": %s, \"lr\": %.6e, \"grad_norm\": %s, \"step_ms\": %.3f, \"data_wait_ms\": %.3f, "
-            "\"tokens_per_s\": %.1f, \"model_tflops\": %.6f, \"hw_tflops\": %.6f, \"mfu\": %s, \"hfu\": %s",
-            m->step, loss, m->lr, gn, m->step_ms, m->data_ms, m->tokens_per_s, m->model_tflops, m->hw_tflops, mfu,
-            hfu);
-    fprintf(f, ", \"fwd_ms\": %.3f, \"bwd_ms\": %.3f, \"opt_ms\": %.3f, \"comm_ms\": %.3f, \"exposed_comm_ms\": %.3f",
-            m->fwd_ms, m->bwd_ms, m->opt_ms, m->comm_ms, m->exposed_comm_ms);
-    fprintf(f, ", \"mem_mib\": %.1f", m->mem_mib);
-    if (m->skipped) fprintf(f, ", \"skipped\": true");
-    if (!isnan(val_loss)) fprintf(f, ", \"val_loss\": %.6f", val_loss);
-    fprintf(f, "}\n");
-    fflush(f);
+    int n = snprintf(line, sizeof line,
+                     "{\"step\": %d, \"loss\": %s, \"lr\": %.6e, \"grad_norm\": %s, \"step_ms\": %.3f, "
+                     "\"data_wait_ms\": %.3f, \"tokens_per_s\": %.1f, \"model_tflops\": %.6f, \"hw_tflops\": %.6f, "
+                     "\"mfu\": %s, \"hfu\": %s, \"fwd_ms\": %.3f, \"bwd_ms\": %.3f, \"opt_ms\": %.3f, "
+                     "\"comm_ms\": %.3f, \"exposed_comm_ms\": %.3f, \"mem_mib\": %.1f%s",
+                     m->step, loss, m->lr, gn, m->step_ms, m->data_ms, m->tokens_per_s, m->model_tflops,
+                     m->hw_tflops, mfu, hfu, m->fwd_ms, m->bwd_ms, m->opt_ms, m->comm_ms, m->exposed_comm_ms,
+                     m->mem_mib, m->skipped ? ", \"skipped\": true" : "");
+    if (!isnan(val_loss) && n < (int)sizeof line)
+        n += snprintf(line + n, sizeof line - n, ", \"val_loss\": %.6f", val_loss);
+    if (n < (int)sizeof line) n += snprintf(line + n, sizeof line - n, "}\n");
+    errno = 0;
+    if (n >= (int)sizeof line || file_write(*f, line, (size_t)n) || fflush(*f)) {
+        fprintf(stderr, "gptrain: warning: --log %s: write failed at step %d (%s): no more log lines; training "
+                "continues\n", log_path, m->step, errno ? strerror(errno) : "line too long");
+        fclose(*f);
+        *f = NULL;
+    }
 }
 
 // The JSONL log, locked for this run (a second gptrain appending to it is refused) and never one of the shards the
@@ -355,6 +388,8 @@ static FILE *open_log(const char *path, int start_step, const DataLoader *train,
     if (flock(fd, LOCK_EX | LOCK_NB)) die_user("--log %s: another gptrain is writing it", path);
     FILE *f = fdopen(fd, "r+");
     if (!f) die_user("--log %s: cannot open for writing (%s)", path, strerror(errno));
+    file_watch(f, path);
+    log_path = path;
     // Keep the lines of steps <= start_step (a fresh run keeps none), then write from there.
     char *line = NULL;
     size_t cap = 0;
@@ -374,7 +409,19 @@ static FILE *open_log(const char *path, int start_step, const DataLoader *train,
 // exits (before it looks for a checkpoint to resume, so two runs cannot both pick one). The other ranks only create
 // them (a shared file system may hold one directory for all).
 static void lock_run_dirs(const Options *o, int rank) {
-    char err[4096];
+    char err[4096], p[4200];
+    // --out among the shards would put model.bin there and replace the data's own tokenizer.txt.
+    struct stat od, dd;
+    const char *shard_names[2] = {"train_000000.bin", "val_000000.bin"};
+    for (int i = 0; i < 2; i++) {
+        snprintf(p, sizeof p, "%s/%s", o->out, shard_names[i]);
+        if (!access(p, F_OK))
+            die_user("--out %s: is a data directory (it holds %s): the run would replace its tokenizer.txt; give "
+                     "another --out", o->out, p);
+    }
+    if (o->data[0] && !stat(o->out, &od) && !stat(o->data, &dd) && od.st_dev == dd.st_dev && od.st_ino == dd.st_ino)
+        die_user("--out %s: is the --data directory: the run would replace its tokenizer.txt; give another --out",
+                 o->out);
     if (make_dirs(o->out, "--out", err, sizeof err)) die_user("%s", err);
     if (make_dirs(o->checkpoint_dir, "--checkpoint-dir", err, sizeof err)) die_user("%s", err);
     if (rank != 0) return;
@@ -382,6 +429,64 @@ static void lock_run_dirs(const Options *o, int rank) {
     struct stat a, b;
     const int same = !stat(o->out, &a) && !stat(o->checkpoint_dir, &b) && a.st_dev == b.st_dev && a.st_ino == b.st_ino;
     if (!same && file_lock_dir(o->checkpoint_dir, "--checkpoint-dir", err, sizeof err) < 0) die_user("%s", err);
+    // Under the locks no other gptrain writes here: temporary files are what a killed writer left.
+    file_remove_temps(o->checkpoint_dir, "ckpt_");
+    file_remove_temps(o->out, "model.bin");
+    file_remove_temps(o->out, "tokenizer.txt");
+}
+
+// The checkpoint directory holds one trajectory. A fresh run refuses a directory with checkpoints (it would
+// overwrite some and --resume auto would then mix the two runs); a resumed run continues the checkpoint's trajectory
+// (its run id), refuses another run's checkpoints and sets aside the later ones of the run it branches off from.
+static uint64_t adopt_checkpoint_dir(const Options *o, const char *resume_path, const CkptHeader *rh, int rank) {
+    char err[4400], newest[4200];
+    if (!resume_path[0]) {
+        const int n = rank == 0 ? ckpt_count(o->checkpoint_dir, newest, sizeof newest) : 0;
+        if (n)
+            die_user("--checkpoint-dir %s: holds %d checkpoint%s of an earlier run (newest %s): a fresh run here would "
+                     "overwrite them: continue that run with --resume auto, or give another --out or --checkpoint-dir",
+                     o->checkpoint_dir, n, n == 1 ? "" : "s", newest);
+        return ckpt_new_run_id();
+    }
+    if (rank == 0) {
+        char moved[4200];
+        if (ckpt_adopt_dir(o->checkpoint_dir, rh->run_id, (long)rh->step, moved, sizeof moved, err, sizeof err))
+            die_user("--resume %s: %s", resume_path, err);
+        if (moved[0])
+            printf("resume: this run branches off at step %lld: the later checkpoints of %s are moved into %s\n",
+                   (long long)rh->step, o->checkpoint_dir, moved);
+    }
+    return rh->run_id ? rh->run_id : ckpt_new_run_id();
+}
+
+// The end of a run that completed its last step: tokenizer.txt, then model.bin (so a model never sits beside
+// another run's tokenizer: sample checks the pair). When --out cannot take them (a full disk), the weights of the
+// whole run are not lost: they go to ${TMPDIR:-/tmp}/gptrain-rescue-<pid>/, and the error says where.
+static void write_final_model(const GPT *g, const char *out, const char *tok_text) {
+    char err[4400], model_path[4200], tok_dst[4200];
+    snprintf(model_path, sizeof model_path, "%s/model.bin", out);
+    snprintf(tok_dst, sizeof tok_dst, "%s/tokenizer.txt", out);
+    char tmp_tok[4300];
+    FILE *tf = file_create_tmp(tok_dst, tmp_tok, sizeof tmp_tok, err, sizeof err);
+    int rc = !tf || file_commit_tmp(tf, tmp_tok, tok_dst, !file_write(tf, tok_text, strlen(tok_text)), err,
+                                    sizeof err);
+    if (!rc) rc = modelfile_save(g, model_path, err, sizeof err);
+    if (!rc) return;
+    const char *tmpdir = getenv("TMPDIR");
+    char rescue[4000], rerr[4400] = "";
+    snprintf(rescue, sizeof rescue, "%s/gptrain-rescue-%d", tmpdir && *tmpdir ? tmpdir : "/tmp", (int)getpid());
+    int saved = !file_mkdirs(rescue, "rescue", rerr, sizeof rerr);
+    if (saved) {
+        snprintf(model_path, sizeof model_path, "%s/model.bin", rescue);
+        snprintf(tok_dst, sizeof tok_dst, "%s/tokenizer.txt", rescue);
+        tf = file_create_tmp(tok_dst, tmp_tok, sizeof tmp_tok, rerr, sizeof rerr);
+        saved = tf && !file_commit_tmp(tf, tmp_tok, tok_dst, !file_write(tf, tok_text, strlen(tok_text)), rerr,
+                                       sizeof rerr) && !modelfile_save(g, model_path, rerr, sizeof rerr);
+    }
+    if (saved)
+        die_user("--out: %s; the trained model is saved instead in %s (model.bin, tokenizer.txt): move it into %s",
+                 err, rescue, out);
+    die_user("--out: %s; no copy could be saved either (%s)", err, rerr);
 }
 
 // Bucketed all-reduce: gpt_backward calls this when a layer's gradients are final, and each of that layer's tensor
@@ -515,16 +620,16 @@ int cmd_train(Options *o) {
                      rh.max_seq_len, cfg.n_layer, cfg.n_head, cfg.d_model, cfg.d_ff, cfg.vocab_size, cfg.max_seq_len);
         if (strcmp(ck_tok, tok_text)) die_user("--resume %s: the checkpoint was trained with another tokenizer", resume_path);
         check_resume_config(resume_path, &rh, ck_cfg, cfg_text, B, T, accum, dist.world, shuffle, (uint64_t)o->seed);
-        if (rh.step >= o->steps) die_user("--resume %s: the checkpoint is at step %lld, --steps is %d: nothing to do",
-                                          resume_path, (long long)rh.step, o->steps);
-        if (o->stop_at_step && rh.step >= o->stop_at_step)
+        if (rh.step > o->steps) die_user("--resume %s: the checkpoint is at step %lld, past --steps %d: nothing to do",
+                                         resume_path, (long long)rh.step, o->steps);
+        if (o->stop_at_step && rh.step >= o->stop_at_step && rh.step < o->steps)
             die_user("--stop-at-step %d: the checkpoint %s is already at step %lld", o->stop_at_step, resume_path,
                      (long long)rh.step);
         free(ck_cfg);
         free(ck_tok);
     }
-    char tok_dst[4096], model_path[4096];
-    snprintf(tok_dst, sizeof tok_dst, "%s/tokenizer.txt", o->out);
+    const uint64_t run_id = adopt_checkpoint_dir(o, resume_path, &rh, dist.rank);
+    char model_path[4096];
     snprintf(model_path, sizeof model_path, "%s/model.bin", o->out);
     GPT g;
     if (gpt_create(&g, &cfg, &be, B, T, rc, attn, err, sizeof err)) die_user("%s", err);
@@ -536,6 +641,19 @@ int cmd_train(Options *o) {
         skipped = (int)rh.skipped;
         last_val = rh.last_val_loss;
         data_loader_seek(&train_dl, rh.train_batches);
+        if (start_step == o->steps) {   // a run stopped after its last step (its model may be missing): finish it
+            printf("resume: %s is at the last step (%d of %d): the run is complete; writing its model\n", resume_path,
+                   start_step, o->steps);
+            if (dist.rank == 0) write_final_model(&g, o->out, tok_text);
+            printf("done: 0 steps; final val_loss %.4f; %d updates skipped; model -> %s\n", last_val, skipped,
+                   model_path);
+            data_loader_close(&train_dl);
+            data_loader_close(&val_dl);
+            gpt_destroy(&g);
+            free(cfg_text);
+            dist_finalize(&dist);
+            return 0;
+        }
     } else if (o->init_from[0]) {
         if (modelfile_load_weights(&g, o->init_from, err, sizeof err)) die_user("--init-from: %s", err);
     } else gpt_init_weights(&g, (uint64_t)o->seed);
@@ -698,12 +816,21 @@ int cmd_train(Options *o) {
                         "stopping without writing %s\n",
                         m.step, isfinite(m.loss) ? "finite" : isnan(m.loss) ? "NaN" : "Inf",
                         isfinite(m.grad_norm) ? "finite" : isnan(m.grad_norm) ? "NaN" : "Inf", model_path);
-                write_json(logf, &m, NAN);
-                if (logf) fclose(logf);
+                write_json(&logf, &m, NAN);
+                log_close(&logf, o->log);
                 return EXIT_DIVERGED;
             }
             m.skipped = 1;
             skipped++;
+            if (o->max_skipped && skipped > o->max_skipped) {
+                fprintf(stderr,
+                        "gptrain: error: step %d: %d updates skipped for a non-finite loss or gradient, more than "
+                        "--max-skipped %d: the run diverged; stopping without writing %s\n",
+                        m.step, skipped, o->max_skipped, model_path);
+                write_json(&logf, &m, NAN);
+                log_close(&logf, o->log);
+                return EXIT_DIVERGED;
+            }
         } else {
             float clip = (o->grad_clip > 0 && m.grad_norm > o->grad_clip) ? (float)(o->grad_clip / m.grad_norm) : 1.0f;
             if (zero) {
@@ -753,7 +880,7 @@ int cmd_train(Options *o) {
             printf("eval  step %d/%d: val_loss %.4f (%d batches, %.1f s)\n", m.step, o->steps, val, eval_batches,
                    backend_now_s() - te);
         }
-        write_json(logf, &m, val);
+        write_json(&logf, &m, val);
         // Every rank stops after the same step: the signal may reach the ranks at different moments.
         const int sig = dist_allreduce_max_int(&dist, stop_signal), stopping = step + 1 == o->stop_at_step;
         if (sig || stopping || (o->checkpoint_every && ((step + 1) % o->checkpoint_every == 0 || last))) {
@@ -763,14 +890,18 @@ int cmd_train(Options *o) {
             }
             if (write_checkpoint(o->checkpoint_dir, dist.rank, &g, step + 1, B, T, accum, dist.world, shuffle,
                                  (uint64_t)o->seed, train_dl.batches, skipped, last_val, cfg_text, tok_text,
-                                 o->keep_last, ckpt_path, sizeof ckpt_path))
+                                 o->keep_last, run_id, ckpt_path, sizeof ckpt_path))
                 return EXIT_USER;
         }
         fflush(stdout);
+        if ((sig || stopping) && last) {   // the run is complete: it ends as one, with its model
+            if (sig) printf("%s during the last step: the run is complete; writing its model\n", signal_name(sig));
+            break;
+        }
         if (sig || stopping) {
-            if (logf) fclose(logf);
+            log_close(&logf, o->log);
             printf("stopped after step %d/%d (%s): continue with --resume auto (or --resume %s)\n", step + 1,
-                   o->steps, sig == SIGINT ? "SIGINT" : sig == SIGTERM ? "SIGTERM" : "--stop-at-step", ckpt_path);
+                   o->steps, sig ? signal_name(sig) : "--stop-at-step", ckpt_path);
             fflush(stdout);
             data_loader_close(&train_dl);
             data_loader_close(&val_dl);
@@ -781,14 +912,8 @@ int cmd_train(Options *o) {
         }
     }
     double total_s = backend_now_s() - t_start;
-    if (logf && fclose(logf)) die_user("--log %s: write failed (%s)", o->log, strerror(errno));
-    if (dist.rank == 0 && modelfile_save(&g, model_path, err, sizeof err)) die_user("--out: %s", err);
-    if (dist.rank == 0) {
-        char tmp_tok[4096];
-        FILE *tf = file_create_tmp(tok_dst, tmp_tok, sizeof tmp_tok, err, sizeof err);
-        if (!tf || file_commit_tmp(tf, tmp_tok, tok_dst, !file_write(tf, tok_text, strlen(tok_text)), err, sizeof err))
-            die_user("--out: %s", err);
-    }
+    log_close(&logf, o->log);
+    if (dist.rank == 0) write_final_model(&g, o->out, tok_text);
     printf("done: %d steps in %.1f s; %.0f tokens/s (mean after warm-up); final val_loss %.4f; %d updates skipped; "
            "model -> %s\n",
            steps_run, total_s, time_sum > 0 ? tok_sum / time_sum : 0.0, last_val, skipped, model_path);
