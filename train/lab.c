@@ -482,9 +482,7 @@ static double planned_bytes(const Lab *L, const char *const *extra, int nextra, 
     RecomputeMode rc;
     gpt_recompute_parse(o.recompute, &rc);
     const AttentionKind attn = resolve_attention(&o, NULL, &cfg);
-    GPTMemory m;
-    gpt_memory_plan(&cfg, o.batch, T, attn, &m);
-    return (double)gpt_memory_total(&m, rc);
+    return gpt_memory_total_estimate(&cfg, o.batch, T, rc, attn);
 }
 
 int cmd_bench(int argc, char **argv) {
