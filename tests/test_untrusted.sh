@@ -1,7 +1,9 @@
 #!/bin/sh
-# test_untrusted.sh: inputs gptrain must not trust. Model sizes past the config's caps (a d_model whose 4*C overflows
-# an int, from a flag or from an edited model file header), a model above 1e12 parameters and a plan above 2^60 bytes
-# are one-line errors; `info` with B*T above 2^31 reports tokens/s without an int overflow.
+# test_untrusted.sh: inputs gptrain must not trust. A model file whose header was edited (L=20000 on a 442 KB file, a
+# width whose model would need 412 GB) is refused from its size, at once and without allocating, by sample and by
+# train --init-from; a FIFO given as a model file is refused instead of waited on; model sizes past the config's caps
+# (a d_model whose 4*C overflows an int, from a flag or from a header), a model above 1e12 parameters and a plan above
+# 2^60 bytes are one-line errors; `info` with B*T above 2^31 reports tokens/s without an int overflow.
 # Run from the repository root after `make`.
 . tests/lib.sh
 
@@ -24,7 +26,39 @@ PY
 }
 mkdir -p "$T/bad"
 cp "$T/run/tokenizer.txt" "$T/bad/"
+edit_header "$T/run/model.bin" "$T/bad/layers.bin" 4 20000          # header[4] = L
 edit_header "$T/run/model.bin" "$T/bad/wide.bin" 5 1 536870912      # header[5..6] = NH, C: 4*C overflows an int
+edit_header "$T/run/model.bin" "$T/bad/big.bin" 5 1 65536           # C = 65536: 1e11 parameters, within the caps
+
+# ---- a header is checked against the file's size before anything is allocated ----
+# Each refusal runs under a 5 s timeout (the unchecked header took 12 s and 15.8 GB before refusing).
+expect_error "sample --checkpoint with header L=20000 on a 442368-byte file" 2 \
+    "layers.bin: 442368 bytes, but its header (L=20000 NH=2 C=64 F=256 V=[0-9]* maxT=32, fp32) needs 3998[0-9]* bytes: truncated or not a model file" \
+    timeout 5 $G sample --checkpoint "$T/bad/layers.bin" --tokens 1 --threads 2
+expect_error "train --init-from with header L=20000" 2 "^gptrain: error: --init-from: .*layers.bin: 442368 bytes, but its header (L=20000" \
+    timeout 5 $G train --data "$D" --init-from "$T/bad/layers.bin" --steps 1 --threads 2 --out "$T/x1"
+# Peak memory of that refusal against a plain refusal to open a missing file (the binary's own start-up, CUDA libraries
+# included): within 100 MB.
+if [ -x /usr/bin/time ]; then
+    rss() { /usr/bin/time -f %M -o "$T/rss" timeout 5 "$@" >/dev/null 2>&1; tail -n 1 "$T/rss"; }
+    r0=$(rss $G sample --checkpoint "$T/missing.bin" --tokens 1 --threads 2)
+    r1=$(rss $G sample --checkpoint "$T/bad/layers.bin" --tokens 1 --threads 2)
+    r2=$(rss $G train --data "$D" --init-from "$T/bad/layers.bin" --steps 1 --threads 2 --out "$T/x2")
+    [ "$r1" -lt $((r0 + 102400)) ] && [ "$r2" -lt $((r0 + 102400)) ] \
+        && ok "the L=20000 refusals peak at ${r1} KB (sample) and ${r2} KB (train) RSS, start-up alone ${r0} KB" \
+        || bad "refusal memory" "sample ${r1} KB, train ${r2} KB, start-up ${r0} KB"
+else
+    ok "refusal memory: skipped: no /usr/bin/time"
+fi
+expect_error "a header with C=65536 (412 GB of weights) is refused by size, not by a failed allocation" 2 \
+    "big.bin: 442368 bytes, but its header (L=2 NH=1 C=65536 F=262144 .*) needs 412366144512 bytes: truncated" \
+    timeout 5 $G sample --checkpoint "$T/bad/big.bin" --tokens 1 --threads 2
+# ---- a FIFO as a model file is refused, not waited on ----
+mkfifo "$T/fifo.bin"
+expect_error "sample --checkpoint FIFO" 2 "fifo.bin: is a FIFO, expected a regular file" \
+    timeout 5 $G sample --checkpoint "$T/fifo.bin" --tokens 1 --threads 2
+expect_error "train --init-from FIFO" 2 "\-\-init-from: .*fifo.bin: is a FIFO, expected a regular file" \
+    timeout 5 $G train --data "$D" --init-from "$T/fifo.bin" --steps 1 --threads 2 --out "$T/x4"
 
 # ---- model sizes, from flags and from a file header: capped before any arithmetic ----
 expect_error "a header with C=536870912 (4*C overflows) names the cap" 2 \
