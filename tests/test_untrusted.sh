@@ -3,7 +3,8 @@
 # width whose model would need 412 GB) is refused from its size, at once and without allocating, by sample and by
 # train --init-from; a FIFO given as a model file is refused instead of waited on; model sizes past the config's caps
 # (a d_model whose 4*C overflows an int, from a flag or from a header), a model above 1e12 parameters and a plan above
-# 2^60 bytes are one-line errors; `info` with B*T above 2^31 reports tokens/s without an int overflow.
+# 2^60 bytes are one-line errors; `info` with B*T above 2^31 reports tokens/s without an int overflow; `ab` with a
+# TMPDIR holding quotes removes its own temporary directory and nothing else.
 # Run from the repository root after `make`.
 . tests/lib.sh
 
@@ -87,5 +88,18 @@ want = 65536.0 * 65536 / (ms / 1e3)
 assert abs(tok - want) <= 1e-4 * want, f"{tok:.0f} tokens/s printed, B*T/t = {want:.0f}"
 print(f"{tok:.0f} tokens/s = B*T / {ms} ms")
 PY
+
+# ---- ab's temporary directory under a TMPDIR with quotes ----
+# TMPDIR="$T/victim' '$T/tmp": the old cleanup, system("rm -rf '<TMPDIR>/gptrain-lab-XXXXXX'"), ran
+# rm -rf '$T/victim' '$T/tmp/gptrain-lab-XXXXXX': it deleted $T/victim and left its own directory behind.
+Q="$T/victim' '$T/tmp"
+mkdir -p "$Q" "$T/victim"
+echo keep >"$T/victim/keep"
+TMPDIR=$Q $G ab --data "$D" --preset micro --seq-len 32 --threads 2 --a "--batch 2" --b "--batch 2" --trials 1 \
+    --steps 1 --warmup 0 >"$T/ab.out" 2>&1 || bad "ab under a quoted TMPDIR" "$(tail -3 "$T/ab.out")"
+left=$(ls -A "$Q")
+[ -f "$T/victim/keep" ] && [ -z "$left" ] \
+    && ok "ab under TMPDIR=\"\$T/victim' '\$T/tmp\": \$T/victim survives, the lab's temporary directory is removed" \
+    || bad "ab cleanup" "victim: $(ls -A "$T/victim" 2>&1); left in TMPDIR: $left"
 
 finish
