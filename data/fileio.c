@@ -242,7 +242,12 @@ FILE *file_open_input(const char *path, char *err, size_t errlen) {
         return NULL;
     }
     struct stat st;
-    if (fstat(fd, &st) || !S_ISREG(st.st_mode)) {
+    if (fstat(fd, &st)) {
+        snprintf(err, errlen, "%s: cannot check it (%s)", path, strerror(errno));
+        close(fd);
+        return NULL;
+    }
+    if (!S_ISREG(st.st_mode)) {
         snprintf(err, errlen, "%s: is %s, expected a regular file", path, file_kind(st.st_mode));
         close(fd);
         return NULL;

@@ -1,6 +1,7 @@
 /*
  * config.c: GPT configurations: the named presets and the checks that turn user-given sizes into a valid config
- * (d_ff defaulting to 4*d_model, the vocabulary padded to a multiple of GPT_VOCAB_PAD rows).
+ * (d_ff defaulting to 4*d_model, the vocabulary padded to a multiple of GPT_VOCAB_PAD rows). The sizes come from flags
+ * and from file headers alike, so each is capped before any arithmetic on it, and the parameter count is capped.
  */
 #include <stdio.h>
 #include <string.h>
@@ -48,19 +49,38 @@ const char *gpt_config_preset_names(void) {
     return "gpt2-124m, gpt2-350m, gpt2-774m, gpt2-1.5b, small, medium, large, xl, 2.7b, tiny, micro";
 }
 
+// Caps on each size, checked before any arithmetic on them. Generous for real models (GPT-3 175B: L=96, C=12288,
+// F=49152, maxT=2048) yet small enough that every derived size fits its type: 4*C fits an int, and the largest
+// parameter tensors, 3*C*C*L and F*C*L, stay below 2^59 (2^20 * 2^22 * 2^16 = 2^58), so the size_t parameter count
+// cannot wrap and the 1e12 cap on it is a comparison of exact numbers.
+#define GPT_MAX_LAYERS (1 << 16)
+#define GPT_MAX_D_MODEL (1 << 20)
+#define GPT_MAX_D_FF (4 << 20)   // the default F (4*C) of the widest allowed model
+#define GPT_MAX_SEQ_LEN (1 << 24)
+#define GPT_MAX_PARAMS 1000000000000.0   // 1e12 parameters: 16 TB of fp32 weights, gradients and AdamW moments
+
 int gpt_config_finalize(GPTConfig *cfg, char *err, size_t errlen) {
-    if (cfg->n_layer < 1) { snprintf(err, errlen, "--n-layer %d: expected at least 1", cfg->n_layer); return -1; }
+    if (cfg->n_layer < 1 || cfg->n_layer > GPT_MAX_LAYERS) {
+        snprintf(err, errlen, "--n-layer %d: expected 1..%d", cfg->n_layer, GPT_MAX_LAYERS);
+        return -1;
+    }
+    if (cfg->d_model < 1 || cfg->d_model > GPT_MAX_D_MODEL) {
+        snprintf(err, errlen, "--d-model %d: expected 1..%d", cfg->d_model, GPT_MAX_D_MODEL);
+        return -1;
+    }
     if (cfg->n_head < 1) { snprintf(err, errlen, "--n-head %d: expected at least 1", cfg->n_head); return -1; }
-    if (cfg->d_model < 1) { snprintf(err, errlen, "--d-model %d: expected at least 1", cfg->d_model); return -1; }
     if (cfg->d_model % cfg->n_head != 0) {
         snprintf(err, errlen, "--d-model %d is not divisible by --n-head %d: expected d_model = n_head * head size",
                  cfg->d_model, cfg->n_head);
         return -1;
     }
     if (cfg->d_ff == 0) cfg->d_ff = 4 * cfg->d_model;
-    if (cfg->d_ff < 1) { snprintf(err, errlen, "--d-ff %d: expected at least 1 (0 means 4*d_model)", cfg->d_ff); return -1; }
-    if (cfg->max_seq_len < 1) {
-        snprintf(err, errlen, "--max-seq-len %d: expected at least 1", cfg->max_seq_len);
+    if (cfg->d_ff < 1 || cfg->d_ff > GPT_MAX_D_FF) {
+        snprintf(err, errlen, "--d-ff %d: expected 1..%d (0 means 4*d_model)", cfg->d_ff, GPT_MAX_D_FF);
+        return -1;
+    }
+    if (cfg->max_seq_len < 1 || cfg->max_seq_len > GPT_MAX_SEQ_LEN) {
+        snprintf(err, errlen, "--max-seq-len %d: expected 1..%d", cfg->max_seq_len, GPT_MAX_SEQ_LEN);
         return -1;
     }
     if (cfg->vocab_size < 1 || cfg->vocab_size > 65536) {
@@ -68,6 +88,13 @@ int gpt_config_finalize(GPTConfig *cfg, char *err, size_t errlen) {
         return -1;
     }
     cfg->padded_vocab = (cfg->vocab_size + GPT_VOCAB_PAD - 1) / GPT_VOCAB_PAD * GPT_VOCAB_PAD;
+    const size_t np = gpt_param_count(cfg);
+    if ((double)np > GPT_MAX_PARAMS) {
+        snprintf(err, errlen, "a model of %.4g parameters (L=%d C=%d F=%d maxT=%d): expected at most %.0e (check "
+                 "--n-layer, --d-model, --d-ff and --max-seq-len)", (double)np, cfg->n_layer, cfg->d_model,
+                 cfg->d_ff, cfg->max_seq_len, GPT_MAX_PARAMS);
+        return -1;
+    }
     return 0;
 }
 

@@ -11,6 +11,7 @@
  *              l's forward into shared slots.
  * The recomputation calls the very same ops on the very same inputs, so gradients are bitwise identical across modes.
  */
+#include <limits.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -47,6 +48,13 @@ int gpt_create(GPT *g, const GPTConfig *cfg, Backend *be, int B, int T, Recomput
                  cfg->max_seq_len);
         return -1;
     }
+    // The ops take the tokens of a micro-batch, N = B*T, as an int.
+    if ((long long)B * T > INT_MAX) {
+        snprintf(err, errlen, "--batch %d x --seq-len %d = %lld tokens per micro-batch: expected at most %d", B, T,
+                 (long long)B * T, INT_MAX);
+        return -1;
+    }
+    if (gpt_plan_check(cfg, B, T, attn, err, errlen)) return -1;
     GPT_ASSERT(cfg->padded_vocab >= cfg->vocab_size && cfg->padded_vocab % GPT_VOCAB_PAD == 0);
     g->cfg = *cfg;
     g->be = be;

@@ -40,8 +40,9 @@ typedef struct GPTConfig {
 int gpt_config_preset(GPTConfig *cfg, const char *name);
 // Comma-separated list of preset names, for --help and error messages.
 const char *gpt_config_preset_names(void);
-// Check the configuration (positive sizes, C % NH == 0, ...), fill d_ff and padded_vocab. On a user error returns -1
-// with one line in err naming the flag and what was expected.
+// Check the configuration (positive sizes under caps that keep every derived size in range, C % NH == 0, at most
+// 1e12 parameters), fill d_ff and padded_vocab. On a user error returns -1 with one line in err naming the flag and
+// what was expected.
 int gpt_config_finalize(GPTConfig *cfg, char *err, size_t errlen);
 
 typedef enum { RECOMPUTE_NONE = 0, RECOMPUTE_SELECTIVE = 1, RECOMPUTE_FULL = 2 } RecomputeMode;
@@ -181,6 +182,13 @@ typedef struct GPTMemory {
     size_t io_bytes;          // inputs and targets
 } GPTMemory;
 void gpt_memory_plan(const GPTConfig *cfg, int B, int T, AttentionKind attn, GPTMemory *out);
+// The same total in double, exact below 2^53 bytes and never wrapping (B, T and the widths come from the user).
+double gpt_memory_total_estimate(const GPTConfig *cfg, int B, int T, RecomputeMode rc, AttentionKind attn);
+// The size_t plan is trusted only below this many bytes (2^60), where none of its sums can wrap.
+#define GPT_PLAN_MAX_BYTES 1152921504606846976.0
+// 0 when every recompute mode's plan for (B,T) is below GPT_PLAN_MAX_BYTES, else -1 with err naming --batch and
+// --seq-len. gpt_create checks it; `gptrain info` too, before printing the plan.
+int gpt_plan_check(const GPTConfig *cfg, int B, int T, AttentionKind attn, char *err, size_t errlen);
 // Everything gpt_create allocates for a recompute mode: weights, gradients, AdamW moments, activations, backward
 // scratch, token buffers.
 size_t gpt_memory_total(const GPTMemory *m, RecomputeMode rc);
@@ -193,6 +201,9 @@ size_t gpt_plan_params(const GPTConfig *cfg, ParamInfo *info /* [NUM_PARAM_TENSO
 size_t gpt_plan_acts(const GPTConfig *cfg, int B, int T, RecomputeMode rc, AttentionKind attn,
                      ActInfo *info /* [NUM_ACT_TENSORS] */);
 size_t gpt_plan_grad_acts(const GPTConfig *cfg, int B, int T, AttentionKind attn);
+// Floats in the parameter buffer (gpt_plan_params' total): what a model file of this config holds. Exact for any
+// config gpt_config_finalize accepts (its caps keep the count below 2^60).
+size_t gpt_param_count(const GPTConfig *cfg);
 
 /*
  * FLOPs of one training step for one micro-batch (B,T), from the same walk of the ops the forward performs.

@@ -11,6 +11,8 @@
  * 2 * HS * T(T+1)/2 per head, i.e. B*C*T*(T+1) per layer each. The LM head counts the real vocabulary V (the padded
  * rows Vp-V are zeros the hardware multiplies but the model does not need).
  */
+#include <math.h>
+#include <stdio.h>
 #include <string.h>
 
 #include "gpt.h"
@@ -75,6 +77,44 @@ size_t gpt_plan_grad_acts(const GPTConfig *cfg, int Bi, int Ti, AttentionKind at
     return total;
 }
 
+size_t gpt_param_count(const GPTConfig *cfg) {
+    ParamInfo info[NUM_PARAM_TENSORS];
+    return gpt_plan_params(cfg, info);
+}
+
+double gpt_memory_total_estimate(const GPTConfig *cfg, int Bi, int Ti, RecomputeMode rc, AttentionKind attn) {
+    // The same tables as the size_t plan, evaluated in double: B and T come from flags, and their products with the
+    // widths (B*NH*T*T per layer) could wrap a size_t, which would under-allocate. Exact while below 2^53.
+    const double B = Bi, T = Ti, C = cfg->d_model, F = cfg->d_ff, NH = cfg->n_head, Vp = cfg->padded_vocab;
+    const double maxT = cfg->max_seq_len, L = cfg->n_layer;
+    const double N = B * T, TT = attn == ATTN_NAIVE ? T * T : 0, TL = attn == ATTN_FLASH ? T : 0;
+    const double FW = attn == ATTN_FLASH ? 2 * N * C + B * NH * T + 64 : 0;   // FLASH_WORK_FLOATS in double
+    double params = 0, acts = 0, gacts = 0;
+#define GPT_PARAM_EST(pname, prows, pcols, pper_layer, pdecay, pinit) params += (prows) * (pcols) * ((pper_layer) ? L : 1);
+    GPT_PARAMS(GPT_PARAM_EST)
+#undef GPT_PARAM_EST
+#define GPT_ACT_EST(aname, anumel, aper_layer, akept) acts += (anumel) * act_slots((aper_layer), (akept), rc, (int)L);
+    GPT_ACTS(GPT_ACT_EST)
+#undef GPT_ACT_EST
+#define GPT_GACT_EST(gname, gnumel) gacts += (gnumel);
+    GPT_GRAD_ACTS(GPT_GACT_EST)
+#undef GPT_GACT_EST
+    (void)F; (void)NH; (void)Vp; (void)maxT; (void)TT; (void)TL; (void)FW;
+    // weights, gradients and the two AdamW moments; activations; backward scratch; input and target tokens
+    return 4 * (4 * params + acts + gacts) + 2 * N * 4;
+}
+
+int gpt_plan_check(const GPTConfig *cfg, int B, int T, AttentionKind attn, char *err, size_t errlen) {
+    double need = 0;
+    for (int m = 0; m < 3; m++) need = fmax(need, gpt_memory_total_estimate(cfg, B, T, (RecomputeMode)m, attn));
+    if (need > GPT_PLAN_MAX_BYTES) {
+        snprintf(err, errlen, "--batch %d --seq-len %d: the plan needs %.3g bytes, more than the %.3g (2^60) any "
+                 "machine holds: expected a smaller --batch, --seq-len or model", B, T, need, GPT_PLAN_MAX_BYTES);
+        return -1;
+    }
+    return 0;
+}
+
 void gpt_memory_plan(const GPTConfig *cfg, int B, int T, AttentionKind attn, GPTMemory *out) {
     ParamInfo pinfo[NUM_PARAM_TENSORS];
     ActInfo ainfo[NUM_ACT_TENSORS];
@@ -95,19 +135,15 @@ size_t gpt_memory_total(const GPTMemory *m, RecomputeMode rc) {
 
 int gpt_max_batch(const GPTConfig *cfg, int T, RecomputeMode rc, AttentionKind attn, double cap, double reserve,
                   int max_B, double *need_next) {
-    // Memory grows with B (activations, scratch, tokens), so bisect on the first B that does not fit.
-    GPTMemory m;
+    // Memory grows with B (activations, scratch, tokens), so bisect on the first B that does not fit. In double:
+    // a large B at a long T would wrap the size_t plan into a small number that "fits".
     int lo = 0, hi = max_B + 1;   // fits(lo) (B = 0 trivially), !fits(hi)
     while (hi - lo > 1) {
         const int mid = lo + (hi - lo) / 2;
-        gpt_memory_plan(cfg, mid, T, attn, &m);
-        if ((double)gpt_memory_total(&m, rc) + reserve <= cap) lo = mid;
+        if (gpt_memory_total_estimate(cfg, mid, T, rc, attn) + reserve <= cap) lo = mid;
         else hi = mid;
     }
-    if (need_next) {
-        gpt_memory_plan(cfg, lo + 1, T, attn, &m);
-        *need_next = (double)gpt_memory_total(&m, rc) + reserve;
-    }
+    if (need_next) *need_next = gpt_memory_total_estimate(cfg, lo + 1, T, rc, attn) + reserve;
     return lo;
 }
 

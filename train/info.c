@@ -84,6 +84,9 @@ int cmd_info(Options *o) {
     gpt_recompute_parse(o->recompute, &rc);
     if (o->batch == CLI_AUTO) resolve_batch_auto(o, NULL, &cfg, T, rc, attn);
     const int B = o->batch;
+    char err[512];
+    if (gpt_plan_check(&cfg, B, T, ATTN_NAIVE, err, sizeof err) || gpt_plan_check(&cfg, B, T, ATTN_FLASH, err, sizeof err))
+        die_user("%s", err);
     GPTMemory mem, other;
     gpt_memory_plan(&cfg, B, T, attn, &mem);
     gpt_memory_plan(&cfg, B, T, attn == ATTN_FLASH ? ATTN_NAIVE : ATTN_FLASH, &other);
@@ -132,7 +135,7 @@ int cmd_info(Options *o) {
         const double t = gpt_roofline_step_s(&cfg, B, T, peak, bw, &tc, &tm);
         printf("roofline lower bound per micro-step (B=%d, T=%d): %.3f ms at %.4g TFLOPS and %.4g GB/s (%.3f ms in "
                "compute-bound ops, %.3f ms in memory-bound ops); %.0f tokens/s at best\n", B, T, t * 1e3, peak, bw,
-               tc * 1e3, tm * 1e3, B * T / t);
+               tc * 1e3, tm * 1e3, tokens / t);
     }
     {
         const char *what;

@@ -13,7 +13,9 @@
  *
  * The lab's own flags are in LAB_FLAGS below; every other flag passes through to `gptrain train` unchanged.
  */
+#define _XOPEN_SOURCE 700   // nftw and its FTW_DEPTH / FTW_PHYS flags, for the shell-free removal of the temp dir
 #include <errno.h>
+#include <ftw.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -322,10 +324,20 @@ static FILE *open_out(const char *path, const char *flag) {
     return f;
 }
 
+// One entry of the temporary directory, children first (FTW_DEPTH). FTW_PHYS reports a symbolic link as itself, so
+// it is unlinked and never followed; no shell sees the path (TMPDIR may hold quotes or spaces).
+static int lab_remove_entry(const char *path, const struct stat *st, int type, struct FTW *ftw) {
+    (void)st;
+    (void)ftw;
+    if ((type == FTW_DP || type == FTW_DNR ? rmdir(path) : unlink(path)) != 0)
+        fprintf(stderr, "warning: could not remove %s (%s)\n", path, strerror(errno));
+    return 0;   // go on: remove whatever else can be removed
+}
+
 static void lab_cleanup(const Lab *L) {
-    char cmd[600];
-    snprintf(cmd, sizeof cmd, "rm -rf '%s'", L->tmp);
-    if (system(cmd) != 0) fprintf(stderr, "warning: could not remove %s\n", L->tmp);
+    // FTW_MOUNT: never descend into another file system mounted below the directory.
+    if (nftw(L->tmp, lab_remove_entry, 16, FTW_DEPTH | FTW_PHYS | FTW_MOUNT) != 0)
+        fprintf(stderr, "warning: could not remove %s (%s)\n", L->tmp, strerror(errno));
 }
 
 // ---- ab ----
@@ -482,9 +494,7 @@ static double planned_bytes(const Lab *L, const char *const *extra, int nextra, 
     RecomputeMode rc;
     gpt_recompute_parse(o.recompute, &rc);
     const AttentionKind attn = resolve_attention(&o, NULL, &cfg);
-    GPTMemory m;
-    gpt_memory_plan(&cfg, o.batch, T, attn, &m);
-    return (double)gpt_memory_total(&m, rc);
+    return gpt_memory_total_estimate(&cfg, o.batch, T, rc, attn);
 }
 
 int cmd_bench(int argc, char **argv) {

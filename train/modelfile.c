@@ -4,11 +4,14 @@
  * wte with its Vp rows, wpe, then per-layer stacks; matrices as (out, in) rows), as fp32 (version 3) or bf16
  * (version 5, llm.c's mixed-precision files). header[8] (F) is our addition; llm.c leaves it 0, meaning 4*C.
  * bf16 is written round-to-nearest-even from the fp32 weights and read back exactly (bf16 -> fp32 is a shift).
+ * A file is untrusted input: its header's model must pass the config's caps and the file's size must be exactly what
+ * that header needs before anything is planned or allocated for it.
  */
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "data.h"
@@ -87,13 +90,45 @@ static int read_header(FILE *f, const char *path, int32_t *h, char *err, size_t 
     return 0;
 }
 
+// The bytes a model file of np parameters in header version `version` has: 1024 + np x 4 (fp32) or x 2 (bf16).
+// np is below 2^60 for any config gpt_config_finalize accepts; the check keeps that an invariant, not an assumption.
+static int expected_bytes(size_t np, int version, uint64_t *out) {
+    const uint64_t esize = version == MODEL_VERSION_FP32 ? sizeof(float) : sizeof(uint16_t);
+    if (np > (UINT64_MAX - sizeof(int32_t) * 256) / esize) return -1;
+    *out = sizeof(int32_t) * 256 + (uint64_t)np * esize;
+    return 0;
+}
+
+// The file's size against what its header needs, before anything is allocated for it: a header edited or damaged to
+// say L=20000 would otherwise have its model planned and allocated (gigabytes) before the read found the file short.
+static int check_size(FILE *f, const char *path, const int32_t *h, const GPTConfig *cfg, size_t np, char *err,
+                      size_t errlen) {
+    struct stat st;
+    if (fstat(fileno(f), &st)) {
+        snprintf(err, errlen, "%s: cannot check its size (%s)", path, strerror(errno));
+        return -1;
+    }
+    uint64_t need;
+    if (expected_bytes(np, h[1], &need)) {
+        snprintf(err, errlen, "%s: its header's %zu parameters overflow a file size", path, np);
+        return -1;
+    }
+    if ((uint64_t)st.st_size != need) {
+        snprintf(err, errlen, "%s: %lld bytes, but its header (L=%d NH=%d C=%d F=%d V=%d maxT=%d, %s) needs %llu bytes: "
+                 "%s", path, (long long)st.st_size, cfg->n_layer, cfg->n_head, cfg->d_model, cfg->d_ff,
+                 cfg->vocab_size, cfg->max_seq_len, h[1] == MODEL_VERSION_FP32 ? "fp32" : "bf16",
+                 (unsigned long long)need, (uint64_t)st.st_size < need ? "truncated or not a model file"
+                                                                        : "trailing bytes or not a model file");
+        return -1;
+    }
+    return 0;
+}
+
 int modelfile_read_config(const char *path, GPTConfig *cfg, char *err, size_t errlen) {
-    FILE *f = fopen(path, "rb");
-    if (!f) { snprintf(err, errlen, "%s: cannot open (%s)", path, strerror(errno)); return -1; }
+    FILE *f = file_open_input(path, err, errlen);
+    if (!f) return -1;
     int32_t h[256];
-    int rc = read_header(f, path, h, err, errlen);
-    fclose(f);
-    if (rc) return rc;
+    if (read_header(f, path, h, err, errlen)) { fclose(f); return -1; }
     memset(cfg, 0, sizeof(*cfg));
     cfg->max_seq_len = h[2];
     cfg->vocab_size = h[3];
@@ -103,23 +138,29 @@ int modelfile_read_config(const char *path, GPTConfig *cfg, char *err, size_t er
     cfg->d_ff = h[8];
     char why[256];
     if (gpt_config_finalize(cfg, why, sizeof why)) {
+        fclose(f);
         snprintf(err, errlen, "%s: header describes an invalid model (%s)", path, why);
         return -1;
     }
     if (cfg->padded_vocab != h[7]) {
+        fclose(f);
         snprintf(err, errlen, "%s: padded vocabulary %d, expected %d for vocabulary %d", path, h[7],
                  cfg->padded_vocab, cfg->vocab_size);
         return -1;
     }
-    return 0;
+    const int rc = check_size(f, path, h, cfg, gpt_param_count(cfg), err, errlen);
+    fclose(f);
+    return rc;
 }
 
 int modelfile_load_weights(GPT *g, const char *path, char *err, size_t errlen) {
-    FILE *f = fopen(path, "rb");
-    if (!f) { snprintf(err, errlen, "%s: cannot open (%s)", path, strerror(errno)); return -1; }
+    FILE *f = file_open_input(path, err, errlen);
+    if (!f) return -1;
     int32_t h[256];
     if (read_header(f, path, h, err, errlen)) { fclose(f); return -1; }
     const size_t np = g->mem.num_params;
+    // Checked again here, against the model the weights go into: the file may have changed since its config was read.
+    if (check_size(f, path, h, &g->cfg, np, err, errlen)) { fclose(f); return -1; }
     float *w = malloc(np * sizeof(float) + 1);
     if (!w) { fclose(f); snprintf(err, errlen, "%s: out of memory for a staging buffer", path); return -1; }
     size_t n = 0;

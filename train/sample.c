@@ -5,7 +5,6 @@
  * its tokenizer) or an llm.c model file (--checkpoint PATH; its tokenizer.txt beside it, else GPT-2's when V=50257).
  * Export writes the weights of any of these as an llm.c model file, fp32 (version 3) or bf16 (version 5).
  */
-#include <errno.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -62,7 +61,7 @@ static void load_model(Options *o, Backend *be, GPT *g, Tokenizer *tok, int want
     if (o->checkpoint[0]) {
         snprintf(path, sizeof path, "%s", o->checkpoint);
         char magic[8] = {0};
-        FILE *f = file_open_input(path, err, sizeof err);
+        FILE *f = file_open_input(path, err, sizeof err);   // a FIFO or device is refused, not waited on
         if (!f) die_user("--checkpoint %s", err);
         size_t got = fread(magic, 1, 8, f);
         fclose(f);
