@@ -175,6 +175,24 @@ st=$?
 expect_error "--log /dev/full (not a file the run can own) is refused" 2 "not a regular file" \
     $G train $RUN --steps 2 --out "$T/full" --log /dev/full
 
+# ---- 9. a model is decoded only with its own tokenizer ----
+mkdir "$T/pair"
+cp "$T/m/model.bin" "$T/pair/"
+/usr/bin/python3 - "$D/tokenizer.txt" "$T/pair/tokenizer.txt" <<'PY'
+import sys
+lines = open(sys.argv[1]).read().split("\n")
+for i, l in enumerate(lines):
+    if l.startswith("bytes "):
+        b = l.split()[1:]
+        b[1], b[2] = b[2], b[1]   # another run's tokenizer: same size, two tokens swapped
+        lines[i] = "bytes " + " ".join(b)
+open(sys.argv[2], "w").write("\n".join(lines))
+PY
+expect_error "sample refuses a model beside another run's tokenizer.txt" 2 "was trained with another tokenizer" \
+    $G sample --from "$T/pair" --tokens 5 --prompt "First"
+$G sample --from "$T/m" --tokens 5 --prompt "First" >"$T/sm.out" 2>&1 && ok "and samples with its own" \
+    || bad "sample own tokenizer" "$(cat "$T/sm.out")"
+
 # ---- 12. temp files of killed writers; the log after a resume from an older step; flag sanity ----
 $G train $RUN --steps 6 --checkpoint-every 2 --keep-last 0 --out "$T/k9" --log "$T/k9.jsonl" >/dev/null 2>&1
 : >"$T/k9/checkpoints/ckpt_00000008.bin.tmp"

@@ -46,14 +46,19 @@ double memory_cap_bytes(const Options *o, Backend *be, const char **what);
 // memory_cap_bytes, written back into o->batch with a line saying why. A user error when not even B = 1 fits.
 int resolve_batch_auto(Options *o, Backend *be, const GPTConfig *cfg, int T, RecomputeMode rc, AttentionKind attn);
 
-// llm.c model file (magic 20240326, version 3: fp32): int32 header[256] = {magic, 3, maxT, V, L, NH, C, Vp, F, 0...}
-// then every parameter in GPT_PARAMS order. F in header[8] is our addition (llm.c leaves it 0 and assumes 4*C).
-// Written atomically (PATH.tmp, fsync, rename).
-int modelfile_save(const GPT *g, const char *path, char *err, size_t errlen);
+// llm.c model file (magic 20240326, version 3: fp32): int32 header[256] = {magic, 3, maxT, V, L, NH, C, Vp, F, TOK,
+// 0...} then every parameter in GPT_PARAMS order. Our additions, which llm.c's readers ignore: F in header[8] (llm.c
+// leaves it 0 and assumes 4*C) and in header[9] the id of the tokenizer the model was trained with
+// (modelfile_tokenizer_id of its tokenizer.txt text; 0: unknown, as in llm.c's files), so that a model is never
+// decoded with another run's tokenizer.txt. Written atomically (a temporary file, fsync, rename).
+int modelfile_save(const GPT *g, const char *path, uint32_t tok_id, char *err, size_t errlen);
 // The same as version 3 (fp32) or, with bf16, version 5 (bf16 weights, round to nearest even).
-int modelfile_save_as(const GPT *g, const char *path, int bf16, char *err, size_t errlen);
-// Read the header only (to size the model), then the weights into a created model.
-int modelfile_read_config(const char *path, GPTConfig *cfg, char *err, size_t errlen);
+int modelfile_save_as(const GPT *g, const char *path, int bf16, uint32_t tok_id, char *err, size_t errlen);
+// The tokenizer id of a tokenizer.txt text (never 0).
+uint32_t modelfile_tokenizer_id(const char *tokenizer_text);
+// Read the header only (to size the model; *tok_id, when not NULL, gets header[9]), then the weights into a created
+// model.
+int modelfile_read_config(const char *path, GPTConfig *cfg, uint32_t *tok_id, char *err, size_t errlen);
 int modelfile_load_weights(GPT *g, const char *path, char *err, size_t errlen);
 
 // Peak matmul throughput of this machine in TFLOPS: the best of a few square GEMMs through the fastest CPU matmul

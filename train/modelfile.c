@@ -14,6 +14,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "checkpoint.h"
 #include "data.h"
 #include "gptrain.h"
 
@@ -36,7 +37,16 @@ static float bf16_to_f32(uint16_t b) {
     return x;
 }
 
-int modelfile_save_as(const GPT *g, const char *path, int bf16, char *err, size_t errlen) {
+uint32_t modelfile_tokenizer_id(const char *tokenizer_text) {
+    Hash64 s;
+    hash64_init(&s);
+    hash64_update(&s, tokenizer_text, strlen(tokenizer_text));
+    const uint64_t v = hash64_final(&s);
+    const uint32_t id = (uint32_t)(v ^ (v >> 32));
+    return id ? id : 1;
+}
+
+int modelfile_save_as(const GPT *g, const char *path, int bf16, uint32_t tok_id, char *err, size_t errlen) {
     int32_t h[256] = {0};
     h[0] = MODEL_MAGIC;
     h[1] = bf16 ? MODEL_VERSION_BF16 : MODEL_VERSION_FP32;
@@ -47,6 +57,7 @@ int modelfile_save_as(const GPT *g, const char *path, int bf16, char *err, size_
     h[6] = g->cfg.d_model;
     h[7] = g->cfg.padded_vocab;
     h[8] = g->cfg.d_ff == 4 * g->cfg.d_model ? 0 : g->cfg.d_ff;   // 0 (4*C), as llm.c writes, unless F differs
+    memcpy(&h[9], &tok_id, sizeof tok_id);
     char tmp[4096];
     FILE *f = file_create_tmp(path, tmp, sizeof tmp, err, errlen);
     if (!f) return -1;
@@ -69,8 +80,8 @@ int modelfile_save_as(const GPT *g, const char *path, int bf16, char *err, size_
     return file_commit_tmp(f, tmp, path, ok, err, errlen);
 }
 
-int modelfile_save(const GPT *g, const char *path, char *err, size_t errlen) {
-    return modelfile_save_as(g, path, 0, err, errlen);
+int modelfile_save(const GPT *g, const char *path, uint32_t tok_id, char *err, size_t errlen) {
+    return modelfile_save_as(g, path, 0, tok_id, err, errlen);
 }
 
 static int read_header(FILE *f, const char *path, int32_t *h, char *err, size_t errlen) {
@@ -124,11 +135,12 @@ static int check_size(FILE *f, const char *path, const int32_t *h, const GPTConf
     return 0;
 }
 
-int modelfile_read_config(const char *path, GPTConfig *cfg, char *err, size_t errlen) {
+int modelfile_read_config(const char *path, GPTConfig *cfg, uint32_t *tok_id, char *err, size_t errlen) {
     FILE *f = file_open_input(path, err, errlen);
     if (!f) return -1;
     int32_t h[256];
     if (read_header(f, path, h, err, errlen)) { fclose(f); return -1; }
+    if (tok_id) memcpy(tok_id, &h[9], sizeof *tok_id);
     memset(cfg, 0, sizeof(*cfg));
     cfg->max_seq_len = h[2];
     cfg->vocab_size = h[3];

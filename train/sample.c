@@ -52,8 +52,11 @@ static int sample_token(const float *logits, int V, double temperature, int top_
     return 0;
 }
 
-// The model (created and loaded on be) and its tokenizer from --checkpoint or --from.
-static void load_model(Options *o, Backend *be, GPT *g, Tokenizer *tok, int want_tokenizer) {
+// The model (created and loaded on be) and its tokenizer from --checkpoint or --from; *tok_id gets the id of the
+// tokenizer it was trained with (0: unknown). A model file is decoded only with the tokenizer.txt it was written
+// with (header[9]): a pair half-replaced by a failed write, or a model copied beside another run's tokenizer, is
+// refused instead of printing garbage.
+static void load_model(Options *o, Backend *be, GPT *g, Tokenizer *tok, int want_tokenizer, uint32_t *tok_id) {
     char err[1024], path[4096], tokpath[4200];
     GPTConfig cfg;
     const char *flag = o->checkpoint[0] ? "--checkpoint" : "--from";
@@ -81,10 +84,11 @@ static void load_model(Options *o, Backend *be, GPT *g, Tokenizer *tok, int want
         char why[256];
         if (gpt_config_finalize(&cfg, why, sizeof why)) die_user("--checkpoint %s: invalid model (%s)", path, why);
         if (want_tokenizer && tokenizer_load_text(tok, tok_text, path, err, sizeof err)) die_user("--checkpoint: %s", err);
+        *tok_id = modelfile_tokenizer_id(tok_text);
         free(cfg_text);
         free(tok_text);
     } else {
-        if (modelfile_read_config(path, &cfg, err, sizeof err)) die_user("%s: %s", flag, err);
+        if (modelfile_read_config(path, &cfg, tok_id, err, sizeof err)) die_user("%s: %s", flag, err);
         if (want_tokenizer) {
             // tokenizer.txt beside the model file; an llm.c GPT-2 file without one decodes with GPT-2's.
             char dir[4096];
@@ -93,7 +97,12 @@ static void load_model(Options *o, Backend *be, GPT *g, Tokenizer *tok, int want
             if (slash) *slash = 0; else snprintf(dir, sizeof dir, ".");
             snprintf(tokpath, sizeof tokpath, "%s/tokenizer.txt", dir);
             if (!access(tokpath, F_OK)) {
-                if (tokenizer_load(tok, tokpath, NULL, 0, err, sizeof err)) die_user("%s: %s", flag, err);
+                char *text = file_read_text(tokpath, 1 << 24, err, sizeof err);
+                if (!text || tokenizer_load_text(tok, text, tokpath, err, sizeof err)) die_user("%s: %s", flag, err);
+                if (*tok_id && modelfile_tokenizer_id(text) != *tok_id)
+                    die_user("%s %s: was trained with another tokenizer than %s beside it (a half-written pair, or "
+                             "files of two runs): decoding would print garbage", flag, path, tokpath);
+                free(text);
             } else if (cfg.vocab_size == GPT2_VOCAB_SIZE) {
                 if (tokenizer_load_text(tok, GPT2_TOKENIZER_TEXT, "GPT-2 tokenizer", err, sizeof err))
                     die_user("%s: %s", flag, err);
@@ -119,7 +128,8 @@ int cmd_sample(Options *o) {
     resolve_backend(o, &be, 0);
     GPT g;
     Tokenizer tok;
-    load_model(o, &be, &g, &tok, 1);
+    uint32_t tok_id;
+    load_model(o, &be, &g, &tok, 1, &tok_id);
     const GPTConfig cfg = g.cfg;
     size_t cap = plen + (size_t)o->tokens;
     int32_t *ctx = malloc(cap * sizeof(int32_t));
@@ -177,9 +187,10 @@ int cmd_export(Options *o) {
     Backend be;
     resolve_backend(o, &be, 0);
     GPT g;
-    load_model(o, &be, &g, NULL, 0);
+    uint32_t tok_id = 0;
+    load_model(o, &be, &g, NULL, 0, &tok_id);
     const int bf16 = !strcmp(o->dtype, "bf16");
-    if (modelfile_save_as(&g, o->out, bf16, err, sizeof err)) die_user("--out: %s", err);
+    if (modelfile_save_as(&g, o->out, bf16, tok_id, err, sizeof err)) die_user("--out: %s", err);
     printf("export: %zu parameters -> %s (llm.c model file, version %d, %s)\n", g.mem.num_params, o->out,
            bf16 ? 5 : 3, o->dtype);
     gpt_destroy(&g);

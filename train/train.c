@@ -289,7 +289,7 @@ static void data_tokenizer_text(Options *o, char *text, size_t cap) {
 static void apply_init_from(Options *o) {
     GPTConfig fc;
     char err[1024];
-    if (modelfile_read_config(o->init_from, &fc, err, sizeof err)) die_user("--init-from: %s", err);
+    if (modelfile_read_config(o->init_from, &fc, NULL, err, sizeof err)) die_user("--init-from: %s", err);
 #define TAKE(field, flag, value)                                                                                   \
     if (cli_given(o, #field) && o->field != (value))                                                         \
         die_user("--%s %d contradicts --init-from %s, which has %d", flag, o->field, o->init_from, (value));   \
@@ -470,7 +470,8 @@ static void write_final_model(const GPT *g, const char *out, const char *tok_tex
     FILE *tf = file_create_tmp(tok_dst, tmp_tok, sizeof tmp_tok, err, sizeof err);
     int rc = !tf || file_commit_tmp(tf, tmp_tok, tok_dst, !file_write(tf, tok_text, strlen(tok_text)), err,
                                     sizeof err);
-    if (!rc) rc = modelfile_save(g, model_path, err, sizeof err);
+    const uint32_t tok_id = modelfile_tokenizer_id(tok_text);
+    if (!rc) rc = modelfile_save(g, model_path, tok_id, err, sizeof err);
     if (!rc) return;
     const char *tmpdir = getenv("TMPDIR");
     char rescue[4000], rerr[4400] = "";
@@ -481,7 +482,7 @@ static void write_final_model(const GPT *g, const char *out, const char *tok_tex
         snprintf(tok_dst, sizeof tok_dst, "%s/tokenizer.txt", rescue);
         tf = file_create_tmp(tok_dst, tmp_tok, sizeof tmp_tok, rerr, sizeof rerr);
         saved = tf && !file_commit_tmp(tf, tmp_tok, tok_dst, !file_write(tf, tok_text, strlen(tok_text)), rerr,
-                                       sizeof rerr) && !modelfile_save(g, model_path, rerr, sizeof rerr);
+                                       sizeof rerr) && !modelfile_save(g, model_path, tok_id, rerr, sizeof rerr);
     }
     if (saved)
         die_user("--out: %s; the trained model is saved instead in %s (model.bin, tokenizer.txt): move it into %s",
