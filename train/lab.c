@@ -24,6 +24,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "data.h"
 #include "gptrain.h"
 #include "plot.h"
 
@@ -99,6 +100,12 @@ static int parse_int_flag(const char *flag, const char *v, int min) {
     return (int)x;
 }
 
+static void lab_cleanup(Lab *L);
+static Lab *lab_at_exit;
+static void lab_exit_cleanup(void) {
+    if (lab_at_exit) lab_cleanup(lab_at_exit);
+}
+
 static void lab_parse(Lab *L, int cmd, int argc, char **argv) {
     memset(L, 0, sizeof *L);
     L->steps = 10;
@@ -141,8 +148,19 @@ static void lab_parse(Lab *L, int cmd, int argc, char **argv) {
     }
     if (cmd == 1 && (!L->a || !L->b)) die_user("--a and --b: expected the flags of both configurations");
     if (cmd == 2 && !L->nsweep && !L->course) die_user("--sweep: expected at least one key=v1,v2 (or --course)");
+    // The output files are checked now, not after the trials: a FIFO or a directory there is refused at once.
+    const char *outs[3][2] = {{L->csv, "csv"}, {L->jsonl, "jsonl"}, {L->plot, "plot"}};
+    for (int i = 0; i < 3; i++) {
+        char target[4200], err[4400];
+        int exists;
+        mode_t mode;
+        if (outs[i][0] && file_write_target(outs[i][0], target, sizeof target, &exists, &mode, err, sizeof err))
+            die_user("--%s %s", outs[i][1], err);
+    }
     snprintf(L->tmp, sizeof L->tmp, "%s/gptrain-lab-XXXXXX", getenv("TMPDIR") ? getenv("TMPDIR") : "/tmp");
     if (!mkdtemp(L->tmp)) die_user("TMPDIR %s: cannot create a temporary directory (%s)", L->tmp, strerror(errno));
+    lab_at_exit = L;   // a user error from here on (die_user exits) still removes the directory
+    atexit(lab_exit_cleanup);
 }
 
 // Split a flag string on whitespace into argv entries (the strings live in `store`).
@@ -294,7 +312,7 @@ static void print_stats_row(const char *name, const LabStats *s) {
 static void write_row_files(FILE *csv, FILE *jl, const char *name, const LabStats *s) {
     if (csv) {
         if (s->ok)
-            fprintf(csv, "\"%s\",ok,%.1f,%.3f,%.3f,%.3f,%.6f,%.6f,%.6f,%.6f,%.1f,%.1f,%.3f,%.3f,%.3f,%.3f\n", name,
+            fprintf(csv, "\"%s\",ok,%.1f,%.3f,%.3f,%.3f,%.6g,%.6g,%.6g,%.6g,%.1f,%.1f,%.3f,%.3f,%.3f,%.3f\n", name,
                     s->tok_s, s->step_med, s->step_min, s->step_max, s->model_tflops, s->hw_tflops, s->mfu, s->hfu,
                     s->plan_mib, s->mem_mib,
                     s->fwd_mean, s->fwd_std, s->bwd_mean, s->bwd_std);
@@ -303,8 +321,8 @@ static void write_row_files(FILE *csv, FILE *jl, const char *name, const LabStat
     if (jl) {
         if (s->ok)
             fprintf(jl, "{\"config\": \"%s\", \"ok\": true, \"tokens_per_s\": %.1f, \"step_ms_median\": %.3f, "
-                        "\"step_ms_min\": %.3f, \"step_ms_max\": %.3f, \"model_tflops\": %.6f, \"hw_tflops\": %.6f, "
-                        "\"mfu\": %.6f, \"hfu\": %.6f, \"plan_mib\": %.1f, \"mem_mib\": %.1f, \"fwd_ms\": %.3f, \"fwd_ms_std\": %.3f, "
+                        "\"step_ms_min\": %.3f, \"step_ms_max\": %.3f, \"model_tflops\": %.6g, \"hw_tflops\": %.6g, "
+                        "\"mfu\": %.6g, \"hfu\": %.6g, \"plan_mib\": %.1f, \"mem_mib\": %.1f, \"fwd_ms\": %.3f, \"fwd_ms_std\": %.3f, "
                         "\"bwd_ms\": %.3f, \"bwd_ms_std\": %.3f}\n",
                     name, s->tok_s, s->step_med, s->step_min, s->step_max, s->model_tflops, s->hw_tflops,
                     isfinite(s->mfu) ? s->mfu : -1, isfinite(s->hfu) ? s->hfu : -1, s->plan_mib, s->mem_mib, s->fwd_mean,
@@ -317,11 +335,29 @@ static void write_row_files(FILE *csv, FILE *jl, const char *name, const LabStat
     "config,status,tokens_per_s,step_ms_median,step_ms_min,step_ms_max,model_tflops,hw_tflops,mfu,hfu,plan_mib,"      \
     "mem_mib,fwd_ms,fwd_ms_std,bwd_ms,bwd_ms_std"
 
-static FILE *open_out(const char *path, const char *flag) {
+// --csv and --jsonl: written like every file gptrain writes (a temporary file beside the target, renamed over it
+// when the lab is done; a FIFO, device or directory is refused), so an interrupted lab leaves the previous table.
+typedef struct LabOut {
+    FILE *f;
+    char tmp[4200];
+    const char *path, *flag;
+} LabOut;
+
+static FILE *open_out(LabOut *o, const char *path, const char *flag) {
+    memset(o, 0, sizeof *o);
     if (!path) return NULL;
-    FILE *f = fopen(path, "w");
-    if (!f) die_user("--%s %s: cannot open for writing (%s)", flag, path, strerror(errno));
-    return f;
+    char err[4400];
+    o->path = path;
+    o->flag = flag;
+    if (!(o->f = file_create_tmp(path, o->tmp, sizeof o->tmp, err, sizeof err))) die_user("--%s %s", flag, err);
+    return o->f;
+}
+
+static void close_out(LabOut *o) {
+    if (!o->f) return;
+    char err[4400];
+    if (file_commit_tmp(o->f, o->tmp, o->path, !ferror(o->f), err, sizeof err)) die_user("--%s %s", o->flag, err);
+    o->f = NULL;
 }
 
 // One entry of the temporary directory, children first (FTW_DEPTH). FTW_PHYS reports a symbolic link as itself, so
@@ -334,10 +370,12 @@ static int lab_remove_entry(const char *path, const struct stat *st, int type, s
     return 0;   // go on: remove whatever else can be removed
 }
 
-static void lab_cleanup(const Lab *L) {
+static void lab_cleanup(Lab *L) {
+    if (!L->tmp[0]) return;
     // FTW_MOUNT: never descend into another file system mounted below the directory.
     if (nftw(L->tmp, lab_remove_entry, 16, FTW_DEPTH | FTW_PHYS | FTW_MOUNT) != 0)
         fprintf(stderr, "warning: could not remove %s (%s)\n", L->tmp, strerror(errno));
+    L->tmp[0] = 0;   // removed once, by the command or at exit
 }
 
 // ---- ab ----
@@ -406,7 +444,8 @@ int cmd_ab(int argc, char **argv) {
     print_stats_row(name, &A);
     snprintf(name, sizeof name, "B: %.35s", L.b);
     print_stats_row(name, &B);
-    FILE *csv = open_out(L.csv, "csv"), *jl = open_out(L.jsonl, "jsonl");
+    LabOut csv_out, jl_out;
+    FILE *csv = open_out(&csv_out, L.csv, "csv"), *jl = open_out(&jl_out, L.jsonl, "jsonl");
     if (csv) fprintf(csv, "%s\n", LAB_CSV_HEADER);
     write_row_files(csv, jl, "A", &A);
     write_row_files(csv, jl, "B", &B);
@@ -437,8 +476,8 @@ int cmd_ab(int argc, char **argv) {
         printf("\nno trial pair completed: no ratio\n");
         rc = 1;
     }
-    if (csv) fclose(csv);
-    if (jl) fclose(jl);
+    close_out(&csv_out);
+    close_out(&jl_out);
     free(sa_runs);
     free(sb_runs);
     lab_cleanup(&L);
@@ -512,7 +551,8 @@ int cmd_bench(int argc, char **argv) {
     if (total > LAB_MAX_RUNS) die_user("--sweep: %d configurations; at most %d", total, LAB_MAX_RUNS);
     printf("gptrain bench: %d configuration%s x (%d warm-up + %d measured steps)\n", total, total == 1 ? "" : "s",
            L.warmup, L.steps);
-    FILE *csv = open_out(L.csv, "csv"), *jl = open_out(L.jsonl, "jsonl");
+    LabOut csv_out, jl_out;
+    FILE *csv = open_out(&csv_out, L.csv, "csv"), *jl = open_out(&jl_out, L.jsonl, "jsonl");
     if (csv) fprintf(csv, "%s\n", LAB_CSV_HEADER);
     LabStats *res = calloc(total, sizeof *res);
     char (*names)[160] = calloc(total, sizeof *names);
@@ -569,8 +609,8 @@ int cmd_bench(int argc, char **argv) {
             die_user("--plot: %s", err);
         printf("plot: %s\n", L.plot);
     }
-    if (csv) fclose(csv);
-    if (jl) fclose(jl);
+    close_out(&csv_out);
+    close_out(&jl_out);
     free(res);
     free(names);
     lab_cleanup(&L);
