@@ -136,6 +136,9 @@ int data_prepare(const char *input_path, const char *out_dir, const char *tokeni
 
 // Read DIR/tokenizer.txt's vocab_size (any tokenizer type). Returns 0 or -1 with err.
 int data_vocab_size(const char *dir, int *vocab_size, char *err, size_t errlen);
+// The most bytes a tokenizer.txt may have: a char tokenizer's file is at most ~1.1 KB (256 ids of up to 3 digits),
+// and train/ carries the text in 8 KiB buffers (with its NUL), so a larger file is refused rather than cut.
+#define TOKENIZER_FILE_MAX 8191
 
 // ---- shard parsing pieces (shared by the reader, the loader and the fuzz target) ----
 // Check a shard header h (256 ints; file_size bytes in the whole file): magic, version, count that matches the size,

@@ -30,15 +30,18 @@ typedef struct Doc {
     size_t n;
 } Doc;
 
-// Read one whole file. -1 with err naming --input when it is missing, not a regular file or unreadable.
+// Read one whole file. -1 with err naming --input when it is missing, not a regular file or unreadable. Opened by
+// file_open_input (non-blocking, regular files only), so a FIFO given as --input, or named *.txt in an --input
+// directory, is refused at once instead of waiting for a writer.
 static int read_file(const char *path, uint8_t **text, size_t *n, char *err, size_t errlen) {
     *text = NULL;
     *n = 0;
-    FILE *f = fopen(path, "rb");
-    if (!f) { snprintf(err, errlen, "--input %s: cannot open (%s)", path, strerror(errno)); return -1; }
+    char why[4400];
+    FILE *f = file_open_input(path, why, sizeof why);
+    if (!f) { snprintf(err, errlen, "--input %s", why); return -1; }
     struct stat st;
-    if (fstat(fileno(f), &st) || !S_ISREG(st.st_mode)) {
-        snprintf(err, errlen, "--input %s: not a regular file, expected a text file", path);
+    if (fstat(fileno(f), &st)) {
+        snprintf(err, errlen, "--input %s: cannot check it (%s)", path, strerror(errno));
         fclose(f);
         return -1;
     }

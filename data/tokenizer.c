@@ -1,6 +1,8 @@
 /*
  * tokenizer.c: the character-level tokenizer: one token per distinct byte of the corpus, ids in increasing byte
  * order (Tiny Shakespeare: 65 tokens, '\n' first), saved next to the shards as tokenizer.txt so sampling decodes.
+ * tokenizer.txt is read as one regular file of at most TOKENIZER_FILE_MAX bytes (a FIFO or device is refused at
+ * once instead of blocking).
  */
 #include <errno.h>
 #include <stdio.h>
@@ -98,12 +100,17 @@ static int read_tokenizer_stream(FILE *f, const char *path, char *type, size_t t
     return 0;
 }
 
+// Read the whole file first: file_read_text opens it non-blocking and refuses anything but a regular file (a FIFO
+// in its place would otherwise wait forever for a writer) and anything larger than TOKENIZER_FILE_MAX.
 static int read_tokenizer_file(const char *path, char *type, size_t typelen, int *vocab, CharTokenizer *tok,
                                char *err, size_t errlen) {
-    FILE *f = fopen(path, "r");
-    if (!f) { snprintf(err, errlen, "%s: cannot open (%s)", path, strerror(errno)); return -1; }
+    char *text = file_read_text(path, TOKENIZER_FILE_MAX, err, errlen);
+    if (!text) return -1;
+    FILE *f = fmemopen(text, strlen(text), "r");
+    if (!f) { snprintf(err, errlen, "%s: out of memory", path); free(text); return -1; }
     int rc = read_tokenizer_stream(f, path, type, typelen, vocab, tok, err, errlen);
     fclose(f);
+    free(text);
     return rc;
 }
 
@@ -135,20 +142,15 @@ int tokenizer_load_text(Tokenizer *t, const char *text, const char *what, char *
 }
 
 int tokenizer_load(Tokenizer *t, const char *path, char *text_out, size_t text_cap, char *err, size_t errlen) {
-    FILE *f = fopen(path, "r");
-    if (!f) { snprintf(err, errlen, "%s: cannot open (%s)", path, strerror(errno)); return -1; }
-    char buf[8192];
-    size_t n = fread(buf, 1, sizeof buf - 1, f);
-    int more = fgetc(f) != EOF;
-    fclose(f);
-    if (more) { snprintf(err, errlen, "%s: larger than a tokenizer file (8 KiB)", path); return -1; }
-    buf[n] = 0;
-    if (strlen(buf) != n) { snprintf(err, errlen, "%s: holds a NUL byte, expected a text tokenizer file", path); return -1; }
-    if (text_out && (size_t)snprintf(text_out, text_cap, "%s", buf) >= text_cap) {
+    memset(t, 0, sizeof *t);
+    char *text = file_read_text(path, TOKENIZER_FILE_MAX, err, errlen);
+    if (!text) return -1;
+    int rc = -1;
+    if (text_out && (size_t)snprintf(text_out, text_cap, "%s", text) >= text_cap)
         snprintf(err, errlen, "%s: too large", path);
-        return -1;
-    }
-    return tokenizer_load_text(t, buf, path, err, errlen);
+    else rc = tokenizer_load_text(t, text, path, err, errlen);
+    free(text);
+    return rc;
 }
 
 int tokenizer_encode(Tokenizer *t, const uint8_t *text, size_t n, uint16_t *out, size_t *nout, char *err,

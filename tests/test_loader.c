@@ -489,8 +489,36 @@ int main(void) {
                 "No such file", "shard: missing file");
     path_of(p, sizeof p, "isdir", "train_000000.bin");
     mkdir(p, 0755);
-    expect_fail(shard_read(p, &back, &nback, 61, err, sizeof err), err, "not a regular file",
+    expect_fail(shard_read(p, &back, &nback, 61, err, sizeof err), err, "is a directory, expected a regular file",
                 "isdir/train_000000.bin", "shard: a directory in its place");
+    // A FIFO in a shard's, a tokenizer's or a hashed file's place is refused at once: opening one for reading
+    // blocks until a writer comes, so the alarm turns a regression into a killed test rather than a hung one.
+    {
+        alarm(20);
+        path_of(p, sizeof p, "fifo", "train_000000.bin");
+        int made = !mkfifo(p, 0644);
+        expect_fail(shard_read(p, &back, &nback, 61, err, sizeof err), err, "is a FIFO, expected a regular file",
+                    "fifo/train_000000.bin", "shard: a FIFO in its place (shard_read)");
+        snprintf(dir, sizeof dir, "%s/fifo", ROOT);
+        expect_fail(data_loader_open(&dl, dir, "train", 1, 8, 0, 1, 0, 1, 61, err, sizeof err), err,
+                    "is a FIFO, expected a regular file", "fifo/train_000000.bin", "loader: a FIFO as a shard");
+        char hex[65];
+        expect_fail(sha256_file_hex(p, hex, err, sizeof err), err, "is a FIFO, expected a regular file",
+                    "fifo/train_000000.bin", "sha256_file_hex: a FIFO");
+        path_of(p, sizeof p, "fifo", "tokenizer.txt");
+        made = made && !mkfifo(p, 0644);
+        CharTokenizer ctf;
+        int vocab = 0;
+        expect_fail(char_tokenizer_load(&ctf, p, err, sizeof err), err, "is a FIFO, expected a regular file",
+                    "fifo/tokenizer.txt", "tokenizer: a FIFO as tokenizer.txt (char_tokenizer_load)");
+        expect_fail(data_vocab_size(dir, &vocab, err, sizeof err), err, "is a FIFO, expected a regular file",
+                    "fifo/tokenizer.txt", "tokenizer: a FIFO as tokenizer.txt (data_vocab_size)");
+        Tokenizer tkf;
+        expect_fail(tokenizer_load(&tkf, p, NULL, 0, err, sizeof err), err, "is a FIFO, expected a regular file",
+                    "fifo/tokenizer.txt", "tokenizer: a FIFO as tokenizer.txt (tokenizer_load)");
+        alarm(0);
+        harness_case(made, "mkfifo for the FIFO cases", "%s", dir);
+    }
 
     // ---- the character tokenizer over the vendored corpus ----
     f = fopen("data/tinyshakespeare/input.txt", "rb");

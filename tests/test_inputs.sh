@@ -1,0 +1,49 @@
+#!/bin/sh
+# test_inputs.sh: what gptrain does with input files that are not what they should be. A FIFO where a shard,
+# tokenizer.txt, a prepare --input (or one of its documents) or a GPT-2 tokenizer file belongs is refused at once in
+# one line naming it (each run under timeout 10: a hang shows as exit 124, not 2); tokenizer.txt is parsed strictly
+# (vocab_size 65abc, a stray line, a byte out of range: refused naming the line).
+# Run from the repository root after `make`.
+. tests/lib.sh
+
+D=$T/data
+head -c 20000 data/tinyshakespeare/input.txt >"$T/small.txt"
+$G prepare --input "$T/small.txt" --out "$D" >"$T/prep" 2>&1 && [ -f "$D/train_000000.bin" ] \
+    && ok "prepare: a small dataset to break" || bad "prepare" "$(cat "$T/prep")"
+RUN="--preset micro --batch 4 --seq-len 32 --steps 2 --eval-every 0 --eval-steps 1 --threads 2"
+
+# copy_data NAME: a copy of the dataset in $T/NAME
+copy_data() { rm -rf "$T/$1"; cp -r "$D" "$T/$1"; }
+
+# ---- FIFOs where a regular file belongs ----
+copy_data fifo_train && rm "$T/fifo_train/train_000000.bin" && mkfifo "$T/fifo_train/train_000000.bin"
+expect_error "a FIFO as train_000000.bin" 2 "$T/fifo_train/train_000000.bin: is a FIFO, expected a regular file" \
+    timeout 10 $G train $RUN --data "$T/fifo_train" --out "$T/o"
+copy_data fifo_val && rm "$T/fifo_val/val_000000.bin" && mkfifo "$T/fifo_val/val_000000.bin"
+expect_error "a FIFO as val_000000.bin" 2 "$T/fifo_val/val_000000.bin: is a FIFO, expected a regular file" \
+    timeout 10 $G train $RUN --data "$T/fifo_val" --out "$T/o"
+mkdir -p "$T/fifo_glob" && mkfifo "$T/fifo_glob/train_000009.bin"
+expect_error "a FIFO matched by --train-data" 2 "$T/fifo_glob/train_000009.bin: is a FIFO, expected a regular file" \
+    timeout 10 $G train $RUN --train-data "$T/fifo_glob/train_*.bin" --val-data "$D/val_*.bin" --out "$T/o"
+# tokenizer.txt as the data's vocabulary (info --data, as train's model resolution reads it) and beside an llm.c
+# model file (sample --checkpoint).
+copy_data fifo_tok && rm "$T/fifo_tok/tokenizer.txt" && mkfifo "$T/fifo_tok/tokenizer.txt"
+expect_error "a FIFO as tokenizer.txt (info --data)" 2 "$T/fifo_tok/tokenizer.txt: is a FIFO, expected a regular file" \
+    timeout 10 $G info --data "$T/fifo_tok" --preset micro
+$G train $RUN --data "$D" --out "$T/run" >"$T/run.out" 2>&1 || bad "a run to sample from" "$(tail -3 "$T/run.out")"
+mkdir -p "$T/fifo_model" && cp "$T/run/model.bin" "$T/fifo_model/" && mkfifo "$T/fifo_model/tokenizer.txt"
+expect_error "a FIFO as tokenizer.txt beside --checkpoint" 2 "$T/fifo_model/tokenizer.txt: is a FIFO, expected a regular file" \
+    timeout 10 $G sample --checkpoint "$T/fifo_model/model.bin" --tokens 5
+mkfifo "$T/in.fifo"
+expect_error "prepare --input FIFO" 2 "\-\-input $T/in.fifo: is a FIFO, expected a regular file" \
+    timeout 10 $G prepare --input "$T/in.fifo" --out "$T/p1"
+mkdir -p "$T/docs" && echo "some text" >"$T/docs/a.txt" && mkfifo "$T/docs/b.txt"
+expect_error "prepare --input DIR holding a FIFO b.txt" 2 "\-\-input $T/docs/b.txt: is a FIFO, expected a regular file" \
+    timeout 10 $G prepare --input "$T/docs" --out "$T/p2"
+mkdir -p "$T/gpt2" && cp data/gpt2/encoder.json "$T/gpt2/" && mkfifo "$T/gpt2/vocab.bpe"
+expect_error "a FIFO as the GPT-2 vocab.bpe" 2 "$T/gpt2/vocab.bpe: a FIFO, not a regular file" \
+    env GPTRAIN_GPT2_DIR="$T/gpt2" timeout 10 $G prepare --input "$T/small.txt" --tokenizer gpt2 --out "$T/p3"
+[ ! -e "$T/p1" ] && [ ! -e "$T/p3/train_000000.bin" ] && ok "the refused prepares wrote nothing" \
+    || bad "refused prepares" "$(ls "$T/p1" "$T/p3" 2>&1 | tr '\n' ' ')"
+
+finish
