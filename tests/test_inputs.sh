@@ -46,4 +46,18 @@ expect_error "a FIFO as the GPT-2 vocab.bpe" 2 "$T/gpt2/vocab.bpe: a FIFO, not a
 [ ! -e "$T/p1" ] && [ ! -e "$T/p3/train_000000.bin" ] && ok "the refused prepares wrote nothing" \
     || bad "refused prepares" "$(ls "$T/p1" "$T/p3" 2>&1 | tr '\n' ' ')"
 
+# ---- tokenizer.txt parsed strictly ----
+V=$(sed -n 's/^vocab_size //p' "$D/tokenizer.txt")
+copy_data vocab_abc && sed -i "s/^vocab_size .*/vocab_size ${V}abc/" "$T/vocab_abc/tokenizer.txt"
+expect_error "vocab_size ${V}abc (info --data)" 2 "$T/vocab_abc/tokenizer.txt: line 3: vocab_size '${V}abc', expected a decimal integer" \
+    $G info --data "$T/vocab_abc" --preset micro
+expect_error "vocab_size ${V}abc (train --data)" 2 "line 3: vocab_size '${V}abc', expected a decimal integer" \
+    $G train $RUN --data "$T/vocab_abc" --out "$T/o"
+copy_data bytes_bad && sed -i 's/^bytes \([0-9]*\) /bytes \1x /' "$T/bytes_bad/tokenizer.txt"
+expect_error "a bytes entry 10x" 2 "$T/bytes_bad/tokenizer.txt: line 4: bytes entry 1 '10x'" \
+    $G info --data "$T/bytes_bad" --preset micro
+copy_data stray && echo "vocab_size_extra 3" >>"$T/stray/tokenizer.txt"
+expect_error "a stray line in tokenizer.txt" 2 "$T/stray/tokenizer.txt: line 5: 'vocab_size_extra 3'" \
+    $G info --data "$T/stray" --preset micro
+
 finish

@@ -584,6 +584,45 @@ int main(void) {
     write_text(p, "gptrain-tokenizer 1\ntype char\nvocab_size 3\nbytes 10 32\n");
     expect_fail(char_tokenizer_load(&ctb, p, err, sizeof err), err, "short_tokenizer.txt", "lists 2 bytes",
                 "tokenizer: fewer bytes than vocab_size");
+    // Strict parsing: every value is exactly what the format says, or the file is refused naming the line (atoi
+    // took "65abc" for 65).
+    {
+        static const struct { const char *text, *want, *name; } bad[] = {
+            {"gptrain-tokenizer 1\ntype char\nvocab_size 3abc\nbytes 10 32 97\n", "t: line 3: vocab_size '3abc', expected a decimal integer",
+             "vocab_size 3abc"},
+            {"gptrain-tokenizer 1\ntype char\nvocab_size -3\nbytes 10 32 97\n", "line 3: vocab_size '-3'", "vocab_size -3"},
+            {"gptrain-tokenizer 1\ntype char\nvocab_size 0\nbytes\n", "line 3: vocab_size '0'", "vocab_size 0"},
+            {"gptrain-tokenizer 1\ntype gpt2\nvocab_size 4294967297\n", "line 3: vocab_size '4294967297'",
+             "vocab_size past int"},
+            {"gptrain-tokenizer 1\ntype char\nvocab_size 65537\nbytes 1\n", "from 1 to 65536", "vocab_size 65537"},
+            {"gptrain-tokenizer 1\ntype char\nvocab_size\nbytes 1\n", "line 3: vocab_size ''", "vocab_size without a value"},
+            {"gptrain-tokenizer 1\ntype char\nvocab_size 3\nvocab_size 3\nbytes 10 32 97\n", "line 4: a second 'vocab_size'",
+             "vocab_size twice"},
+            {"gptrain-tokenizer 1\ntype char\nvocab_size 3\nbytes 10 32x 97\n", "line 4: bytes entry 2 '32x'", "bytes 32x"},
+            {"gptrain-tokenizer 1\ntype char\nvocab_size 3\nbytes 10 32 256\n", "line 4: bytes entry 3 '256'", "bytes 256"},
+            {"gptrain-tokenizer 1\ntype char\nvocab_size 3\nbytes 10  32 97\n", "line 4: bytes entry 2 ''", "bytes double space"},
+            {"gptrain-tokenizer 1\ntype char\nvocab_size 3\nbytes 10 32 97\nvocab 4\n", "line 5: 'vocab 4', expected a 'type'",
+             "an unknown line"},
+            {"gptrain-tokenizer 12\ntype char\nvocab_size 1\nbytes 10\n", "expected 'gptrain-tokenizer 1' on line 1",
+             "another format version"},
+            {"gptrain-tokenizer 1\ntype char gpt2\nvocab_size 1\nbytes 10\n", "line 2: 'type char gpt2'", "type with two words"},
+            {"gptrain-tokenizer 1\ntype gpt2\nvocab_size 50257\nbytes 10\n", "type gpt2 with a 'bytes' line", "gpt2 with bytes"},
+            {"gptrain-tokenizer 1\ntype char\nbytes 10\n", "no 'vocab_size' line", "no vocab_size"},
+        };
+        for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+            Tokenizer tk;
+            char name[96];
+            snprintf(name, sizeof name, "tokenizer strict: %s", bad[i].name);
+            expect_fail(tokenizer_load_text(&tk, bad[i].text, "t", err, sizeof err), err, bad[i].want, NULL, name);
+        }
+        Tokenizer tk;
+        const uint8_t *dec = NULL;
+        rc = tokenizer_load_text(&tk, "gptrain-tokenizer 1\r\ntype char\r\n\r\nvocab_size 2\r\nbytes 10 97\r\n", "t", err,
+                                 sizeof err);
+        harness_case(!rc && tk.vocab_size == 2 && tokenizer_decode(&tk, 1, &dec) == 1 && *dec == 'a',
+                     "tokenizer strict: CRLF line ends and a blank line still parse", "%s", rc ? err : "vocab 2");
+        if (!rc) tokenizer_free(&tk);
+    }
 
     // ---- prepare ----
     const char *small = "To be, or not to be, that is the question:\nWhether 'tis nobler in the mind to suffer\n";
