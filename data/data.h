@@ -156,6 +156,7 @@ typedef struct ShardMap {
     void *map;
     size_t map_bytes;
 } ShardMap;
+// On failure errno is mmap's error when the mapping itself failed (ENOMEM: out of mappings or address space), else 0.
 int shard_map(const char *path, ShardMap *m, char *err, size_t errlen);
 void shard_unmap(ShardMap *m);
 

@@ -24,6 +24,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <time.h>
 
 #include "data.h"
@@ -212,6 +213,56 @@ static int reader_next(DataLoader *dl, int32_t *in, int32_t *tg, char *err, size
     return 0;
 }
 
+// A count read from a /proc file (its first number), or -1.
+static long long read_proc_number(const char *path) {
+    FILE *f = fopen(path, "r");   // a /proc file: never a FIFO
+    long long v = -1;
+    if (f) {
+        if (fscanf(f, "%lld", &v) != 1) v = -1;
+        fclose(f);
+    }
+    return v;
+}
+
+// The mappings the process holds now (lines of /proc/self/maps), or -1.
+static long long count_mappings(void) {
+    FILE *f = fopen("/proc/self/maps", "r");
+    if (!f) return -1;
+    long long n = 0;
+    for (int c; (c = getc(f)) != EOF;) n += c == '\n';
+    fclose(f);
+    return n;
+}
+
+// mmap's ENOMEM for shard i says only "Cannot allocate memory"; the shards use no memory, so the limit is one of the
+// two on mappings: the kernel's vm.max_map_count (65530 by default: every shard is one mapping, so ~65k shards in
+// one process cannot all be mapped) or the address-space limit (ulimit -v). Say which, and what to do.
+static void explain_map_enomem(const DataLoader *dl, const char *path, size_t i, size_t nfiles, char *err,
+                               size_t errlen) {
+    double mapped_mib = 0;
+    for (size_t k = 0; k < i; k++) mapped_mib += dl->shards[k].map_bytes / 1048576.0;
+    const long long max_maps = read_proc_number("/proc/sys/vm/max_map_count"), maps = count_mappings();
+    struct rlimit as;
+    const int as_limited = !getrlimit(RLIMIT_AS, &as) && as.rlim_cur != RLIM_INFINITY;
+    // Within a few of the limit: the mapping count is what ran out (the failed mmap would have been one more).
+    if (max_maps > 0 && maps >= 0 && maps + 16 >= max_maps)
+        snprintf(err, errlen, "%s: cannot map it (Cannot allocate memory): %zu of %zu shards mapped so far, and the "
+                 "process holds %lld mappings; the kernel's vm.max_map_count (%lld, see /proc/sys/vm/max_map_count) "
+                 "limits how many files one process can map: use fewer, larger shards (prepare --shard-tokens), or "
+                 "raise vm.max_map_count", path, i, nfiles, maps, max_maps);
+    else if (as_limited)
+        snprintf(err, errlen, "%s: cannot map it (Cannot allocate memory): %zu of %zu shards (%.1f MiB) mapped so far; "
+                 "the address-space limit (ulimit -v: %.0f MiB) is too small to map the split: raise it (ulimit -v "
+                 "unlimited)", path, i, nfiles, mapped_mib, (double)as.rlim_cur / 1048576.0);
+    else {
+        char limit[32] = "";
+        if (max_maps > 0) snprintf(limit, sizeof limit, "%lld, ", max_maps);
+        snprintf(err, errlen, "%s: cannot map it (Cannot allocate memory): %zu of %zu shards mapped so far; the "
+                 "kernel's vm.max_map_count (%ssee /proc/sys/vm/max_map_count) limits how many files one process can "
+                 "map: use fewer, larger shards (prepare --shard-tokens)", path, i, nfiles, limit);
+    }
+}
+
 static int open_files(DataLoader *dl, char **names, size_t nfiles, const char *what, int B, int T, int rank,
                       int world, int shuffle, uint64_t seed, int vocab_size, char *err, size_t errlen) {
     assert(world >= 1 && rank >= 0 && rank < world);   // the rank and world come from dist/, not from the user
@@ -223,7 +274,10 @@ static int open_files(DataLoader *dl, char **names, size_t nfiles, const char *w
     dl->starts = malloc((nfiles + 1) * sizeof *dl->starts);
     if (!dl->shards || !dl->order || !dl->starts) { snprintf(err, errlen, "%s: out of memory", what); return -1; }
     for (size_t i = 0; i < nfiles; i++) {
-        if (shard_map(names[i], &dl->shards[i], err, errlen)) return -1;
+        if (shard_map(names[i], &dl->shards[i], err, errlen)) {
+            if (errno == ENOMEM) explain_map_enomem(dl, names[i], i, nfiles, err, errlen);
+            return -1;
+        }
         dl->ntok += dl->shards[i].ntok;
     }
     if (dl->ntok <= DATA_CHECK_AT_OPEN)

@@ -121,10 +121,15 @@ int shard_map(const char *path, ShardMap *m, char *err, size_t errlen) {
     memset(m, 0, sizeof *m);
     long long size;
     FILE *f = shard_open(path, &m->ntok, &size, err, errlen);
-    if (!f) return -1;
+    if (!f) { errno = 0; return -1; }
     void *p = mmap(NULL, (size_t)size, PROT_READ, MAP_PRIVATE, fileno(f), 0);
+    const int e = errno;
     fclose(f);   // the mapping keeps the file alive
-    if (p == MAP_FAILED) { snprintf(err, errlen, "%s: cannot map (%s)", path, strerror(errno)); return -1; }
+    if (p == MAP_FAILED) {
+        snprintf(err, errlen, "%s: cannot map it (%s)", path, strerror(e));
+        errno = e;   // the loader explains ENOMEM (a limit on mappings or address space) with what it knows
+        return -1;
+    }
     m->map = p;
     m->map_bytes = (size_t)size;
     m->tokens = (const uint16_t *)((const char *)p + SHARD_HEADER_INTS * sizeof(int32_t));

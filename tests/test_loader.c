@@ -10,7 +10,10 @@
 #include <dirent.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -84,6 +87,68 @@ static int same_batches(DataLoader *a, DataLoader *b, int k, size_t bt) {
     }
     free(i1), free(t1), free(i2), free(t2);
     return same;
+}
+
+// In a child process (its limits and mappings die with it): make the mapping limit bite, then open ROOT/many's 20
+// shards, and return the loader's message through a pipe. how 'm': take every mapping vm.max_map_count allows but
+// 6 (one-page anonymous mappings with alternating protections, so the kernel cannot merge them), as ~65k shards do;
+// how 'a': an address-space limit (RLIMIT_AS) 4 MiB above what the process uses. rc is the open's result in the
+// child, or -2 when the limit could not be set up.
+static int open_under_limit(const char *dir, char how, char *msg, size_t n) {
+    int fds[2];
+    msg[0] = 0;
+    if (pipe(fds)) return -2;
+    fflush(stdout);
+    const pid_t pid = fork();
+    if (pid < 0) return -2;
+    if (pid == 0) {
+        close(fds[0]);
+        alarm(30);
+        char err[1024] = "";
+        int rc = -2;
+        if (how == 'm') {
+            FILE *f = fopen("/proc/sys/vm/max_map_count", "r");
+            long max = 0;
+            if (f) { if (fscanf(f, "%ld", &max) != 1) max = 0; fclose(f); }
+            void **maps = max > 0 && max <= 1000000 ? malloc((size_t)max * sizeof *maps) : NULL;
+            long got = 0;
+            for (; maps && got < max; got++) {
+                maps[got] = mmap(NULL, 4096, got % 2 ? PROT_READ : PROT_READ | PROT_WRITE,
+                                 MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+                if (maps[got] == MAP_FAILED) break;
+            }
+            if (maps && got > 6 && got < max) {
+                for (long k = got - 6; k < got; k++) munmap(maps[k], 4096);
+                rc = 0;
+            }
+        } else {
+            FILE *f = fopen("/proc/self/status", "r");
+            char line[256];
+            long long kib = 0;
+            while (f && fgets(line, sizeof line, f))
+                if (sscanf(line, "VmSize: %lld kB", &kib) == 1) break;
+            if (f) fclose(f);
+            struct rlimit lim = {(rlim_t)(kib + 4096) * 1024, (rlim_t)(kib + 4096) * 1024};
+            if (kib > 0 && !setrlimit(RLIMIT_AS, &lim)) rc = 0;
+        }
+        if (!rc) {
+            DataLoader dl;
+            rc = data_loader_open(&dl, dir, "train", 1, 8, 0, 1, 0, 1, 0, err, sizeof err);
+            if (!rc) data_loader_close(&dl);
+        }
+        const size_t len = strlen(err);
+        if (write(fds[1], err, len) != (ssize_t)len) rc = -3;
+        _exit(rc == 0 ? 0 : rc == -1 ? 1 : 3);
+    }
+    close(fds[1]);
+    size_t got = 0;
+    for (ssize_t r; got + 1 < n && (r = read(fds[0], msg + got, n - 1 - got)) > 0;) got += (size_t)r;
+    msg[got] = 0;
+    close(fds[0]);
+    int status;
+    waitpid(pid, &status, 0);
+    if (!WIFEXITED(status)) { snprintf(msg, n, "child killed by signal %d", WTERMSIG(status)); return -2; }
+    return WEXITSTATUS(status) == 0 ? 0 : WEXITSTATUS(status) == 1 ? -1 : -2;
 }
 
 int main(void) {
@@ -518,6 +583,32 @@ int main(void) {
                     "fifo/tokenizer.txt", "tokenizer: a FIFO as tokenizer.txt (tokenizer_load)");
         alarm(0);
         harness_case(made, "mkfifo for the FIFO cases", "%s", dir);
+    }
+
+    // mmap's bare "Cannot allocate memory" when the shards exceed a limit on mappings is explained: which limit, and
+    // what to do. Both limits are made real in a child process: the mapping count (vm.max_map_count, what ~65k shards
+    // reach) and the address space (ulimit -v).
+    {
+        static uint16_t many[262144];   // 20 shards of 512 KiB
+        int made = 1;
+        for (int k = 0; k < 20; k++) {
+            char name[32];
+            snprintf(name, sizeof name, "train_%06d.bin", k);
+            path_of(p, sizeof p, "many", name);
+            made = made && !shard_write(p, many, sizeof many / sizeof many[0], err, sizeof err);
+        }
+        snprintf(dir, sizeof dir, "%s/many", ROOT);
+        char msg[1024];
+        rc = made ? open_under_limit(dir, 'm', msg, sizeof msg) : -2;
+        harness_case(rc == -1 && strstr(msg, "cannot map it (Cannot allocate memory)") &&
+                         strstr(msg, "shards mapped so far") && strstr(msg, "vm.max_map_count (") &&
+                         strstr(msg, "use fewer, larger shards (prepare --shard-tokens)") && !strchr(msg, '\n'),
+                     "loader: out of mappings (vm.max_map_count) is named, with the remedy", "rc %d: %s", rc, msg);
+        rc = made ? open_under_limit(dir, 'a', msg, sizeof msg) : -2;
+        harness_case(rc == -1 && strstr(msg, "cannot map it (Cannot allocate memory)") &&
+                         strstr(msg, "shards (") && strstr(msg, "the address-space limit (ulimit -v: ") &&
+                         !strchr(msg, '\n'),
+                     "loader: out of address space (ulimit -v) is named, with the remedy", "rc %d: %s", rc, msg);
     }
 
     // ---- the character tokenizer over the vendored corpus ----
