@@ -15,17 +15,23 @@
  * the one the step is using and nslots - 1 being filled or waiting.
  * Resume: the batch sequence is a pure function of the configuration and the seed, so seeking to batch n replays the
  * reader's bookkeeping (no token is read) and the run continues bit for bit.
+ * A shard truncated under the run (the mapping's pages past its new end raise SIGBUS) ends it with one line naming
+ * the shard and exit 2 (the SIGBUS guard below), and mmap's ENOMEM is explained (vm.max_map_count or ulimit -v).
  */
 #include <assert.h>
 #include <dirent.h>
 #include <errno.h>
 #include <glob.h>
 #include <pthread.h>
+#include <signal.h>
+#include <stdatomic.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/resource.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "data.h"
 
@@ -263,6 +269,105 @@ static void explain_map_enomem(const DataLoader *dl, const char *path, size_t i,
     }
 }
 
+// ---- the SIGBUS guard ----
+// A mapped shard that is truncated or rewritten in place while the run reads it (`cp other.bin train_000000.bin`
+// truncates first) makes the next read of a page past its new end raise SIGBUS, which would kill the run with no
+// word (exit 135). Each open loader's shards are listed in a fixed table the handler can read without allocating or
+// locking; a SIGBUS whose address lies in a listed shard prints one line naming it (write(2) only: async-signal-safe)
+// and exits 2. Any other SIGBUS goes to the handler that was there before, or to the default action. A slot is
+// published by storing its count last (release) and withdrawn by clearing the count first, so the handler never reads
+// a half-filled slot; loaders beyond GUARD_SLOTS open at once are read unguarded.
+#define GUARD_SLOTS 64
+typedef struct GuardSlot {
+    atomic_int claimed;
+    const ShardMap *shards;
+    char *const *paths;
+    atomic_size_t n;
+} GuardSlot;
+static GuardSlot guard_slots[GUARD_SLOTS];
+static struct sigaction guard_prev;
+static pthread_once_t guard_once = PTHREAD_ONCE_INIT;
+
+static void guard_say(const char *s) {
+    size_t n = strlen(s);
+    while (n > 0) {
+        const ssize_t w = write(2, s, n);
+        if (w <= 0) return;
+        s += w;
+        n -= (size_t)w;
+    }
+}
+
+static void guard_sigbus(int sig, siginfo_t *si, void *uc) {
+    // Only a fault the kernel raised (si_code > 0: BUS_ADRERR and kin) has an address; a kill -BUS has none.
+    const uintptr_t a = si && si->si_code > 0 ? (uintptr_t)si->si_addr : 0;
+    for (int s = 0; a && s < GUARD_SLOTS; s++) {
+        const size_t n = atomic_load_explicit(&guard_slots[s].n, memory_order_acquire);
+        const ShardMap *sh = guard_slots[s].shards;
+        for (size_t k = 0; k < n; k++) {
+            const uintptr_t b = (uintptr_t)sh[k].map;
+            if (b && a >= b && a - b < sh[k].map_bytes) {
+                guard_say("gptrain: error: ");
+                guard_say(guard_slots[s].paths[k]);
+                guard_say(" changed on disk while training read it (truncated or rewritten in place): training cannot "
+                          "continue; the last checkpoint is intact: restore the data and resume (--resume auto)\n");
+                _exit(2);
+            }
+        }
+    }
+    // Not a shard's page: whoever handled SIGBUS before us, else the default action (re-raised: the signal is blocked
+    // in its handler, so it lands when this returns, and a fault would recur anyway).
+    if ((guard_prev.sa_flags & SA_SIGINFO) && guard_prev.sa_sigaction) {
+        guard_prev.sa_sigaction(sig, si, uc);
+        return;
+    }
+    if (!(guard_prev.sa_flags & SA_SIGINFO) && guard_prev.sa_handler != SIG_DFL && guard_prev.sa_handler != SIG_IGN) {
+        guard_prev.sa_handler(sig);
+        return;
+    }
+    struct sigaction dfl;
+    memset(&dfl, 0, sizeof dfl);
+    dfl.sa_handler = SIG_DFL;
+    sigemptyset(&dfl.sa_mask);
+    sigaction(SIGBUS, &dfl, NULL);
+    raise(SIGBUS);
+}
+
+static void guard_install(void) {
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_sigaction = guard_sigbus;
+    sa.sa_flags = SA_SIGINFO;
+    sigemptyset(&sa.sa_mask);
+    sigaction(SIGBUS, &sa, &guard_prev);
+}
+
+// List dl's mapped shards for the handler (once they are all mapped, before the first token is read).
+static void guard_add(DataLoader *dl) {
+    pthread_once(&guard_once, guard_install);
+    for (int s = 0; s < GUARD_SLOTS; s++) {
+        int free_slot = 0;
+        if (!atomic_compare_exchange_strong(&guard_slots[s].claimed, &free_slot, 1)) continue;
+        guard_slots[s].shards = dl->shards;
+        guard_slots[s].paths = dl->paths;
+        atomic_store_explicit(&guard_slots[s].n, dl->nshards, memory_order_release);
+        return;
+    }
+}
+
+static void guard_remove(const DataLoader *dl) {
+    if (!dl->shards) return;
+    for (int s = 0; s < GUARD_SLOTS; s++) {
+        GuardSlot *g = &guard_slots[s];
+        if (!atomic_load(&g->claimed) || g->shards != dl->shards) continue;
+        atomic_store_explicit(&g->n, 0, memory_order_release);
+        g->shards = NULL;
+        g->paths = NULL;
+        atomic_store(&g->claimed, 0);
+        return;
+    }
+}
+
 static int open_files(DataLoader *dl, char **names, size_t nfiles, const char *what, int B, int T, int rank,
                       int world, int shuffle, uint64_t seed, int vocab_size, char *err, size_t errlen) {
     assert(world >= 1 && rank >= 0 && rank < world);   // the rank and world come from dist/, not from the user
@@ -280,6 +385,7 @@ static int open_files(DataLoader *dl, char **names, size_t nfiles, const char *w
         }
         dl->ntok += dl->shards[i].ntok;
     }
+    guard_add(dl);
     if (dl->ntok <= DATA_CHECK_AT_OPEN)
         for (size_t i = 0; i < nfiles; i++)
             if (shard_check_tokens(names[i], dl->shards[i].tokens, dl->shards[i].ntok, 0, vocab_size, err, errlen))
@@ -497,6 +603,7 @@ uint16_t data_loader_token(const DataLoader *dl, size_t i) {
 
 void data_loader_close(DataLoader *dl) {
     prefetch_stop(dl);
+    guard_remove(dl);   // before the shards are unmapped
     if (dl->pf) {
         for (int s = 0; s < dl->pf->nslots; s++) {
             if (dl->pf->in[s]) dl->pf->free_fn(dl->pf->in[s]);

@@ -60,4 +60,37 @@ copy_data stray && echo "vocab_size_extra 3" >>"$T/stray/tokenizer.txt"
 expect_error "a stray line in tokenizer.txt" 2 "$T/stray/tokenizer.txt: line 5: 'vocab_size_extra 3'" \
     $G info --data "$T/stray" --preset micro
 
+# ---- a shard truncated under a running training ----
+# The run would take minutes; once step 1 is printed the shard (36 KB: nine pages, every one read again by the next
+# batches) is emptied in place, so the loader's next read of it faults (SIGBUS) and the guard names the shard.
+# run_then SHELL-CMD NAME: start a long run on a copy of the data, run SHELL-CMD (with $pid) after step 1, and leave
+# the exit status in $st (124: still running after 10 s, then killed).
+run_then() {
+    copy_data "$2"
+    $G train --preset micro --batch 4 --seq-len 32 --steps 100000 --eval-every 0 --eval-steps 1 --threads 2 \
+        --print-every 1 --data "$T/$2" --out "$T/$2.out" >"$T/$2.log" 2>"$T/err" &
+    pid=$!
+    i=0
+    while [ $i -lt 400 ] && ! grep -q "^ *1/100000" "$T/$2.log" 2>/dev/null; do sleep 0.05; i=$((i + 1)); done
+    eval "$1"
+    i=0
+    while [ $i -lt 100 ] && kill -0 $pid 2>/dev/null; do sleep 0.1; i=$((i + 1)); done
+    kill -0 $pid 2>/dev/null && { kill -9 $pid; wait $pid; st=124; return; }
+    wait $pid
+    st=$?
+}
+run_then ': >"$T/bus/train_000000.bin"' bus
+msg="$T/bus/train_000000.bin changed on disk while training read it (truncated or rewritten in place): training cannot continue; the last checkpoint is intact: restore the data and resume (--resume auto)"
+[ "$st" -eq 2 ] && [ "$(cat "$T/err")" = "gptrain: error: $msg" ] \
+    && ok "a shard emptied during training: exit 2, $(cat "$T/err")" \
+    || bad "shard emptied during training" "exit $st, expected 2; stderr: $(head -c 400 "$T/err")"
+run_then 'truncate -s 4096 "$T/bus2/train_000000.bin"' bus2
+[ "$st" -eq 2 ] && grep -q "^gptrain: error: $T/bus2/train_000000.bin changed on disk while training read it" "$T/err" \
+    && [ "$(grep -c . "$T/err")" -eq 1 ] && ok "a shard cut to 4096 bytes during training: exit 2, named" \
+    || bad "shard cut during training" "exit $st, expected 2; stderr: $(head -c 400 "$T/err")"
+# A SIGBUS that is no shard's (sent by kill: no faulting address) still takes the default action.
+run_then 'kill -BUS $pid' busk
+[ "$st" -eq 135 ] && ! grep -q "changed on disk" "$T/err" && ok "kill -BUS: the default action (exit 135), no shard named" \
+    || bad "kill -BUS" "exit $st, expected 135; stderr: $(head -c 300 "$T/err")"
+
 finish
