@@ -140,6 +140,13 @@ int data_vocab_size(const char *dir, int *vocab_size, char *err, size_t errlen);
 // and train/ carries the text in 8 KiB buffers (with its NUL), so a larger file is refused rather than cut.
 #define TOKENIZER_FILE_MAX 8191
 
+// prepare's marker of a set half renamed into place: DIR/.prepare-incomplete exists from just before the first
+// rename of a new set until its last rename and the removal of the old set's extra shards, so a directory holding
+// it may mix two preparations. 0 when DIR holds no marker; -1 with err ("an interrupted prepare left a mix of two
+// datasets here (DIR/.prepare-incomplete): run gptrain prepare again"; the caller prefixes the flag) otherwise.
+#define DATA_PREPARE_MARKER ".prepare-incomplete"
+int data_check_complete(const char *dir, char *err, size_t errlen);
+
 // ---- shard parsing pieces (shared by the reader, the loader and the fuzz target) ----
 // Check a shard header h (256 ints; file_size bytes in the whole file): magic, version, count that matches the size,
 // at least one token. 0 and *ntok, or -1 with err naming path.

@@ -425,6 +425,11 @@ int data_loader_open(DataLoader *dl, const char *dir, const char *split, int B, 
         snprintf(err, errlen, "data_loader: --batch %d --seq-len %d: expected positive sizes", B, T);
         return -1;
     }
+    char why[4400];
+    if (data_check_complete(dir, why, sizeof why)) {
+        snprintf(err, errlen, "--data %s: %s", dir, why);
+        return -1;
+    }
     char **names;
     size_t n;
     if (list_shards(dir, split, &names, &n, err, errlen)) return -1;
@@ -462,6 +467,22 @@ int data_loader_open_glob(DataLoader *dl, const char *pattern, const char *flag,
         if (names) free_names(names, n);
         snprintf(err, errlen, "%s: out of memory", flag);
         return -1;
+    }
+    // The directories the matches lie in, each checked once for an interrupted prepare's marker (glob sorts the
+    // names, so one directory's shards are consecutive).
+    char prev[4096] = "", why[4400];
+    for (size_t i = 0; i < n; i++) {
+        char d[4096];
+        snprintf(d, sizeof d, "%s", names[i]);
+        char *slash = strrchr(d, '/');
+        if (slash) *slash = 0; else snprintf(d, sizeof d, ".");
+        if (!strcmp(d, prev)) continue;
+        snprintf(prev, sizeof prev, "%s", d);
+        if (data_check_complete(d, why, sizeof why)) {
+            snprintf(err, errlen, "%s %s: %s", flag, pattern, why);
+            free_names(names, n);
+            return -1;
+        }
     }
     char what[4200];
     snprintf(what, sizeof what, "%s %s", flag, pattern);

@@ -253,6 +253,8 @@ int char_tokenizer_decode(const CharTokenizer *tok, int id) {
 }
 
 int data_vocab_size(const char *dir, int *vocab_size, char *err, size_t errlen) {
+    // The tokenizer.txt of a directory an interrupted prepare left may belong to either set: refused, as its shards.
+    if (data_check_complete(dir, err, errlen)) return -1;
     char path[4096];
     TokFields tf;
     snprintf(path, sizeof path, "%s/tokenizer.txt", dir);

@@ -93,4 +93,33 @@ run_then 'kill -BUS $pid' busk
 [ "$st" -eq 135 ] && ! grep -q "changed on disk" "$T/err" && ok "kill -BUS: the default action (exit 135), no shard named" \
     || bad "kill -BUS" "exit $st, expected 135; stderr: $(head -c 300 "$T/err")"
 
+# ---- prepare killed between its renames ----
+# Set A (3 train shards) with its input text beside it; then set B (5 train shards, other text) killed after its
+# second rename (GPTRAIN_TEST_DIE_AFTER_RENAMES, as a kill -9 there would): train_000000.bin and train_000001.bin are
+# B's, the rest A's. Every reader must refuse the directory until a prepare runs to the end.
+M=$T/mix
+tail -c 20000 data/tinyshakespeare/input.txt >"$T/other.txt"
+mkdir -p "$M" && cp "$T/small.txt" "$M/input.txt" && echo "keep" >"$M/notes.txt.new"
+$G prepare --input "$M/input.txt" --out "$M" --shard-tokens 7000 >"$T/pa" 2>&1 && [ -f "$M/train_000002.bin" ] \
+    && [ ! -e "$M/.prepare-incomplete" ] && ok "prepare set A: 3 train shards, no marker left" || bad "prepare A" "$(cat "$T/pa")"
+GPTRAIN_TEST_DIE_AFTER_RENAMES=2 $G prepare --input "$T/other.txt" --out "$M" --shard-tokens 4000 >"$T/pb" 2>&1
+st=$?
+[ "$st" -eq 9 ] && [ -f "$M/.prepare-incomplete" ] && grep -q "^rename $M/train_000004.bin.new $M/train_000004.bin$" "$M/.prepare-incomplete" \
+    && ok "prepare B killed after 2 renames: the marker lists its renames" || bad "prepare B killed" "exit $st: $(cat "$T/pb"; ls -a "$M" | tr '\n' ' ')"
+WANT="an interrupted prepare left a mix of two datasets here ($M/.prepare-incomplete): run gptrain prepare again"
+expect_error "train --data on the mixed directory" 2 "^gptrain: error: --data $M: $WANT$" $G train $RUN --data "$M" --out "$T/o"
+expect_error "info --data on the mixed directory" 2 "^gptrain: error: --data $M: $WANT$" $G info --data "$M" --preset micro
+expect_error "--train-data glob into the mixed directory" 2 "^gptrain: error: --train-data $M/train_\*.bin: $WANT$" \
+    $G train $RUN --train-data "$M/train_*.bin" --val-data "$D/val_*.bin" --vocab-size 65 --out "$T/o"
+: >"$M/train_000000.bin.new.tmp.12345.0"
+$G prepare --input "$T/other.txt" --out "$M" --shard-tokens 9000 >"$T/pc" 2>&1 && [ ! -e "$M/.prepare-incomplete" ] \
+    && [ "$(cd "$M" && ls train_* | tr '\n' ' ')" = "train_000000.bin train_000001.bin " ] \
+    && ok "a fresh prepare completes: marker gone, exactly its 2 train shards" || bad "fresh prepare" "$(cat "$T/pc"; ls -a "$M" | tr '\n' ' ')"
+left=$(cd "$M" && ls -a | grep -e '\.new' -e '\.tmp\.' | tr '\n' ' ')
+[ "$left" = "notes.txt.new " ] && cmp -s "$M/input.txt" "$T/small.txt" \
+    && ok "the killed prepare's staged and temporary files are removed; other files (input.txt, notes.txt.new) kept" \
+    || bad "leftovers" "left: '$left'"
+$G train $RUN --data "$M" --out "$T/mixrun" >"$T/mixrun.out" 2>&1 && ok "train --data on the re-prepared directory runs" \
+    || bad "train after re-prepare" "$(tail -2 "$T/mixrun.out")"
+
 finish
