@@ -142,6 +142,16 @@ int data_prepare(const char *input_path, const char *out_dir, const char *tokeni
 
 // Read DIR/tokenizer.txt's vocab_size (any tokenizer type). Returns 0 or -1 with err.
 int data_vocab_size(const char *dir, int *vocab_size, char *err, size_t errlen);
+// The most bytes a tokenizer.txt may have: a char tokenizer's file is at most ~1.1 KB (256 ids of up to 3 digits),
+// and train/ carries the text in 8 KiB buffers (with its NUL), so a larger file is refused rather than cut.
+#define TOKENIZER_FILE_MAX 8191
+
+// prepare's marker of a set half renamed into place: DIR/.prepare-incomplete exists from just before the first
+// rename of a new set until its last rename and the removal of the old set's extra shards, so a directory holding
+// it may mix two preparations. 0 when DIR holds no marker; -1 with err ("an interrupted prepare left a mix of two
+// datasets here (DIR/.prepare-incomplete): run gptrain prepare again"; the caller prefixes the flag) otherwise.
+#define DATA_PREPARE_MARKER ".prepare-incomplete"
+int data_check_complete(const char *dir, char *err, size_t errlen);
 
 // ---- shard parsing pieces (shared by the reader, the loader and the fuzz target) ----
 // Check a shard header h (256 ints; file_size bytes in the whole file): magic, version, count that matches the size,
@@ -159,6 +169,7 @@ typedef struct ShardMap {
     void *map;
     size_t map_bytes;
 } ShardMap;
+// On failure errno is mmap's error when the mapping itself failed (ENOMEM: out of mappings or address space), else 0.
 int shard_map(const char *path, ShardMap *m, char *err, size_t errlen);
 void shard_unmap(ShardMap *m);
 

@@ -654,13 +654,31 @@ int gpt2_bpe_parse(Gpt2Bpe **out, const char *enc_path, const uint8_t *enc, size
     return 0;
 }
 
-// The whole of a regular file, malloc'd; -1 with err naming it.
+// The whole of a regular file of at most GPT2_FILE_MAX bytes, malloc'd; -1 with err naming it. Opened non-blocking
+// and checked regular before anything is read, so a FIFO (or device) in the tokenizer directory is refused at once
+// instead of waiting for a writer, and a huge file is refused before it is allocated (the vendored files are 1.0 MB
+// and 456 KB; 64 MiB leaves room for any honest copy, and the sha256 check refuses every other content anyway).
+#define GPT2_FILE_MAX ((size_t)64 << 20)
 static int read_all(const char *path, uint8_t **data, size_t *n, char *err, size_t errlen) {
-    int fd = open(path, O_RDONLY);
+    int fd = open(path, O_RDONLY | O_NONBLOCK | O_CLOEXEC);
     if (fd < 0) { snprintf(err, errlen, "%s: cannot open: %s", path, strerror(errno)); return -1; }
     struct stat st;
-    if (fstat(fd, &st) || !S_ISREG(st.st_mode)) {
-        snprintf(err, errlen, "%s: not a regular file", path);
+    if (fstat(fd, &st)) {
+        snprintf(err, errlen, "%s: cannot check it: %s", path, strerror(errno));
+        close(fd);
+        return -1;
+    }
+    if (!S_ISREG(st.st_mode)) {
+        snprintf(err, errlen, "%s: %s, not a regular file", path,
+                 S_ISDIR(st.st_mode) ? "a directory" : S_ISFIFO(st.st_mode) ? "a FIFO" : "a device or socket");
+        close(fd);
+        return -1;
+    }
+    const int fl = fcntl(fd, F_GETFL);   // a regular file's reads do not block either way: back to plain reads
+    if (fl >= 0) (void)fcntl(fd, F_SETFL, fl & ~O_NONBLOCK);
+    if ((unsigned long long)st.st_size > GPT2_FILE_MAX) {
+        snprintf(err, errlen, "%s: %lld bytes, larger than the %zu MiB a GPT-2 tokenizer file may be", path,
+                 (long long)st.st_size, GPT2_FILE_MAX >> 20);
         close(fd);
         return -1;
     }

@@ -15,16 +15,23 @@
  * the one the step is using and nslots - 1 being filled or waiting.
  * Resume: the batch sequence is a pure function of the configuration and the seed, so seeking to batch n replays the
  * reader's bookkeeping (no token is read) and the run continues bit for bit.
+ * A shard truncated under the run (the mapping's pages past its new end raise SIGBUS) ends it with one line naming
+ * the shard and exit 2 (the SIGBUS guard below), and mmap's ENOMEM is explained (vm.max_map_count or ulimit -v).
  */
 #include <assert.h>
 #include <dirent.h>
 #include <errno.h>
 #include <glob.h>
 #include <pthread.h>
+#include <signal.h>
+#include <stdatomic.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "data.h"
 
@@ -212,6 +219,155 @@ static int reader_next(DataLoader *dl, int32_t *in, int32_t *tg, char *err, size
     return 0;
 }
 
+// A count read from a /proc file (its first number), or -1.
+static long long read_proc_number(const char *path) {
+    FILE *f = fopen(path, "r");   // a /proc file: never a FIFO
+    long long v = -1;
+    if (f) {
+        if (fscanf(f, "%lld", &v) != 1) v = -1;
+        fclose(f);
+    }
+    return v;
+}
+
+// The mappings the process holds now (lines of /proc/self/maps), or -1.
+static long long count_mappings(void) {
+    FILE *f = fopen("/proc/self/maps", "r");
+    if (!f) return -1;
+    long long n = 0;
+    for (int c; (c = getc(f)) != EOF;) n += c == '\n';
+    fclose(f);
+    return n;
+}
+
+// mmap's ENOMEM for shard i says only "Cannot allocate memory"; the shards use no memory, so the limit is one of the
+// two on mappings: the kernel's vm.max_map_count (65530 by default: every shard is one mapping, so ~65k shards in
+// one process cannot all be mapped) or the address-space limit (ulimit -v). Say which, and what to do.
+static void explain_map_enomem(const DataLoader *dl, const char *path, size_t i, size_t nfiles, char *err,
+                               size_t errlen) {
+    double mapped_mib = 0;
+    for (size_t k = 0; k < i; k++) mapped_mib += dl->shards[k].map_bytes / 1048576.0;
+    const long long max_maps = read_proc_number("/proc/sys/vm/max_map_count"), maps = count_mappings();
+    struct rlimit as;
+    const int as_limited = !getrlimit(RLIMIT_AS, &as) && as.rlim_cur != RLIM_INFINITY;
+    // Within a few of the limit: the mapping count is what ran out (the failed mmap would have been one more).
+    if (max_maps > 0 && maps >= 0 && maps + 16 >= max_maps)
+        snprintf(err, errlen, "%s: cannot map it (Cannot allocate memory): %zu of %zu shards mapped so far, and the "
+                 "process holds %lld mappings; the kernel's vm.max_map_count (%lld, see /proc/sys/vm/max_map_count) "
+                 "limits how many files one process can map: use fewer, larger shards (prepare --shard-tokens), or "
+                 "raise vm.max_map_count", path, i, nfiles, maps, max_maps);
+    else if (as_limited)
+        snprintf(err, errlen, "%s: cannot map it (Cannot allocate memory): %zu of %zu shards (%.1f MiB) mapped so far; "
+                 "the address-space limit (ulimit -v: %.0f MiB) is too small to map the split: raise it (ulimit -v "
+                 "unlimited)", path, i, nfiles, mapped_mib, (double)as.rlim_cur / 1048576.0);
+    else {
+        char limit[32] = "";
+        if (max_maps > 0) snprintf(limit, sizeof limit, "%lld, ", max_maps);
+        snprintf(err, errlen, "%s: cannot map it (Cannot allocate memory): %zu of %zu shards mapped so far; the "
+                 "kernel's vm.max_map_count (%ssee /proc/sys/vm/max_map_count) limits how many files one process can "
+                 "map: use fewer, larger shards (prepare --shard-tokens)", path, i, nfiles, limit);
+    }
+}
+
+// ---- the SIGBUS guard ----
+// A mapped shard that is truncated or rewritten in place while the run reads it (`cp other.bin train_000000.bin`
+// truncates first) makes the next read of a page past its new end raise SIGBUS, which would kill the run with no
+// word (exit 135). Each open loader's shards are listed in a fixed table the handler can read without allocating or
+// locking; a SIGBUS whose address lies in a listed shard prints one line naming it (write(2) only: async-signal-safe)
+// and exits 2. Any other SIGBUS goes to the handler that was there before, or to the default action. A slot is
+// published by storing its count last (release) and withdrawn by clearing the count first, so the handler never reads
+// a half-filled slot; loaders beyond GUARD_SLOTS open at once are read unguarded.
+#define GUARD_SLOTS 64
+typedef struct GuardSlot {
+    atomic_int claimed;
+    const ShardMap *shards;
+    char *const *paths;
+    atomic_size_t n;
+} GuardSlot;
+static GuardSlot guard_slots[GUARD_SLOTS];
+static struct sigaction guard_prev;
+static pthread_once_t guard_once = PTHREAD_ONCE_INIT;
+
+static void guard_say(const char *s) {
+    size_t n = strlen(s);
+    while (n > 0) {
+        const ssize_t w = write(2, s, n);
+        if (w <= 0) return;
+        s += w;
+        n -= (size_t)w;
+    }
+}
+
+static void guard_sigbus(int sig, siginfo_t *si, void *uc) {
+    // Only a fault the kernel raised (si_code > 0: BUS_ADRERR and kin) has an address; a kill -BUS has none.
+    const uintptr_t a = si && si->si_code > 0 ? (uintptr_t)si->si_addr : 0;
+    for (int s = 0; a && s < GUARD_SLOTS; s++) {
+        const size_t n = atomic_load_explicit(&guard_slots[s].n, memory_order_acquire);
+        const ShardMap *sh = guard_slots[s].shards;
+        for (size_t k = 0; k < n; k++) {
+            const uintptr_t b = (uintptr_t)sh[k].map;
+            if (b && a >= b && a - b < sh[k].map_bytes) {
+                guard_say("gptrain: error: ");
+                guard_say(guard_slots[s].paths[k]);
+                guard_say(" changed on disk while training read it (truncated or rewritten in place): training cannot "
+                          "continue; the last checkpoint is intact: restore the data and resume (--resume auto)\n");
+                _exit(2);
+            }
+        }
+    }
+    // Not a shard's page: whoever handled SIGBUS before us, else the default action (re-raised: the signal is blocked
+    // in its handler, so it lands when this returns, and a fault would recur anyway).
+    if ((guard_prev.sa_flags & SA_SIGINFO) && guard_prev.sa_sigaction) {
+        guard_prev.sa_sigaction(sig, si, uc);
+        return;
+    }
+    if (!(guard_prev.sa_flags & SA_SIGINFO) && guard_prev.sa_handler != SIG_DFL && guard_prev.sa_handler != SIG_IGN) {
+        guard_prev.sa_handler(sig);
+        return;
+    }
+    struct sigaction dfl;
+    memset(&dfl, 0, sizeof dfl);
+    dfl.sa_handler = SIG_DFL;
+    sigemptyset(&dfl.sa_mask);
+    sigaction(SIGBUS, &dfl, NULL);
+    raise(SIGBUS);
+}
+
+static void guard_install(void) {
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_sigaction = guard_sigbus;
+    sa.sa_flags = SA_SIGINFO;
+    sigemptyset(&sa.sa_mask);
+    sigaction(SIGBUS, &sa, &guard_prev);
+}
+
+// List dl's mapped shards for the handler (once they are all mapped, before the first token is read).
+static void guard_add(DataLoader *dl) {
+    pthread_once(&guard_once, guard_install);
+    for (int s = 0; s < GUARD_SLOTS; s++) {
+        int free_slot = 0;
+        if (!atomic_compare_exchange_strong(&guard_slots[s].claimed, &free_slot, 1)) continue;
+        guard_slots[s].shards = dl->shards;
+        guard_slots[s].paths = dl->paths;
+        atomic_store_explicit(&guard_slots[s].n, dl->nshards, memory_order_release);
+        return;
+    }
+}
+
+static void guard_remove(const DataLoader *dl) {
+    if (!dl->shards) return;
+    for (int s = 0; s < GUARD_SLOTS; s++) {
+        GuardSlot *g = &guard_slots[s];
+        if (!atomic_load(&g->claimed) || g->shards != dl->shards) continue;
+        atomic_store_explicit(&g->n, 0, memory_order_release);
+        g->shards = NULL;
+        g->paths = NULL;
+        atomic_store(&g->claimed, 0);
+        return;
+    }
+}
+
 static int open_files(DataLoader *dl, char **names, size_t nfiles, const char *what, int B, int T, int rank,
                       int world, int shuffle, uint64_t seed, int vocab_size, char *err, size_t errlen) {
     assert(world >= 1 && rank >= 0 && rank < world);   // the rank and world come from dist/, not from the user
@@ -223,9 +379,13 @@ static int open_files(DataLoader *dl, char **names, size_t nfiles, const char *w
     dl->starts = malloc((nfiles + 1) * sizeof *dl->starts);
     if (!dl->shards || !dl->order || !dl->starts) { snprintf(err, errlen, "%s: out of memory", what); return -1; }
     for (size_t i = 0; i < nfiles; i++) {
-        if (shard_map(names[i], &dl->shards[i], err, errlen)) return -1;
+        if (shard_map(names[i], &dl->shards[i], err, errlen)) {
+            if (errno == ENOMEM) explain_map_enomem(dl, names[i], i, nfiles, err, errlen);
+            return -1;
+        }
         dl->ntok += dl->shards[i].ntok;
     }
+    guard_add(dl);
     if (dl->ntok <= DATA_CHECK_AT_OPEN)
         for (size_t i = 0; i < nfiles; i++)
             if (shard_check_tokens(names[i], dl->shards[i].tokens, dl->shards[i].ntok, 0, vocab_size, err, errlen))
@@ -265,6 +425,11 @@ int data_loader_open(DataLoader *dl, const char *dir, const char *split, int B, 
         snprintf(err, errlen, "data_loader: --batch %d --seq-len %d: expected positive sizes", B, T);
         return -1;
     }
+    char why[4400];
+    if (data_check_complete(dir, why, sizeof why)) {
+        snprintf(err, errlen, "--data %s: %s", dir, why);
+        return -1;
+    }
     char **names;
     size_t n;
     if (list_shards(dir, split, &names, &n, err, errlen)) return -1;
@@ -302,6 +467,22 @@ int data_loader_open_glob(DataLoader *dl, const char *pattern, const char *flag,
         if (names) free_names(names, n);
         snprintf(err, errlen, "%s: out of memory", flag);
         return -1;
+    }
+    // The directories the matches lie in, each checked once for an interrupted prepare's marker (glob sorts the
+    // names, so one directory's shards are consecutive).
+    char prev[4096] = "", why[4400];
+    for (size_t i = 0; i < n; i++) {
+        char d[4096];
+        snprintf(d, sizeof d, "%s", names[i]);
+        char *slash = strrchr(d, '/');
+        if (slash) *slash = 0; else snprintf(d, sizeof d, ".");
+        if (!strcmp(d, prev)) continue;
+        snprintf(prev, sizeof prev, "%s", d);
+        if (data_check_complete(d, why, sizeof why)) {
+            snprintf(err, errlen, "%s %s: %s", flag, pattern, why);
+            free_names(names, n);
+            return -1;
+        }
     }
     char what[4200];
     snprintf(what, sizeof what, "%s %s", flag, pattern);
@@ -443,6 +624,7 @@ uint16_t data_loader_token(const DataLoader *dl, size_t i) {
 
 void data_loader_close(DataLoader *dl) {
     prefetch_stop(dl);
+    guard_remove(dl);   // before the shards are unmapped
     if (dl->pf) {
         for (int s = 0; s < dl->pf->nslots; s++) {
             if (dl->pf->in[s]) dl->pf->free_fn(dl->pf->in[s]);

@@ -9,12 +9,18 @@
  * (train_000000.bin, train_000001.bin, ...; llm.c's scripts use 1e8).
  * Every check on the flags and the input runs before the first file is written, and the outputs replace a previous
  * set together: each is first written whole (atomically) as PATH.new, and only when all are on disk are they renamed
- * into place; then shards of an earlier, longer set that the new set does not overwrite are removed, so the loader
- * never mixes two preparations.
+ * into place; then shards of an earlier, longer set that the new set does not overwrite are removed. The renames are
+ * several steps, so they are bracketed by a marker, DIR/.prepare-incomplete, written (atomically, fsynced) before the
+ * first and removed after the last and the removals: a prepare killed in between leaves the marker, and the loader
+ * and data_vocab_size refuse the directory (naming the marker) until a prepare runs to the end, so no reader ever
+ * mixes two preparations. A prepare locks DIR (DIR/.gptrain.lock) and first removes what a killed one left (its
+ * staged *.new files and their temporary files); no other file of DIR is touched. Inputs are opened non-blocking and
+ * must be regular files (a FIFO is refused at once).
  */
 #include <assert.h>
 #include <dirent.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -30,15 +36,18 @@ typedef struct Doc {
     size_t n;
 } Doc;
 
-// Read one whole file. -1 with err naming --input when it is missing, not a regular file or unreadable.
+// Read one whole file. -1 with err naming --input when it is missing, not a regular file or unreadable. Opened by
+// file_open_input (non-blocking, regular files only), so a FIFO given as --input, or named *.txt in an --input
+// directory, is refused at once instead of waiting for a writer.
 static int read_file(const char *path, uint8_t **text, size_t *n, char *err, size_t errlen) {
     *text = NULL;
     *n = 0;
-    FILE *f = fopen(path, "rb");
-    if (!f) { snprintf(err, errlen, "--input %s: cannot open (%s)", path, strerror(errno)); return -1; }
+    char why[4400];
+    FILE *f = file_open_input(path, why, sizeof why);
+    if (!f) { snprintf(err, errlen, "--input %s", why); return -1; }
     struct stat st;
-    if (fstat(fileno(f), &st) || !S_ISREG(st.st_mode)) {
-        snprintf(err, errlen, "--input %s: not a regular file, expected a text file", path);
+    if (fstat(fileno(f), &st)) {
+        snprintf(err, errlen, "--input %s: cannot check it (%s)", path, strerror(errno));
         fclose(f);
         return -1;
     }
@@ -140,6 +149,67 @@ static int is_shard_name(const char *name) {
     return len > 4 && !strcmp(name + len - 4, ".bin") && (!strncmp(name, "train_", 6) || !strncmp(name, "val_", 4));
 }
 
+// "<digits>.<digits>": the tail file_create_tmp gives its temporary names (PATH.tmp.<pid>.<n>).
+static int is_tmp_tail(const char *s) {
+    int digits = 0, dots = 0;
+    for (; *s; s++) {
+        if (*s == '.' && digits && !dots) { dots = 1; digits = 0; }
+        else if (*s >= '0' && *s <= '9') digits++;
+        else return 0;
+    }
+    return dots && digits;
+}
+
+// Is name a leftover of an earlier prepare killed while staging: a staged output X.new, its temporary file
+// X.new.tmp.<pid>.<n> (X a shard or tokenizer.txt), or the marker's temporary file? Nothing else is touched, so the
+// other files of the directory (the input text beside the shards, say) stay.
+static int is_stale_staging(const char *name) {
+    const char *t = strstr(name, ".tmp.");
+    const size_t stem = t ? (size_t)(t - name) : strlen(name);
+    char base[256];
+    if ((t && !is_tmp_tail(t + 5)) || stem >= sizeof base) return 0;
+    memcpy(base, name, stem);
+    base[stem] = 0;
+    if (t && !strcmp(base, DATA_PREPARE_MARKER)) return 1;
+    if (stem < 5 || strcmp(base + stem - 4, ".new")) return 0;
+    base[stem - 4] = 0;
+    return is_shard_name(base) || !strcmp(base, "tokenizer.txt");
+}
+
+// Make the renames and removals so far durable before the marker that covers them goes (best effort, as in
+// fileio.c: a directory that cannot be opened is written all the same).
+static void fsync_dir(const char *dir) {
+    const int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (fd >= 0) { fsync(fd); close(fd); }
+}
+
+// Fault injection for the interrupted-prepare tests: GPTRAIN_TEST_DIE_AFTER_RENAMES=N exits (status 9, as a kill
+// would leave things) after the N-th rename of the new set into place.
+static void maybe_die_after_renames(int done) {
+    const char *e = getenv("GPTRAIN_TEST_DIE_AFTER_RENAMES");
+    if (e && *e && atoi(e) == done) _exit(9);
+}
+
+int data_check_complete(const char *dir, char *err, size_t errlen) {
+    char marker[4200];
+    struct stat st;
+    snprintf(marker, sizeof marker, "%s/%s", dir, DATA_PREPARE_MARKER);
+    if (lstat(marker, &st)) return 0;   // absent (or DIR unreadable: the caller's own open reports that)
+    snprintf(err, errlen, "an interrupted prepare left a mix of two datasets here (%s): run gptrain prepare again",
+             marker);
+    return -1;
+}
+
+// The set goes into place in four steps, so that no reader ever takes a mix of two sets for one:
+//   1. every output is written whole, atomically, as PATH.new (a failure here leaves the old set as it was);
+//   2. the marker DIR/.prepare-incomplete is written atomically, listing the renames and removals to come;
+//   3. each PATH.new is renamed over PATH, then the old set's shards this one does not replace are removed, and the
+//      directory is fsynced;
+//   4. the marker is removed (and the directory fsynced).
+// A kill or crash during step 3 leaves the marker, and every reader of the directory (data_loader_open,
+// data_vocab_size) refuses it until a prepare runs to the end; such a prepare first removes the staged files a
+// killed one left. Renames of several files cannot be one atomic step in POSIX without moving the whole directory,
+// which would take every other file in it along; the marker makes the set's state visible instead.
 static int write_outputs(const char *out_dir, OutFile *outs, int nout, const char *tok_text, char *err,
                          size_t errlen) {
     for (int i = 0; i < nout; i++) {
@@ -156,45 +226,96 @@ static int write_outputs(const char *out_dir, OutFile *outs, int nout, const cha
                  strerror(errno));
         return -1;
     }
-    int i = 0;
+    // The leftovers of a prepare killed before it finished (the directory is locked: none is a live one's), and the
+    // shards of an earlier set that this one will not replace.
+    char **stale = NULL;
+    size_t nstale = 0, cap = 0;
+    DIR *d = opendir(out_dir);
+    if (!d) {
+        snprintf(err, errlen, "--out %s: cannot list it (%s)", out_dir, strerror(errno));
+        return -1;
+    }
+    for (struct dirent *e; (e = readdir(d));) {
+        char p[4200];
+        snprintf(p, sizeof p, "%s/%s", out_dir, e->d_name);
+        if (is_stale_staging(e->d_name)) { unlink(p); continue; }
+        if (!is_shard_name(e->d_name)) continue;
+        int ours = 0;
+        for (int j = 0; j < nout && !ours; j++) ours = !strcmp(p, outs[j].path);
+        if (ours) continue;
+        if (nstale == cap) {
+            cap = cap ? 2 * cap : 16;
+            char **g = realloc(stale, cap * sizeof *stale);
+            if (!g) break;
+            stale = g;
+        }
+        if (!(stale[nstale] = strdup(p))) break;
+        nstale++;
+    }
+    closedir(d);
+    int rc = -1, i = 0;
     for (; i < nout; i++) {
-        int rc;
-        if (outs[i].tokens) rc = shard_write(outs[i].staged, outs[i].tokens, outs[i].ntok, err, errlen);
+        int wrc;
+        if (outs[i].tokens) wrc = shard_write(outs[i].staged, outs[i].tokens, outs[i].ntok, err, errlen);
         else {
             char tmp[4300];
             FILE *f = file_create_tmp(outs[i].staged, tmp, sizeof tmp, err, errlen);
             errno = 0;
-            rc = !f ? -1 : file_commit_tmp(f, tmp, outs[i].staged, !file_write(f, tok_text, strlen(tok_text)), err,
-                                           errlen);
+            wrc = !f ? -1 : file_commit_tmp(f, tmp, outs[i].staged, !file_write(f, tok_text, strlen(tok_text)), err,
+                                            errlen);
         }
-        if (rc) break;
+        if (wrc) break;
     }
-    if (i < nout) {
-        for (int j = 0; j < i; j++) unlink(outs[j].staged);
-        return -1;
+    char marker[4200];
+    snprintf(marker, sizeof marker, "%s/%s", out_dir, DATA_PREPARE_MARKER);
+    if (i == nout) {
+        char tmp[4300];
+        FILE *f = file_create_tmp(marker, tmp, sizeof tmp, err, errlen);
+        if (f) {
+            errno = 0;
+            static const char head[] = "gptrain prepare: while this file exists, this directory may hold a mix of "
+                                       "two prepared datasets (a prepare was stopped while moving its files into "
+                                       "place): run gptrain prepare again. The moves:\n";
+            char line[8500];
+            int ok = !file_write(f, head, strlen(head));
+            for (int j = 0; ok && j < nout; j++) {
+                snprintf(line, sizeof line, "rename %s %s\n", outs[j].staged, outs[j].path);
+                ok = !file_write(f, line, strlen(line));
+            }
+            for (size_t j = 0; ok && j < nstale; j++) {
+                snprintf(line, sizeof line, "remove %s\n", stale[j]);
+                ok = !file_write(f, line, strlen(line));
+            }
+            if (!file_commit_tmp(f, tmp, marker, ok, err, errlen)) rc = 0;
+        }
     }
+    if (rc) {   // nothing moved yet: the previous set stands
+        for (int j = 0; j < i && j < nout; j++) unlink(outs[j].staged);
+        goto done;
+    }
+    rc = -1;
     for (i = 0; i < nout; i++) {
         if (rename(outs[i].staged, outs[i].path)) {
-            snprintf(err, errlen, "%s: cannot move %s into place (%s)", outs[i].path, outs[i].staged, strerror(errno));
+            snprintf(err, errlen, "%s: cannot move %s into place (%s); %s now mixes two datasets, as %s says: run "
+                     "gptrain prepare again", outs[i].path, outs[i].staged, strerror(errno), out_dir, marker);
             for (int j = i; j < nout; j++) unlink(outs[j].staged);
-            return -1;
+            goto done;
         }
+        maybe_die_after_renames(i + 1);
     }
-    // Remove shards of an earlier preparation that this one did not overwrite.
-    DIR *d = opendir(out_dir);
-    if (d) {
-        struct dirent *e;
-        while ((e = readdir(d))) {
-            if (!is_shard_name(e->d_name)) continue;
-            char p[4200];
-            snprintf(p, sizeof p, "%s/%s", out_dir, e->d_name);
-            int ours = 0;
-            for (int j = 0; j < nout && !ours; j++) ours = !strcmp(p, outs[j].path);
-            if (!ours) unlink(p);
-        }
-        closedir(d);
+    for (size_t j = 0; j < nstale; j++) unlink(stale[j]);
+    fsync_dir(out_dir);
+    if (unlink(marker)) {
+        snprintf(err, errlen, "%s: cannot remove it (%s); the new set is complete: remove the file", marker,
+                 strerror(errno));
+        goto done;
     }
-    return 0;
+    fsync_dir(out_dir);
+    rc = 0;
+done:
+    for (size_t j = 0; j < nstale; j++) free(stale[j]);
+    free(stale);
+    return rc;
 }
 
 int data_prepare(const char *input_path, const char *out_dir, const char *tokenizer, double val_fraction,
@@ -224,6 +345,7 @@ int data_prepare(const char *input_path, const char *out_dir, const char *tokeni
     int rc = -1;
     double t0 = 0, t1 = 0;
     OutFile *outs = NULL;
+    int lock_fd = -1;
     if (!tokens) { snprintf(err, errlen, "--input %s: out of memory for %zu tokens", input_path, total); goto done; }
     struct timespec ts;
     if (gpt2) {
@@ -283,8 +405,11 @@ int data_prepare(const char *input_path, const char *out_dir, const char *tokeni
     }
     snprintf(outs[k].path, sizeof outs[k].path, "%s/tokenizer.txt", out_dir);
     if (strlen(out_dir) > 3900) { snprintf(err, errlen, "--out %s: path too long", out_dir); goto done; }
-    if (file_mkdirs(out_dir, "--out", err, errlen) || write_outputs(out_dir, outs, nout, tok_text, err, errlen))
-        goto done;
+    if (file_mkdirs(out_dir, "--out", err, errlen)) goto done;
+    // One prepare at a time per directory: two would interleave their renames (a mix of two sets), and each would
+    // take the other's staged files for a killed prepare's leftovers.
+    if ((lock_fd = file_lock_dir(out_dir, "--out", err, errlen)) < 0) goto done;
+    if (write_outputs(out_dir, outs, nout, tok_text, err, errlen)) goto done;
     printf("prepare: %s: %zu document%s, %zu bytes -> %zu tokens, vocab %d (%s)", input_path, ndocs,
            ndocs == 1 ? "" : "s", total, n, gpt2 ? GPT2_VOCAB_SIZE : ct.vocab_size, tokenizer);
     if (gpt2) printf(", encoded in %.3f s (%.1f MB/s)", t1 - t0, total / 1e6 / (t1 - t0 > 0 ? t1 - t0 : 1e-9));
@@ -292,6 +417,7 @@ int data_prepare(const char *input_path, const char *out_dir, const char *tokeni
            ntr_sh == 1 ? "" : "s", nval, nva_sh, nva_sh == 1 ? "" : "s", out_dir);
     rc = 0;
 done:
+    if (lock_fd >= 0) close(lock_fd);   // the lock is released with its descriptor
     free(outs);
     if (bpe) gpt2_bpe_free(bpe);
     free(tokens);

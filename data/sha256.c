@@ -95,20 +95,18 @@ void sha256_bytes(const void *data, size_t n, uint8_t digest[32]) {
 }
 
 int sha256_file_hex(const char *path, char hex[65], char *err, size_t errlen) {
-    FILE *f = fopen(path, "rb");
-    if (!f) {
-        snprintf(err, errlen, "%s: cannot open: %s", path, strerror(errno));
-        return -1;
-    }
+    // Non-blocking and regular files only: a FIFO is refused at once instead of waiting for a writer.
+    FILE *f = file_open_input(path, err, errlen);
+    if (!f) return -1;
     Sha256 s;
     sha256_init(&s);
     uint8_t buf[1 << 16];
     size_t got;
     while ((got = fread(buf, 1, sizeof buf, f)) > 0) sha256_update(&s, buf, got);
-    int bad = ferror(f);
+    const int bad = ferror(f), e = errno;
     fclose(f);
     if (bad) {
-        snprintf(err, errlen, "%s: read error (is it a directory?)", path);
+        snprintf(err, errlen, "%s: read failed (%s)", path, strerror(e));
         return -1;
     }
     uint8_t d[32];

@@ -73,13 +73,15 @@ int shard_check_tokens(const char *path, const uint16_t *t, size_t n, size_t fir
     return 0;
 }
 
-// Open PATH and read its header: the FILE is left positioned after the header.
+// Open PATH and read its header: the FILE is left positioned after the header. file_open_input opens it
+// non-blocking and refuses anything but a regular file, so a FIFO named like a shard is refused at once instead of
+// blocking the run until some process writes to it.
 static FILE *shard_open(const char *path, size_t *ntok, long long *size, char *err, size_t errlen) {
-    FILE *f = fopen(path, "rb");
-    if (!f) { snprintf(err, errlen, "%s: cannot open (%s)", path, strerror(errno)); return NULL; }
+    FILE *f = file_open_input(path, err, errlen);
+    if (!f) return NULL;
     struct stat st;
-    if (fstat(fileno(f), &st) || !S_ISREG(st.st_mode)) {
-        snprintf(err, errlen, "%s: not a regular file, expected an llm.c token shard", path);
+    if (fstat(fileno(f), &st)) {
+        snprintf(err, errlen, "%s: cannot check it (%s)", path, strerror(errno));
         fclose(f);
         return NULL;
     }
@@ -119,10 +121,15 @@ int shard_map(const char *path, ShardMap *m, char *err, size_t errlen) {
     memset(m, 0, sizeof *m);
     long long size;
     FILE *f = shard_open(path, &m->ntok, &size, err, errlen);
-    if (!f) return -1;
+    if (!f) { errno = 0; return -1; }
     void *p = mmap(NULL, (size_t)size, PROT_READ, MAP_PRIVATE, fileno(f), 0);
+    const int e = errno;
     fclose(f);   // the mapping keeps the file alive
-    if (p == MAP_FAILED) { snprintf(err, errlen, "%s: cannot map (%s)", path, strerror(errno)); return -1; }
+    if (p == MAP_FAILED) {
+        snprintf(err, errlen, "%s: cannot map it (%s)", path, strerror(e));
+        errno = e;   // the loader explains ENOMEM (a limit on mappings or address space) with what it knows
+        return -1;
+    }
     m->map = p;
     m->map_bytes = (size_t)size;
     m->tokens = (const uint16_t *)((const char *)p + SHARD_HEADER_INTS * sizeof(int32_t));

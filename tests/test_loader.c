@@ -10,7 +10,10 @@
 #include <dirent.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -84,6 +87,68 @@ static int same_batches(DataLoader *a, DataLoader *b, int k, size_t bt) {
     }
     free(i1), free(t1), free(i2), free(t2);
     return same;
+}
+
+// In a child process (its limits and mappings die with it): make the mapping limit bite, then open ROOT/many's 20
+// shards, and return the loader's message through a pipe. how 'm': take every mapping vm.max_map_count allows but
+// 6 (one-page anonymous mappings with alternating protections, so the kernel cannot merge them), as ~65k shards do;
+// how 'a': an address-space limit (RLIMIT_AS) 4 MiB above what the process uses. rc is the open's result in the
+// child, or -2 when the limit could not be set up.
+static int open_under_limit(const char *dir, char how, char *msg, size_t n) {
+    int fds[2];
+    msg[0] = 0;
+    if (pipe(fds)) return -2;
+    fflush(stdout);
+    const pid_t pid = fork();
+    if (pid < 0) return -2;
+    if (pid == 0) {
+        close(fds[0]);
+        alarm(30);
+        char err[1024] = "";
+        int rc = -2;
+        if (how == 'm') {
+            FILE *f = fopen("/proc/sys/vm/max_map_count", "r");
+            long max = 0;
+            if (f) { if (fscanf(f, "%ld", &max) != 1) max = 0; fclose(f); }
+            void **maps = max > 0 && max <= 1000000 ? malloc((size_t)max * sizeof *maps) : NULL;
+            long got = 0;
+            for (; maps && got < max; got++) {
+                maps[got] = mmap(NULL, 4096, got % 2 ? PROT_READ : PROT_READ | PROT_WRITE,
+                                 MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+                if (maps[got] == MAP_FAILED) break;
+            }
+            if (maps && got > 6 && got < max) {
+                for (long k = got - 6; k < got; k++) munmap(maps[k], 4096);
+                rc = 0;
+            }
+        } else {
+            FILE *f = fopen("/proc/self/status", "r");
+            char line[256];
+            long long kib = 0;
+            while (f && fgets(line, sizeof line, f))
+                if (sscanf(line, "VmSize: %lld kB", &kib) == 1) break;
+            if (f) fclose(f);
+            struct rlimit lim = {(rlim_t)(kib + 4096) * 1024, (rlim_t)(kib + 4096) * 1024};
+            if (kib > 0 && !setrlimit(RLIMIT_AS, &lim)) rc = 0;
+        }
+        if (!rc) {
+            DataLoader dl;
+            rc = data_loader_open(&dl, dir, "train", 1, 8, 0, 1, 0, 1, 0, err, sizeof err);
+            if (!rc) data_loader_close(&dl);
+        }
+        const size_t len = strlen(err);
+        if (write(fds[1], err, len) != (ssize_t)len) rc = -3;
+        _exit(rc == 0 ? 0 : rc == -1 ? 1 : 3);
+    }
+    close(fds[1]);
+    size_t got = 0;
+    for (ssize_t r; got + 1 < n && (r = read(fds[0], msg + got, n - 1 - got)) > 0;) got += (size_t)r;
+    msg[got] = 0;
+    close(fds[0]);
+    int status;
+    waitpid(pid, &status, 0);
+    if (!WIFEXITED(status)) { snprintf(msg, n, "child killed by signal %d", WTERMSIG(status)); return -2; }
+    return WEXITSTATUS(status) == 0 ? 0 : WEXITSTATUS(status) == 1 ? -1 : -2;
 }
 
 int main(void) {
@@ -489,8 +554,62 @@ int main(void) {
                 "No such file", "shard: missing file");
     path_of(p, sizeof p, "isdir", "train_000000.bin");
     mkdir(p, 0755);
-    expect_fail(shard_read(p, &back, &nback, 61, err, sizeof err), err, "not a regular file",
+    expect_fail(shard_read(p, &back, &nback, 61, err, sizeof err), err, "is a directory, expected a regular file",
                 "isdir/train_000000.bin", "shard: a directory in its place");
+    // A FIFO in a shard's, a tokenizer's or a hashed file's place is refused at once: opening one for reading
+    // blocks until a writer comes, so the alarm turns a regression into a killed test rather than a hung one.
+    {
+        alarm(20);
+        path_of(p, sizeof p, "fifo", "train_000000.bin");
+        int made = !mkfifo(p, 0644);
+        expect_fail(shard_read(p, &back, &nback, 61, err, sizeof err), err, "is a FIFO, expected a regular file",
+                    "fifo/train_000000.bin", "shard: a FIFO in its place (shard_read)");
+        snprintf(dir, sizeof dir, "%s/fifo", ROOT);
+        expect_fail(data_loader_open(&dl, dir, "train", 1, 8, 0, 1, 0, 1, 61, err, sizeof err), err,
+                    "is a FIFO, expected a regular file", "fifo/train_000000.bin", "loader: a FIFO as a shard");
+        char hex[65];
+        expect_fail(sha256_file_hex(p, hex, err, sizeof err), err, "is a FIFO, expected a regular file",
+                    "fifo/train_000000.bin", "sha256_file_hex: a FIFO");
+        path_of(p, sizeof p, "fifo", "tokenizer.txt");
+        made = made && !mkfifo(p, 0644);
+        CharTokenizer ctf;
+        int vocab = 0;
+        expect_fail(char_tokenizer_load(&ctf, p, err, sizeof err), err, "is a FIFO, expected a regular file",
+                    "fifo/tokenizer.txt", "tokenizer: a FIFO as tokenizer.txt (char_tokenizer_load)");
+        expect_fail(data_vocab_size(dir, &vocab, err, sizeof err), err, "is a FIFO, expected a regular file",
+                    "fifo/tokenizer.txt", "tokenizer: a FIFO as tokenizer.txt (data_vocab_size)");
+        Tokenizer tkf;
+        expect_fail(tokenizer_load(&tkf, p, NULL, 0, err, sizeof err), err, "is a FIFO, expected a regular file",
+                    "fifo/tokenizer.txt", "tokenizer: a FIFO as tokenizer.txt (tokenizer_load)");
+        alarm(0);
+        harness_case(made, "mkfifo for the FIFO cases", "%s", dir);
+    }
+
+    // mmap's bare "Cannot allocate memory" when the shards exceed a limit on mappings is explained: which limit, and
+    // what to do. Both limits are made real in a child process: the mapping count (vm.max_map_count, what ~65k shards
+    // reach) and the address space (ulimit -v).
+    {
+        static uint16_t many[262144];   // 20 shards of 512 KiB
+        int made = 1;
+        for (int k = 0; k < 20; k++) {
+            char name[32];
+            snprintf(name, sizeof name, "train_%06d.bin", k);
+            path_of(p, sizeof p, "many", name);
+            made = made && !shard_write(p, many, sizeof many / sizeof many[0], err, sizeof err);
+        }
+        snprintf(dir, sizeof dir, "%s/many", ROOT);
+        char msg[1024];
+        rc = made ? open_under_limit(dir, 'm', msg, sizeof msg) : -2;
+        harness_case(rc == -1 && strstr(msg, "cannot map it (Cannot allocate memory)") &&
+                         strstr(msg, "shards mapped so far") && strstr(msg, "vm.max_map_count (") &&
+                         strstr(msg, "use fewer, larger shards (prepare --shard-tokens)") && !strchr(msg, '\n'),
+                     "loader: out of mappings (vm.max_map_count) is named, with the remedy", "rc %d: %s", rc, msg);
+        rc = made ? open_under_limit(dir, 'a', msg, sizeof msg) : -2;
+        harness_case(rc == -1 && strstr(msg, "cannot map it (Cannot allocate memory)") &&
+                         strstr(msg, "shards (") && strstr(msg, "the address-space limit (ulimit -v: ") &&
+                         !strchr(msg, '\n'),
+                     "loader: out of address space (ulimit -v) is named, with the remedy", "rc %d: %s", rc, msg);
+    }
 
     // ---- the character tokenizer over the vendored corpus ----
     f = fopen("data/tinyshakespeare/input.txt", "rb");
@@ -556,6 +675,45 @@ int main(void) {
     write_text(p, "gptrain-tokenizer 1\ntype char\nvocab_size 3\nbytes 10 32\n");
     expect_fail(char_tokenizer_load(&ctb, p, err, sizeof err), err, "short_tokenizer.txt", "lists 2 bytes",
                 "tokenizer: fewer bytes than vocab_size");
+    // Strict parsing: every value is exactly what the format says, or the file is refused naming the line (atoi
+    // took "65abc" for 65).
+    {
+        static const struct { const char *text, *want, *name; } bad[] = {
+            {"gptrain-tokenizer 1\ntype char\nvocab_size 3abc\nbytes 10 32 97\n", "t: line 3: vocab_size '3abc', expected a decimal integer",
+             "vocab_size 3abc"},
+            {"gptrain-tokenizer 1\ntype char\nvocab_size -3\nbytes 10 32 97\n", "line 3: vocab_size '-3'", "vocab_size -3"},
+            {"gptrain-tokenizer 1\ntype char\nvocab_size 0\nbytes\n", "line 3: vocab_size '0'", "vocab_size 0"},
+            {"gptrain-tokenizer 1\ntype gpt2\nvocab_size 4294967297\n", "line 3: vocab_size '4294967297'",
+             "vocab_size past int"},
+            {"gptrain-tokenizer 1\ntype char\nvocab_size 65537\nbytes 1\n", "from 1 to 65536", "vocab_size 65537"},
+            {"gptrain-tokenizer 1\ntype char\nvocab_size\nbytes 1\n", "line 3: vocab_size ''", "vocab_size without a value"},
+            {"gptrain-tokenizer 1\ntype char\nvocab_size 3\nvocab_size 3\nbytes 10 32 97\n", "line 4: a second 'vocab_size'",
+             "vocab_size twice"},
+            {"gptrain-tokenizer 1\ntype char\nvocab_size 3\nbytes 10 32x 97\n", "line 4: bytes entry 2 '32x'", "bytes 32x"},
+            {"gptrain-tokenizer 1\ntype char\nvocab_size 3\nbytes 10 32 256\n", "line 4: bytes entry 3 '256'", "bytes 256"},
+            {"gptrain-tokenizer 1\ntype char\nvocab_size 3\nbytes 10  32 97\n", "line 4: bytes entry 2 ''", "bytes double space"},
+            {"gptrain-tokenizer 1\ntype char\nvocab_size 3\nbytes 10 32 97\nvocab 4\n", "line 5: 'vocab 4', expected a 'type'",
+             "an unknown line"},
+            {"gptrain-tokenizer 12\ntype char\nvocab_size 1\nbytes 10\n", "expected 'gptrain-tokenizer 1' on line 1",
+             "another format version"},
+            {"gptrain-tokenizer 1\ntype char gpt2\nvocab_size 1\nbytes 10\n", "line 2: 'type char gpt2'", "type with two words"},
+            {"gptrain-tokenizer 1\ntype gpt2\nvocab_size 50257\nbytes 10\n", "type gpt2 with a 'bytes' line", "gpt2 with bytes"},
+            {"gptrain-tokenizer 1\ntype char\nbytes 10\n", "no 'vocab_size' line", "no vocab_size"},
+        };
+        for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+            Tokenizer tk;
+            char name[96];
+            snprintf(name, sizeof name, "tokenizer strict: %s", bad[i].name);
+            expect_fail(tokenizer_load_text(&tk, bad[i].text, "t", err, sizeof err), err, bad[i].want, NULL, name);
+        }
+        Tokenizer tk;
+        const uint8_t *dec = NULL;
+        rc = tokenizer_load_text(&tk, "gptrain-tokenizer 1\r\ntype char\r\n\r\nvocab_size 2\r\nbytes 10 97\r\n", "t", err,
+                                 sizeof err);
+        harness_case(!rc && tk.vocab_size == 2 && tokenizer_decode(&tk, 1, &dec) == 1 && *dec == 'a',
+                     "tokenizer strict: CRLF line ends and a blank line still parse", "%s", rc ? err : "vocab 2");
+        if (!rc) tokenizer_free(&tk);
+    }
 
     // ---- prepare ----
     const char *small = "To be, or not to be, that is the question:\nWhether 'tis nobler in the mind to suffer\n";
