@@ -266,21 +266,22 @@ static void open_data(Options *o, DataLoader *train_dl, DataLoader *val_dl, int 
         die_user("%s", err);
 }
 
-// The tokenizer text of the data (carried into checkpoints and copied next to model.bin).
-static void data_tokenizer_text(Options *o, char *text, size_t cap) {
-    char path[4096];
+// The tokenizer text of the data (carried into checkpoints and copied next to model.bin); path gets the file it came
+// from (GPT-2's built-in text: a name for messages).
+static void data_tokenizer_text(Options *o, char *text, size_t cap, char *path) {
     if (o->train_data[0]) {
         char pat[4096];
         snprintf(pat, sizeof pat, "%s", o->train_data);
-        snprintf(path, sizeof path, "%s/tokenizer.txt", dirname(pat));
+        snprintf(path, 4096, "%s/tokenizer.txt", dirname(pat));
         if (access(path, F_OK)) {
             snprintf(text, cap, "%s", GPT2_TOKENIZER_TEXT);
+            snprintf(path, 4096, "GPT-2's tokenizer");
             return;
         }
-    } else snprintf(path, sizeof path, "%s/tokenizer.txt", o->data);
-    char err[4200];
-    char *t = file_read_text(path, cap - 1, err, sizeof err);
-    if (!t) die_user("--data: %s", err);
+    } else snprintf(path, 4096, "%s/tokenizer.txt", o->data);
+    char err[4400];
+    char *t = file_read_text(path, TOKENIZER_FILE_MAX < cap - 1 ? TOKENIZER_FILE_MAX : cap - 1, err, sizeof err);
+    if (!t) die_user("%s %s", o->train_data[0] ? "--train-data:" : "--data:", err);
     snprintf(text, cap, "%s", t);
     free(t);
 }
@@ -545,9 +546,10 @@ int cmd_train(Options *o) {
         die_user("WORLD_SIZE=%d without mpirun: a torchrun-style launch needs --device cuda (NCCL); use mpirun for "
                  "CPU ranks", dist.world);
     static char tok_text[8192];
-    data_tokenizer_text(o, tok_text, sizeof tok_text);
+    char tok_path[4096];
+    data_tokenizer_text(o, tok_text, sizeof tok_text, tok_path);
     Tokenizer tk;
-    if (tokenizer_load_text(&tk, tok_text, o->data[0] ? o->data : o->train_data, err, sizeof err)) die_user("%s", err);
+    if (tokenizer_load_text(&tk, tok_text, tok_path, err, sizeof err)) die_user("%s", err);
     const int data_vocab = tk.vocab_size;
     tokenizer_free(&tk);
     if (o->train_data[0] && !o->vocab_size) o->vocab_size = data_vocab;
