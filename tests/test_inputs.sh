@@ -30,6 +30,17 @@ expect_error "a FIFO matched by --train-data" 2 "$T/fifo_glob/train_000009.bin: 
 copy_data fifo_tok && rm "$T/fifo_tok/tokenizer.txt" && mkfifo "$T/fifo_tok/tokenizer.txt"
 expect_error "a FIFO as tokenizer.txt (info --data)" 2 "$T/fifo_tok/tokenizer.txt: is a FIFO, expected a regular file" \
     timeout 10 $G info --data "$T/fifo_tok" --preset micro
+expect_error "a FIFO as tokenizer.txt (train --data)" 2 "tokenizer.txt: is a FIFO, expected a regular file" \
+    timeout 10 $G train $RUN --data "$T/fifo_tok" --vocab-size 65 --out "$T/o"
+mkfifo "$T/config.fifo"
+expect_error "a FIFO as --config" 2 "\-\-config $T/config.fifo: is a FIFO, expected a regular file" \
+    timeout 10 $G train --config "$T/config.fifo"
+expect_error "--config /dev/zero" 2 "\-\-config /dev/zero: is a character device" timeout 10 $G train --config /dev/zero
+expect_error "--config DIR" 2 "\-\-config $T: is a directory" timeout 10 $G train --config "$T"
+expect_error "plot /dev/zero" 2 "/dev/zero: is a character device" timeout 10 $G plot /dev/zero --out "$T/p.png"
+mkfifo "$T/resume.fifo"
+expect_error "a FIFO as --resume" 2 "$T/resume.fifo: is a FIFO" \
+    timeout 10 $G train $RUN --data "$D" --out "$T/o" --resume "$T/resume.fifo"
 $G train $RUN --data "$D" --out "$T/run" >"$T/run.out" 2>&1 || bad "a run to sample from" "$(tail -3 "$T/run.out")"
 mkdir -p "$T/fifo_model" && cp "$T/run/model.bin" "$T/fifo_model/" && mkfifo "$T/fifo_model/tokenizer.txt"
 expect_error "a FIFO as tokenizer.txt beside --checkpoint" 2 "$T/fifo_model/tokenizer.txt: is a FIFO, expected a regular file" \

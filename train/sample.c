@@ -97,7 +97,7 @@ static void load_model(Options *o, Backend *be, GPT *g, Tokenizer *tok, int want
             if (slash) *slash = 0; else snprintf(dir, sizeof dir, ".");
             snprintf(tokpath, sizeof tokpath, "%s/tokenizer.txt", dir);
             if (!access(tokpath, F_OK)) {
-                char *text = file_read_text(tokpath, 1 << 24, err, sizeof err);
+                char *text = file_read_text(tokpath, TOKENIZER_FILE_MAX, err, sizeof err);
                 if (!text || tokenizer_load_text(tok, text, tokpath, err, sizeof err)) die_user("%s: %s", flag, err);
                 if (*tok_id && modelfile_tokenizer_id(text) != *tok_id)
                     die_user("%s %s: was trained with another tokenizer than %s beside it (a half-written pair, or "
