@@ -1,6 +1,7 @@
 # gptrain build. `make` builds what this machine can and prints one line per optional dependency it chose.
 # Targets: make (the gptrain binary), make test, make test-gpu, make emu (build/emu: the program on the emulated GPU),
-# make test-emu, make bench, make fuzz, make clean, make deps.
+# make test-emu, make test-sanitize (build/sanitize: the CPU program and suites under ASan + UBSan), make bench,
+# make fuzz, make clean, make deps.
 
 CC      ?= cc
 BUILD   := build
@@ -297,8 +298,76 @@ FUZZ_FLAGS   := -std=c11 -g -O1 -fsanitize=fuzzer,address,undefined -fno-sanitiz
 $(BUILD)/fuzz/fuzz_%: tests/fuzz/fuzz_parsers.c $(FUZZ_SRC) $(wildcard data/*.h) train/checkpoint.h
 	@mkdir -p $(dir $@)
 	$(FUZZ_CC) $(FUZZ_FLAGS) -DFUZZ_$(shell echo $* | tr a-z A-Z) -o $@ tests/fuzz/fuzz_parsers.c $(FUZZ_SRC) -lm -lpthread
-fuzz: gptrain $(BUILD)/fuzz/fuzz_shard $(BUILD)/fuzz/fuzz_ckpt $(BUILD)/fuzz/fuzz_tokenizer $(BUILD)/fuzz/fuzz_gpt2
+FUZZ_BIN     := $(BUILD)/fuzz/fuzz_shard $(BUILD)/fuzz/fuzz_ckpt $(BUILD)/fuzz/fuzz_tokenizer $(BUILD)/fuzz/fuzz_gpt2
+fuzz: gptrain $(FUZZ_BIN)
 	@sh tests/fuzz/run.sh $(FUZZ_SECONDS)
+
+# ---- the sanitizer build (make test-sanitize) ----
+# build/sanitize/ is the CPU program and the CPU test binaries compiled again under AddressSanitizer and
+# UndefinedBehaviorSanitizer (every UB check fatal), with what the normal build found on this machine (OpenBLAS,
+# MPI) but never CUDA or NCCL: like the emulated build it starts from BASE_CFLAGS, and it has its own objects and its
+# own flags stamp, so neither build rebuilds the other. -O1, as ASan's documentation advises: whole stack traces,
+# and fast enough for the suites. OpenBLAS stays in (ASan reports nothing against it): it is not instrumented, so
+# its own reads and writes go unchecked, but our code around it is (the row blocks of matmul.c, the strided views of
+# the blocked flash attention), which a build without OpenBLAS would not even compile.
+SAN          := $(BUILD)/sanitize
+SAN_FLAGS    := -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined
+SAN_CFLAGS   := $(filter-out -O3,$(BASE_CFLAGS)) -O1 $(SAN_FLAGS)
+SAN_LDLIBS   := $(BASE_LDLIBS)
+SAN_STAMP    := $(SAN)/flags.txt
+SAN_LIB_OBJ  := $(LIB_SRC:%.c=$(SAN)/%.o)
+# Every CPU test binary (tests/test_*.c); tests/gpu/ needs a CUDA backend, which this build never has.
+SAN_TEST_BIN := $(TEST_SRC:tests/%.c=$(SAN)/tests/%)
+# Every shell test that runs the CPU program ($G of tests/lib.sh; GPTRAIN_BIN points it at build/sanitize/gptrain),
+# so a new tests/test_*.sh joins by itself, less those that run the emulated or the CUDA build instead:
+# test_emu*.sh and test_device_check.sh (build/emu/gptrain, the emulated GPU), test_flash_code.sh (nvcc's PTX).
+SAN_SH_EXCLUDE := $(wildcard tests/test_emu*.sh) tests/test_device_check.sh tests/test_flash_code.sh
+SAN_SH       := $(filter-out $(SAN_SH_EXCLUDE),$(wildcard tests/test_*.sh))
+# A short bounded run of make fuzz's four libFuzzer targets (clang, ASan + UBSan, their own binaries in build/fuzz),
+# seeded by the sanitized program; skipped, with a line saying so, where there is no clang.
+SAN_FUZZ_SECONDS ?= 10
+SAN_FUZZ     := $(if $(shell command -v $(FUZZ_CC) 2>/dev/null),yes)
+# Every report of ASan and LeakSanitizer goes to a file in build/sanitize/reports/ as well as failing its process,
+# so one from a command whose exit status a test does not check still fails the target. UBSan prints its report
+# (with its stack) on stderr, whatever log_path says (GCC's libubsan beside libasan), and its first report ends the
+# process with status 1. Leaks are checked (libgomp reports none): tests/lsan.supp lists the leaks found in gptrain
+# and reported, each to go with its fix.
+SAN_REPORTS  := $(SAN)/reports
+SAN_ENV      := ASAN_OPTIONS=detect_leaks=1:log_path=$(CURDIR)/$(SAN_REPORTS)/asan \
+                LSAN_OPTIONS=suppressions=$(CURDIR)/tests/lsan.supp:print_suppressions=0 \
+                UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 GPTRAIN_BIN=$(SAN)/gptrain
+
+$(SAN_STAMP): FORCE
+	@mkdir -p $(dir $@)
+	@echo '$(SAN_CFLAGS) | $(SAN_LDLIBS)' | cmp -s - $@ || echo '$(SAN_CFLAGS) | $(SAN_LDLIBS)' > $@
+$(SAN)/%.o: %.c $(wildcard */*.h) $(wildcard kernels/*/*.h) $(SAN_STAMP)
+	@mkdir -p $(dir $@)
+	$(CC) $(SAN_CFLAGS) -c $< -o $@
+$(SAN)/libgptrain.a: $(SAN_LIB_OBJ)
+	@rm -f $@
+	ar rcs $@ $^
+$(SAN)/gptrain: $(SAN)/train/main.o $(SAN)/libgptrain.a
+	$(CC) $(SAN_CFLAGS) -o $@ $^ $(SAN_LDLIBS)
+$(SAN)/tests/%: tests/%.c tests/harness.h $(SAN)/libgptrain.a $(wildcard tests/*.h)
+	@mkdir -p $(dir $@)
+	$(CC) $(SAN_CFLAGS) -Itests -o $@ $< $(filter %.c,$(wildcard tests/lib/*.c)) $(SAN)/libgptrain.a $(SAN_LDLIBS)
+sanitize: $(SAN)/gptrain $(SAN_TEST_BIN)
+
+# ASan reserves terabytes of address space for its shadow, hence ulimit -v unlimited. The fixture regeneration
+# (RUN_ALL_FIXTURE) is left out: it runs the same test_model_ref code on a copy of the same fixture.
+test-sanitize: sanitize $(if $(SAN_FUZZ),$(FUZZ_BIN))
+	@$(if $(SAN_FUZZ),,echo "test-sanitize: fuzz: skipped ($(FUZZ_CC) not found; make fuzz needs clang with libFuzzer)";) \
+	ulimit -v unlimited || { echo "test-sanitize: ulimit -v unlimited refused; ASan needs it"; exit 1; }; \
+	rm -rf $(SAN_REPORTS) && mkdir -p $(SAN_REPORTS) && \
+	$(SAN_ENV) FUZZ_SECONDS=$(SAN_FUZZ_SECONDS) RUN_ALL_FIXTURE=0 \
+	  RUN_ALL_SH='$(SAN_SH)$(if $(SAN_FUZZ), tests/fuzz/run.sh)' sh tests/run_all.sh $(SAN_TEST_BIN); \
+	status=$$?; n=$$(find $(SAN_REPORTS) -type f -size +0 | wc -l); \
+	if [ "$$n" -gt 0 ]; then \
+	  cat $(SAN_REPORTS)/*; echo "test-sanitize: $$n sanitizer report(s) above, in $(SAN_REPORTS)/"; status=1; \
+	fi; exit $$status
+
+.PHONY: sanitize test-sanitize FORCE
+FORCE:
 
 clean:
 	rm -rf $(BUILD) gptrain

@@ -1,6 +1,7 @@
 # lib.sh: what the shell tests share (sourced, not run): a scratch folder removed on exit, one line per case, the
-# "N passed, N failed" tally, and expect_error for bad inputs.
-G=./gptrain
+# "N passed, N failed" tally, and expect_error for bad inputs. $G is the program under test: ./gptrain, or
+# GPTRAIN_BIN (make test-sanitize runs these tests on build/sanitize/gptrain).
+G=${GPTRAIN_BIN:-./gptrain}
 T=$(mktemp -d)
 trap 'rm -rf "$T"' EXIT
 passed=0

@@ -29,8 +29,9 @@ run() {  # run NAME CMD...: show its output, add its tally (a run without a tall
 }
 # A binary's name is its path below build/ (tests/test_gpu, emu/tests/test_gpu: the emulated GPU's build).
 for bin in "$@"; do run "${bin#build/}" "$bin"; done
-# RUN_ALL_SH: which shell tests (default all of tests/test_*.sh); RUN_ALL_FIXTURE=0 skips the fixture regeneration.
-for sh in ${RUN_ALL_SH:-tests/test_*.sh}; do [ -f "$sh" ] && run "$(basename "$sh")" sh "$sh"; done
+# RUN_ALL_SH: which shell tests, a list of paths or globs (default all of tests/test_*.sh), each named by its path
+# below tests/; RUN_ALL_FIXTURE=0 skips the fixture regeneration.
+for sh in ${RUN_ALL_SH:-tests/test_*.sh}; do [ -f "$sh" ] && run "${sh#tests/}" sh "$sh"; done
 fresh=$(mktemp -d)
 if [ "${RUN_ALL_FIXTURE:-1}" = 0 ]; then
     :

@@ -28,15 +28,23 @@ static double urand(void) {  // uniform in [-1, 1)
     return (double)(rng_state >> 11) / 4503599627370496.0 - 1.0;
 }
 
-// A float buffer with random values and its exact double copy.
+// A float buffer with random values and its exact double copy. Exactly n elements (one for n = 0, so malloc never
+// returns NULL for an empty tensor): no slack after the end, so AddressSanitizer (make test-sanitize) catches an op
+// that writes or reads one element past its tensor.
 typedef struct Buf { float *f; double *d; size_t n; } Buf;
+static Buf buf_alloc(size_t n) {
+    const size_t m = n ? n : 1;
+    Buf b = {malloc(m * sizeof(float)), malloc(m * sizeof(double)), n};
+    if (!b.f || !b.d) { fprintf(stderr, "test_ops: out of memory (%zu elements)\n", n); exit(1); }
+    return b;
+}
 static Buf buf_rand(size_t n, double scale) {
-    Buf b = {malloc(n * sizeof(float) + 4), malloc(n * sizeof(double) + 8), n};
+    Buf b = buf_alloc(n);
     for (size_t i = 0; i < n; i++) { b.f[i] = (float)(scale * urand()); b.d[i] = b.f[i]; }
     return b;
 }
 static Buf buf_fill(size_t n, float v) {
-    Buf b = {malloc(n * sizeof(float) + 4), malloc(n * sizeof(double) + 8), n};
+    Buf b = buf_alloc(n);
     for (size_t i = 0; i < n; i++) { b.f[i] = v; b.d[i] = v; }
     return b;
 }
