@@ -94,6 +94,7 @@ static int set_value(Options *o, int i, const char *value, const char *where, ch
     case F_STR: {
         char *copy = strdup(value);
         if (!copy) { snprintf(err, errlen, "%s: out of memory", where); return -1; }
+        free(*(char **)p);   // the default's (or the config file's) copy: every string here is one of ours
         *(const char **)p = copy;
         break;
     }

@@ -491,6 +491,19 @@ static void write_final_model(const GPT *g, const char *out, const char *tok_tex
     die_user("--out: %s; no copy could be saved either (%s)", err, rerr);
 }
 
+// What a run holds, released on every way out of it (a diverged run and a failed checkpoint too: ASan's leak check
+// in make test-sanitize sees every exit).
+static void free_run(Backend *be, GPT *g, DataLoader *train, DataLoader *val, char *cfg_text, float *grad_stage,
+                     float *z_grads, float *z_stage) {
+    backend_staging_free(be, grad_stage);
+    backend_host_free(z_grads);
+    backend_host_free(z_stage);
+    gpt_destroy(g);
+    data_loader_close(train);
+    data_loader_close(val);
+    free(cfg_text);
+}
+
 // Bucketed all-reduce: gpt_backward calls this when a layer's gradients are final, and each of that layer's tensor
 // slices goes out as a non-blocking all-reduce while the backward of the layers below runs.
 typedef struct CommCtx {
@@ -650,10 +663,7 @@ int cmd_train(Options *o) {
             if (dist.rank == 0) write_final_model(&g, o->out, tok_text);
             printf("done: 0 steps; final val_loss %.4f; %d updates skipped; model -> %s\n", last_val, skipped,
                    model_path);
-            data_loader_close(&train_dl);
-            data_loader_close(&val_dl);
-            gpt_destroy(&g);
-            free(cfg_text);
+            free_run(&be, &g, &train_dl, &val_dl, cfg_text, NULL, NULL, NULL);
             dist_finalize(&dist);
             return 0;
         }
@@ -821,6 +831,7 @@ int cmd_train(Options *o) {
                         isfinite(m.grad_norm) ? "finite" : isnan(m.grad_norm) ? "NaN" : "Inf", model_path);
                 write_json(&logf, &m, NAN);
                 log_close(&logf, o->log);
+                free_run(&be, &g, &train_dl, &val_dl, cfg_text, grad_stage, z_grads, z_stage);
                 return EXIT_DIVERGED;
             }
             m.skipped = 1;
@@ -832,6 +843,7 @@ int cmd_train(Options *o) {
                         m.step, skipped, o->max_skipped, model_path);
                 write_json(&logf, &m, NAN);
                 log_close(&logf, o->log);
+                free_run(&be, &g, &train_dl, &val_dl, cfg_text, grad_stage, z_grads, z_stage);
                 return EXIT_DIVERGED;
             }
         } else {
@@ -893,8 +905,10 @@ int cmd_train(Options *o) {
             }
             if (write_checkpoint(o->checkpoint_dir, dist.rank, &g, step + 1, B, T, accum, dist.world, shuffle,
                                  (uint64_t)o->seed, train_dl.batches, skipped, last_val, cfg_text, tok_text,
-                                 o->keep_last, run_id, ckpt_path, sizeof ckpt_path))
+                                 o->keep_last, run_id, ckpt_path, sizeof ckpt_path)) {
+                free_run(&be, &g, &train_dl, &val_dl, cfg_text, grad_stage, z_grads, z_stage);
                 return EXIT_USER;
+            }
         }
         fflush(stdout);
         if ((sig || stopping) && last) {   // the run is complete: it ends as one, with its model
@@ -906,10 +920,7 @@ int cmd_train(Options *o) {
             printf("stopped after step %d/%d (%s): continue with --resume auto (or --resume %s)\n", step + 1,
                    o->steps, sig ? signal_name(sig) : "--stop-at-step", ckpt_path);
             fflush(stdout);
-            data_loader_close(&train_dl);
-            data_loader_close(&val_dl);
-            gpt_destroy(&g);
-            free(cfg_text);
+            free_run(&be, &g, &train_dl, &val_dl, cfg_text, grad_stage, z_grads, z_stage);
             dist_finalize(&dist);
             return sig ? 128 + sig : 0;
         }
@@ -920,13 +931,7 @@ int cmd_train(Options *o) {
     printf("done: %d steps in %.1f s; %.0f tokens/s (mean after warm-up); final val_loss %.4f; %d updates skipped; "
            "model -> %s\n",
            steps_run, total_s, time_sum > 0 ? tok_sum / time_sum : 0.0, last_val, skipped, model_path);
-    backend_staging_free(&be, grad_stage);
-    backend_host_free(z_grads);
-    backend_host_free(z_stage);
-    gpt_destroy(&g);
-    data_loader_close(&train_dl);
-    data_loader_close(&val_dl);
-    free(cfg_text);
+    free_run(&be, &g, &train_dl, &val_dl, cfg_text, grad_stage, z_grads, z_stage);
     dist_finalize(&dist);
     return 0;
 }
