@@ -42,6 +42,9 @@ $G export --from "$T/m2" --out "$T/link.bin" >"$T/ln.out" 2>&1
     || bad "export symlink" "link $(ls -l "$T/link.bin"), mode $(stat -c %a "$T/real.bin"): $(cat "$T/ln.out")"
 printf '{"step": 1, "loss": 4.0}\n{"step": 2, "loss": 3.5}\n' >"$T/tiny.jsonl"
 expect_error "plot --out FIFO is refused" 2 "is a FIFO, not a regular file" $G plot "$T/tiny.jsonl" --out "$T/fifo"
+expect_error "ab --csv FIFO is refused before any trial" 2 "\-\-csv $T/fifo: is a FIFO, not a regular file" \
+    timeout 60 $G ab $RUN --a "--batch 2" --b "--batch 4" --trials 1 --steps 1 --warmup 0 --csv "$T/fifo"
+[ -p "$T/fifo" ] && ok "the FIFO is still a FIFO after ab" || bad "ab FIFO" "$T/fifo was replaced"
 
 # ---- 2. two writers of one path each leave a whole file; two runs on one directory are refused ----
 GPTRAIN_TEST_PAUSE_BEFORE_RENAME=2 $G export --from "$T/m" --out "$T/two.bin" >"$T/two1.out" 2>&1 &

@@ -228,7 +228,7 @@ static LabStats lab_run(Lab *L, const char *const *extra, int nextra, int id) {
             if (line[0] != '\n') snprintf(last, sizeof last, "%s", line);
         if (f) fclose(f);
         last[strcspn(last, "\n")] = 0;
-        snprintf(st.error, sizeof st.error, "failed (exit %d): %s", WIFEXITED(status) ? WEXITSTATUS(status) : -1, last);
+        snprintf(st.error, sizeof st.error, "failed (exit %d): %.200s", WIFEXITED(status) ? WEXITSTATUS(status) : -1, last);
         return st;
     }
     // The run's header: the planner's total ("memory plan: X MiB in all") and, on the first run, a measured peak.
