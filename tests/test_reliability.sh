@@ -12,6 +12,11 @@
 # --bandwidth-gbs, --max-skipped). Run from the repository root after `make`.
 . tests/lib.sh
 losses() { /usr/bin/python3 -c "import json,sys; print(' '.join(repr(json.loads(l)['loss']) for l in open(sys.argv[1])))" "$1"; }
+# wait_row FILE PATTERN: until a run's output FILE has a line matching PATTERN (at most 20 s).
+wait_row() {
+    i=0
+    while [ $i -lt 400 ] && ! grep -q "$2" "$1" 2>/dev/null; do sleep 0.05; i=$((i + 1)); done
+}
 steps_of() { /usr/bin/python3 -c "import json,sys; print(' '.join(str(json.loads(l)['step']) for l in open(sys.argv[1])))" "$1"; }
 
 D=$T/data
@@ -60,8 +65,7 @@ s1=$?
 # A long run holds --out; a second run there, or on its checkpoint directory or its log, is refused.
 $G train $RUN --steps 100000 --print-every 1 --out "$T/busy" --log "$T/busy.jsonl" >"$T/busy.out" 2>&1 &
 pb=$!
-i=0
-while [ $i -lt 400 ] && ! grep -q "^ *1/100000" "$T/busy.out" 2>/dev/null; do sleep 0.05; i=$((i + 1)); done
+wait_row "$T/busy.out" "^ *1/100000"
 expect_error "a second train on one --out is refused, naming the first" 2 "in use by another gptrain (pid $pb)" \
     $G train $RUN --steps 2 --out "$T/busy"
 expect_error "a second train on one --checkpoint-dir is refused" 2 "\-\-checkpoint-dir .* in use by another gptrain" \
@@ -86,8 +90,7 @@ st=$?
 # SIGTERM during the last step (each step evaluates 30 batches, so the signal lands inside it).
 $G train $RUN --steps 3 --print-every 1 --eval-every 1 --eval-steps 30 --out "$T/lt" >"$T/lt.out" 2>&1 &
 pl=$!
-i=0
-while [ $i -lt 400 ] && ! grep -q "^ *2/3" "$T/lt.out" 2>/dev/null; do sleep 0.05; i=$((i + 1)); done
+wait_row "$T/lt.out" "^ *2/3"
 kill -TERM $pl
 wait $pl
 st=$?
@@ -98,8 +101,7 @@ $G train $RUN --steps 3 --out "$T/lt3" >/dev/null 2>&1
 # SIGHUP (a closed terminal) stops like SIGTERM: a checkpoint, exit 129.
 $G train $RUN --steps 100000 --print-every 1 --out "$T/hup" >"$T/hup.out" 2>&1 &
 ph=$!
-i=0
-while [ $i -lt 400 ] && ! grep -q "^ *2/100000" "$T/hup.out" 2>/dev/null; do sleep 0.05; i=$((i + 1)); done
+wait_row "$T/hup.out" "^ *2/100000"
 kill -HUP $ph
 wait $ph
 st=$?
