@@ -1,7 +1,7 @@
 /*
  * attention.cu: the flash-attention benchmark (bench/attention.sh, make bench-attention). Times our flash kernels
  * through their raw interface (kernels/cuda/flash.h: bf16 [B*H][T][d] inputs, fp32 outputs) on each path, and our
- * naive CUDA attention (ops_cuda.cu cuda_attention_*: head-batched cuBLAS GEMMs through a (B,H,T,T) fp32
+ * naive CUDA attention (attention.cu cuda_attention_*: head-batched cuBLAS GEMMs through a (B,H,T,T) fp32
  * probability buffer, in the trainer's default bf16 tensor-core mode on fp32 storage), over the grid
  *   causal and non-causal x d in {64, 128} x T in {512, 1024, 2048, 4096, 8192, 16384},
  *   B*T = 16384 tokens (B = 16384 / T), H*d = 2048 (H = 32 at d = 64, H = 16 at d = 128; the model width C = 2048).

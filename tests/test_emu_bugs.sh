@@ -22,6 +22,10 @@ plant() {
     dir="$T/$(echo "$name" | tr -c 'a-z0-9' _)"
     mkdir -p "$dir"
     copy="$dir/$(basename "$src")"
+    # A header is planted beside a copy of the source that includes it (PLANT_UNIT), which is then what compiles:
+    # its #include "..." finds the planted copy in its own folder first.
+    unit=$copy
+    if [ -n "${PLANT_UNIT:-}" ]; then unit="$dir/$(basename "$PLANT_UNIT")"; cp "$PLANT_UNIT" "$unit"; fi
     if ! /usr/bin/python3 - "$src" "$copy" "$old" "$new" <<'PY'
 import sys
 s = open(sys.argv[1]).read()
@@ -34,7 +38,7 @@ PY
         bad "$name" "the bug could not be planted in $src"
         return
     fi
-    if ! make -s emu-compile SRC="$copy" OBJ="$dir/planted.o" >"$dir/build" 2>&1 ||
+    if ! make -s emu-compile SRC="$unit" OBJ="$dir/planted.o" >"$dir/build" 2>&1 ||
        ! make -s emu-link-test TEST="$test" OBJS="$dir/planted.o" OUT="$dir/test" >>"$dir/build" 2>&1; then
         bad "$name" "build failed: $(tail -3 "$dir/build")"
         return
@@ -51,8 +55,10 @@ PY
     fi
 }
 
-OPS=kernels/cuda/ops_cuda.cu
-plant "missing __syncthreads in a block reduction (block_sum)" $OPS tests/gpu/test_gpu.c "shared-memory race" \
+K=kernels/cuda
+PLANT_UNIT=$K/classifier.cu
+plant "missing __syncthreads in a block reduction (block_sum, in the classifier)" $K/cuda_common.h tests/gpu/test_gpu.c \
+"shared-memory race" \
 '    if (lane == 0) shared[warp] = v;
     __syncthreads();
     v = lane < nw ? shared[lane] : 0.0f;
@@ -60,22 +66,23 @@ plant "missing __syncthreads in a block reduction (block_sum)" $OPS tests/gpu/te
 '    if (lane == 0) shared[warp] = v;
     v = lane < nw ? shared[lane] : 0.0f;
     return warp_sum(v);'
-plant "off-by-one row index (LayerNorm forward writes row + 1)" $OPS tests/gpu/test_gpu.c "out-of-bounds write" \
+unset PLANT_UNIT
+plant "off-by-one row index (LayerNorm forward writes row + 1)" $K/layernorm.cu tests/gpu/test_gpu.c "out-of-bounds write" \
 '    float *o = out + (size_t)row * C;' \
 '    float *o = out + (size_t)(row + 1) * C;'
-plant "swapped transpose in a GEMM call (matmul forward, op(w) = w)" $OPS tests/gpu/test_gpu.c \
+plant "swapped transpose in a GEMM call (matmul forward, op(w) = w)" $K/matmul.cu tests/gpu/test_gpu.c \
 "cuBLAS error|FAIL matmul_forward|out-of-bounds" \
-'    gemm(be, CUBLAS_OP_T, CUBLAS_OP_N, M, N, K, 1.0f, w, K, inp, K, 0.0f, out, M);' \
-'    gemm(be, CUBLAS_OP_N, CUBLAS_OP_N, M, N, K, 1.0f, w, K, inp, K, 0.0f, out, M);'
+'    cuda_gemm(be, CUBLAS_OP_T, CUBLAS_OP_N, M, N, K, 1.0f, w, K, inp, K, 0.0f, out, M);' \
+'    cuda_gemm(be, CUBLAS_OP_N, CUBLAS_OP_N, M, N, K, 1.0f, w, K, inp, K, 0.0f, out, M);'
 plant "missing event wait between two streams (gradients -> NCCL stream)" dist/nccl.c tests/gpu/test_nccl.c "stream race" \
 '    CUDA_OK(cudaStreamWaitEvent(stream, grads_ready, 0));
 ' ''
-plant "host read of a device pointer (sum of squares reads the device total)" $OPS tests/gpu/test_gpu.c \
+plant "host read of a device pointer (sum of squares reads the device total)" $K/reductions.cu tests/gpu/test_gpu.c \
 "host code dereferenced device memory" \
 '    CUDA_CHECK(cudaMemcpy(&total, cs->partials + CUDA_SUMSQ_BLOCKS, sizeof total, cudaMemcpyDeviceToHost));' \
 '    CUDA_CHECK(cudaDeviceSynchronize());
     total = cs->partials[CUDA_SUMSQ_BLOCKS];'
-plant "kernel writing one element past its buffer (residual, i <= n)" $OPS tests/gpu/test_gpu.c \
+plant "kernel writing one element past its buffer (residual, i <= n)" $K/gelu.cu tests/gpu/test_gpu.c \
 "out-of-bounds (read|write) of 4 bytes .*past the end of allocation" \
 '    if (i < n) out[i] = a[i] + b[i];' \
 '    if (i <= n) out[i] = a[i] + b[i];'
