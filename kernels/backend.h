@@ -28,7 +28,7 @@ typedef struct Backend Backend;
 // One member per op of ops.h, same order, same arguments.
 typedef struct OpTable {
     void (*encoder_forward)(Backend *, float *, const int32_t *, const float *, const float *, int, int, int);
-    void (*encoder_backward)(Backend *, float *, float *, const float *, const int32_t *, int, int, int);
+    void (*encoder_backward)(Backend *, float *, float *, float *, const float *, const int32_t *, int, int, int);
     void (*layernorm_forward)(Backend *, float *, float *, float *, const float *, const float *, const float *,
                               int, int);
     void (*layernorm_backward)(Backend *, float *, float *, float *, const float *, const float *, const float *,

@@ -47,10 +47,10 @@ void op_encoder_forward(Backend *be, float *out, const int32_t *tokens, const fl
     PROFILED("encoder_forward", 0, F4 * 3.0 * B * T * C + 4.0 * B * T,
              be->ops->encoder_forward(be, out, tokens, wte, wpe, B, T, C));
 }
-void op_encoder_backward(Backend *be, float *dwte, float *dwpe, const float *dout, const int32_t *tokens, int B, int T,
-                         int C) {
+void op_encoder_backward(Backend *be, float *dwte, float *dwpe, float *work, const float *dout,
+                         const int32_t *tokens, int B, int T, int C) {
     PROFILED("encoder_backward", 0, F4 * 5.0 * B * T * C + 4.0 * B * T,
-             be->ops->encoder_backward(be, dwte, dwpe, dout, tokens, B, T, C));
+             be->ops->encoder_backward(be, dwte, dwpe, work, dout, tokens, B, T, C));
 }
 void op_layernorm_forward(Backend *be, float *out, float *mean, float *rstd, const float *inp, const float *w,
                           const float *b, int N, int C) {

@@ -32,8 +32,11 @@ extern "C" {
 void op_encoder_forward(Backend *be, float *out, const int32_t *tokens, const float *wte, const float *wpe,
                         int B, int T, int C);
 // dwte (Vp,C) +=, dwpe (maxT,C) += from dout (B,T,C). Deterministic: rows are summed in token order.
-void op_encoder_backward(Backend *be, float *dwte, float *dwpe, const float *dout, const int32_t *tokens,
-                         int B, int T, int C);
+// work: ENCODER_WORK_FLOATS(B*T) floats of scratch the op may overwrite (the GPU sorts (token, position) keys there;
+// the CPU needs none). One formula for every backend, so the planner sizes it without knowing which one runs.
+#define ENCODER_WORK_FLOATS(N) (4 * (size_t)(N) + 2048)
+void op_encoder_backward(Backend *be, float *dwte, float *dwpe, float *work, const float *dout,
+                         const int32_t *tokens, int B, int T, int C);
 
 // LayerNorm over the last dim, eps 1e-5 (GPT-2).  inp (N,C), w (C), b (C) -> out (N,C), mean (N), rstd (N)
 void op_layernorm_forward(Backend *be, float *out, float *mean, float *rstd, const float *inp, const float *w,

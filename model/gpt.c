@@ -85,12 +85,12 @@ int gpt_create(GPT *g, const GPTConfig *cfg, Backend *be, int B, int T, Recomput
     {
         const size_t C = cfg->d_model, F = cfg->d_ff, NH = cfg->n_head, N = (size_t)B * T;
         const size_t TT = attn == ATTN_NAIVE ? (size_t)T * T : 0;
-        const size_t FW = attn == ATTN_FLASH ? FLASH_WORK_FLOATS(B, T, C, NH) : 0;
+        const size_t FW = attn == ATTN_FLASH ? FLASH_WORK_FLOATS(B, T, C, NH) : 0, EW = ENCODER_WORK_FLOATS(N);
         size_t off = 0;
 #define GPT_GACT_BIND(name, numel) g->gacts.name = g->grad_acts_mem + off; off += (numel);
         GPT_GRAD_ACTS(GPT_GACT_BIND)
 #undef GPT_GACT_BIND
-        (void)F; (void)NH; (void)C; (void)TT; (void)FW;
+        (void)F; (void)NH; (void)C; (void)TT; (void)FW; (void)EW;
         GPT_ASSERT(off == ng);
     }
     g->inputs = backend_alloc(be, (size_t)B * T * sizeof(int32_t), "input tokens");
@@ -332,7 +332,7 @@ void gpt_backward(GPT *g) {
         backend_range_pop(be);
         if (g->on_grads_ready) g->on_grads_ready(g->hook_ctx, l);   // layer l's parameter gradients are final
     }
-    op_encoder_backward(be, g->grads.wte, g->grads.wpe, ga->dresidual, g->inputs, B, T, C);
+    op_encoder_backward(be, g->grads.wte, g->grads.wpe, ga->enc_work, ga->dresidual, g->inputs, B, T, C);
     if (g->on_grads_ready) g->on_grads_ready(g->hook_ctx, -1);        // wte, wpe, lnf: the rest
     g->has_targets = 0;  // the logits buffer no longer holds dlogits for a second backward
     backend_range_pop(be);

@@ -163,6 +163,7 @@ typedef struct ActInfo {
     X(dqkv, N * 3 * C)    /* (B,T,3C) */            \
     X(datt, B * NH * TT)  /* (B,NH,T,T) naive attention */ \
     X(attn_work, FW)      /* flash attention's workspace (forward too) */ \
+    X(enc_work, EW)       /* the encoder backward's workspace */ \
     X(dbt_f, N * F)       /* (B,T,F) */             \
     X(dbt_f2, N * F)      /* (B,T,F) */
 

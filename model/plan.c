@@ -68,12 +68,12 @@ size_t gpt_plan_acts(const GPTConfig *cfg, int Bi, int Ti, RecomputeMode rc, Att
 size_t gpt_plan_grad_acts(const GPTConfig *cfg, int Bi, int Ti, AttentionKind attn) {
     const size_t B = Bi, T = Ti, C = cfg->d_model, F = cfg->d_ff, NH = cfg->n_head;
     const size_t N = B * T, TT = attn == ATTN_NAIVE ? T * T : 0;
-    const size_t FW = attn == ATTN_FLASH ? FLASH_WORK_FLOATS(B, T, C, NH) : 0;
+    const size_t FW = attn == ATTN_FLASH ? FLASH_WORK_FLOATS(B, T, C, NH) : 0, EW = ENCODER_WORK_FLOATS(N);
     size_t total = 0;
 #define GPT_GACT_PLAN(gname, gnumel) total += (gnumel);
     GPT_GRAD_ACTS(GPT_GACT_PLAN)
 #undef GPT_GACT_PLAN
-    (void)F; (void)NH; (void)C; (void)TT; (void)FW;
+    (void)F; (void)NH; (void)C; (void)TT; (void)FW; (void)EW;
     return total;
 }
 
@@ -89,6 +89,7 @@ double gpt_memory_total_estimate(const GPTConfig *cfg, int Bi, int Ti, Recompute
     const double maxT = cfg->max_seq_len, L = cfg->n_layer;
     const double N = B * T, TT = attn == ATTN_NAIVE ? T * T : 0, TL = attn == ATTN_FLASH ? T : 0;
     const double FW = attn == ATTN_FLASH ? 2 * N * C + B * NH * T + 64 : 0;   // FLASH_WORK_FLOATS in double
+    const double EW = 4 * N + 2048;                                              // ENCODER_WORK_FLOATS in double
     double params = 0, acts = 0, gacts = 0;
 #define GPT_PARAM_EST(pname, prows, pcols, pper_layer, pdecay, pinit) params += (prows) * (pcols) * ((pper_layer) ? L : 1);
     GPT_PARAMS(GPT_PARAM_EST)
@@ -99,7 +100,7 @@ double gpt_memory_total_estimate(const GPTConfig *cfg, int Bi, int Ti, Recompute
 #define GPT_GACT_EST(gname, gnumel) gacts += (gnumel);
     GPT_GRAD_ACTS(GPT_GACT_EST)
 #undef GPT_GACT_EST
-    (void)F; (void)NH; (void)Vp; (void)maxT; (void)TT; (void)TL; (void)FW;
+    (void)F; (void)NH; (void)Vp; (void)maxT; (void)TT; (void)TL; (void)FW; (void)EW;
     // weights, gradients and the two AdamW moments; activations; backward scratch; input and target tokens
     return 4 * (4 * params + acts + gacts) + 2 * N * 4;
 }

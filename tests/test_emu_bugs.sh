@@ -5,7 +5,8 @@
 # library, runs it, and asserts that it fails (non-zero exit) with the report the bug must produce. Six bugs from
 # the issue (a missing __syncthreads in a block reduction, an off-by-one row index, a swapped transpose in a GEMM
 # call, a missing event wait between two streams, a host read of a device pointer, a kernel writing one element past
-# its buffer), one in a flash kernel (a stage refilled before every warp finished reading it), and the old GPU index
+# its buffer), one in a flash kernel (a stage refilled before every warp finished reading it), one in the encoder
+# backward's sort (its merge passes across shared-memory tiles left out), and the old GPU index
 # of train/common.c (every rank on GPU 0 when the launcher names no local rank). The unchanged sources pass the same
 # programs in the rest of make test.
 . tests/lib.sh
@@ -86,6 +87,9 @@ plant "kernel writing one element past its buffer (residual, i <= n)" $K/gelu.cu
 "out-of-bounds (read|write) of 4 bytes .*past the end of allocation" \
 '    if (i < n) out[i] = a[i] + b[i];' \
 '    if (i <= n) out[i] = a[i] + b[i];'
+plant "encoder backward: the sort's merge passes across tiles left out (runs of equal tokens split)" $K/encoder.cu \
+tests/gpu/test_gpu.c "FAIL encoder_backward|device-memory race|race" \
+'            CUDA_LAUNCH(blocks_for(P / 2, ENC_THREADS), ENC_THREADS, 0, 0, bitonic_global_kernel)(keys, j, k, P);' ''
 plant "flash forward: a K/V stage refilled before every warp read it (barrier removed)" kernels/cuda/flash_sm80.cu \
 tests/test_flash_emu.cc "shared-memory race" \
 '        __syncthreads();   // every warp is done with this stage before iteration j + 1 refills it' ''

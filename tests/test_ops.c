@@ -75,11 +75,13 @@ static void test_backend(Backend *be, const Shape *s) {
         ref_encoder_forward(out.d, tok, wte.d, wpe.d, B, T, C);
         compare("encoder_forward", "out", tag, out.f, out.d, out.n);
         Buf dout = buf_rand((size_t)N * C, 1), dwte = buf_rand((size_t)Vp * C, 1), dwpe = buf_rand((size_t)T * C, 1);
-        op_encoder_backward(be, dwte.f, dwpe.f, dout.f, tok, B, T, C);
+        Buf work = buf_fill(ENCODER_WORK_FLOATS(N), NAN);
+        op_encoder_backward(be, dwte.f, dwpe.f, work.f, dout.f, tok, B, T, C);
         ref_encoder_backward(dwte.d, dwpe.d, dout.d, tok, B, T, C);
         compare("encoder_backward", "dwte (+=)", tag, dwte.f, dwte.d, dwte.n);
         compare("encoder_backward", "dwpe (+=)", tag, dwpe.f, dwpe.d, dwpe.n);
         buf_free(&wte); buf_free(&wpe); buf_free(&out); buf_free(&dout); buf_free(&dwte); buf_free(&dwpe);
+        buf_free(&work);
     }
     {  // layernorm
         Buf x = buf_rand((size_t)N * C, 2), w = buf_rand(C, 1), b = buf_rand(C, 1), out = buf_fill((size_t)N * C, NAN);

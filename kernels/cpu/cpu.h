@@ -39,7 +39,7 @@ static inline float cpu_tanhf(float u) { return 1.0f - 2.0f / (cpu_expf(2.0f * u
 
 void cpu_encoder_forward(Backend *be, float *out, const int32_t *tokens, const float *wte, const float *wpe, int B,
                          int T, int C);
-void cpu_encoder_backward(Backend *be, float *dwte, float *dwpe, const float *dout, const int32_t *tokens, int B,
+void cpu_encoder_backward(Backend *be, float *dwte, float *dwpe, float *work, const float *dout, const int32_t *tokens, int B,
                           int T, int C);
 void cpu_layernorm_forward(Backend *be, float *out, float *mean, float *rstd, const float *inp, const float *w,
                            const float *b, int N, int C);

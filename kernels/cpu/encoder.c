@@ -19,8 +19,9 @@ void cpu_encoder_forward(Backend *be, float *out, const int32_t *tokens, const f
 }
 
 // dwte (Vp,C) +=, dwpe (maxT,C) += from dout (B,T,C)
-void cpu_encoder_backward(Backend *be, float *dwte, float *dwpe, const float *dout, const int32_t *tokens, int B,
-                          int T, int C) {
+void cpu_encoder_backward(Backend *be, float *dwte, float *dwpe, float *work, const float *dout,
+                          const int32_t *tokens, int B, int T, int C) {
+    (void)work;   // the GPU's sort keys; the CPU walks the tokens in order
     const int N = B * T;
     const int CHUNK = 16;  // 64-byte rows of channels per task
     const int nchunks = (C + CHUNK - 1) / CHUNK;

@@ -122,6 +122,8 @@ extern "C" int backend_cuda_init(Backend *be, int device, int matmul_mode, char 
     CUDA_CHECK(cudaFree(0));   // create the context now, so its memory is counted before the model's
     CUBLAS_CHECK(cublasCreate(&cs->cublas));
     CUDA_CHECK(cudaMalloc(&cs->partials, (CUDA_SUMSQ_BLOCKS + 1) * sizeof(double)));
+    CUDA_CHECK(cudaMalloc(&cs->scratch, CUDA_SCRATCH_FLOATS * sizeof(float)));
+    cs->scratch_floats = CUDA_SCRATCH_FLOATS;
     size_t free_b = 0, total_b = 0;
     CUDA_CHECK(cudaMemGetInfo(&free_b, &total_b));
     cs->context_bytes = total_b - free_b;

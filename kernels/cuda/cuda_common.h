@@ -60,10 +60,14 @@ typedef struct CudaState {
     int matmul_mode;          // CUDA_MATMUL_*: exact fp32, or TF32 / bf16 tensor cores on fp32 storage
     double *partials;         // sum_squares: per-block partial sums (CUDA_SUMSQ_BLOCKS doubles), then the total
     double *partials_host;    // pinned host copy of the total
+    float *scratch;           // per-block partials of the deterministic column reductions (CUDA_SCRATCH_FLOATS)
+    size_t scratch_floats;
     size_t context_bytes;     // device memory in use right after context creation and these buffers
 } CudaState;
 
 #define CUDA_SUMSQ_BLOCKS 1024
+// 8 MiB: the LayerNorm backward's partials at B=16 T=1024 C=768 are 3 MiB; larger shapes give each block more rows.
+#define CUDA_SCRATCH_FLOATS ((size_t)1 << 21)
 enum { CUDA_MATMUL_FP32 = 0, CUDA_MATMUL_TF32 = 1, CUDA_MATMUL_BF16 = 2 };
 
 static inline CudaState *cuda_state(Backend *be) { return (CudaState *)be->impl; }
@@ -105,6 +109,8 @@ __device__ static inline float block_max(float v, float *shared) {
 // column-major C (m,n) = alpha op(A) op(B) + beta C on fp32 storage, and its strided-batched form.
 void cuda_gemm(Backend *be, cublasOperation_t ta, cublasOperation_t tb, int m, int n, int k, float alpha,
                const float *A, int lda, const float *B, int ldb, float beta, float *C, int ldc);
+// out (M) += sum over p < P of partials[p * ld + m], in p order (reductions.cu).
+void cuda_column_sums(Backend *be, float *out, const float *partials, int P, int M, size_t ld);
 void cuda_gemm_batched(Backend *be, cublasOperation_t ta, cublasOperation_t tb, int m, int n, int k, float alpha,
                        const float *A, int lda, long long sa, const float *B, int ldb, long long sb, float beta,
                        float *C, int ldc, long long sc, int batch);
@@ -113,7 +119,7 @@ void cuda_gemm_batched(Backend *be, cublasOperation_t ta, cublasOperation_t tb, 
 extern "C" {
 #endif
 void cuda_encoder_forward(Backend *, float *, const int32_t *, const float *, const float *, int, int, int);
-void cuda_encoder_backward(Backend *, float *, float *, const float *, const int32_t *, int, int, int);
+void cuda_encoder_backward(Backend *, float *, float *, float *, const float *, const int32_t *, int, int, int);
 void cuda_layernorm_forward(Backend *, float *, float *, float *, const float *, const float *, const float *, int,
                             int);
 void cuda_layernorm_backward(Backend *, float *, float *, float *, const float *, const float *, const float *,

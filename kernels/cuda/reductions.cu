@@ -56,3 +56,29 @@ extern "C" double cuda_sum_squares(Backend *be, const float *x, size_t n) {
     CUDA_CHECK(cudaMemcpy(&total, cs->partials + CUDA_SUMSQ_BLOCKS, sizeof total, cudaMemcpyDeviceToHost));
     return total;
 }
+
+// ---- column sums of per-block partials, in a fixed order ----
+// out[m] += sum_{p < P} partials[p * ld + m]. Blocks of 32 columns x 8 rows of threads: thread (x, y) sums the
+// partial rows y, y + 8, ... of column m (coalesced across x), and the 8 sums are added in y order: the same bits
+// for the same inputs, whatever the GPU. Bytes: P·M·4 read; the callers keep P·M small (a partial row per block).
+__global__ static void column_sums_kernel(float *out, const float *partials, int P, int M, size_t ld) {
+    __shared__ float s[8][33];
+    const int m = blockIdx.x * 32 + threadIdx.x;
+    float acc = 0.0f;
+    if (m < M)
+        for (int p = threadIdx.y; p < P; p += 8) acc += partials[(size_t)p * ld + m];
+    s[threadIdx.y][threadIdx.x] = acc;
+    __syncthreads();
+    if (threadIdx.y == 0 && m < M) {
+        float t = s[0][threadIdx.x];
+        for (int y = 1; y < 8; y++) t += s[y][threadIdx.x];
+        out[m] += t;
+    }
+}
+
+void cuda_column_sums(Backend *be, float *out, const float *partials, int P, int M, size_t ld) {
+    (void)be;
+    if (!M) return;
+    CUDA_LAUNCH(blocks_for((size_t)M, 32), dim3(32, 8), 0, 0, column_sums_kernel)(out, partials, P, M, ld);
+    CUDA_LAUNCH_CHECK();
+}

@@ -205,11 +205,13 @@ static void test_ops(const Shape *s, const char *prec) {
         ref_encoder_forward(out.d, tok, wte.d, wpe.d, B, T, C);
         compare("encoder_forward", "out", tag, &out);
         Buf dout = buf_new((size_t)N * C, 1, 0), dwte = buf_new((size_t)Vp * C, 1, 0), dwpe = buf_new((size_t)T * C, 1, 0);
-        op_encoder_backward(&GPU, dwte.dev, dwpe.dev, dout.dev, dtok, B, T, C);
+        Buf work = buf_new(ENCODER_WORK_FLOATS(N), 0, 1);
+        op_encoder_backward(&GPU, dwte.dev, dwpe.dev, work.dev, dout.dev, dtok, B, T, C);
         ref_encoder_backward(dwte.d, dwpe.d, dout.d, tok, B, T, C);
         compare("encoder_backward", "dwte (+=)", tag, &dwte);
         compare("encoder_backward", "dwpe (+=)", tag, &dwpe);
         buf_free(&wte); buf_free(&wpe); buf_free(&out); buf_free(&dout); buf_free(&dwte); buf_free(&dwpe);
+        buf_free(&work);
     }
     {
         Buf x = buf_new((size_t)N * C, 2, 0), w = buf_new(C, 1, 0), b = buf_new(C, 1, 0), out = buf_new((size_t)N * C, 0, 1);
@@ -347,6 +349,94 @@ static void test_ops(const Shape *s, const char *prec) {
         compare("adamw", "m", tag, &m);
         compare("adamw", "v", tag, &v);
         buf_free(&x); buf_free(&p); buf_free(&g); buf_free(&m); buf_free(&v);
+    }
+    backend_free(&GPU, dtok);
+    free(tok);
+}
+
+// The column reductions at row counts where their multi-block paths run: the encoder backward's sort past one
+// shared-memory tile (N > 1024, so the global bitonic passes run; a vocabulary of 5, so runs of equal tokens are
+// hundreds of rows long, and one token only at the first and last position), the LayerNorm backward over many
+// 32-row blocks, the bias gradient over many 256-row chunks (N not a multiple of either). fp32 results against the
+// float64 references; the fp32 dwte and dwpe must equal the CPU backend's bitwise (both add each row in token order,
+// starting from the accumulated value), and a second run on the same inputs must give the same bits.
+static void test_reductions(int B, int T, int C, int V) {
+    const int N = B * T, Vp = 128, M = 3 * C;
+    char tag[96];
+    snprintf(tag, sizeof tag, "cuda fp32 B=%d T=%d C=%d V=%d", B, T, C, V);
+    int32_t *tok = malloc(sizeof(int32_t) * N);
+    for (int i = 0; i < N; i++) tok[i] = 1 + (int32_t)((urand() + 1) * 0.5 * (V - 1)) % (V - 1);
+    tok[0] = tok[N - 1] = 0;
+    int32_t *dtok = backend_alloc(&GPU, sizeof(int32_t) * N, "tokens");
+    backend_to_device(&GPU, dtok, tok, sizeof(int32_t) * N);
+    Backend cpu;
+    backend_init(&cpu, BACKEND_CPU_REF, 0);
+    {
+        Buf dout = buf_new((size_t)N * C, 1, 0), dwte = buf_new((size_t)Vp * C, 1, 0), dwpe = buf_new((size_t)T * C, 1, 0);
+        Buf work = buf_new(ENCODER_WORK_FLOATS(N), 0, 1);
+        const size_t nte = (size_t)Vp * C, npe = (size_t)T * C;
+        float *start = malloc(sizeof(float) * nte), *cwte = malloc(sizeof(float) * nte), *cwpe = malloc(sizeof(float) * npe);
+        memcpy(start, dwte.f, sizeof(float) * nte);
+        memcpy(cwte, dwte.f, sizeof(float) * nte);
+        memcpy(cwpe, dwpe.f, sizeof(float) * npe);
+        op_encoder_backward(&cpu, cwte, cwpe, NULL, dout.f, tok, B, T, C);
+        op_encoder_backward(&GPU, dwte.dev, dwpe.dev, work.dev, dout.dev, dtok, B, T, C);
+        ref_encoder_backward(dwte.d, dwpe.d, dout.d, tok, B, T, C);
+        compare("encoder_backward", "dwte (+=)", tag, &dwte);
+        compare("encoder_backward", "dwpe (+=)", tag, &dwpe);
+        harness_case(!memcmp(dwte.f, cwte, sizeof(float) * nte) && !memcmp(dwpe.f, cwpe, sizeof(float) * npe),
+                     "encoder_backward: dwte and dwpe bitwise equal to the CPU's", "%s", tag);
+        backend_to_device(&GPU, dwte.dev, start, sizeof(float) * nte);   // again from the same start
+        op_encoder_backward(&GPU, dwte.dev, dwpe.dev, work.dev, dout.dev, dtok, B, T, C);
+        fetch(&dwte);
+        harness_case(!memcmp(dwte.f, cwte, sizeof(float) * nte), "encoder_backward: a second run gives the same dwte bits",
+                     "%s", tag);
+        free(start);
+        free(cwte);
+        free(cwpe);
+        buf_free(&dout); buf_free(&dwte); buf_free(&dwpe); buf_free(&work);
+    }
+    {
+        Buf x = buf_new((size_t)N * C, 2, 0), w = buf_new(C, 1, 0), b = buf_new(C, 1, 0), out = buf_new((size_t)N * C, 0, 1);
+        Buf mean = buf_new(N, 0, 1), rstd = buf_new(N, 0, 1);
+        op_layernorm_forward(&GPU, out.dev, mean.dev, rstd.dev, x.dev, w.dev, b.dev, N, C);
+        Buf dout = buf_new((size_t)N * C, 1, 0), dinp = buf_new((size_t)N * C, 1, 0), dw = buf_new(C, 1, 0), db = buf_new(C, 1, 0);
+        float *dw0 = malloc(sizeof(float) * C), *db0 = malloc(sizeof(float) * C), *dw1 = malloc(sizeof(float) * C);
+        memcpy(dw0, dw.f, sizeof(float) * C);
+        memcpy(db0, db.f, sizeof(float) * C);
+        op_layernorm_backward(&GPU, dinp.dev, dw.dev, db.dev, dout.dev, x.dev, w.dev, mean.dev, rstd.dev, N, C);
+        ref_layernorm_backward(dinp.d, dw.d, db.d, dout.d, x.d, w.d, N, C);
+        compare("layernorm_backward", "dinp (+=)", tag, &dinp);
+        compare("layernorm_backward", "dw (+=)", tag, &dw);
+        compare("layernorm_backward", "db (+=)", tag, &db);
+        memcpy(dw1, dw.f, sizeof(float) * C);
+        backend_to_device(&GPU, dw.dev, dw0, sizeof(float) * C);
+        backend_to_device(&GPU, db.dev, db0, sizeof(float) * C);
+        op_layernorm_backward(&GPU, dinp.dev, dw.dev, db.dev, dout.dev, x.dev, w.dev, mean.dev, rstd.dev, N, C);
+        fetch(&dw);
+        harness_case(!memcmp(dw1, dw.f, sizeof(float) * C), "layernorm_backward: a second run gives the same dw bits",
+                     "%s", tag);
+        free(dw0); free(db0); free(dw1);
+        buf_free(&x); buf_free(&w); buf_free(&b); buf_free(&out); buf_free(&mean); buf_free(&rstd);
+        buf_free(&dout); buf_free(&dinp); buf_free(&dw); buf_free(&db);
+    }
+    {
+        const int K = 8;
+        Buf x = buf_new((size_t)N * K, 1, 0), w = buf_new((size_t)M * K, 1, 0), dout = buf_new((size_t)N * M, 1, 0);
+        Buf dw = buf_new((size_t)M * K, 1, 0), db = buf_new(M, 1, 0);
+        float *db0 = malloc(sizeof(float) * M), *db1 = malloc(sizeof(float) * M);
+        memcpy(db0, db.f, sizeof(float) * M);
+        op_matmul_backward(&GPU, NULL, dw.dev, db.dev, dout.dev, x.dev, w.dev, N, K, M);
+        ref_matmul_backward(NULL, dw.d, db.d, dout.d, x.d, w.d, N, K, M);
+        compare("matmul_backward", "dbias (+=), many row chunks", tag, &db);
+        memcpy(db1, db.f, sizeof(float) * M);
+        backend_to_device(&GPU, db.dev, db0, sizeof(float) * M);
+        op_matmul_backward(&GPU, NULL, dw.dev, db.dev, dout.dev, x.dev, w.dev, N, K, M);
+        fetch(&db);
+        harness_case(!memcmp(db1, db.f, sizeof(float) * M), "matmul_backward: a second run gives the same dbias bits",
+                     "%s", tag);
+        free(db0); free(db1);
+        buf_free(&x); buf_free(&w); buf_free(&dout); buf_free(&dw); buf_free(&db);
     }
     backend_free(&GPU, dtok);
     free(tok);
@@ -582,6 +672,7 @@ int main(void) {
         for (size_t i = 0; i < sizeof shapes / sizeof shapes[0]; i++) test_ops(&shapes[i], precs[p]);
         test_model(precs[p], p == 0 ? 1e-4 : p == 1 ? 1e-2 : 5e-2);
         if (p == 0) {
+            test_reductions(3, 700, 40, 5);
             test_determinism();
             test_grad_accum();
             test_flash_model(64, 2);
