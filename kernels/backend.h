@@ -25,6 +25,20 @@ typedef enum {
 
 typedef struct Backend Backend;
 
+// The AdamW step's per-tensor table and hyperparameters (ops.h op_adamw_step).
+#define ADAMW_MAX_TENSORS 32
+typedef struct AdamWTensors {
+    int n;                           // tensor i covers [end[i-1], end[i]) of the flat buffer (end[-1] = 0)
+    size_t end[ADAMW_MAX_TENSORS];
+    uint32_t decay;                  // bit i set: weight decay applies to tensor i
+} AdamWTensors;
+typedef struct AdamWHyper {
+    float lr, beta1, beta2, eps, weight_decay;
+    float grad_scale;
+    double grad_clip;                // <= 0: no clipping
+    int t;
+} AdamWHyper;
+
 // One member per op of ops.h, same order, same arguments.
 typedef struct OpTable {
     void (*encoder_forward)(Backend *, float *, const int32_t *, const float *, const float *, int, int, int);
@@ -49,8 +63,9 @@ typedef struct OpTable {
     double (*sum_squares)(Backend *, const float *, size_t);
     void (*scale)(Backend *, float *, float, size_t);
     void (*zero)(Backend *, float *, size_t);
-    void (*adamw_update)(Backend *, float *, const float *, float *, float *, size_t, float, float, float, float,
-                         float, float, int);
+    void (*global_norm)(Backend *, float *, const float *, size_t);
+    void (*adamw_step)(Backend *, float *, const float *, float *, float *, size_t, size_t, const AdamWTensors *,
+                       const AdamWHyper *, const float *);
 } OpTable;
 
 // The backend's memory. alloc returns zeroed memory and exits with a message naming `what` and the size when it

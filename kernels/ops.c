@@ -115,10 +115,13 @@ void op_scale(Backend *be, float *x, float s, size_t n) { PROFILED("scale", 0, F
              be->ops->scale(be, x, s, n)); }
 void op_zero(Backend *be, float *x, size_t n) { PROFILED("zero", 0, F4 * (double)n,
              be->ops->zero(be, x, n)); }
-void op_adamw_update(Backend *be, float *params, const float *grads, float *m, float *v, size_t n, float lr,
-                     float beta1, float beta2, float eps, float weight_decay, float grad_scale, int t) {
-    PROFILED("adamw", 0, F4 * 7.0 * n,
-             be->ops->adamw_update(be, params, grads, m, v, n, lr, beta1, beta2, eps, weight_decay, grad_scale, t));
+void op_global_norm(Backend *be, float *norm, const float *x, size_t n) {
+    PROFILED("global_norm", 0, F4 * (double)n, be->ops->global_norm(be, norm, x, n));
+}
+void op_adamw_step(Backend *be, float *params, const float *grads, float *m, float *v, size_t lo, size_t hi,
+                   const AdamWTensors *tensors, const AdamWHyper *h, const float *norm) {
+    PROFILED("adamw", 0, F4 * 7.0 * (double)(hi > lo ? hi - lo : 0),
+             be->ops->adamw_step(be, params, grads, m, v, lo, hi, tensors, h, norm));
 }
 
 void *backend_alloc(Backend *be, size_t bytes, const char *what) {

@@ -103,13 +103,22 @@ void op_scale(Backend *be, float *x, float s, size_t n);
 // x (n) = 0 (not a scale by 0, which would keep a NaN)
 void op_zero(Backend *be, float *x, size_t n);
 
-// AdamW with decoupled weight decay (Loshchilov & Hutter), bias-corrected, one parameter range.
-//   m = b1 m + (1-b1) g ; v = b2 v + (1-b2) g^2 ; mhat = m/(1-b1^t) ; vhat = v/(1-b2^t)
+// The global L2 norm where the data lives: *norm (one float of backend memory) = (float)sqrt(op_sum_squares(x, n)).
+// On a GPU nothing comes back to the host: the optimizer step reads the norm on the device, the host when it logs.
+void op_global_norm(Backend *be, float *norm, const float *x, size_t n);
+
+// AdamW with decoupled weight decay (Loshchilov & Hutter), bias-corrected, over the flat range [lo, hi) of the
+// parameter buffers in one pass (one launch on a GPU), weight decay per tensor from a table:
+//   g = grads * s ; m = b1 m + (1-b1) g ; v = b2 v + (1-b2) g^2 ; mhat = m/(1-b1^t) ; vhat = v/(1-b2^t)
 //   p -= lr * (mhat / (sqrt(vhat) + eps) + wd * p)
-// g is multiplied by grad_scale first (gradient clipping folds in here, so the gradient buffer is read once).
-// step t starts at 1.   params, grads, m, v (n)
-void op_adamw_update(Backend *be, float *params, const float *grads, float *m, float *v, size_t n,
-                     float lr, float beta1, float beta2, float eps, float weight_decay, float grad_scale, int t);
+// s = grad_scale * clip, where, when norm (backend memory, e.g. op_global_norm's) is given and grad_clip > 0,
+// clip = *norm > grad_clip ? (float)(grad_clip / *norm) : 1 (global-norm clipping, decided where the norm lives, so
+// the gradient is read once and the host never waits for the norm); and when *norm is not finite the step changes
+// nothing (the caller counts it as skipped). norm NULL: s = grad_scale. Step t starts at 1.
+// params, grads, m, v: whole buffers (indexed from 0; only [lo, hi) is read or written).
+// (AdamWTensors and AdamWHyper are declared in backend.h, whose op table takes them.)
+void op_adamw_step(Backend *be, float *params, const float *grads, float *m, float *v, size_t lo, size_t hi,
+                   const AdamWTensors *tensors, const AdamWHyper *h, const float *norm);
 
 #ifdef __cplusplus
 }

@@ -342,28 +342,43 @@ void gpt_zero_grad(GPT *g) { op_zero(g->be, g->grads_mem, g->mem.num_params); }
 
 float gpt_grad_norm(GPT *g) { return (float)sqrt(op_sum_squares(g->be, g->grads_mem, g->mem.num_params)); }
 
-void gpt_adamw_step_range(GPT *g, const float *grads, size_t lo, size_t hi, float lr, float beta1, float beta2,
-                          float eps, float weight_decay, float grad_scale) {
-    backend_range_push(g->be, "optimizer");
-    g->adam_t++;
+// The optimizer's view of the parameter table: where each tensor ends in the flat buffer and which take decay.
+static void adamw_tensors(const GPT *g, AdamWTensors *t) {
+    GPT_ASSERT(NUM_PARAM_TENSORS <= ADAMW_MAX_TENSORS);
+    memset(t, 0, sizeof *t);
+    t->n = NUM_PARAM_TENSORS;
     for (int i = 0; i < NUM_PARAM_TENSORS; i++) {
-        const ParamInfo *p = &g->param_info[i];
-        const size_t a = p->offset > lo ? p->offset : lo, b = p->offset + p->numel < hi ? p->offset + p->numel : hi;
-        if (a >= b) continue;
-        op_adamw_update(g->be, g->params_mem + a, grads + a, g->m_mem + a, g->v_mem + a, b - a, lr, beta1, beta2, eps,
-                        p->decay ? weight_decay : 0.0f, grad_scale, g->adam_t);
+        t->end[i] = g->param_info[i].offset + g->param_info[i].numel;
+        if (g->param_info[i].decay) t->decay |= 1u << i;
     }
+}
+
+static void adamw_run(GPT *g, const float *grads, size_t lo, size_t hi, float lr, float beta1, float beta2, float eps,
+                      float weight_decay, float grad_scale, double grad_clip, const float *norm) {
+    AdamWTensors tens;
+    adamw_tensors(g, &tens);
+    const AdamWHyper h = {lr, beta1, beta2, eps, weight_decay, grad_scale, grad_clip, ++g->adam_t};
+    backend_range_push(g->be, "optimizer");
+    op_adamw_step(g->be, g->params_mem, grads, g->m_mem, g->v_mem, lo, hi, &tens, &h, norm);
     backend_range_pop(g->be);
 }
 
+void gpt_adamw_step_range(GPT *g, const float *grads, size_t lo, size_t hi, float lr, float beta1, float beta2,
+                          float eps, float weight_decay, float grad_scale) {
+    adamw_run(g, grads, lo, hi, lr, beta1, beta2, eps, weight_decay, grad_scale, 0, NULL);
+}
+
 void gpt_adamw_step(GPT *g, float lr, float beta1, float beta2, float eps, float weight_decay, float grad_scale) {
-    backend_range_push(g->be, "optimizer");
-    g->adam_t++;
-    for (int i = 0; i < NUM_PARAM_TENSORS; i++) {
-        const ParamInfo *p = &g->param_info[i];
-        op_adamw_update(g->be, g->params_mem + p->offset, g->grads_mem + p->offset, g->m_mem + p->offset,
-                        g->v_mem + p->offset, p->numel, lr, beta1, beta2, eps, p->decay ? weight_decay : 0.0f,
-                        grad_scale, g->adam_t);
-    }
-    backend_range_pop(g->be);
+    adamw_run(g, g->grads_mem, 0, g->mem.num_params, lr, beta1, beta2, eps, weight_decay, grad_scale, 0, NULL);
+}
+
+float gpt_adamw_step_clipped(GPT *g, float lr, float beta1, float beta2, float eps, float weight_decay,
+                             double grad_clip) {
+    op_global_norm(g->be, g->gacts.grad_norm, g->grads_mem, g->mem.num_params);
+    adamw_run(g, g->grads_mem, 0, g->mem.num_params, lr, beta1, beta2, eps, weight_decay, 1.0f, grad_clip,
+              g->gacts.grad_norm);
+    float norm;
+    backend_to_host(g->be, &norm, g->gacts.grad_norm, sizeof norm);
+    if (!isfinite(norm)) g->adam_t--;   // the step was skipped where it ran
+    return norm;
 }

@@ -157,15 +157,16 @@ typedef struct ActInfo {
 
 // The backward's scratch (gradient of the activations), also one allocation: sized for one layer at a time.
 #define GPT_GRAD_ACTS(X)                            \
+    X(enc_work, EW)       /* the encoder backward's workspace (first: its 8-byte keys need the alignment) */ \
     X(dresidual, N * C)   /* (B,T,C) residual-stream gradient */ \
     X(dbt_c, N * C)       /* (B,T,C) */             \
     X(dbt_c2, N * C)      /* (B,T,C) */             \
     X(dqkv, N * 3 * C)    /* (B,T,3C) */            \
     X(datt, B * NH * TT)  /* (B,NH,T,T) naive attention */ \
     X(attn_work, FW)      /* flash attention's workspace (forward too) */ \
-    X(enc_work, EW)       /* the encoder backward's workspace */ \
     X(dbt_f, N * F)       /* (B,T,F) */             \
-    X(dbt_f2, N * F)      /* (B,T,F) */
+    X(dbt_f2, N * F)      /* (B,T,F) */             \
+    X(grad_norm, 1)       /* the global gradient norm (the optimizer step reads it on the device) */
 
 typedef struct GradActTensors {
 #define GPT_GACT_FIELD(name, numel) float *name;
@@ -286,10 +287,16 @@ float gpt_forward(GPT *g, const int32_t *inputs, const int32_t *targets, int b, 
 // Backward of the last training forward; parameter gradients accumulate into g->grads.
 void gpt_backward(GPT *g);
 void gpt_zero_grad(GPT *g);
-// Global L2 norm of the gradient buffer.
+// Global L2 norm of the gradient buffer (read back to the host).
 float gpt_grad_norm(GPT *g);
 // One AdamW step over every tensor (decay per the table), gradients scaled by grad_scale first.
 void gpt_adamw_step(GPT *g, float lr, float beta1, float beta2, float eps, float weight_decay, float grad_scale);
+// The training step's update: the global gradient norm and AdamW computed where the gradients live, clipped to
+// grad_clip (> 0; 0: no clipping), and skipped there when the norm is not finite (no host round trip between the
+// two). Returns the norm, read back after the update was queued; when it is not finite nothing changed (the step
+// counter too).
+float gpt_adamw_step_clipped(GPT *g, float lr, float beta1, float beta2, float eps, float weight_decay,
+                             double grad_clip);
 // The same restricted to the flat parameter range [lo, hi) (a ZeRO-1 shard), with the gradient read from grads
 // (indexed like the parameter buffer, so a rank's shard of an averaged copy can be passed).
 void gpt_adamw_step_range(GPT *g, const float *grads, size_t lo, size_t hi, float lr, float beta1, float beta2,

@@ -212,17 +212,48 @@ static void test_backend(Backend *be, const Shape *s) {
         op_zero(be, x.f, n);
         for (size_t i = 0; i < n; i++) x.d[i] = 0;
         compare("zero", "x (a NaN included)", tag, x.f, x.d, n);
+        // AdamW over [lo, hi) of two tensors (the first decayed, the second not), 3 steps: no norm (scale 0.7), a
+        // norm above the clip (scale clip / norm), a norm below it (scale 1); then a NaN norm changes nothing.
+        const size_t n1 = n / 3, lo = 5, hi = n - 3;
+        const AdamWTensors tens = {2, {n1, n}, 1u};
         Buf p = buf_rand(n, 1), m = buf_fill(n, 0), v = buf_fill(n, 0);
+        float norm[1];
+        const float norms[3] = {0, 7.5f, 0.25f};
         for (int t = 1; t <= 3; t++) {
             Buf g = buf_rand(n, 1);
-            op_adamw_update(be, p.f, g.f, m.f, v.f, n, 1e-2f, 0.9f, 0.95f, 1e-8f, 0.1f, 0.7f, t);
-            ref_adamw(p.d, g.d, m.d, v.d, n, (double)1e-2f, (double)0.9f, (double)0.95f, (double)1e-8f, (double)0.1f,
-                      (double)0.7f, t);
+            norm[0] = norms[t - 1];
+            const AdamWHyper h = {1e-2f, 0.9f, 0.95f, 1e-8f, 0.1f, t == 1 ? 0.7f : 1.0f, 0.3, t};
+            op_adamw_step(be, p.f, g.f, m.f, v.f, lo, hi, &tens, &h, t == 1 ? NULL : norm);
+            const double s = t == 1 ? 0.7 : t == 2 ? (double)(float)(0.3 / 7.5f) : 1.0;
+            ref_adamw(p.d + lo, g.d + lo, m.d + lo, v.d + lo, n1 - lo, (double)1e-2f, (double)0.9f, (double)0.95f,
+                      (double)1e-8f, (double)0.1f, s, t);
+            ref_adamw(p.d + n1, g.d + n1, m.d + n1, v.d + n1, hi - n1, (double)1e-2f, (double)0.9f, (double)0.95f,
+                      (double)1e-8f, 0.0, s, t);
             buf_free(&g);
         }
-        compare("adamw_update", "params after 3 steps", tag, p.f, p.d, n);
-        compare("adamw_update", "m", tag, m.f, m.d, n);
-        compare("adamw_update", "v", tag, v.f, v.d, n);
+        compare("adamw_step", "params after 3 steps (range, per-tensor decay, clip)", tag, p.f, p.d, n);
+        compare("adamw_step", "m", tag, m.f, m.d, n);
+        compare("adamw_step", "v", tag, v.f, v.d, n);
+        {
+            float *keep = malloc(3 * n * sizeof(float));
+            memcpy(keep, p.f, n * sizeof(float));
+            memcpy(keep + n, m.f, n * sizeof(float));
+            memcpy(keep + 2 * n, v.f, n * sizeof(float));
+            Buf g = buf_rand(n, 1);
+            norm[0] = NAN;
+            const AdamWHyper h = {1e-2f, 0.9f, 0.95f, 1e-8f, 0.1f, 1.0f, 0.3, 4};
+            op_adamw_step(be, p.f, g.f, m.f, v.f, 0, n, &tens, &h, norm);
+            harness_case(!memcmp(keep, p.f, n * sizeof(float)) && !memcmp(keep + n, m.f, n * sizeof(float)) &&
+                             !memcmp(keep + 2 * n, v.f, n * sizeof(float)),
+                         "adamw_step: a NaN norm changes nothing", "[%s]", tag);
+            op_global_norm(be, norm, g.f, n);
+            double gs = 0;
+            for (size_t i = 0; i < n; i++) gs += g.d[i] * g.d[i];
+            harness_case(norm[0] == (float)sqrt(op_sum_squares(be, g.f, n)) && fabs(norm[0] - sqrt(gs)) <= 1e-6 * sqrt(gs),
+                         "global_norm", "%.9g vs %.9g [%s]", norm[0], sqrt(gs), tag);
+            free(keep);
+            buf_free(&g);
+        }
         buf_free(&x); buf_free(&p); buf_free(&m); buf_free(&v);
     }
     free(tok);

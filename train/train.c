@@ -706,8 +706,8 @@ int cmd_train(Options *o) {
         const double predicted = (double)mem->param_bytes + mem->grad_bytes + mem->optim_bytes + mem->act_bytes[rc] +
                                  mem->grad_act_bytes;
         printf("device memory: predicted %.1f MiB for the model's buffers; measured %.1f MiB in use = %.1f MiB CUDA "
-               "context and cuBLAS + %.1f MiB allocated since\n", predicted / 1048576.0, used / 1048576.0,
-               ctx / 1048576.0, (used - ctx) / 1048576.0);
+               "context, cuBLAS and the backend's scratch + %.1f MiB allocated since\n",
+               predicted / 1048576.0, used / 1048576.0, ctx / 1048576.0, (used - ctx) / 1048576.0);
     } else
 #endif
     {
@@ -816,12 +816,19 @@ int cmd_train(Options *o) {
         m.comm_ms = (exposed_s + comm.launch_s) * 1e3;
         m.exposed_comm_ms = exposed_s * 1e3;
         m.loss = dist_allreduce_sum(&dist, loss_sum / accum) / dist.world;
+        m.lr = lr_schedule_at(&sched, step);
+        int updated = 0;
         if (zero) {   // the global norm from each rank's shard
             double ss = 0;
             for (size_t i = z_lo; i < z_hi; i++) ss += (double)z_grads[i] * z_grads[i];
             m.grad_norm = (float)sqrt(dist_allreduce_sum(&dist, ss));   // a float, as gpt_grad_norm returns
+        } else if (isfinite(m.loss)) {
+            // Norm, clip and update where the gradients live (skipped there when the norm is not finite); the host
+            // reads the norm back for the log once the update is queued.
+            m.grad_norm = gpt_adamw_step_clipped(&g, (float)m.lr, (float)o->beta1, (float)o->beta2, (float)o->eps,
+                                                 (float)o->weight_decay, o->grad_clip);
+            updated = 1;
         } else m.grad_norm = gpt_grad_norm(&g);
-        m.lr = lr_schedule_at(&sched, step);
         if (!isfinite(m.loss) || !isfinite(m.grad_norm)) {
             if (!nan_skip) {
                 fprintf(stderr,
@@ -846,16 +853,11 @@ int cmd_train(Options *o) {
                 free_run(&be, &g, &train_dl, &val_dl, cfg_text, grad_stage, z_grads, z_stage);
                 return EXIT_DIVERGED;
             }
-        } else {
+        } else if (!updated) {   // ZeRO-1: this rank's shard of the weights and moments, then all-gather the weights
             float clip = (o->grad_clip > 0 && m.grad_norm > o->grad_clip) ? (float)(o->grad_clip / m.grad_norm) : 1.0f;
-            if (zero) {
-                // Update this rank's shard of the weights and moments, then all-gather the weights.
-                gpt_adamw_step_range(&g, z_grads, z_lo, z_hi, (float)m.lr, (float)o->beta1, (float)o->beta2,
-                                     (float)o->eps, (float)o->weight_decay, clip);
-                z_allgather(&dist, g.params_mem, z_stage, g.mem.num_params, z_shard);
-            } else
-                gpt_adamw_step(&g, (float)m.lr, (float)o->beta1, (float)o->beta2, (float)o->eps,
-                               (float)o->weight_decay, clip);
+            gpt_adamw_step_range(&g, z_grads, z_lo, z_hi, (float)m.lr, (float)o->beta1, (float)o->beta2,
+                                 (float)o->eps, (float)o->weight_decay, clip);
+            z_allgather(&dist, g.params_mem, z_stage, g.mem.num_params, z_shard);
         }
         backend_sync(&be);   // queued GPU work (the optimizer) belongs to this step's time
         const double t_end = backend_now_s(), dt = t_end - t0;

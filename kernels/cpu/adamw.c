@@ -1,24 +1,46 @@
 /*
  * adamw.c: AdamW (Loshchilov & Hutter 2019) with decoupled weight decay, bias correction, and the gradient scale of
  * global-norm clipping folded in, so each parameter's gradient, moments and weight are read and written once:
- * 4 reads + 3 writes of fp32 per parameter. Also the global gradient norm's sum of squares.
+ * 4 reads + 3 writes of fp32 per parameter, over a range of the flat buffers with weight decay per tensor. Also the
+ * global gradient norm (its sum of squares in a fixed order), which the step reads to clip or skip.
  */
 #include <math.h>
 
 #include "cpu.h"
 
-void cpu_adamw_update(Backend *be, float *params, const float *grads, float *m, float *v, size_t n, float lr,
-                      float beta1, float beta2, float eps, float weight_decay, float grad_scale, int t) {
-    const float bc1 = (float)(1.0 - pow(beta1, t)), bc2 = (float)(1.0 - pow(beta2, t));
-#pragma omp parallel for schedule(static) if (n > CPU_PARALLEL_MIN)
-    for (size_t i = 0; i < n; i++) {
-        const float g = grads[i] * grad_scale;
+// One tensor's range [a, b) with its weight decay; g already includes the step's gradient scale s.
+static void adamw_range(float *params, const float *grads, float *m, float *v, size_t a, size_t b, const AdamWHyper *h,
+                        float weight_decay, float s, float bc1, float bc2) {
+    const float beta1 = h->beta1, beta2 = h->beta2, lr = h->lr, eps = h->eps;
+#pragma omp parallel for schedule(static) if (b - a > CPU_PARALLEL_MIN)
+    for (size_t i = a; i < b; i++) {
+        const float g = grads[i] * s;
         const float mi = beta1 * m[i] + (1.0f - beta1) * g;
         const float vi = beta2 * v[i] + (1.0f - beta2) * g * g;
         m[i] = mi;
         v[i] = vi;
         const float mhat = mi / bc1, vhat = vi / bc2;
         params[i] -= lr * (mhat / (sqrtf(vhat) + eps) + weight_decay * params[i]);
+    }
+}
+
+void cpu_adamw_step(Backend *be, float *params, const float *grads, float *m, float *v, size_t lo, size_t hi,
+                    const AdamWTensors *tensors, const AdamWHyper *h, const float *norm) {
+    (void)be;
+    float s = h->grad_scale;
+    if (norm) {
+        if (!isfinite(*norm)) return;   // a skipped step: nothing changes
+        if (h->grad_clip > 0 && *norm > h->grad_clip) s = h->grad_scale * (float)(h->grad_clip / *norm);
+    }
+    const float bc1 = (float)(1.0 - pow(h->beta1, h->t)), bc2 = (float)(1.0 - pow(h->beta2, h->t));
+    size_t begin = 0;
+    for (int k = 0; k < tensors->n; k++) {
+        const size_t end = tensors->end[k];
+        const size_t a = begin > lo ? begin : lo, b = end < hi ? end : hi;
+        if (a < b)
+            adamw_range(params, grads, m, v, a, b, h, (tensors->decay >> k & 1u) ? h->weight_decay : 0.0f, s, bc1,
+                        bc2);
+        begin = end;
     }
 }
 
@@ -38,4 +60,8 @@ double cpu_sum_squares(Backend *be, const float *x, size_t n) {
     double total = 0;
     for (int c = 0; c < SUMSQ_CHUNKS; c++) total += part[c];
     return total;
+}
+
+void cpu_global_norm(Backend *be, float *norm, const float *x, size_t n) {
+    *norm = (float)sqrt(cpu_sum_squares(be, x, n));
 }

@@ -75,8 +75,9 @@ void cpu_classifier_forward_backward(Backend *be, float *losses, float *logits, 
 double cpu_sum_squares(Backend *be, const float *x, size_t n);
 void cpu_scale(Backend *be, float *x, float s, size_t n);
 void cpu_zero(Backend *be, float *x, size_t n);
-void cpu_adamw_update(Backend *be, float *params, const float *grads, float *m, float *v, size_t n, float lr,
-                      float beta1, float beta2, float eps, float weight_decay, float grad_scale, int t);
+void cpu_global_norm(Backend *be, float *norm, const float *x, size_t n);
+void cpu_adamw_step(Backend *be, float *params, const float *grads, float *m, float *v, size_t lo, size_t hi,
+                    const AdamWTensors *tensors, const AdamWHyper *h, const float *norm);
 // Column sums over rows in row order (deterministic): acc (M) += sum_n x (N,M)
 void cpu_colsum_accumulate(float *acc, const float *x, int N, int M);
 

@@ -84,7 +84,8 @@ static const OpTable CUDA_OPS = {cuda_encoder_forward, cuda_encoder_backward, cu
                                  cuda_attention_forward, cuda_attention_backward, cuda_flash_attention_forward,
                                  cuda_flash_attention_backward, cuda_gelu_forward,
                                  cuda_gelu_backward, cuda_residual_forward, cuda_classifier_forward_backward,
-                                 cuda_sum_squares, cuda_scale, cuda_zero, cuda_adamw_update};
+                                 cuda_sum_squares, cuda_scale, cuda_zero, cuda_global_norm,
+                                 cuda_adamw_step};
 
 extern "C" size_t backend_cuda_free_bytes(Backend *be) {
     (void)be;
@@ -122,7 +123,7 @@ extern "C" int backend_cuda_init(Backend *be, int device, int matmul_mode, char 
     CUDA_CHECK(cudaFree(0));   // create the context now, so its memory is counted before the model's
     CUBLAS_CHECK(cublasCreate(&cs->cublas));
     CUDA_CHECK(cudaMalloc(&cs->partials, (CUDA_SUMSQ_BLOCKS + 1) * sizeof(double)));
-    CUDA_CHECK(cudaMalloc(&cs->scratch, CUDA_SCRATCH_FLOATS * sizeof(float)));
+    cs->scratch = (float *)cuda_alloc(be, CUDA_SCRATCH_FLOATS * sizeof(float), "the reductions' scratch");
     cs->scratch_floats = CUDA_SCRATCH_FLOATS;
     size_t free_b = 0, total_b = 0;
     CUDA_CHECK(cudaMemGetInfo(&free_b, &total_b));

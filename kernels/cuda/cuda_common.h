@@ -140,8 +140,9 @@ void cuda_classifier_forward_backward(Backend *, float *, float *, const int32_t
 double cuda_sum_squares(Backend *, const float *, size_t);
 void cuda_scale(Backend *, float *, float, size_t);
 void cuda_zero(Backend *, float *, size_t);
-void cuda_adamw_update(Backend *, float *, const float *, float *, float *, size_t, float, float, float, float, float,
-                       float, int);
+void cuda_global_norm(Backend *, float *, const float *, size_t);
+void cuda_adamw_step(Backend *, float *, const float *, float *, float *, size_t, size_t, const AdamWTensors *,
+                     const AdamWHyper *, const float *);
 #ifdef __cplusplus
 }
 #endif

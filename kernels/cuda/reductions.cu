@@ -1,5 +1,8 @@
 /*
- * reductions.cu: whole-buffer reductions and fills on the GPU (ops.h op_sum_squares, op_scale, op_zero).
+ * reductions.cu: whole-buffer reductions and fills on the GPU (ops.h op_sum_squares, op_global_norm, op_scale,
+ * op_zero), and the fixed-order column sums of per-block partials the deterministic reductions of the other families
+ * finish with (cuda_column_sums). The sum of squares: CUDA_SUMSQ_BLOCKS grid-stride partials in double, a shared-
+ * memory tree per block, the partials added in order by one thread: the same bits on every GPU; n·4 bytes read.
  */
 #include <math.h>
 #include <stdint.h>
@@ -38,11 +41,13 @@ __global__ static void sumsq_partials_kernel(double *partials, const float *x, s
     if (threadIdx.x == 0) partials[blockIdx.x] = sh[0];
 }
 
-__global__ static void sumsq_total_kernel(double *partials, int nb) {
+// The partials summed in order into partials[nb]; with norm given, also *norm = (float)sqrt(total).
+__global__ static void sumsq_total_kernel(double *partials, int nb, float *norm) {
     if (threadIdx.x == 0 && blockIdx.x == 0) {
         double s = 0.0;
         for (int i = 0; i < nb; i++) s += partials[i];
         partials[nb] = s;
+        if (norm) *norm = (float)sqrt(s);
     }
 }
 
@@ -50,11 +55,21 @@ extern "C" double cuda_sum_squares(Backend *be, const float *x, size_t n) {
     CudaState *cs = cuda_state(be);
     CUDA_LAUNCH(CUDA_SUMSQ_BLOCKS, 256, 0, 0, sumsq_partials_kernel)(cs->partials, x, n);
     CUDA_LAUNCH_CHECK();
-    CUDA_LAUNCH(1, 32, 0, 0, sumsq_total_kernel)(cs->partials, CUDA_SUMSQ_BLOCKS);
+    CUDA_LAUNCH(1, 32, 0, 0, sumsq_total_kernel)(cs->partials, CUDA_SUMSQ_BLOCKS, (float *)NULL);
     CUDA_LAUNCH_CHECK();
     double total;
     CUDA_CHECK(cudaMemcpy(&total, cs->partials + CUDA_SUMSQ_BLOCKS, sizeof total, cudaMemcpyDeviceToHost));
     return total;
+}
+
+// The global norm without a host round trip: the same partials and ordered total as cuda_sum_squares, the square
+// root taken on the device into *norm.
+extern "C" void cuda_global_norm(Backend *be, float *norm, const float *x, size_t n) {
+    CudaState *cs = cuda_state(be);
+    CUDA_LAUNCH(CUDA_SUMSQ_BLOCKS, 256, 0, 0, sumsq_partials_kernel)(cs->partials, x, n);
+    CUDA_LAUNCH_CHECK();
+    CUDA_LAUNCH(1, 32, 0, 0, sumsq_total_kernel)(cs->partials, CUDA_SUMSQ_BLOCKS, norm);
+    CUDA_LAUNCH_CHECK();
 }
 
 // ---- column sums of per-block partials, in a fixed order ----

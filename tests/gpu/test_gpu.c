@@ -340,15 +340,35 @@ static void test_ops(const Shape *s, const char *prec) {
         for (size_t i = 0; i < n; i++) ref += x.d[i] * x.d[i];
         double got = op_sum_squares(&GPU, x.dev, n);
         harness_case(fabs(got - ref) <= 1e-12 * ref, "sum_squares", "%.17g vs %.17g [%s]", got, ref, tag);
+        // The global norm on the device, then AdamW in one launch over [lo, hi) of two tensors (the first decayed),
+        // clipped by that norm (clip below it), then a NaN norm: nothing changes.
+        Buf norm = buf_new(1, 0, 1);
+        op_global_norm(&GPU, norm.dev, x.dev, n);
+        norm.d[0] = sqrt(ref);
+        compare("global_norm", "norm (device)", tag, &norm);
         Buf p = buf_new(n, 1, 0), g = buf_new(n, 1, 0), m = buf_new(n, 0.1, 0), v = buf_new(n, 0.1, 0);
         for (size_t i = 0; i < n; i++) { v.f[i] = fabsf(v.f[i]); v.d[i] = v.f[i]; }
         backend_to_device(&GPU, v.dev, v.f, n * sizeof(float));
-        op_adamw_update(&GPU, p.dev, g.dev, m.dev, v.dev, n, 1e-3f, 0.9f, 0.95f, 1e-8f, 0.1f, 0.5f, 3);
-        ref_adamw(p.d, g.d, m.d, v.d, n, 1e-3, 0.9, 0.95, 1e-8, 0.1, 0.5, 3);
-        compare("adamw", "params", tag, &p);
-        compare("adamw", "m", tag, &m);
-        compare("adamw", "v", tag, &v);
-        buf_free(&x); buf_free(&p); buf_free(&g); buf_free(&m); buf_free(&v);
+        const size_t n1 = n / 3, lo = 3, hi = n - 5;
+        const AdamWTensors tens = {2, {n1, n}, 1u};
+        const double clip = 0.5 * norm.f[0];
+        const AdamWHyper h = {1e-3f, 0.9f, 0.95f, 1e-8f, 0.1f, 1.0f, clip, 3};
+        op_adamw_step(&GPU, p.dev, g.dev, m.dev, v.dev, lo, hi, &tens, &h, norm.dev);
+        const double s = (float)(clip / norm.f[0]);
+        ref_adamw(p.d + lo, g.d + lo, m.d + lo, v.d + lo, n1 - lo, 1e-3, 0.9, 0.95, 1e-8, 0.1, s, 3);
+        ref_adamw(p.d + n1, g.d + n1, m.d + n1, v.d + n1, hi - n1, 1e-3, 0.9, 0.95, 1e-8, 0.0, s, 3);
+        compare("adamw_step", "params (range, per-tensor decay, clipped by the device norm)", tag, &p);
+        compare("adamw_step", "m", tag, &m);
+        compare("adamw_step", "v", tag, &v);
+        float nan_norm = NAN;
+        backend_to_device(&GPU, norm.dev, &nan_norm, sizeof nan_norm);
+        float *keep = malloc(n * sizeof(float));
+        memcpy(keep, p.f, n * sizeof(float));
+        op_adamw_step(&GPU, p.dev, g.dev, m.dev, v.dev, 0, n, &tens, &h, norm.dev);
+        fetch(&p);
+        harness_case(!memcmp(keep, p.f, n * sizeof(float)), "adamw_step: a NaN device norm changes nothing", "[%s]", tag);
+        free(keep);
+        buf_free(&x); buf_free(&p); buf_free(&g); buf_free(&m); buf_free(&v); buf_free(&norm);
     }
     backend_free(&GPU, dtok);
     free(tok);
