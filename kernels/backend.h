@@ -60,12 +60,13 @@ typedef struct OpTable {
     void (*gelu_backward)(Backend *, float *, const float *, const float *, size_t);
     void (*residual_forward)(Backend *, float *, const float *, const float *, size_t);
     void (*classifier_forward_backward)(Backend *, float *, float *, const int32_t *, int, int, int, float);
+    void (*loss_accumulate)(Backend *, double *, const float *, size_t);
     double (*sum_squares)(Backend *, const float *, size_t);
     void (*scale)(Backend *, float *, float, size_t);
     void (*zero)(Backend *, float *, size_t);
     void (*global_norm)(Backend *, float *, const float *, size_t);
     void (*adamw_step)(Backend *, float *, const float *, float *, float *, size_t, size_t, const AdamWTensors *,
-                       const AdamWHyper *, const float *);
+                       const AdamWHyper *, const float *, const double *);
 } OpTable;
 
 // The backend's memory. alloc returns zeroed memory and exits with a message naming `what` and the size when it
@@ -79,11 +80,24 @@ typedef struct MemOps {
     // Host memory the backend copies from fastest (page-locked on a GPU, so copies are DMA and can overlap).
     void *(*host_alloc)(Backend *, size_t bytes, const char *what);
     void (*host_free)(Backend *, void *p);
+    // Timing without stalls: mark(slot) records a mark in the backend's queue (a CUDA event on the compute stream;
+    // on the CPU, whose ops run as they are called, the wall clock), mark_seconds(from, to) waits for mark `to` and
+    // returns the seconds between the two marks. BACKEND_MARKS slots.
+    void (*mark)(Backend *, int slot);
+    double (*mark_seconds)(Backend *, int from, int to);
+    // Host -> backend copy of a batch's small inputs without waiting for queued work: the n sources are gathered at
+    // once into the backend's pinned staging (the caller may reuse them on return), then copied to dst contiguously
+    // on the backend's copy stream. Ordered after every op queued before the PREVIOUS upload call (so a caller that
+    // alternates between two dst buffers never overwrites one that queued work still reads) and before every op
+    // queued after this one.
+    void (*upload)(Backend *, void *dst, const void *const *srcs, const size_t *bytes, int n);
 } MemOps;
 
-// Per-op profile of the ops run while Backend.profile is set (--profile): ops.c brackets each op with a device sync
-// and the wall clock and adds its time, FLOPs and minimum bytes (each input read once, each output written once) to
-// the op's row. Rows are keyed by op name, in first-call order.
+#define BACKEND_MARKS 16
+
+// Per-op profile of the ops run while Backend.profile is set (--profile): ops.c brackets each op with two marks
+// (CUDA events; the wall clock on the CPU) and adds the time between them, its FLOPs and minimum bytes (each input
+// read once, each output written once) to the op's row. Rows are keyed by op name, in first-call order.
 #define OP_PROFILE_MAX 24
 typedef struct OpProfileRow {
     const char *name;
@@ -108,6 +122,7 @@ struct Backend {
     void (*range_push)(Backend *, const char *name);
     void (*range_pop)(Backend *);
     int host_visible;      // 1: backend memory is host memory (the CPU backends), so tests may read it directly
+    double mark_s[BACKEND_MARKS]; // the CPU backends' marks (wall clock)
     void *impl;            // the backend's private state (CUDA: device, cuBLAS handle, scratch)
 };
 
@@ -136,6 +151,9 @@ void backend_free(Backend *be, void *p);
 void backend_to_device(Backend *be, void *dst, const void *src, size_t bytes);
 void backend_to_host(Backend *be, void *dst, const void *src, size_t bytes);
 void backend_sync(Backend *be);
+void backend_mark(Backend *be, int slot);
+double backend_mark_seconds(Backend *be, int from, int to);
+void backend_upload(Backend *be, void *dst, const void *const *srcs, const size_t *bytes, int n);
 void *backend_staging_alloc(Backend *be, size_t bytes, const char *what);   // be->mem->host_alloc
 void backend_staging_free(Backend *be, void *p);
 

@@ -1,25 +1,32 @@
 /*
  * ops.c: the kernels seam's dispatch. Each op_* forwards to the implementation in the backend's op table, so model/
  * calls one set of functions whichever backend runs them. It is also where `--profile` measures: with be->profile
- * set, each op is bracketed by a device sync and the wall clock, and its FLOPs (matmul-class work, as the FLOP walk
+ * set, each op is bracketed by two marks (CUDA events on a GPU, the wall clock on the CPU) and the time between
+ * them is read at once (so profiled steps run one op at a time), and its FLOPs (matmul-class work, as the FLOP walk
  * counts it) and minimum bytes (fp32: each input read once, each output written once; accumulated outputs read and
  * written) are added to the op's row.
  */
+#include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "ops.h"
 
+// The profiler's two marks (the last slots; the trainer's phase marks use the first).
+#define PROF_MARK_BEGIN (BACKEND_MARKS - 2)
+#define PROF_MARK_END (BACKEND_MARKS - 1)
+
 static double prof_begin(Backend *be) {
-    if (!be->profile) return 0;
-    backend_sync(be);
-    return backend_now_s();
+    if (be->profile) backend_mark(be, PROF_MARK_BEGIN);
+    return 0;
 }
 
 static void prof_end(Backend *be, double t0, const char *name, double flops, double bytes) {
     OpProfile *p = be->profile;
+    (void)t0;
     if (!p) return;
-    backend_sync(be);
-    const double dt = backend_now_s() - t0;
+    backend_mark(be, PROF_MARK_END);
+    const double dt = backend_mark_seconds(be, PROF_MARK_BEGIN, PROF_MARK_END);
     int i = 0;
     while (i < p->nrows && strcmp(p->rows[i].name, name)) i++;
     if (i == p->nrows) {
@@ -106,6 +113,9 @@ void op_classifier_forward_backward(Backend *be, float *losses, float *logits, c
     PROFILED("classifier", 0, F4 * ((double)N * Vp * (dlogits_scale != 0 ? 2 : 1) + 2.0 * N),
              be->ops->classifier_forward_backward(be, losses, logits, targets, N, V, Vp, dlogits_scale));
 }
+void op_loss_accumulate(Backend *be, double *acc, const float *losses, size_t n) {
+    PROFILED("loss_accumulate", 0, F4 * (double)n, be->ops->loss_accumulate(be, acc, losses, n));
+}
 double op_sum_squares(Backend *be, const float *x, size_t n) {
     double r = 0;
     PROFILED("sum_squares", 0, F4 * (double)n, r = be->ops->sum_squares(be, x, n));
@@ -119,9 +129,9 @@ void op_global_norm(Backend *be, float *norm, const float *x, size_t n) {
     PROFILED("global_norm", 0, F4 * (double)n, be->ops->global_norm(be, norm, x, n));
 }
 void op_adamw_step(Backend *be, float *params, const float *grads, float *m, float *v, size_t lo, size_t hi,
-                   const AdamWTensors *tensors, const AdamWHyper *h, const float *norm) {
+                   const AdamWTensors *tensors, const AdamWHyper *h, const float *norm, const double *loss) {
     PROFILED("adamw", 0, F4 * 7.0 * (double)(hi > lo ? hi - lo : 0),
-             be->ops->adamw_step(be, params, grads, m, v, lo, hi, tensors, h, norm));
+             be->ops->adamw_step(be, params, grads, m, v, lo, hi, tensors, h, norm, loss));
 }
 
 void *backend_alloc(Backend *be, size_t bytes, const char *what) {
@@ -134,6 +144,17 @@ void backend_free(Backend *be, void *p) {
 void backend_to_device(Backend *be, void *dst, const void *src, size_t bytes) { be->mem->to_device(be, dst, src, bytes); }
 void backend_to_host(Backend *be, void *dst, const void *src, size_t bytes) { be->mem->to_host(be, dst, src, bytes); }
 void backend_sync(Backend *be) { be->mem->sync(be); }
+void backend_mark(Backend *be, int slot) {
+    if (slot < 0 || slot >= BACKEND_MARKS) {
+        fprintf(stderr, "gptrain: internal error at %s:%d: mark slot %d\n", __FILE__, __LINE__, slot);
+        abort();
+    }
+    be->mem->mark(be, slot);
+}
+double backend_mark_seconds(Backend *be, int from, int to) { return be->mem->mark_seconds(be, from, to); }
+void backend_upload(Backend *be, void *dst, const void *const *srcs, const size_t *bytes, int n) {
+    be->mem->upload(be, dst, srcs, bytes, n);
+}
 void *backend_staging_alloc(Backend *be, size_t bytes, const char *what) { return be->mem->host_alloc(be, bytes, what); }
 void backend_staging_free(Backend *be, void *p) {
     if (p) be->mem->host_free(be, p);

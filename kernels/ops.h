@@ -94,6 +94,11 @@ void op_residual_forward(Backend *be, float *out, const float *a, const float *b
 void op_classifier_forward_backward(Backend *be, float *losses, float *logits, const int32_t *targets,
                                     int N, int V, int Vp, float dlogits_scale);
 
+// The micro-step's mean loss added to a running sum where the losses live (no host round trip; the trainer reads
+// the sum once per step): *acc (one double of backend memory) += (double)(float)(sum_n losses[n] / n), the sum in
+// double in a fixed order (on the CPU in index order, as the host summed it before).  losses (n)
+void op_loss_accumulate(Backend *be, double *acc, const float *losses, size_t n);
+
 // Sum of squares of a buffer, accumulated in double so the result does not depend on thread count beyond rounding
 // of the final sum (each thread sums a fixed chunk; chunks are combined in order).  x (n) -> return sum x^2
 double op_sum_squares(Backend *be, const float *x, size_t n);
@@ -113,12 +118,13 @@ void op_global_norm(Backend *be, float *norm, const float *x, size_t n);
 //   p -= lr * (mhat / (sqrt(vhat) + eps) + wd * p)
 // s = grad_scale * clip, where, when norm (backend memory, e.g. op_global_norm's) is given and grad_clip > 0,
 // clip = *norm > grad_clip ? (float)(grad_clip / *norm) : 1 (global-norm clipping, decided where the norm lives, so
-// the gradient is read once and the host never waits for the norm); and when *norm is not finite the step changes
-// nothing (the caller counts it as skipped). norm NULL: s = grad_scale. Step t starts at 1.
+// the gradient is read once and the host never waits for the norm); and when *norm is not finite, or loss (backend
+// memory, e.g. op_loss_accumulate's sum; may be NULL) is given and *loss is not, the step changes nothing (the
+// caller counts it as skipped). norm NULL: s = grad_scale. Step t starts at 1.
 // params, grads, m, v: whole buffers (indexed from 0; only [lo, hi) is read or written).
 // (AdamWTensors and AdamWHyper are declared in backend.h, whose op table takes them.)
 void op_adamw_step(Backend *be, float *params, const float *grads, float *m, float *v, size_t lo, size_t hi,
-                   const AdamWTensors *tensors, const AdamWHyper *h, const float *norm);
+                   const AdamWTensors *tensors, const AdamWHyper *h, const float *norm, const double *loss);
 
 #ifdef __cplusplus
 }

@@ -93,9 +93,12 @@ int gpt_create(GPT *g, const GPTConfig *cfg, Backend *be, int B, int T, Recomput
         (void)F; (void)NH; (void)C; (void)TT; (void)FW; (void)EW;
         GPT_ASSERT(off == ng);
     }
-    g->inputs = backend_alloc(be, (size_t)B * T * sizeof(int32_t), "input tokens");
-    g->targets = backend_alloc(be, (size_t)B * T * sizeof(int32_t), "target tokens");
-    g->host_losses = backend_host_alloc((size_t)B * T * sizeof(float), "per-token losses (host copy)");
+    g->tokens_mem = backend_alloc(be, 4 * (size_t)B * T * sizeof(int32_t), "input and target tokens (two sets)");
+    g->inputs = g->tokens_mem;
+    g->targets = g->tokens_mem + (size_t)B * T;
+    g->scalars_mem = backend_alloc(be, GPT_SCALAR_BYTES, "the step's loss sum and gradient norm");
+    g->loss_sum = (double *)g->scalars_mem;
+    g->grad_norm = (float *)((char *)g->scalars_mem + sizeof(double));
     return 0;
 }
 
@@ -108,9 +111,8 @@ void gpt_destroy(GPT *g) {
     backend_free(be, g->v_mem);
     backend_free(be, g->acts_mem);
     backend_free(be, g->grad_acts_mem);
-    backend_free(be, g->inputs);
-    backend_free(be, g->targets);
-    backend_host_free(g->host_losses);
+    backend_free(be, g->tokens_mem);
+    backend_free(be, g->scalars_mem);
     memset(g, 0, sizeof(*g));
 }
 
@@ -272,16 +274,22 @@ static const char *layer_name(int l) {
     return l < 32 ? names[l] : "layer 32+";
 }
 
-float gpt_forward(GPT *g, const int32_t *inputs, const int32_t *targets, int B, int T, float dlogits_scale) {
+// The forward, queued: the batch uploaded into the next token set, the ops, and (with targets) the classifier and the
+// mean loss added to the step's loss sum.
+static void forward_queue(GPT *g, const int32_t *inputs, const int32_t *targets, int B, int T, float dlogits_scale) {
     GPT_ASSERT(B >= 1 && B <= g->B && T >= 1 && T <= g->T);
     Backend *be = g->be;
     const GPTConfig *c = &g->cfg;
     const int C = c->d_model, L = c->n_layer, N = B * T;
     g->cur_B = B;
     g->cur_T = T;
-    backend_to_device(be, g->inputs, inputs, (size_t)N * sizeof(int32_t));
+    g->inputs = g->tokens_mem + (size_t)g->token_set * 2 * g->B * g->T;
+    g->targets = g->inputs + (size_t)N;
+    g->token_set ^= 1;
+    const void *srcs[2] = {inputs, targets};
+    const size_t bytes[2] = {(size_t)N * sizeof(int32_t), (size_t)N * sizeof(int32_t)};
+    backend_upload(be, g->inputs, srcs, bytes, targets ? 2 : 1);
     g->has_targets = targets != NULL;
-    if (targets) backend_to_device(be, g->targets, targets, (size_t)N * sizeof(int32_t));
 
     // tokens (B,T) -> encoded (B,T,C)
     backend_range_push(be, "forward");
@@ -297,14 +305,31 @@ float gpt_forward(GPT *g, const int32_t *inputs, const int32_t *targets, int B, 
     op_layernorm_forward(be, g->acts.lnf, g->acts.lnf_mean, g->acts.lnf_rstd, residual, g->params.lnfw,
                          g->params.lnfb, N, C);
     op_matmul_forward(be, g->acts.logits, g->acts.lnf, g->params.wte, NULL, N, C, c->padded_vocab);
-    if (!targets) { g->mean_loss = 0; backend_range_pop(be); return 0; }
-    op_classifier_forward_backward(be, g->acts.losses, g->acts.logits, g->targets, N, c->vocab_size,
-                                   c->padded_vocab, dlogits_scale);
+    if (targets) {
+        op_classifier_forward_backward(be, g->acts.losses, g->acts.logits, g->targets, N, c->vocab_size,
+                                       c->padded_vocab, dlogits_scale);
+        op_loss_accumulate(be, g->loss_sum, g->acts.losses, (size_t)N);
+    }
     backend_range_pop(be);
-    backend_to_host(be, g->host_losses, g->acts.losses, (size_t)N * sizeof(float));
-    double sum = 0;
-    for (int i = 0; i < N; i++) sum += g->host_losses[i];
-    g->mean_loss = (float)(sum / N);
+}
+
+void gpt_loss_reset(GPT *g) { op_zero(g->be, (float *)g->loss_sum, sizeof(double) / sizeof(float)); }
+
+double gpt_loss_sum(GPT *g) {
+    double s;
+    backend_to_host(g->be, &s, g->loss_sum, sizeof s);
+    return s;
+}
+
+void gpt_forward_train(GPT *g, const int32_t *inputs, const int32_t *targets, int B, int T, float dlogits_scale) {
+    forward_queue(g, inputs, targets, B, T, dlogits_scale);
+}
+
+float gpt_forward(GPT *g, const int32_t *inputs, const int32_t *targets, int B, int T, float dlogits_scale) {
+    if (targets) gpt_loss_reset(g);
+    forward_queue(g, inputs, targets, B, T, dlogits_scale);
+    // The sum started at 0 and received one mean rounded to float: it is that mean exactly.
+    g->mean_loss = targets ? (float)gpt_loss_sum(g) : 0.0f;
     return g->mean_loss;
 }
 
@@ -354,31 +379,31 @@ static void adamw_tensors(const GPT *g, AdamWTensors *t) {
 }
 
 static void adamw_run(GPT *g, const float *grads, size_t lo, size_t hi, float lr, float beta1, float beta2, float eps,
-                      float weight_decay, float grad_scale, double grad_clip, const float *norm) {
+                      float weight_decay, float grad_scale, double grad_clip, const float *norm, const double *loss) {
     AdamWTensors tens;
     adamw_tensors(g, &tens);
     const AdamWHyper h = {lr, beta1, beta2, eps, weight_decay, grad_scale, grad_clip, ++g->adam_t};
     backend_range_push(g->be, "optimizer");
-    op_adamw_step(g->be, g->params_mem, grads, g->m_mem, g->v_mem, lo, hi, &tens, &h, norm);
+    op_adamw_step(g->be, g->params_mem, grads, g->m_mem, g->v_mem, lo, hi, &tens, &h, norm, loss);
     backend_range_pop(g->be);
 }
 
 void gpt_adamw_step_range(GPT *g, const float *grads, size_t lo, size_t hi, float lr, float beta1, float beta2,
                           float eps, float weight_decay, float grad_scale) {
-    adamw_run(g, grads, lo, hi, lr, beta1, beta2, eps, weight_decay, grad_scale, 0, NULL);
+    adamw_run(g, grads, lo, hi, lr, beta1, beta2, eps, weight_decay, grad_scale, 0, NULL, NULL);
 }
 
 void gpt_adamw_step(GPT *g, float lr, float beta1, float beta2, float eps, float weight_decay, float grad_scale) {
-    adamw_run(g, g->grads_mem, 0, g->mem.num_params, lr, beta1, beta2, eps, weight_decay, grad_scale, 0, NULL);
+    adamw_run(g, g->grads_mem, 0, g->mem.num_params, lr, beta1, beta2, eps, weight_decay, grad_scale, 0, NULL, NULL);
 }
 
 float gpt_adamw_step_clipped(GPT *g, float lr, float beta1, float beta2, float eps, float weight_decay,
-                             double grad_clip) {
-    op_global_norm(g->be, g->gacts.grad_norm, g->grads_mem, g->mem.num_params);
+                             double grad_clip, int check_loss) {
+    op_global_norm(g->be, g->grad_norm, g->grads_mem, g->mem.num_params);
     adamw_run(g, g->grads_mem, 0, g->mem.num_params, lr, beta1, beta2, eps, weight_decay, 1.0f, grad_clip,
-              g->gacts.grad_norm);
-    float norm;
-    backend_to_host(g->be, &norm, g->gacts.grad_norm, sizeof norm);
-    if (!isfinite(norm)) g->adam_t--;   // the step was skipped where it ran
-    return norm;
+              g->grad_norm, check_loss ? g->loss_sum : NULL);
+    struct { double loss_sum; float norm; } back;   // the scalars' layout (gpt.h)
+    backend_to_host(g->be, &back, g->scalars_mem, sizeof back);
+    if (!isfinite(back.norm) || (check_loss && !isfinite(back.loss_sum))) g->adam_t--;   // skipped where it ran
+    return back.norm;
 }

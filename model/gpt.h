@@ -165,8 +165,7 @@ typedef struct ActInfo {
     X(datt, B * NH * TT)  /* (B,NH,T,T) naive attention */ \
     X(attn_work, FW)      /* flash attention's workspace (forward too) */ \
     X(dbt_f, N * F)       /* (B,T,F) */             \
-    X(dbt_f2, N * F)      /* (B,T,F) */             \
-    X(grad_norm, 1)       /* the global gradient norm (the optimizer step reads it on the device) */
+    X(dbt_f2, N * F)      /* (B,T,F) */
 
 typedef struct GradActTensors {
 #define GPT_GACT_FIELD(name, numel) float *name;
@@ -181,7 +180,7 @@ typedef struct GPTMemory {
     size_t param_bytes, grad_bytes, optim_bytes;
     size_t act_bytes[3];      // activations kept for backward, per recompute mode (none, selective, full)
     size_t grad_act_bytes;    // backward scratch
-    size_t io_bytes;          // inputs and targets
+    size_t io_bytes;          // inputs and targets (two sets, used in turn), and the step's scalars
 } GPTMemory;
 void gpt_memory_plan(const GPTConfig *cfg, int B, int T, AttentionKind attn, GPTMemory *out);
 // The same total in double, exact below 2^53 bytes and never wrapping (B, T and the widths come from the user).
@@ -252,11 +251,18 @@ typedef struct GPT {
     ActTensors acts;
     GradActTensors gacts;
     int32_t *inputs, *targets; // (B,T) copies of the last forward's batch (the backward reads them)
+    int32_t *tokens_mem;       // two sets of inputs and targets, used in turn by successive forwards (an upload
+                               // never overwrites the set that queued work still reads: backend_upload)
+    int token_set;             // the set the next forward takes
+    // The step's scalars in backend memory (one allocation, GPT_SCALAR_BYTES): the running sum of the micro-steps'
+    // mean losses (double) and the global gradient norm (float), which the optimizer step reads where they live.
+    void *scalars_mem;
+    double *loss_sum;
+    float *grad_norm;
     int cur_B, cur_T;          // shape of the last forward
     int has_targets;
     float mean_loss;
     int adam_t;                // optimizer steps taken
-    float *host_losses;        // (B*T) host copy of the per-token losses, for the mean
     // Called by gpt_backward when gradients are final: with layer l after that layer's backward (its slices of the
     // per-layer tensors), then with -1 after the embeddings' (wte, wpe, lnfw, lnfb). The trainer launches each
     // bucket's all-reduce from here so communication overlaps the rest of the backward. NULL: no calls.
@@ -283,7 +289,15 @@ const ParamInfo *gpt_param_find(const GPT *g, const char *name);
 // Forward on tokens (b,t) with b <= B, t <= T. With targets: returns the mean loss; when dlogits_scale != 0 the
 // logits buffer is overwritten by dlogits so that gpt_backward can run (training). Without targets: logits only,
 // returns 0. The caller's dlogits_scale is 1/(b*t*grad_accum) for a mean over the whole optimizer batch.
+// It waits for the loss; the training step uses the three calls below instead, which do not.
 float gpt_forward(GPT *g, const int32_t *inputs, const int32_t *targets, int b, int t, float dlogits_scale);
+// The training step's forward: the same, queued without waiting (on a GPU the batch goes up on the copy stream),
+// its mean loss added where it lives to the step's loss sum, which gpt_loss_reset zeroes and gpt_loss_sum reads
+// (waiting for it).
+void gpt_forward_train(GPT *g, const int32_t *inputs, const int32_t *targets, int b, int t, float dlogits_scale);
+void gpt_loss_reset(GPT *g);
+double gpt_loss_sum(GPT *g);
+#define GPT_SCALAR_BYTES 64
 // Backward of the last training forward; parameter gradients accumulate into g->grads.
 void gpt_backward(GPT *g);
 void gpt_zero_grad(GPT *g);
@@ -292,11 +306,11 @@ float gpt_grad_norm(GPT *g);
 // One AdamW step over every tensor (decay per the table), gradients scaled by grad_scale first.
 void gpt_adamw_step(GPT *g, float lr, float beta1, float beta2, float eps, float weight_decay, float grad_scale);
 // The training step's update: the global gradient norm and AdamW computed where the gradients live, clipped to
-// grad_clip (> 0; 0: no clipping), and skipped there when the norm is not finite (no host round trip between the
-// two). Returns the norm, read back after the update was queued; when it is not finite nothing changed (the step
-// counter too).
+// grad_clip (> 0; 0: no clipping), and skipped there when the norm is not finite, or with check_loss when the
+// step's loss sum is not (no host round trip between backward and update). Returns the norm, read back after the
+// update was queued; when the step was skipped nothing changed (the step counter too).
 float gpt_adamw_step_clipped(GPT *g, float lr, float beta1, float beta2, float eps, float weight_decay,
-                             double grad_clip);
+                             double grad_clip, int check_loss);
 // The same restricted to the flat parameter range [lo, hi) (a ZeRO-1 shard), with the gradient read from grads
 // (indexed like the parameter buffer, so a rank's shard of an averaged copy can be passed).
 void gpt_adamw_step_range(GPT *g, const float *grads, size_t lo, size_t hi, float lr, float beta1, float beta2,

@@ -101,8 +101,9 @@ double gpt_memory_total_estimate(const GPTConfig *cfg, int Bi, int Ti, Recompute
     GPT_GRAD_ACTS(GPT_GACT_EST)
 #undef GPT_GACT_EST
     (void)F; (void)NH; (void)Vp; (void)maxT; (void)TT; (void)TL; (void)FW; (void)EW;
-    // weights, gradients and the two AdamW moments; activations; backward scratch; input and target tokens
-    return 4 * (4 * params + acts + gacts) + 2 * N * 4;
+    // weights, gradients and the two AdamW moments; activations; backward scratch; two sets of input and target
+    // tokens and the step's scalars
+    return 4 * (4 * params + acts + gacts) + 4 * N * 4 + GPT_SCALAR_BYTES;
 }
 
 int gpt_plan_check(const GPTConfig *cfg, int B, int T, AttentionKind attn, char *err, size_t errlen) {
@@ -127,7 +128,7 @@ void gpt_memory_plan(const GPTConfig *cfg, int B, int T, AttentionKind attn, GPT
     out->optim_bytes = 2 * out->param_bytes;
     for (int m = 0; m < 3; m++) out->act_bytes[m] = gpt_plan_acts(cfg, B, T, (RecomputeMode)m, attn, ainfo) * sizeof(float);
     out->grad_act_bytes = gpt_plan_grad_acts(cfg, B, T, attn) * sizeof(float);
-    out->io_bytes = 2 * (size_t)B * T * sizeof(int32_t);
+    out->io_bytes = 4 * (size_t)B * T * sizeof(int32_t) + GPT_SCALAR_BYTES;
 }
 
 size_t gpt_memory_total(const GPTMemory *m, RecomputeMode rc) {

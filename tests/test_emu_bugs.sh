@@ -6,7 +6,8 @@
 # the issue (a missing __syncthreads in a block reduction, an off-by-one row index, a swapped transpose in a GEMM
 # call, a missing event wait between two streams, a host read of a device pointer, a kernel writing one element past
 # its buffer), one in a flash kernel (a stage refilled before every warp finished reading it), one in the encoder
-# backward's sort (its merge passes across shared-memory tiles left out), and the old GPU index
+# backward's sort (its merge passes across shared-memory tiles left out), two in the batch upload (the copy not
+# ordered after the reads of its token set, the forward not waiting for the copy), and the old GPU index
 # of train/common.c (every rank on GPU 0 when the launcher names no local rank). The unchanged sources pass the same
 # programs in the rest of make test.
 . tests/lib.sh
@@ -90,13 +91,21 @@ plant "kernel writing one element past its buffer (residual, i <= n)" $K/gelu.cu
 plant "encoder backward: the sort's merge passes across tiles left out (runs of equal tokens split)" $K/encoder.cu \
 tests/gpu/test_gpu.c "FAIL encoder_backward|device-memory race|race" \
 '            CUDA_LAUNCH(blocks_for(P / 2, ENC_THREADS), ENC_THREADS, 0, 0, bitonic_global_kernel)(keys, j, k, P);' ''
+# The training step (3 micro-steps, nothing waited for in between) on the emulated GPU: the third upload reuses the
+# token set the first micro-step's backward may still read.
+./gptrain prepare --input data/tinyshakespeare/input.txt --out "$T/data" >/dev/null
+plant "batch upload: the copy not ordered after the work that still reads its token set" $K/backend_cuda.cu \
+train/main.c "stream race" \
+'    if (cs->have_prev_upload) CUDA_CHECK(cudaStreamWaitEvent(cs->copy_stream, cs->prev_upload, 0));' '' \
+'"$BIN" train --data "$T/data" --preset micro --seq-len 32 --steps 2 --batch 2 --grad-accum 3 --eval-steps 1 --device cuda --out "$T/upload"'
+plant "batch upload: the forward not waiting for its copy" $K/backend_cuda.cu tests/gpu/test_gpu.c "stream race" \
+'    CUDA_CHECK(cudaStreamWaitEvent(0, cs->stage_done[k], 0));' ''
 plant "flash forward: a K/V stage refilled before every warp read it (barrier removed)" kernels/cuda/flash_sm80.cu \
 tests/test_flash_emu.cc "shared-memory race" \
 '        __syncthreads();   // every warp is done with this stage before iteration j + 1 refills it' ''
 # The GPU index taken from the launcher's variables alone (the old train/common.c): with none set, as under MPICH,
 # both ranks drive GPU 0, which NCCL refuses.
 if command -v mpirun >/dev/null 2>&1 && ldd build/emu/gptrain 2>/dev/null | grep -q libmpi; then
-    ./gptrain prepare --input data/tinyshakespeare/input.txt --out "$T/data" >/dev/null
     export OMPI_MCA_btl_vader_single_copy_mechanism=none
     plant "every rank on GPU 0 when the launcher names no local rank (gptrain, 2 ranks)" train/common.c train/main.c \
     "Duplicate GPU detected" \

@@ -193,6 +193,11 @@ static void test_backend(Backend *be, const Shape *s) {
         harness_case(!memcmp(keep, logits.f, sizeof(float) * logits.n), name, "unchanged");
         op_classifier_forward_backward(be, losses.f, logits.f, tok, N, V, Vp, (float)scale);
         compare("classifier", "dlogits in place (padded columns 0)", tag, logits.f, dl, logits.n);
+        double acc = 0.25, ref = 0;   // the running loss sum: += the mean, summed in index order
+        for (int n = 0; n < N; n++) ref += losses.f[n];
+        op_loss_accumulate(be, &acc, losses.f, N);
+        snprintf(name, sizeof name, "loss_accumulate [%s]", tag);
+        harness_case(acc == 0.25 + (float)(ref / N), name, "%.17g vs %.17g", acc, 0.25 + (float)(ref / N));
         free(keep); free(dl);
         buf_free(&logits); buf_free(&losses);
     }
@@ -223,7 +228,7 @@ static void test_backend(Backend *be, const Shape *s) {
             Buf g = buf_rand(n, 1);
             norm[0] = norms[t - 1];
             const AdamWHyper h = {1e-2f, 0.9f, 0.95f, 1e-8f, 0.1f, t == 1 ? 0.7f : 1.0f, 0.3, t};
-            op_adamw_step(be, p.f, g.f, m.f, v.f, lo, hi, &tens, &h, t == 1 ? NULL : norm);
+            op_adamw_step(be, p.f, g.f, m.f, v.f, lo, hi, &tens, &h, t == 1 ? NULL : norm, NULL);
             const double s = t == 1 ? 0.7 : t == 2 ? (double)(float)(0.3 / 7.5f) : 1.0;
             ref_adamw(p.d + lo, g.d + lo, m.d + lo, v.d + lo, n1 - lo, (double)1e-2f, (double)0.9f, (double)0.95f,
                       (double)1e-8f, (double)0.1f, s, t);
@@ -242,10 +247,15 @@ static void test_backend(Backend *be, const Shape *s) {
             Buf g = buf_rand(n, 1);
             norm[0] = NAN;
             const AdamWHyper h = {1e-2f, 0.9f, 0.95f, 1e-8f, 0.1f, 1.0f, 0.3, 4};
-            op_adamw_step(be, p.f, g.f, m.f, v.f, 0, n, &tens, &h, norm);
+            op_adamw_step(be, p.f, g.f, m.f, v.f, 0, n, &tens, &h, norm, NULL);
             harness_case(!memcmp(keep, p.f, n * sizeof(float)) && !memcmp(keep + n, m.f, n * sizeof(float)) &&
                              !memcmp(keep + 2 * n, v.f, n * sizeof(float)),
                          "adamw_step: a NaN norm changes nothing", "[%s]", tag);
+            norm[0] = 1.0f;
+            const double inf_loss = INFINITY;
+            op_adamw_step(be, p.f, g.f, m.f, v.f, 0, n, &tens, &h, norm, &inf_loss);
+            harness_case(!memcmp(keep, p.f, n * sizeof(float)) && !memcmp(keep + n, m.f, n * sizeof(float)),
+                         "adamw_step: an infinite loss changes nothing", "[%s]", tag);
             op_global_norm(be, norm, g.f, n);
             double gs = 0;
             for (size_t i = 0; i < n; i++) gs += g.d[i] * g.d[i];

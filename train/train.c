@@ -536,6 +536,18 @@ static void z_allgather(Dist *d, float *buf, float *stage, size_t n, size_t shar
 
 // The loader's allocator callbacks carry no Backend: they use the one cmd_train set up.
 static Backend *staging_backend;
+// The step's timing marks (backend.h): three per micro-step (forward, backward, end), three micro-steps' worth in
+// turn, and the end of the step.
+#define MARK_MICRO(micro, k) (3 * ((micro) % 3) + (k))
+#define MARK_DONE 9
+
+// Add micro-step `micro`'s forward and backward device time (waits for its end mark, which by then is usually past:
+// the two micro-steps after it are already queued).
+static void micro_phase_times(Backend *be, int micro, double *fwd_s, double *bwd_s) {
+    *fwd_s += backend_mark_seconds(be, MARK_MICRO(micro, 0), MARK_MICRO(micro, 1));
+    *bwd_s += backend_mark_seconds(be, MARK_MICRO(micro, 1), MARK_MICRO(micro, 2));
+}
+
 static void *staging_alloc(size_t bytes, const char *what) { return backend_staging_alloc(staging_backend, bytes, what); }
 static void staging_free(void *p) { backend_staging_free(staging_backend, p); }
 
@@ -773,9 +785,12 @@ int cmd_train(Options *o) {
             memset(&prof, 0, sizeof prof);
             be.profile = &prof;
         }
-        double t0 = backend_now_s(), data_s = 0, loss_sum = 0, fwd_s = 0, bwd_s = 0;
+        double t0 = backend_now_s(), data_s = 0, fwd_s = 0, bwd_s = 0;
         gpt_zero_grad(&g);
+        gpt_loss_reset(&g);
         comm.launch_s = 0;
+        // Nothing in the step waits for the backend until the optimizer is queued: phases are timed by marks in its
+        // queue (CUDA events), each micro-step's read once two more are queued.
         for (int micro = 0; micro < accum; micro++) {
             // Gradients are final only in the last micro-step's backward: its buckets go out as they complete.
             g.on_grads_ready = overlap && micro == accum - 1 ? launch_bucket : NULL;
@@ -783,16 +798,15 @@ int cmd_train(Options *o) {
             double wait;
             if (data_loader_next_batch(&train_dl, &in, &tg, &wait, err, sizeof err)) die_user("%s", err);
             data_s += wait;
-            // Phase times: the forward ends with the loss on the host (a sync); the backward is synced explicitly.
-            double tf = backend_now_s();
-            loss_sum += gpt_forward(&g, in, tg, B, T, dscale);
-            double tb = backend_now_s();
+            backend_mark(&be, MARK_MICRO(micro, 0));
+            gpt_forward_train(&g, in, tg, B, T, dscale);
+            backend_mark(&be, MARK_MICRO(micro, 1));
             gpt_backward(&g);
-            backend_sync(&be);
-            fwd_s += tb - tf;
-            bwd_s += backend_now_s() - tb;
+            backend_mark(&be, MARK_MICRO(micro, 2));
+            if (micro >= 2) micro_phase_times(&be, micro - 2, &fwd_s, &bwd_s);
         }
-        const double t_opt = backend_now_s();
+        for (int micro = accum >= 2 ? accum - 2 : 0; micro < accum; micro++)
+            micro_phase_times(&be, micro, &fwd_s, &bwd_s);
         // Gradient averaging over ranks (the backend's memory staged through the host when it is not host memory).
         const double t_comm = backend_now_s();
         double exposed_s = 0;
@@ -815,20 +829,23 @@ int cmd_train(Options *o) {
         if (!overlap) exposed_s = backend_now_s() - t_comm;
         m.comm_ms = (exposed_s + comm.launch_s) * 1e3;
         m.exposed_comm_ms = exposed_s * 1e3;
-        m.loss = dist_allreduce_sum(&dist, loss_sum / accum) / dist.world;
         m.lr = lr_schedule_at(&sched, step);
+        // One process: the loss and the norm stay where they are computed, and the update is skipped there when
+        // either is not finite; the host reads both once the update is queued. Several ranks agree on the loss
+        // first (an all-reduce on the host), so that they all skip or all update.
+        const int alone = dist.world == 1 && !zero;
+        if (!alone) m.loss = dist_allreduce_sum(&dist, gpt_loss_sum(&g) / accum) / dist.world;
         int updated = 0;
         if (zero) {   // the global norm from each rank's shard
             double ss = 0;
             for (size_t i = z_lo; i < z_hi; i++) ss += (double)z_grads[i] * z_grads[i];
             m.grad_norm = (float)sqrt(dist_allreduce_sum(&dist, ss));   // a float, as gpt_grad_norm returns
-        } else if (isfinite(m.loss)) {
-            // Norm, clip and update where the gradients live (skipped there when the norm is not finite); the host
-            // reads the norm back for the log once the update is queued.
+        } else if (alone || isfinite(m.loss)) {
             m.grad_norm = gpt_adamw_step_clipped(&g, (float)m.lr, (float)o->beta1, (float)o->beta2, (float)o->eps,
-                                                 (float)o->weight_decay, o->grad_clip);
+                                                 (float)o->weight_decay, o->grad_clip, alone);
             updated = 1;
         } else m.grad_norm = gpt_grad_norm(&g);
+        if (alone) m.loss = gpt_loss_sum(&g) / accum;
         if (!isfinite(m.loss) || !isfinite(m.grad_norm)) {
             if (!nan_skip) {
                 fprintf(stderr,
@@ -859,12 +876,15 @@ int cmd_train(Options *o) {
                                  (float)o->eps, (float)o->weight_decay, clip);
             z_allgather(&dist, g.params_mem, z_stage, g.mem.num_params, z_shard);
         }
-        backend_sync(&be);   // queued GPU work (the optimizer) belongs to this step's time
+        // The step ends when its queued work (the optimizer) has run: waiting for the last mark is the step's only
+        // wait for the backend besides the loss and norm read back above.
+        backend_mark(&be, MARK_DONE);
+        const double opt_s = backend_mark_seconds(&be, MARK_MICRO(accum - 1, 2), MARK_DONE);
         const double t_end = backend_now_s(), dt = t_end - t0;
         m.step_ms = dt * 1e3;
         m.fwd_ms = fwd_s * 1e3;
         m.bwd_ms = bwd_s * 1e3;
-        m.opt_ms = (t_end - t_opt) * 1e3;
+        m.opt_ms = opt_s * 1e3;
         m.data_ms = data_s * 1e3;
         m.tokens_per_s = (double)B * T * accum * dist.world / dt;
         m.model_tflops = fl.model * accum / dt / 1e12;

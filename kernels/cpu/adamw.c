@@ -25,8 +25,9 @@ static void adamw_range(float *params, const float *grads, float *m, float *v, s
 }
 
 void cpu_adamw_step(Backend *be, float *params, const float *grads, float *m, float *v, size_t lo, size_t hi,
-                    const AdamWTensors *tensors, const AdamWHyper *h, const float *norm) {
+                    const AdamWTensors *tensors, const AdamWHyper *h, const float *norm, const double *loss) {
     (void)be;
+    if (loss && !isfinite(*loss)) return;   // a skipped step: nothing changes
     float s = h->grad_scale;
     if (norm) {
         if (!isfinite(*norm)) return;   // a skipped step: nothing changes

@@ -17,7 +17,7 @@
 #define CPU_TABLE(matmul_fwd, matmul_bwd, flash_fwd, flash_bwd)                                                \
     {cpu_encoder_forward, cpu_encoder_backward, cpu_layernorm_forward, cpu_layernorm_backward, matmul_fwd,      \
      matmul_bwd, cpu_attention_forward, cpu_attention_backward, flash_fwd, flash_bwd, cpu_gelu_forward,        \
-     cpu_gelu_backward, cpu_residual_forward, cpu_classifier_forward_backward, cpu_sum_squares, cpu_scale,     \
+     cpu_gelu_backward, cpu_residual_forward, cpu_classifier_forward_backward, cpu_loss_accumulate, cpu_sum_squares, cpu_scale,     \
      cpu_zero, cpu_global_norm, cpu_adamw_step}
 
 static const OpTable CPU_REF_OPS = CPU_TABLE(cpu_matmul_forward_ref, cpu_matmul_backward_ref,
@@ -35,7 +35,19 @@ static void cpu_copy(Backend *be, void *dst, const void *src, size_t bytes) {
     if (bytes && dst != src) memcpy(dst, src, bytes);
 }
 static void cpu_sync(Backend *be) { (void)be; }
-static const MemOps CPU_MEM = {cpu_alloc, cpu_free, cpu_copy, cpu_copy, cpu_sync, cpu_alloc, cpu_free};
+// Ops run as they are called, so a mark is the wall clock when it is reached and an upload a copy.
+static void cpu_mark(Backend *be, int slot) { be->mark_s[slot] = backend_now_s(); }
+static double cpu_mark_seconds(Backend *be, int from, int to) { return be->mark_s[to] - be->mark_s[from]; }
+static void cpu_upload(Backend *be, void *dst, const void *const *srcs, const size_t *bytes, int n) {
+    (void)be;
+    for (int i = 0; i < n; i++) {
+        memcpy(dst, srcs[i], bytes[i]);
+        dst = (char *)dst + bytes[i];
+    }
+}
+
+static const MemOps CPU_MEM = {cpu_alloc, cpu_free, cpu_copy,         cpu_copy,  cpu_sync,
+                               cpu_alloc, cpu_free, cpu_mark, cpu_mark_seconds, cpu_upload};
 
 int backend_init(Backend *be, BackendKind kind, int threads) {
     memset(be, 0, sizeof(*be));

@@ -35,3 +35,11 @@ void cpu_classifier_forward_backward(Backend *be, float *losses, float *logits, 
         }
     }
 }
+
+// *acc += the mean of losses (n), summed in double in index order.
+void cpu_loss_accumulate(Backend *be, double *acc, const float *losses, size_t n) {
+    (void)be;
+    double sum = 0;
+    for (size_t i = 0; i < n; i++) sum += losses[i];
+    *acc += (float)(sum / n);
+}

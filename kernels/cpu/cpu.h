@@ -72,12 +72,13 @@ void cpu_gelu_backward(Backend *be, float *dinp, const float *inp, const float *
 void cpu_residual_forward(Backend *be, float *out, const float *a, const float *b, size_t N);
 void cpu_classifier_forward_backward(Backend *be, float *losses, float *logits, const int32_t *targets, int N, int V,
                                      int Vp, float dlogits_scale);
+void cpu_loss_accumulate(Backend *be, double *acc, const float *losses, size_t n);
 double cpu_sum_squares(Backend *be, const float *x, size_t n);
 void cpu_scale(Backend *be, float *x, float s, size_t n);
 void cpu_zero(Backend *be, float *x, size_t n);
 void cpu_global_norm(Backend *be, float *norm, const float *x, size_t n);
 void cpu_adamw_step(Backend *be, float *params, const float *grads, float *m, float *v, size_t lo, size_t hi,
-                    const AdamWTensors *tensors, const AdamWHyper *h, const float *norm);
+                    const AdamWTensors *tensors, const AdamWHyper *h, const float *norm, const double *loss);
 // Column sums over rows in row order (deterministic): acc (M) += sum_n x (N,M)
 void cpu_colsum_accumulate(float *acc, const float *x, int N, int M);
 

@@ -38,14 +38,64 @@ static void cuda_to_device(Backend *be, void *dst, const void *src, size_t bytes
     if (bytes) CUDA_CHECK(cudaMemcpy(dst, src, bytes, cudaMemcpyHostToDevice));
 }
 
+// The classifier flags a target outside [0, V) in device memory instead of stopping the queue to ask; the flag is
+// read wherever the host waits anyway (a copy back, a sync, a mark's time). A bad target is an internal error: the
+// loader validates every token.
+static void check_flags(CudaState *cs) {
+    int flag = -1;
+    CUDA_CHECK(cudaMemcpy(&flag, cs->bad_target, sizeof flag, cudaMemcpyDeviceToHost));
+    if (flag != -1) {
+        fprintf(stderr, "gptrain: internal error at %s:%d: the classifier saw target %d outside the vocabulary\n",
+                __FILE__, __LINE__, flag);
+        abort();
+    }
+}
+
 static void cuda_to_host(Backend *be, void *dst, const void *src, size_t bytes) {
-    (void)be;
     if (bytes) CUDA_CHECK(cudaMemcpy(dst, src, bytes, cudaMemcpyDeviceToHost));
+    check_flags(cuda_state(be));
 }
 
 static void cuda_sync(Backend *be) {
-    (void)be;
     CUDA_CHECK(cudaDeviceSynchronize());
+    check_flags(cuda_state(be));
+}
+
+static void cuda_mark(Backend *be, int slot) { CUDA_CHECK(cudaEventRecord(cuda_state(be)->marks[slot], 0)); }
+
+static double cuda_mark_seconds(Backend *be, int from, int to) {
+    CudaState *cs = cuda_state(be);
+    float ms = 0;
+    CUDA_CHECK(cudaEventSynchronize(cs->marks[to]));
+    CUDA_CHECK(cudaEventElapsedTime(&ms, cs->marks[from], cs->marks[to]));
+    check_flags(cs);
+    return ms / 1e3;
+}
+
+static void cuda_upload(Backend *be, void *dst, const void *const *srcs, const size_t *bytes, int n) {
+    CudaState *cs = cuda_state(be);
+    size_t total = 0;
+    for (int i = 0; i < n; i++) total += bytes[i];
+    if (total > CUDA_STAGE_BYTES) {   // larger than the staging: plain copies, which wait for queued work
+        for (int i = 0; i < n; i++) {
+            CUDA_CHECK(cudaMemcpy(dst, srcs[i], bytes[i], cudaMemcpyHostToDevice));
+            dst = (char *)dst + bytes[i];
+        }
+        return;
+    }
+    const int k = cs->stage_next;
+    cs->stage_next ^= 1;
+    CUDA_CHECK(cudaEventSynchronize(cs->stage_done[k]));   // this slot's previous copy has read it
+    char *stage = (char *)cs->stage[k];
+    for (size_t i = 0, off = 0; i < (size_t)n; off += bytes[i], i++) memcpy(stage + off, srcs[i], bytes[i]);
+    // dst was last read by work queued before the previous upload call: wait for exactly that much of the compute
+    // stream, copy, and make every later op wait for the copy.
+    if (cs->have_prev_upload) CUDA_CHECK(cudaStreamWaitEvent(cs->copy_stream, cs->prev_upload, 0));
+    CUDA_CHECK(cudaMemcpyAsync(dst, stage, total, cudaMemcpyHostToDevice, cs->copy_stream));
+    CUDA_CHECK(cudaEventRecord(cs->stage_done[k], cs->copy_stream));
+    CUDA_CHECK(cudaStreamWaitEvent(0, cs->stage_done[k], 0));
+    CUDA_CHECK(cudaEventRecord(cs->prev_upload, 0));
+    cs->have_prev_upload = 1;
 }
 
 static void *cuda_host_alloc(Backend *be, size_t bytes, const char *what) {
@@ -76,16 +126,18 @@ static void cuda_range_pop(Backend *be) {
     nvtxRangePop();
 }
 
-static const MemOps CUDA_MEM = {cuda_alloc,     cuda_free,      cuda_to_device, cuda_to_host,
-                                cuda_sync,      cuda_host_alloc, cuda_host_free};
+static const MemOps CUDA_MEM = {cuda_alloc,      cuda_free,      cuda_to_device, cuda_to_host,
+                                cuda_sync,       cuda_host_alloc, cuda_host_free, cuda_mark,
+                                cuda_mark_seconds, cuda_upload};
 
-static const OpTable CUDA_OPS = {cuda_encoder_forward, cuda_encoder_backward, cuda_layernorm_forward,
-                                 cuda_layernorm_backward, cuda_matmul_forward, cuda_matmul_backward,
-                                 cuda_attention_forward, cuda_attention_backward, cuda_flash_attention_forward,
-                                 cuda_flash_attention_backward, cuda_gelu_forward,
-                                 cuda_gelu_backward, cuda_residual_forward, cuda_classifier_forward_backward,
-                                 cuda_sum_squares, cuda_scale, cuda_zero, cuda_global_norm,
-                                 cuda_adamw_step};
+static const OpTable CUDA_OPS = {
+    cuda_encoder_forward,     cuda_encoder_backward,         cuda_layernorm_forward,
+    cuda_layernorm_backward,  cuda_matmul_forward,           cuda_matmul_backward,
+    cuda_attention_forward,   cuda_attention_backward,       cuda_flash_attention_forward,
+    cuda_flash_attention_backward, cuda_gelu_forward,        cuda_gelu_backward,
+    cuda_residual_forward,    cuda_classifier_forward_backward, cuda_loss_accumulate,
+    cuda_sum_squares,         cuda_scale,                    cuda_zero,
+    cuda_global_norm,         cuda_adamw_step};
 
 extern "C" size_t backend_cuda_free_bytes(Backend *be) {
     (void)be;
@@ -125,6 +177,16 @@ extern "C" int backend_cuda_init(Backend *be, int device, int matmul_mode, char 
     CUDA_CHECK(cudaMalloc(&cs->partials, (CUDA_SUMSQ_BLOCKS + 1) * sizeof(double)));
     cs->scratch = (float *)cuda_alloc(be, CUDA_SCRATCH_FLOATS * sizeof(float), "the reductions' scratch");
     cs->scratch_floats = CUDA_SCRATCH_FLOATS;
+    cs->bad_target = (int *)cuda_alloc(be, sizeof(int), "the classifier's flag");
+    const int none = -1;
+    CUDA_CHECK(cudaMemcpy(cs->bad_target, &none, sizeof none, cudaMemcpyHostToDevice));
+    for (int i = 0; i < BACKEND_MARKS; i++) CUDA_CHECK(cudaEventCreate(&cs->marks[i]));
+    CUDA_CHECK(cudaStreamCreateWithFlags(&cs->copy_stream, cudaStreamNonBlocking));
+    for (int i = 0; i < 2; i++) {
+        cs->stage[i] = cuda_host_alloc(be, CUDA_STAGE_BYTES, "upload staging");
+        CUDA_CHECK(cudaEventCreateWithFlags(&cs->stage_done[i], cudaEventDisableTiming));
+    }
+    CUDA_CHECK(cudaEventCreateWithFlags(&cs->prev_upload, cudaEventDisableTiming));
     size_t free_b = 0, total_b = 0;
     CUDA_CHECK(cudaMemGetInfo(&free_b, &total_b));
     cs->context_bytes = total_b - free_b;

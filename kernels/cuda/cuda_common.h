@@ -62,12 +62,23 @@ typedef struct CudaState {
     double *partials_host;    // pinned host copy of the total
     float *scratch;           // per-block partials of the deterministic column reductions (CUDA_SCRATCH_FLOATS)
     size_t scratch_floats;
+    int *bad_target;          // the classifier's flag: -1, or a target outside [0, V) (checked when the host waits)
+    cudaEvent_t marks[BACKEND_MARKS];   // MemOps.mark
+    // MemOps.upload: a non-blocking copy stream, two pinned staging slots used in turn (each reused only once its
+    // last copy is done), and the compute-stream event of the previous upload call that the next copy waits for.
+    cudaStream_t copy_stream;
+    void *stage[2];
+    cudaEvent_t stage_done[2], prev_upload;
+    int stage_next, have_prev_upload;
     size_t context_bytes;     // device memory in use right after context creation and these buffers
 } CudaState;
 
 #define CUDA_SUMSQ_BLOCKS 1024
 // 8 MiB: the LayerNorm backward's partials at B=16 T=1024 C=768 are 3 MiB; larger shapes give each block more rows.
 #define CUDA_SCRATCH_FLOATS ((size_t)1 << 21)
+// 2 x 4 MiB of pinned staging for uploads: a micro-batch's inputs and targets up to 512K tokens (beyond that an
+// upload is a synchronous copy).
+#define CUDA_STAGE_BYTES ((size_t)4 << 20)
 enum { CUDA_MATMUL_FP32 = 0, CUDA_MATMUL_TF32 = 1, CUDA_MATMUL_BF16 = 2 };
 
 static inline CudaState *cuda_state(Backend *be) { return (CudaState *)be->impl; }
@@ -137,12 +148,13 @@ void cuda_gelu_forward(Backend *, float *, const float *, size_t);
 void cuda_gelu_backward(Backend *, float *, const float *, const float *, size_t);
 void cuda_residual_forward(Backend *, float *, const float *, const float *, size_t);
 void cuda_classifier_forward_backward(Backend *, float *, float *, const int32_t *, int, int, int, float);
+void cuda_loss_accumulate(Backend *, double *, const float *, size_t);
 double cuda_sum_squares(Backend *, const float *, size_t);
 void cuda_scale(Backend *, float *, float, size_t);
 void cuda_zero(Backend *, float *, size_t);
 void cuda_global_norm(Backend *, float *, const float *, size_t);
 void cuda_adamw_step(Backend *, float *, const float *, float *, float *, size_t, size_t, const AdamWTensors *,
-                     const AdamWHyper *, const float *);
+                     const AdamWHyper *, const float *, const double *);
 #ifdef __cplusplus
 }
 #endif

@@ -328,6 +328,19 @@ static void test_ops(const Shape *s, const char *prec) {
         ref_classifier(losses.d, dl, logits.d, tok, N, V, Vp, scale);
         op_classifier_forward_backward(&GPU, losses.dev, logits.dev, dtok, N, V, Vp, scale);
         compare("classifier", "losses", tag, &losses);
+        {   // the running loss sum on the device: += the mean rounded to fp32, so within fp32 rounding of the mean
+            Buf acc = buf_new(2, 0, 0);
+            const double start = 0.25;
+            backend_to_device(&GPU, acc.dev, &start, sizeof start);
+            op_loss_accumulate(&GPU, (double *)acc.dev, losses.dev, N);
+            double got, want = 0;
+            backend_to_host(&GPU, &got, acc.dev, sizeof got);
+            for (int i = 0; i < N; i++) want += losses.f[i];   // the op's own fp32 losses (compare fetched them)
+            want = start + want / N;
+            harness_case(fabs(got - want) <= 2e-7 * fabs(want - start) + 1e-12, "loss_accumulate", "%.17g vs %.17g [%s]",
+                         got, want, tag);
+            buf_free(&acc);
+        }
         memcpy(logits.d, dl, sizeof(double) * (size_t)N * Vp);
         compare("classifier", "dlogits (in place, padded columns 0)", tag, &logits);
         free(dl);
@@ -353,7 +366,7 @@ static void test_ops(const Shape *s, const char *prec) {
         const AdamWTensors tens = {2, {n1, n}, 1u};
         const double clip = 0.5 * norm.f[0];
         const AdamWHyper h = {1e-3f, 0.9f, 0.95f, 1e-8f, 0.1f, 1.0f, clip, 3};
-        op_adamw_step(&GPU, p.dev, g.dev, m.dev, v.dev, lo, hi, &tens, &h, norm.dev);
+        op_adamw_step(&GPU, p.dev, g.dev, m.dev, v.dev, lo, hi, &tens, &h, norm.dev, NULL);
         const double s = (float)(clip / norm.f[0]);
         ref_adamw(p.d + lo, g.d + lo, m.d + lo, v.d + lo, n1 - lo, 1e-3, 0.9, 0.95, 1e-8, 0.1, s, 3);
         ref_adamw(p.d + n1, g.d + n1, m.d + n1, v.d + n1, hi - n1, 1e-3, 0.9, 0.95, 1e-8, 0.0, s, 3);
@@ -364,9 +377,22 @@ static void test_ops(const Shape *s, const char *prec) {
         backend_to_device(&GPU, norm.dev, &nan_norm, sizeof nan_norm);
         float *keep = malloc(n * sizeof(float));
         memcpy(keep, p.f, n * sizeof(float));
-        op_adamw_step(&GPU, p.dev, g.dev, m.dev, v.dev, 0, n, &tens, &h, norm.dev);
+        op_adamw_step(&GPU, p.dev, g.dev, m.dev, v.dev, 0, n, &tens, &h, norm.dev, NULL);
         fetch(&p);
         harness_case(!memcmp(keep, p.f, n * sizeof(float)), "adamw_step: a NaN device norm changes nothing", "[%s]", tag);
+        // A finite norm with a NaN loss sum on the device (op_loss_accumulate of a NaN loss): nothing changes.
+        Buf lossb = buf_new(4, 0, 0), nl = buf_new(1, 0, 0);
+        float one = 1.0f, nan_loss = NAN;
+        backend_to_device(&GPU, norm.dev, &one, sizeof one);
+        backend_to_device(&GPU, nl.dev, &nan_loss, sizeof nan_loss);
+        op_zero(&GPU, lossb.dev, 2);
+        op_loss_accumulate(&GPU, (double *)lossb.dev, nl.dev, 1);
+        op_adamw_step(&GPU, p.dev, g.dev, m.dev, v.dev, 0, n, &tens, &h, norm.dev, (const double *)lossb.dev);
+        fetch(&p);
+        harness_case(!memcmp(keep, p.f, n * sizeof(float)), "adamw_step: a NaN device loss changes nothing", "[%s]",
+                     tag);
+        buf_free(&lossb);
+        buf_free(&nl);
         free(keep);
         buf_free(&x); buf_free(&p); buf_free(&g); buf_free(&m); buf_free(&v); buf_free(&norm);
     }
