@@ -24,10 +24,6 @@ plant() {
     dir="$T/$(echo "$name" | tr -c 'a-z0-9' _)"
     mkdir -p "$dir"
     copy="$dir/$(basename "$src")"
-    # A header is planted beside a copy of the source that includes it (PLANT_UNIT), which is then what compiles:
-    # its #include "..." finds the planted copy in its own folder first.
-    unit=$copy
-    if [ -n "${PLANT_UNIT:-}" ]; then unit="$dir/$(basename "$PLANT_UNIT")"; cp "$PLANT_UNIT" "$unit"; fi
     if ! /usr/bin/python3 - "$src" "$copy" "$old" "$new" <<'PY'
 import sys
 s = open(sys.argv[1]).read()
@@ -40,7 +36,7 @@ PY
         bad "$name" "the bug could not be planted in $src"
         return
     fi
-    if ! make -s emu-compile SRC="$unit" OBJ="$dir/planted.o" >"$dir/build" 2>&1 ||
+    if ! make -s emu-compile SRC="$copy" OBJ="$dir/planted.o" >"$dir/build" 2>&1 ||
        ! make -s emu-link-test TEST="$test" OBJS="$dir/planted.o" OUT="$dir/test" >>"$dir/build" 2>&1; then
         bad "$name" "build failed: $(tail -3 "$dir/build")"
         return
@@ -58,17 +54,11 @@ PY
 }
 
 K=kernels/cuda
-PLANT_UNIT=$K/classifier.cu
-plant "missing __syncthreads in a block reduction (block_sum, in the classifier)" $K/cuda_common.h tests/gpu/test_gpu.c \
-"shared-memory race" \
-'    if (lane == 0) shared[warp] = v;
-    __syncthreads();
-    v = lane < nw ? shared[lane] : 0.0f;
-    return warp_sum(v);' \
-'    if (lane == 0) shared[warp] = v;
-    v = lane < nw ? shared[lane] : 0.0f;
-    return warp_sum(v);'
-unset PLANT_UNIT
+plant "missing __syncthreads in a block reduction (the classifier's softmax statistics)" $K/classifier.cu \
+tests/gpu/test_gpu.c "shared-memory race" \
+'    if (lane == 0) { sm[warp] = m; ss[warp] = s; }
+    __syncthreads();' \
+'    if (lane == 0) { sm[warp] = m; ss[warp] = s; }'
 plant "off-by-one row index (LayerNorm forward writes row + 1)" $K/layernorm.cu tests/gpu/test_gpu.c "out-of-bounds write" \
 '    float *o = out + (size_t)row * C;' \
 '    float *o = out + (size_t)(row + 1) * C;'

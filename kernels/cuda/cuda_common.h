@@ -1,7 +1,7 @@
 /*
  * cuda_common.h: what the CUDA backend's files share: the check macros (every CUDA and cuBLAS call goes through one,
  * printing file:line, the call and the library's error string; every kernel launch is followed by CUDA_LAUNCH_CHECK),
- * the backend's private state, the small device helpers every op family uses (launch sizes, warp and block
+ * the backend's private state, the small device helpers every op family uses (launch sizes, warp
  * reductions), and the op implementations' declarations for backend_cuda.cu's table. The op families live one per
  * file beside their CPU references: kernels/cuda/<op>.cu next to kernels/cpu/<op>.c (encoder, layernorm, matmul,
  * attention and flash, gelu (with the residual add), classifier, adamw, reductions).
@@ -86,7 +86,7 @@ static inline CudaState *cuda_state(Backend *be) { return (CudaState *)be->impl;
 // Blocks of `threads` covering n elements.
 static inline int blocks_for(size_t n, int threads) { return (int)((n + threads - 1) / threads); }
 
-// ---- warp and block reductions (fixed shuffle trees: the same inputs give the same bits) ----
+// ---- warp reductions (fixed shuffle trees: the same inputs give the same bits) ----
 __device__ static inline float warp_sum(float v) {
     for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
     return v;
@@ -95,27 +95,6 @@ __device__ static inline float warp_max(float v) {
     for (int o = 16; o > 0; o >>= 1) v = fmaxf(v, __shfl_xor_sync(0xffffffffu, v, o));
     return v;
 }
-// Block-wide sum/max for blockDim.x a multiple of 32 (<= 1024); every thread gets the result. `shared` holds 32
-// floats; the leading barrier lets a caller reuse it for consecutive reductions.
-__device__ static inline float block_sum(float v, float *shared) {
-    const int lane = threadIdx.x % 32, warp = threadIdx.x / 32, nw = blockDim.x / 32;
-    v = warp_sum(v);
-    __syncthreads();
-    if (lane == 0) shared[warp] = v;
-    __syncthreads();
-    v = lane < nw ? shared[lane] : 0.0f;
-    return warp_sum(v);
-}
-__device__ static inline float block_max(float v, float *shared) {
-    const int lane = threadIdx.x % 32, warp = threadIdx.x / 32, nw = blockDim.x / 32;
-    v = warp_max(v);
-    __syncthreads();
-    if (lane == 0) shared[warp] = v;
-    __syncthreads();
-    v = lane < nw ? shared[lane] : -INFINITY;
-    return warp_max(v);
-}
-
 // The GEMM helpers of matmul.cu (attention.cu's products go through them too), in the backend's matmul precision:
 // column-major C (m,n) = alpha op(A) op(B) + beta C on fp32 storage, and its strided-batched form.
 void cuda_gemm(Backend *be, cublasOperation_t ta, cublasOperation_t tb, int m, int n, int k, float alpha,
