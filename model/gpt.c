@@ -72,26 +72,23 @@ int gpt_create(GPT *g, const GPTConfig *cfg, Backend *be, int B, int T, Recomput
     gpt_bind_params(&g->params, g->params_mem, g->param_info);
     gpt_bind_params(&g->grads, g->grads_mem, g->param_info);
 
-    size_t na = gpt_plan_acts(cfg, B, T, rc, attn, g->act_info);
-    g->acts_mem = backend_alloc(be, na * sizeof(float), "activations");
+    const size_t na = gpt_plan_acts(cfg, B, T, rc, attn, g->act_info);
+    g->acts_mem = backend_alloc(be, na, "activations");
     {
         int i = 0;
-#define GPT_ACT_BIND(name, numel, per_layer, kept) g->acts.name = g->acts_mem + g->act_info[i++].offset;
+#define GPT_ACT_BIND(name, numel, per_layer, kept, dtype) \
+        g->acts.name = (float *)((char *)g->acts_mem + g->act_info[i++].offset);
         GPT_ACTS(GPT_ACT_BIND)
 #undef GPT_ACT_BIND
     }
-    size_t ng = gpt_plan_grad_acts(cfg, B, T, attn);
-    g->grad_acts_mem = backend_alloc(be, ng * sizeof(float), "activation gradients");
+    GradActInfo ginfo[NUM_GRAD_ACT_TENSORS];
+    const size_t ng = gpt_plan_grad_acts(cfg, B, T, attn, ginfo);
+    g->grad_acts_mem = backend_alloc(be, ng, "activation gradients");
     {
-        const size_t C = cfg->d_model, F = cfg->d_ff, NH = cfg->n_head, N = (size_t)B * T;
-        const size_t TT = attn == ATTN_NAIVE ? (size_t)T * T : 0;
-        const size_t FW = attn == ATTN_FLASH ? FLASH_WORK_FLOATS(B, T, C, NH) : 0, EW = ENCODER_WORK_FLOATS(N);
-        size_t off = 0;
-#define GPT_GACT_BIND(name, numel) g->gacts.name = g->grad_acts_mem + off; off += (numel);
+        int i = 0;
+#define GPT_GACT_BIND(name, numel, dtype) g->gacts.name = (float *)((char *)g->grad_acts_mem + ginfo[i++].offset);
         GPT_GRAD_ACTS(GPT_GACT_BIND)
 #undef GPT_GACT_BIND
-        (void)F; (void)NH; (void)C; (void)TT; (void)FW; (void)EW;
-        GPT_ASSERT(off == ng);
     }
     g->tokens_mem = backend_alloc(be, 4 * (size_t)B * T * sizeof(int32_t), "input and target tokens (two sets)");
     g->inputs = g->tokens_mem;
@@ -137,8 +134,8 @@ const ParamInfo *gpt_param_find(const GPT *g, const char *name) {
 // Activation `id` of layer l: its own slot when the mode keeps it per layer, else the shared slot.
 static float *act(GPT *g, ActId id, int l) {
     const ActInfo *a = &g->act_info[id];
-    float *base = g->acts_mem + a->offset;
-    return a->slots > 1 ? base + (size_t)l * a->slot_numel : base;
+    char *base = (char *)g->acts_mem + a->offset;
+    return (float *)(a->slots > 1 ? base + (size_t)l * a->slot_numel * a->elem_bytes : base);
 }
 
 // ---------------------------------------------------------------------------------------------------------------

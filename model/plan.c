@@ -52,12 +52,13 @@ size_t gpt_plan_acts(const GPTConfig *cfg, int Bi, int Ti, RecomputeMode rc, Att
     const int L = cfg->n_layer;
     size_t off = 0;
     int i = 0;
-#define GPT_ACT_PLAN(aname, anumel, aper_layer, akept)     \
-    info[i].name = #aname;                                \
-    info[i].slot_numel = (anumel);                        \
-    info[i].slots = act_slots((aper_layer), (akept), rc, L); \
-    info[i].offset = off;                                 \
-    off += info[i].slot_numel * (size_t)info[i].slots;    \
+#define GPT_ACT_PLAN(aname, anumel, aper_layer, akept, adtype)                        \
+    info[i].name = #aname;                                                           \
+    info[i].slot_numel = (anumel);                                                   \
+    info[i].slots = act_slots((aper_layer), (akept), rc, L);                         \
+    info[i].elem_bytes = PLAN_DTYPE_BYTES(adtype);                                   \
+    info[i].offset = off;                                                            \
+    off += info[i].slot_numel * (size_t)info[i].slots * info[i].elem_bytes;          \
     i++;
     GPT_ACTS(GPT_ACT_PLAN)
 #undef GPT_ACT_PLAN
@@ -65,12 +66,21 @@ size_t gpt_plan_acts(const GPTConfig *cfg, int Bi, int Ti, RecomputeMode rc, Att
     return off;
 }
 
-size_t gpt_plan_grad_acts(const GPTConfig *cfg, int Bi, int Ti, AttentionKind attn) {
+size_t gpt_plan_grad_acts(const GPTConfig *cfg, int Bi, int Ti, AttentionKind attn, GradActInfo *info) {
     const size_t B = Bi, T = Ti, C = cfg->d_model, F = cfg->d_ff, NH = cfg->n_head;
     const size_t N = B * T, TT = attn == ATTN_NAIVE ? T * T : 0;
     const size_t FW = attn == ATTN_FLASH ? FLASH_WORK_FLOATS(B, T, C, NH) : 0, EW = ENCODER_WORK_FLOATS(N);
     size_t total = 0;
-#define GPT_GACT_PLAN(gname, gnumel) total += (gnumel);
+    int i = 0;
+#define GPT_GACT_PLAN(gname, gnumel, gdtype)                                         \
+    if (info) {                                                                      \
+        info[i].name = #gname;                                                       \
+        info[i].numel = (gnumel);                                                    \
+        info[i].elem_bytes = PLAN_DTYPE_BYTES(gdtype);                               \
+        info[i].offset = total;                                                      \
+    }                                                                                \
+    total += (size_t)(gnumel) * PLAN_DTYPE_BYTES(gdtype);                           \
+    i++;
     GPT_GRAD_ACTS(GPT_GACT_PLAN)
 #undef GPT_GACT_PLAN
     (void)F; (void)NH; (void)C; (void)TT; (void)FW; (void)EW;
@@ -94,16 +104,17 @@ double gpt_memory_total_estimate(const GPTConfig *cfg, int Bi, int Ti, Recompute
 #define GPT_PARAM_EST(pname, prows, pcols, pper_layer, pdecay, pinit) params += (prows) * (pcols) * ((pper_layer) ? L : 1);
     GPT_PARAMS(GPT_PARAM_EST)
 #undef GPT_PARAM_EST
-#define GPT_ACT_EST(aname, anumel, aper_layer, akept) acts += (anumel) * act_slots((aper_layer), (akept), rc, (int)L);
+#define GPT_ACT_EST(aname, anumel, aper_layer, akept, adtype)                                                          \
+    acts += (anumel) * act_slots((aper_layer), (akept), rc, (int)L) * (double)PLAN_DTYPE_BYTES(adtype);
     GPT_ACTS(GPT_ACT_EST)
 #undef GPT_ACT_EST
-#define GPT_GACT_EST(gname, gnumel) gacts += (gnumel);
+#define GPT_GACT_EST(gname, gnumel, gdtype) gacts += (gnumel) * (double)PLAN_DTYPE_BYTES(gdtype);
     GPT_GRAD_ACTS(GPT_GACT_EST)
 #undef GPT_GACT_EST
     (void)F; (void)NH; (void)Vp; (void)maxT; (void)TT; (void)TL; (void)FW; (void)EW;
     // weights, gradients and the two AdamW moments; activations; backward scratch; two sets of input and target
     // tokens and the step's scalars
-    return 4 * (4 * params + acts + gacts) + 4 * N * 4 + GPT_SCALAR_BYTES;
+    return 4 * 4 * params + acts + gacts + 4 * N * 4 + GPT_SCALAR_BYTES;
 }
 
 int gpt_plan_check(const GPTConfig *cfg, int B, int T, AttentionKind attn, char *err, size_t errlen) {
@@ -126,8 +137,8 @@ void gpt_memory_plan(const GPTConfig *cfg, int B, int T, AttentionKind attn, GPT
     out->param_bytes = out->num_params * sizeof(float);
     out->grad_bytes = out->param_bytes;
     out->optim_bytes = 2 * out->param_bytes;
-    for (int m = 0; m < 3; m++) out->act_bytes[m] = gpt_plan_acts(cfg, B, T, (RecomputeMode)m, attn, ainfo) * sizeof(float);
-    out->grad_act_bytes = gpt_plan_grad_acts(cfg, B, T, attn) * sizeof(float);
+    for (int m = 0; m < 3; m++) out->act_bytes[m] = gpt_plan_acts(cfg, B, T, (RecomputeMode)m, attn, ainfo);
+    out->grad_act_bytes = gpt_plan_grad_acts(cfg, B, T, attn, NULL);
     out->io_bytes = 4 * (size_t)B * T * sizeof(int32_t) + GPT_SCALAR_BYTES;
 }
 
