@@ -10,7 +10,11 @@
 #               defaults: bf16, flash attention) beside PyTorch (bench/torch_gpt2_gpu.py: bf16 autocast,
 #               torch.compile, SDPA, fused AdamW) and beside llm.c built from its source when it was carried to the
 #               machine (bench/peers/llm.c, git-ignored; else one line says it was skipped): tokens/s, MFU
-#               (6N + 6LCT per token against gptrain's datasheet peak for all three), the ratios.
+#               (6N + 6LCT per token against gptrain's datasheet peak for all three), the ratios; then gptrain alone
+#               at each batch of MORE_B (default "32 auto": B=32 and the largest micro-batch that fits, --batch
+#               auto), after the peers so that they keep their share of the budget: tokens/s, MFU and device memory
+#               predicted (the plan's model buffers) and measured (the most in use at any step: the plan, the
+#               CUDA context, cuBLAS and the backend's scratch).
 # Speed runs read a synthetic stream of random GPT-2 token ids in llm.c's shard format (bench/synthetic_shards.py),
 # sized for the batch: no dataset, no download. Python is $PYTHON, else the first python3 on PATH that imports torch
 # (bench/python.sh); nothing is installed. Every log and CSV goes to $OUT (default build/device-check) with
@@ -18,7 +22,8 @@
 # or runs out of its share of time is reported and the next one runs; the whole run keeps to BUDGET_S seconds and
 # exits 0 only when every stage passed.
 #   bash bench/device_check.sh [--dry-run]
-#   env: OUT, PYTHON, LLMC (bench/peers/llm.c), B (16), STEPS (30), JOBS (all cores), BUDGET_S (450)
+#   env: OUT, PYTHON, LLMC (bench/peers/llm.c), B (16), MORE_B ("32 auto"), STEPS (30), JOBS (all cores),
+#        BUDGET_S (450)
 # --dry-run: the same script end to end on the emulated GPU (make emu: build/emu/), with the micro model and tiny
 # shapes (PyTorch on the CPU), so that it cannot rot: it proves that every stage runs and every file is written,
 # not any speed. make test runs it (tests/test_device_check.sh).
@@ -36,6 +41,8 @@ mkdir -p "$OUT" || { echo "device_check.sh: OUT=$OUT: cannot create it" >&2; exi
 OUT=$(cd "$OUT" && pwd)
 JOBS=${JOBS:-$(nproc 2>/dev/null || echo 4)}
 B=${B:-16}
+MORE_B=${MORE_B-32 auto}
+MAX_B=256   # the synthetic stream is sized for micro-batches up to this (GPT-2 124M in fp32 with flash: ~170 fit 141 GB)
 STEPS=${STEPS:-30}
 BUDGET_S=${BUDGET_S:-450}
 LLMC=${LLMC:-bench/peers/llm.c}
@@ -53,7 +60,8 @@ if [ $DRY = 1 ]; then
     G=build/emu/gptrain
     device="gptrain emulated GPU (dry run: build/emu, no GPU)"
     driver="none (emulated)"
-    B=2 STEPS=4 WARM=1
+    B=2 STEPS=4 WARM=1 MORE_B="3 auto" MAX_B=8
+    SMALL_GPU="env GPTRAIN_EMU_MEMORY=80M"   # --batch auto on an 80 MiB emulated GPU picks a small B
     MODEL="--preset micro --seq-len 32"
     SEQ=32
 else
@@ -124,8 +132,10 @@ tail -n 1 "$OUT/test-gpu.log" | sed 's/^/test-gpu: /' | tee -a "$SUMMARY"
 SYN=$W/synthetic
 python_any=$PY
 "$PY" -c 'import sys' 2>/dev/null || python_any=python3
-if ! "$python_any" bench/synthetic_shards.py --out "$SYN" --train-tokens $((B * SEQ * (STEPS + 2) + 1)) \
-    --val-tokens $((B * SEQ + 1)) >"$OUT/synthetic.log" 2>&1; then
+big=$B
+[ -n "$MORE_B" ] && big=$MAX_B
+if ! "$python_any" bench/synthetic_shards.py --out "$SYN" --train-tokens $((big * SEQ * (STEPS + 2) + 1)) \
+    --val-tokens $((big * SEQ + 1)) >"$OUT/synthetic.log" 2>&1; then
     say "synthetic tokens: FAIL: $(tail -1 "$OUT/synthetic.log")"
     FAILED=1
 fi
@@ -185,6 +195,30 @@ say "$(printf '%-30s %12s %10s %10s' 'gptrain (bf16, flash)' "${g_tok:-nan}" "$(
 say "$(printf '%-30s %12s %10s' 'PyTorch (compile, SDPA)' "${p_tok:-nan}" "$(mfu "$p_tok")")"
 say "$(printf '%-30s %12s %10s' 'llm.c (no cuDNN)' "${l_tok:-nan}" "$(mfu "$l_tok")")"
 say "gptrain / PyTorch: $(ratio "$g_tok" "$p_tok"); gptrain / llm.c: $(ratio "$g_tok" "$l_tok")"
+
+# gptrain alone at the larger batches: tokens/s, MFU, and the device memory the plan predicted beside what was in use.
+mem_of() {   # mem_of LOG: the plan's MiB for the model's buffers, from the run's device memory line
+    sed -n 's/^device memory: predicted \([0-9.]*\) MiB.*/\1/p' "$1" | head -1
+}
+rows=
+for mb in $MORE_B; do
+    name=speed-gptrain-b$mb
+    if stage $name 150 ${SMALL_GPU:-} $G train $DATA $MODEL --batch "$mb" --steps "$STEPS" --device cuda --eval-every 0 \
+        --eval-steps 1 --print-every 10 --out "$W/$name" --log "$OUT/$name.jsonl" $EXTRA; then
+        got_b=$(sed -n 's/^batch: B=\([0-9]*\) .*/\1/p' "$OUT/$name.log" | head -1)
+        tok=$(sed -n 's/.*"tokens_per_s": \([0-9.]*\).*/\1/p' "$OUT/$name.jsonl" | median_after $WARM)
+        own=$(sed -n 's/.*"mfu": \([0-9.]*\).*/\1/p' "$OUT/$name.jsonl" | median_after $WARM)
+        plan=$(mem_of "$OUT/$name.log")
+        used=$(sed -n 's/.*"mem_mib": \([0-9.]*\).*/\1/p' "$OUT/$name.jsonl" | sort -g | tail -1)
+        rows="$rows$(printf '%-30s %12s %10s %10s %10s %10s' "gptrain B=$mb (B=${got_b:-?})" "${tok:-nan}" \
+            "$(mfu "$tok")" "${own:-n/a}" "${plan%% *}" "${used:-?}")
+"
+    fi
+done
+if [ -n "$rows" ]; then
+    say "$(printf '%-30s %12s %10s %10s %10s %10s' engine tokens/s MFU 'own MFU' 'plan MiB' 'used MiB')"
+    printf '%s' "$rows" | tee -a "$SUMMARY"
+fi
 say ""
 say "elapsed: $(($(date +%s) - T0)) s of $BUDGET_S; files in $OUT; status: $([ $FAILED = 0 ] && echo 'every stage passed' || echo 'some stage FAILED')"
 exit $FAILED

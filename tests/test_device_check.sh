@@ -33,6 +33,11 @@ grep -q "matmul_forward" "$O/profile.log" && grep -q "roofline" "$O/profile.log"
     && grep -q '^grid,flash-sm90,' "$O/attention/ours.csv" && grep -q '^memory,flash-sm80,' "$O/attention/ours.csv" \
     && ok "attention: ours.csv has the flash-sm80, flash-sm90 and memory rows ($(wc -l <"$O/attention/ours.csv") lines)" \
     || bad "attention CSV" "$(head -5 "$O/attention/ours.csv" 2>/dev/null; tail -3 "$O/attention.log")"
+for mb in 3 auto; do
+    grep -q "^stage speed-gptrain-b$mb: ok" "$S" && grep -Eq "^gptrain B=$mb \(B=[0-9]+\) +[0-9.]+ .* [0-9.]+ +[0-9.]+\$" "$S" \
+        && ok "speed at B=$mb: $(grep "^gptrain B=$mb " "$S" | tr -s ' ')" \
+        || bad "speed at B=$mb" "$(grep "speed-gptrain-b$mb\|^gptrain B=$mb" "$S")"
+done
 g=$(sed -n 's/^gptrain (bf16, flash) *\([0-9.]*\) .*/\1/p' "$S")
 p=$(sed -n 's/^PyTorch (compile, SDPA) *\([0-9.]*\) .*/\1/p' "$S")
 [ -n "$g" ] && [ -n "$p" ] && grep -q "^gptrain / PyTorch: [0-9.]*x" "$S" \
