@@ -131,7 +131,8 @@ int backend_init(Backend *be, BackendKind kind, int threads);
 // The CUDA backend (kernels/cuda/backend_cuda.cu; only in a build with GPTRAIN_CUDA defined).
 int backend_cuda_device_count(void);
 // Device `device`; matmul_mode 0: exact fp32, 1: TF32 tensor cores, 2: bf16 tensor cores (inputs rounded to bf16,
-// fp32 accumulation, fp32 storage). 0, or -1 with err naming --device.
+// fp32 accumulation, fp32 storage), 3: fp16 tensor cores (the same with fp16: inputs beyond 65504 become infinite,
+// which loss scaling detects). 0, or -1 with err naming --device.
 int backend_cuda_init(Backend *be, int device, int matmul_mode, char *err, size_t errlen);
 // One line: name, compute capability, SMs, memory, CUDA runtime/driver and cuBLAS versions, matmul precision.
 void backend_cuda_describe(Backend *be, char *buf, size_t n);
@@ -139,7 +140,8 @@ void backend_cuda_describe(Backend *be, char *buf, size_t n);
 size_t backend_cuda_used_bytes(Backend *be, size_t *context_bytes);
 // Device memory free now (cudaMemGetInfo).
 size_t backend_cuda_free_bytes(Backend *be);
-// Dense peak TFLOPS of this GPU for "fp32", "tf32" or "bf16" from the datasheet table; 0 when the GPU is unknown.
+// Dense peak TFLOPS of this GPU for "fp32", "tf32", "bf16" or "fp16" from the datasheet table; 0 when the GPU is
+// unknown.
 double backend_cuda_peak_tflops(Backend *be, const char *precision);
 
 // Which matmul library the CPU backend uses ("OpenBLAS x.y" or "none (reference loops)").

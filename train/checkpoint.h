@@ -41,7 +41,10 @@ typedef struct CkptHeader {
     uint64_t payload_bytes, payload_hash;
     uint64_t run_id;         // the trajectory: drawn at random by a fresh run, kept by the runs that resume it
     int64_t saved_ns;        // wall-clock time of the save (ns since 1970): which trajectory wrote last
-    uint64_t reserved[6];
+    double loss_scale;       // --loss-scale: the scale the next step uses (0: no loss scaling, or an older file)
+    int64_t loss_scale_good; // updates since the scale last changed (dynamic scaling)
+    int64_t overflow_skips;  // updates skipped for an overflow of the scaled gradients
+    uint64_t reserved[3];
     uint64_t header_hash;    // hash of every byte before this field
 } CkptHeader;
 _Static_assert(sizeof(CkptHeader) == 224, "CkptHeader must have no padding");

@@ -59,6 +59,9 @@ enum { CMD_PREPARE = 1, CMD_TRAIN = 2, CMD_SAMPLE = 4, CMD_INFO = 8, CMD_EXPORT 
     X(zero, "zero", F_INT, "0", CMD_TRAIN | CMD_INFO, NULL, "ZeRO stage: 0 (all-reduce), 1 (reduce-scatter gradients, shard AdamW, all-gather weights)") \
     X(nan_policy, "nan-policy", F_CHOICE, "stop", CMD_TRAIN, "stop|skip", "on a NaN/Inf loss or gradient: stop the run, or skip the update") \
     X(max_skipped, "max-skipped", F_INT, "10", CMD_TRAIN, NULL, "with --nan-policy skip: stop as diverged (exit 3) once more than this many updates were skipped (0: no limit)") \
+    X(loss_scale, "loss-scale", F_STR, "auto", CMD_TRAIN, NULL, "multiply the loss gradient by a power of two S and divide the update by it: auto (dynamic with --precision fp16, else off), off, dynamic, or a fixed power of two") \
+    X(loss_scale_init, "loss-scale-init", F_NUM, "65536", CMD_TRAIN, NULL, "dynamic loss scaling: the first S (a power of two); halved on every overflow (the update skipped)") \
+    X(loss_scale_window, "loss-scale-window", F_INT, "2000", CMD_TRAIN, NULL, "dynamic loss scaling: S doubles after this many updates without an overflow") \
     /* data order, evaluation, output */                                                                           \
     X(seed, "seed", F_INT, "1337", CMD_TRAIN | CMD_SAMPLE, NULL, "random seed (weights, data order, sampling)")   \
     X(shuffle, "shuffle", F_CHOICE, "on", CMD_TRAIN, "on|off", "random windows, or llm.c's sequential order")      \
@@ -76,7 +79,7 @@ enum { CMD_PREPARE = 1, CMD_TRAIN = 2, CMD_SAMPLE = 4, CMD_INFO = 8, CMD_EXPORT 
     X(init_from, "init-from", F_STR, "", CMD_TRAIN, NULL, "initial weights from an llm.c model file (v3 fp32 or v5 bf16); sets the model shape") \
     /* machine */                                                                                                  \
     X(device, "device", F_CHOICE, "auto", CMD_TRAIN | CMD_SAMPLE | CMD_INFO | CMD_EXPORT, "auto|cpu|cuda", "where to run")     \
-    X(precision, "precision", F_CHOICE, "auto", CMD_TRAIN | CMD_SAMPLE | CMD_EXPORT, "auto|fp32|tf32|bf16", "matmul precision (auto: bf16 on a GPU, fp32 on the CPU; CUDA: fp32, or TF32 / bf16 tensor cores with fp32 storage and accumulation)") \
+    X(precision, "precision", F_CHOICE, "auto", CMD_TRAIN | CMD_SAMPLE | CMD_EXPORT, "auto|fp32|tf32|bf16|fp16", "matmul precision (auto: bf16 on a GPU, fp32 on the CPU; CUDA: fp32, or TF32 / bf16 / fp16 tensor cores with fp32 storage and accumulation)") \
     X(threads, "threads", F_INT, "0", CMD_TRAIN | CMD_SAMPLE | CMD_INFO | CMD_EXPORT, NULL, "CPU threads (0: all cores)")       \
     X(cpu_kernels, "cpu-kernels", F_CHOICE, "blas", CMD_TRAIN | CMD_SAMPLE, "blas|reference", "CPU matmuls on OpenBLAS, or the plain OpenMP reference loops") \
     X(profile, "profile", F_INT, "0", CMD_TRAIN, NULL, "after this step, print its per-op table: time, FLOPs, bytes, TFLOPS, GB/s, percent of the roofline bound (0: off)") \

@@ -35,7 +35,50 @@ typedef struct RunMetrics {
     double comm_ms, exposed_comm_ms; // the gradient all-reduce: launches + wait, and the part the backward did not hide
     double mem_mib;                  // peak memory: the process's peak RSS on the CPU, device memory in use on a GPU
     int skipped;
+    double loss_scale;               // the step's loss scale (0: no loss scaling)
+    int overflow;                    // the update was skipped: the scaled gradients overflowed
 } RunMetrics;
+
+/*
+ * Loss scaling (--loss-scale; Micikevicius et al. 2018, "Mixed Precision Training"): the loss gradient is multiplied by
+ * a power of two S before the backward, so that gradients too small for fp16 stay representable, and the update
+ * divides S out again (the norm and the clip threshold in scaled units, the gradient scale 1/S in AdamW). S being a
+ * power of two, every product is exact: in fp32 a scaled run is bitwise the unscaled one, which tests check. An
+ * overflow (a finite loss with a non-finite scaled gradient norm) skips the update where it runs and, dynamic,
+ * halves S; --loss-scale-window good updates in a row double it. Overflow skips are counted apart from the
+ * --nan-policy skips of a diverging run.
+ */
+typedef struct LossScale {
+    int on, dynamic, window;
+    double scale;            // S
+    long long good;          // updates since S last changed
+    long long overflows;
+} LossScale;
+#define LOSS_SCALE_MIN 0x1p-24
+#define LOSS_SCALE_MAX 0x1p64
+
+static int is_power_of_two(double x) {
+    int e;
+    return isfinite(x) && x > 0 && frexp(x, &e) == 0.5;
+}
+
+static LossScale loss_scale_from(const Options *o) {
+    LossScale ls = {0, 0, o->loss_scale_window, 1.0, 0, 0};
+    const char *s = o->loss_scale;
+    if (!strcmp(s, "auto")) ls.on = ls.dynamic = !strcmp(o->precision, "fp16");
+    else if (!strcmp(s, "dynamic")) ls.on = ls.dynamic = 1;
+    else if (strcmp(s, "off")) {
+        char *end;
+        errno = 0;
+        const double v = strtod(s, &end);
+        if (end == s || *end || errno || !is_power_of_two(v) || v < LOSS_SCALE_MIN || v > LOSS_SCALE_MAX)
+            die_user("--loss-scale %s: expected auto, off, dynamic or a power of two from 2^-24 to 2^64", s);
+        ls.on = 1;
+        ls.scale = v;
+    }
+    if (ls.dynamic) ls.scale = o->loss_scale_init;
+    return ls;
+}
 
 // Resident memory of this process now, in MiB (/proc/self/statm's second field, in pages). The run reports the
 // maximum over its steps: the peak of training itself, not of start-up probes freed before the first step.
@@ -96,6 +139,10 @@ static void check_options(const Options *o) {
     if (o->profile < 0 || o->profile > o->steps)
         die_user("--profile %d: expected 0 (off) or a step of the run, 1 to --steps %d", o->profile, o->steps);
     if (o->max_skipped < 0) die_user("--max-skipped %d: expected 0 (no limit) or more", o->max_skipped);
+    if (!is_power_of_two(o->loss_scale_init) || o->loss_scale_init < LOSS_SCALE_MIN ||
+        o->loss_scale_init > LOSS_SCALE_MAX)
+        die_user("--loss-scale-init %g: expected a power of two from 2^-24 to 2^64", o->loss_scale_init);
+    if (o->loss_scale_window < 1) die_user("--loss-scale-window %d: expected at least 1", o->loss_scale_window);
 }
 
 // --total-batch-tokens sets the micro-steps per update; it must be a whole number of micro-batches on every rank.
@@ -219,9 +266,9 @@ static void check_resume_config(const char *path, const CkptHeader *h, const cha
 
 // Rank 0 writes DIR/ckpt_<step>.bin and prunes; returns 0 or prints why not (a failed checkpoint stops the run).
 static int write_checkpoint(const char *dir, int rank, const GPT *g, int step, int B, int T, int accum, int world,
-                            int shuffle, uint64_t seed, uint64_t batches, int skipped, double last_val,
-                            const char *cfg_text, const char *tok_text, int keep, uint64_t run_id, char *path,
-                            size_t pathlen) {
+                            int shuffle, uint64_t seed, uint64_t batches, int skipped, const LossScale *ls,
+                            double last_val, const char *cfg_text, const char *tok_text, int keep, uint64_t run_id,
+                            char *path, size_t pathlen) {
     ckpt_path_for_step(dir, step, path, pathlen);
     if (rank != 0) return 0;
     CkptHeader h;
@@ -235,6 +282,9 @@ static int write_checkpoint(const char *dir, int rank, const GPT *g, int step, i
     h.step = step;
     h.train_batches = batches;
     h.skipped = skipped;
+    h.loss_scale = ls->on ? ls->scale : 0;
+    h.loss_scale_good = ls->good;
+    h.overflow_skips = ls->overflows;
     h.last_val_loss = last_val;
     h.run_id = run_id;
     char err[1024];
@@ -324,7 +374,9 @@ static void print_row(const RunMetrics *m, int steps, double eta_s) {
     if (isfinite(m->hfu)) snprintf(hfu, sizeof hfu, "%5.1f%%", 100 * m->hfu); else snprintf(hfu, sizeof hfu, "%6s", "n/a");
     printf("%11s %8.4f %9.3e %8.4f %9.2f %9.0f %8.4f %8.4f %s %s %8s%s\n", stepbuf, m->loss, m->lr, m->grad_norm,
            m->step_ms, m->tokens_per_s, m->model_tflops, m->hw_tflops, mfu, hfu, eta,
-           m->skipped ? "  (update skipped: non-finite)" : "");
+           m->overflow ? "  (update skipped: the scaled gradients overflowed)"
+           : m->skipped ? "  (update skipped: non-finite)"
+                        : "");
 }
 
 // The JSONL log belongs to the run but matters less than the model: a failed write (a full disk) warns once, closes
@@ -357,6 +409,9 @@ static void write_json(FILE **f, const RunMetrics *m, double val_loss) {
                      m->step, loss, m->lr, gn, m->step_ms, m->data_ms, m->tokens_per_s, m->model_tflops,
                      m->hw_tflops, mfu, hfu, m->fwd_ms, m->bwd_ms, m->opt_ms, m->comm_ms, m->exposed_comm_ms,
                      m->mem_mib, m->skipped ? ", \"skipped\": true" : "");
+    if (m->loss_scale > 0 && n < (int)sizeof line)
+        n += snprintf(line + n, sizeof line - n, ", \"loss_scale\": %.17g%s", m->loss_scale,
+                      m->overflow ? ", \"overflow\": true" : "");
     if (!isnan(val_loss) && n < (int)sizeof line)
         n += snprintf(line + n, sizeof line - n, ", \"val_loss\": %.6f", val_loss);
     if (n < (int)sizeof line) n += snprintf(line + n, sizeof line - n, "}\n");
@@ -663,10 +718,16 @@ int cmd_train(Options *o) {
     if (gpt_create(&g, &cfg, &be, B, T, rc, attn, err, sizeof err)) die_user("%s", err);
     int start_step = 0, skipped = 0;
     double last_val = NAN;
+    LossScale ls = loss_scale_from(o);
     if (resume_path[0]) {
         if (ckpt_load(resume_path, &g, 1, err, sizeof err)) die_user("--resume: %s", err);
         start_step = (int)rh.step;
         skipped = (int)rh.skipped;
+        if (ls.dynamic && rh.loss_scale > 0) {   // the dynamic scale where the checkpointed run left it
+            ls.scale = rh.loss_scale;
+            ls.good = rh.loss_scale_good;
+        }
+        ls.overflows = rh.overflow_skips;
         last_val = rh.last_val_loss;
         data_loader_seek(&train_dl, rh.train_batches);
         if (start_step == o->steps) {   // a run stopped after its last step (its model may be missing): finish it
@@ -788,6 +849,10 @@ int cmd_train(Options *o) {
         double t0 = backend_now_s(), data_s = 0, fwd_s = 0, bwd_s = 0;
         gpt_zero_grad(&g);
         gpt_loss_reset(&g);
+        // The loss gradient times the loss scale S (a power of two: exact); the update divides it out.
+        const double S = ls.on ? ls.scale : 1.0;
+        const float step_dscale = dscale * (float)S;
+        m.loss_scale = ls.on ? S : 0;
         comm.launch_s = 0;
         // Nothing in the step waits for the backend until the optimizer is queued: phases are timed by marks in its
         // queue (CUDA events), each micro-step's read once two more are queued.
@@ -799,7 +864,7 @@ int cmd_train(Options *o) {
             if (data_loader_next_batch(&train_dl, &in, &tg, &wait, err, sizeof err)) die_user("%s", err);
             data_s += wait;
             backend_mark(&be, MARK_MICRO(micro, 0));
-            gpt_forward_train(&g, in, tg, B, T, dscale);
+            gpt_forward_train(&g, in, tg, B, T, step_dscale);
             backend_mark(&be, MARK_MICRO(micro, 1));
             gpt_backward(&g);
             backend_mark(&be, MARK_MICRO(micro, 2));
@@ -839,14 +904,21 @@ int cmd_train(Options *o) {
         if (zero) {   // the global norm from each rank's shard
             double ss = 0;
             for (size_t i = z_lo; i < z_hi; i++) ss += (double)z_grads[i] * z_grads[i];
-            m.grad_norm = (float)sqrt(dist_allreduce_sum(&dist, ss));   // a float, as gpt_grad_norm returns
+            m.grad_norm = (float)sqrt(dist_allreduce_sum(&dist, ss)) / S;   // a float, as gpt_grad_norm returns
         } else if (alone || isfinite(m.loss)) {
             m.grad_norm = gpt_adamw_step_clipped(&g, (float)m.lr, (float)o->beta1, (float)o->beta2, (float)o->eps,
-                                                 (float)o->weight_decay, o->grad_clip, alone);
+                                                 (float)o->weight_decay, o->grad_clip, (float)S, alone);
             updated = 1;
-        } else m.grad_norm = gpt_grad_norm(&g);
+        } else m.grad_norm = gpt_grad_norm(&g) / S;
         if (alone) m.loss = gpt_loss_sum(&g) / accum;
-        if (!isfinite(m.loss) || !isfinite(m.grad_norm)) {
+        if (ls.on && isfinite(m.loss) && !isfinite(m.grad_norm)) {
+            // An overflow of the scaled gradients, not a diverging run: the update was skipped (or, ZeRO-1, is not
+            // made); a dynamic scale halves.
+            m.overflow = 1;
+            ls.overflows++;
+            ls.good = 0;
+            if (ls.dynamic) ls.scale = fmax(ls.scale / 2, LOSS_SCALE_MIN);
+        } else if (!isfinite(m.loss) || !isfinite(m.grad_norm)) {
             if (!nan_skip) {
                 fprintf(stderr,
                         "gptrain: error: step %d: loss %s, gradient norm %s: not finite (--nan-policy stop); "
@@ -870,11 +942,18 @@ int cmd_train(Options *o) {
                 free_run(&be, &g, &train_dl, &val_dl, cfg_text, grad_stage, z_grads, z_stage);
                 return EXIT_DIVERGED;
             }
-        } else if (!updated) {   // ZeRO-1: this rank's shard of the weights and moments, then all-gather the weights
-            float clip = (o->grad_clip > 0 && m.grad_norm > o->grad_clip) ? (float)(o->grad_clip / m.grad_norm) : 1.0f;
-            gpt_adamw_step_range(&g, z_grads, z_lo, z_hi, (float)m.lr, (float)o->beta1, (float)o->beta2,
-                                 (float)o->eps, (float)o->weight_decay, clip);
-            z_allgather(&dist, g.params_mem, z_stage, g.mem.num_params, z_shard);
+        } else {
+            if (!updated) {   // ZeRO-1: this rank's shard of the weights and moments, then all-gather the weights
+                float clip =
+                    (o->grad_clip > 0 && m.grad_norm > o->grad_clip) ? (float)(o->grad_clip / m.grad_norm) : 1.0f;
+                gpt_adamw_step_range(&g, z_grads, z_lo, z_hi, (float)m.lr, (float)o->beta1, (float)o->beta2,
+                                     (float)o->eps, (float)o->weight_decay, clip / (float)S);
+                z_allgather(&dist, g.params_mem, z_stage, g.mem.num_params, z_shard);
+            }
+            if (ls.dynamic && ++ls.good >= ls.window) {   // a window without an overflow: try twice the scale
+                ls.scale = fmin(ls.scale * 2, LOSS_SCALE_MAX);
+                ls.good = 0;
+            }
         }
         // The step ends when its queued work (the optimizer) has run: waiting for the last mark is the step's only
         // wait for the backend besides the loss and norm read back above.
@@ -926,7 +1005,7 @@ int cmd_train(Options *o) {
                 z_allgather(&dist, g.v_mem, z_stage, g.mem.num_params, z_shard);
             }
             if (write_checkpoint(o->checkpoint_dir, dist.rank, &g, step + 1, B, T, accum, dist.world, shuffle,
-                                 (uint64_t)o->seed, train_dl.batches, skipped, last_val, cfg_text, tok_text,
+                                 (uint64_t)o->seed, train_dl.batches, skipped, &ls, last_val, cfg_text, tok_text,
                                  o->keep_last, run_id, ckpt_path, sizeof ckpt_path)) {
                 free_run(&be, &g, &train_dl, &val_dl, cfg_text, grad_stage, z_grads, z_stage);
                 return EXIT_USER;
@@ -950,9 +1029,12 @@ int cmd_train(Options *o) {
     double total_s = backend_now_s() - t_start;
     log_close(&logf, o->log);
     if (dist.rank == 0) write_final_model(&g, o->out, tok_text);
-    printf("done: %d steps in %.1f s; %.0f tokens/s (mean after warm-up); final val_loss %.4f; %d updates skipped; "
+    char scaling[96] = "";
+    if (ls.on)
+        snprintf(scaling, sizeof scaling, "; %lld overflow skips (loss scale now %g)", ls.overflows, ls.scale);
+    printf("done: %d steps in %.1f s; %.0f tokens/s (mean after warm-up); final val_loss %.4f; %d updates skipped%s; "
            "model -> %s\n",
-           steps_run, total_s, time_sum > 0 ? tok_sum / time_sum : 0.0, last_val, skipped, model_path);
+           steps_run, total_s, time_sum > 0 ? tok_sum / time_sum : 0.0, last_val, skipped, scaling, model_path);
     free_run(&be, &g, &train_dl, &val_dl, cfg_text, grad_stage, z_grads, z_stage);
     dist_finalize(&dist);
     return 0;

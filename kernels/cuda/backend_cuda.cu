@@ -214,6 +214,7 @@ extern "C" void backend_cuda_describe(Backend *be, char *buf, size_t n) {
              cublas_ver,
              cs->matmul_mode == CUDA_MATMUL_TF32   ? "TF32 tensor cores"
              : cs->matmul_mode == CUDA_MATMUL_BF16 ? "bf16 tensor cores (fp32 storage, fp32 accumulation)"
+             : cs->matmul_mode == CUDA_MATMUL_FP16 ? "fp16 tensor cores (fp32 storage, fp32 accumulation)"
                                                    : "fp32");
 }
 
@@ -243,7 +244,8 @@ extern "C" double backend_cuda_peak_tflops(Backend *be, const char *precision) {
     const char *name = cuda_state(be)->prop.name;
     for (size_t i = 0; i < sizeof PEAKS / sizeof PEAKS[0]; i++)
         if (strstr(name, PEAKS[i].match))
-            return !strcmp(precision, "bf16") ? PEAKS[i].bf16 : !strcmp(precision, "tf32") ? PEAKS[i].tf32
-                                                                                             : PEAKS[i].fp32;
+            return !strcmp(precision, "bf16") || !strcmp(precision, "fp16") ? PEAKS[i].bf16   // the same rate
+                   : !strcmp(precision, "tf32")                          ? PEAKS[i].tf32
+                                                                         : PEAKS[i].fp32;
     return 0.0;   // unknown: the caller prints a warning and MFU n/a
 }

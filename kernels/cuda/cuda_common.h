@@ -57,7 +57,7 @@ typedef struct CudaState {
     int device;
     cudaDeviceProp prop;
     cublasHandle_t cublas;
-    int matmul_mode;          // CUDA_MATMUL_*: exact fp32, or TF32 / bf16 tensor cores on fp32 storage
+    int matmul_mode;          // CUDA_MATMUL_*: exact fp32, or TF32 / bf16 / fp16 tensor cores on fp32 storage
     double *partials;         // sum_squares: per-block partial sums (CUDA_SUMSQ_BLOCKS doubles), then the total
     double *partials_host;    // pinned host copy of the total
     float *scratch;           // per-block partials of the deterministic column reductions (CUDA_SCRATCH_FLOATS)
@@ -79,7 +79,7 @@ typedef struct CudaState {
 // 2 x 4 MiB of pinned staging for uploads: a micro-batch's inputs and targets up to 512K tokens (beyond that an
 // upload is a synchronous copy).
 #define CUDA_STAGE_BYTES ((size_t)4 << 20)
-enum { CUDA_MATMUL_FP32 = 0, CUDA_MATMUL_TF32 = 1, CUDA_MATMUL_BF16 = 2 };
+enum { CUDA_MATMUL_FP32 = 0, CUDA_MATMUL_TF32 = 1, CUDA_MATMUL_BF16 = 2, CUDA_MATMUL_FP16 = 3 };
 
 static inline CudaState *cuda_state(Backend *be) { return (CudaState *)be->impl; }
 

@@ -57,9 +57,10 @@ static void bias_grad(Backend *be, float *dbias, const float *dout, int N, int M
 // inputs rounded on the fly, fp32 accumulation).
 static cublasComputeType_t compute_type(Backend *be) {
     const int mode = cuda_state(be)->matmul_mode;
-    return mode == CUDA_MATMUL_TF32 ? CUBLAS_COMPUTE_32F_FAST_TF32
-         : mode == CUDA_MATMUL_BF16 ? CUBLAS_COMPUTE_32F_FAST_16BF
-                                    : CUBLAS_COMPUTE_32F;
+    return mode == CUDA_MATMUL_TF32   ? CUBLAS_COMPUTE_32F_FAST_TF32
+           : mode == CUDA_MATMUL_BF16 ? CUBLAS_COMPUTE_32F_FAST_16BF
+           : mode == CUDA_MATMUL_FP16 ? CUBLAS_COMPUTE_32F_FAST_16F
+                                      : CUBLAS_COMPUTE_32F;
 }
 
 void cuda_gemm(Backend *be, cublasOperation_t ta, cublasOperation_t tb, int m, int n, int k, float alpha,
