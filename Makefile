@@ -51,18 +51,18 @@ ifneq ($(NVCC),)
   CUDA_INC    := $(firstword $(foreach d,$(CUDA_ROOT)/include $(CUDA_ROOT)/targets/x86_64-linux/include \
                    $(CUDA_ROOT)/targets/sbsa-linux/include,$(if $(wildcard $(d)/cuda_runtime_api.h),$(d))))
   HAVE_CUDA := $(shell [ -n "$(CUDA_LIBDIR)" ] && [ -n "$(CUDA_INC)" ] && \
-    printf '$(HASH)include <cublas_v2.h>\nint main(void){cublasHandle_t h; return (int)cublasCreate(&h);}\n' \
+    printf '$(HASH)include <cublasLt.h>\n$(HASH)include <cublas_v2.h>\nint main(void){cublasHandle_t h; cublasLtHandle_t l; return (int)cublasCreate(&h) + (int)cublasLtCreate(&l);}\n' \
       > /tmp/gptrain-cuda-probe-$$$$.cu && \
     $(NVCC) -c /tmp/gptrain-cuda-probe-$$$$.cu -o /tmp/gptrain-cuda-probe-$$$$.o >/dev/null 2>&1 && \
-    $(CC) /tmp/gptrain-cuda-probe-$$$$.o -o /tmp/gptrain-cuda-probe-$$$$ -L$(CUDA_LIBDIR) -lcublas -lcudart -lstdc++ \
-      >/dev/null 2>&1 && echo yes; rm -f /tmp/gptrain-cuda-probe-$$$$*)
+    $(CC) /tmp/gptrain-cuda-probe-$$$$.o -o /tmp/gptrain-cuda-probe-$$$$ -L$(CUDA_LIBDIR) -lcublasLt -lcublas -lcudart \
+      -lstdc++ >/dev/null 2>&1 && echo yes; rm -f /tmp/gptrain-cuda-probe-$$$$*)
 endif
 ifeq ($(HAVE_CUDA),yes)
   CFLAGS  += -DGPTRAIN_CUDA
-  LDLIBS  += -L$(CUDA_LIBDIR) -Wl,-rpath,$(CUDA_LIBDIR) -lcublas -lcudart -lstdc++
+  LDLIBS  += -L$(CUDA_LIBDIR) -Wl,-rpath,$(CUDA_LIBDIR) -lcublasLt -lcublas -lcudart -lstdc++
   NVFLAGS := -O3 -std=c++17 $(CUDA_ARCH) -Xcompiler -Wall,-Wextra,-Wno-unused-parameter -I. -Ikernels -Ikernels/cuda \
              -DGPTRAIN_CUDA
-  $(info gptrain build: CUDA       yes ($(NVCC), sm_80 + sm_90a; cuBLAS))
+  $(info gptrain build: CUDA       yes ($(NVCC), sm_80 + sm_90a; cuBLAS, cuBLASLt))
   HAVE_NCCL := $(shell printf '$(HASH)include <nccl.h>\nint main(void){int v; return (int)ncclGetVersion(&v);}\n' | $(CC) -x c - -I$(CUDA_INC) -o /dev/null -L$(CUDA_LIBDIR) -lnccl >/dev/null 2>&1 && echo yes)
   ifeq ($(HAVE_NCCL),yes)
     CFLAGS += -DGPTRAIN_NCCL -I$(CUDA_INC)

@@ -61,7 +61,7 @@ if [ $DRY = 1 ]; then
     device="gptrain emulated GPU (dry run: build/emu, no GPU)"
     driver="none (emulated)"
     B=2 STEPS=4 WARM=1 MORE_B="3 auto" MAX_B=8
-    SMALL_GPU="env GPTRAIN_EMU_MEMORY=80M"   # --batch auto on an 80 MiB emulated GPU picks a small B
+    SMALL_GPU="env GPTRAIN_EMU_MEMORY=128M"   # --batch auto on a 128 MiB emulated GPU picks a small B
     MODEL="--preset micro --seq-len 32"
     SEQ=32
 else

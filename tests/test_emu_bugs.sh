@@ -7,7 +7,8 @@
 # call, a missing event wait between two streams, a host read of a device pointer, a kernel writing one element past
 # its buffer), one in a flash kernel (a stage refilled before every warp finished reading it), one in the encoder
 # backward's sort (its merge passes across shared-memory tiles left out), two in the batch upload (the copy not
-# ordered after the reads of its token set, the forward not waiting for the copy), and the old GPU index
+# ordered after the reads of its token set, the forward not waiting for the copy), one in the cuBLASLt matmul (the
+# bias epilogue left out), and the old GPU index
 # of train/common.c (every rank on GPU 0 when the launcher names no local rank). The unchanged sources pass the same
 # programs in the rest of make test.
 . tests/lib.sh
@@ -90,6 +91,8 @@ train/main.c "stream race" \
 '"$BIN" train --data "$T/data" --preset micro --seq-len 32 --steps 2 --batch 2 --grad-accum 3 --eval-steps 1 --device cuda --out "$T/upload"'
 plant "batch upload: the forward not waiting for its copy" $K/backend_cuda.cu tests/gpu/test_gpu.c "stream race" \
 '    CUDA_CHECK(cudaStreamWaitEvent(0, cs->stage_done[k], 0));' ''
+plant "matmul forward on cuBLASLt without its bias epilogue" $K/matmul.cu tests/gpu/test_gpu.c "FAIL matmul_forward" \
+'    const uint32_t epilogue = CUBLASLT_EPILOGUE_BIAS;' '    const uint32_t epilogue = CUBLASLT_EPILOGUE_DEFAULT;'
 plant "flash forward: a K/V stage refilled before every warp read it (barrier removed)" kernels/cuda/flash_sm80.cu \
 tests/test_flash_emu.cc "shared-memory race" \
 '        __syncthreads();   // every warp is done with this stage before iteration j + 1 refills it' ''

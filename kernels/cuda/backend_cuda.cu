@@ -81,6 +81,8 @@ static void cuda_upload(Backend *be, void *dst, const void *const *srcs, const s
             CUDA_CHECK(cudaMemcpy(dst, srcs[i], bytes[i], cudaMemcpyHostToDevice));
             dst = (char *)dst + bytes[i];
         }
+        CUDA_CHECK(cudaEventRecord(cs->prev_upload, 0));   // the next upload's ordering point, as below
+        cs->have_prev_upload = 1;
         return;
     }
     const int k = cs->stage_next;
@@ -174,9 +176,12 @@ extern "C" int backend_cuda_init(Backend *be, int device, int matmul_mode, char 
     CUDA_CHECK(cudaGetDeviceProperties(&cs->prop, device));
     CUDA_CHECK(cudaFree(0));   // create the context now, so its memory is counted before the model's
     CUBLAS_CHECK(cublasCreate(&cs->cublas));
+    CUBLAS_CHECK(cublasLtCreate(&cs->cublaslt));
     CUDA_CHECK(cudaMalloc(&cs->partials, (CUDA_SUMSQ_BLOCKS + 1) * sizeof(double)));
     cs->scratch = (float *)cuda_alloc(be, CUDA_SCRATCH_FLOATS * sizeof(float), "the reductions' scratch");
     cs->scratch_floats = CUDA_SCRATCH_FLOATS;
+    cs->lt_workspace = cuda_alloc(be, CUDA_LT_WORKSPACE_BYTES, "the cuBLASLt workspace");
+    cs->lt_workspace_bytes = CUDA_LT_WORKSPACE_BYTES;
     cs->bad_target = (int *)cuda_alloc(be, sizeof(int), "the classifier's flag");
     const int none = -1;
     CUDA_CHECK(cudaMemcpy(cs->bad_target, &none, sizeof none, cudaMemcpyHostToDevice));

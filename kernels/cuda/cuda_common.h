@@ -9,6 +9,7 @@
 #ifndef GPTRAIN_CUDA_COMMON_H
 #define GPTRAIN_CUDA_COMMON_H
 
+#include <cublasLt.h>
 #include <cublas_v2.h>
 #include <math.h>
 #include <cuda_runtime.h>
@@ -57,6 +58,9 @@ typedef struct CudaState {
     int device;
     cudaDeviceProp prop;
     cublasHandle_t cublas;
+    cublasLtHandle_t cublaslt;  // the matmuls with a fused epilogue (matmul.cu), with their workspace
+    void *lt_workspace;
+    size_t lt_workspace_bytes;
     int matmul_mode;          // CUDA_MATMUL_*: exact fp32, or TF32 / bf16 / fp16 tensor cores on fp32 storage
     double *partials;         // sum_squares: per-block partial sums (CUDA_SUMSQ_BLOCKS doubles), then the total
     double *partials_host;    // pinned host copy of the total
@@ -76,6 +80,8 @@ typedef struct CudaState {
 #define CUDA_SUMSQ_BLOCKS 1024
 // 8 MiB: the LayerNorm backward's partials at B=16 T=1024 C=768 are 3 MiB; larger shapes give each block more rows.
 #define CUDA_SCRATCH_FLOATS ((size_t)1 << 21)
+// cuBLASLt's workspace, allocated once: 32 MiB, what NVIDIA suggests for Hopper.
+#define CUDA_LT_WORKSPACE_BYTES ((size_t)32 << 20)
 // 2 x 4 MiB of pinned staging for uploads: a micro-batch's inputs and targets up to 512K tokens (beyond that an
 // upload is a synchronous copy).
 #define CUDA_STAGE_BYTES ((size_t)4 << 20)

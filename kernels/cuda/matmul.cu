@@ -77,8 +77,52 @@ void cuda_gemm_batched(Backend *be, cublasOperation_t ta, cublasOperation_t tb, 
                                             compute_type(be), CUBLAS_GEMM_DEFAULT));
 }
 
+// The forward with its bias on cuBLASLt: the bias is added in the GEMM's epilogue (CUBLASLT_EPILOGUE_BIAS: + bias[m]
+// on row m of out^T, i.e. per output feature), so out is written once instead of written by the GEMM and then read
+// and written again by add_bias_kernel: for GPT-2 124M at B=16 T=1024, 10.9 GB and ~3.3 ms of memory traffic per
+// step less, on paper. Returns 0 when cuBLASLt has no algorithm for these types (the caller then takes the GEMM and
+// bias kernel path), as its heuristic may answer for some precision modes.
+static int matmul_bias_lt(Backend *be, float *out, const float *inp, const float *w, const float *bias, int N, int K,
+                          int M) {
+    CudaState *cs = cuda_state(be);
+    cublasLtMatmulDesc_t desc;
+    cublasLtMatrixLayout_t A, B, D;
+    cublasLtMatmulPreference_t pref;
+    const int32_t ta = CUBLAS_OP_T, tb = CUBLAS_OP_N;
+    const uint32_t epilogue = CUBLASLT_EPILOGUE_BIAS;
+    const uint64_t ws = cs->lt_workspace_bytes;
+    CUBLAS_CHECK(cublasLtMatmulDescCreate(&desc, compute_type(be), CUDA_R_32F));
+    CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(desc, CUBLASLT_MATMUL_DESC_TRANSA, &ta, sizeof ta));
+    CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(desc, CUBLASLT_MATMUL_DESC_TRANSB, &tb, sizeof tb));
+    CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(desc, CUBLASLT_MATMUL_DESC_EPILOGUE, &epilogue, sizeof epilogue));
+    CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(desc, CUBLASLT_MATMUL_DESC_BIAS_POINTER, &bias, sizeof bias));
+    // out^T (M,N) = op_T(w as stored: K x M, column-major) x inp^T (K x N): the transposed-operand trick of cuda_gemm.
+    CUBLAS_CHECK(cublasLtMatrixLayoutCreate(&A, CUDA_R_32F, K, M, K));
+    CUBLAS_CHECK(cublasLtMatrixLayoutCreate(&B, CUDA_R_32F, K, N, K));
+    CUBLAS_CHECK(cublasLtMatrixLayoutCreate(&D, CUDA_R_32F, M, N, M));
+    CUBLAS_CHECK(cublasLtMatmulPreferenceCreate(&pref));
+    CUBLAS_CHECK(cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES, &ws, sizeof ws));
+    cublasLtMatmulHeuristicResult_t res;
+    int found = 0;
+    const cublasStatus_t st = cublasLtMatmulAlgoGetHeuristic(cs->cublaslt, desc, A, B, D, D, pref, 1, &res, &found);
+    if (st != CUBLAS_STATUS_NOT_SUPPORTED) CUBLAS_CHECK(st);
+    const int ok = st == CUBLAS_STATUS_SUCCESS && found > 0;
+    if (ok) {
+        const float one = 1.0f, zero = 0.0f;
+        CUBLAS_CHECK(cublasLtMatmul(cs->cublaslt, desc, &one, w, A, inp, B, &zero, out, D, out, D, &res.algo,
+                                    cs->lt_workspace, cs->lt_workspace_bytes, 0));
+    }
+    CUBLAS_CHECK(cublasLtMatmulPreferenceDestroy(pref));
+    CUBLAS_CHECK(cublasLtMatrixLayoutDestroy(D));
+    CUBLAS_CHECK(cublasLtMatrixLayoutDestroy(B));
+    CUBLAS_CHECK(cublasLtMatrixLayoutDestroy(A));
+    CUBLAS_CHECK(cublasLtMatmulDescDestroy(desc));
+    return ok;
+}
+
 extern "C" void cuda_matmul_forward(Backend *be, float *out, const float *inp, const float *w, const float *bias,
                                     int N, int K, int M) {
+    if (bias && N && matmul_bias_lt(be, out, inp, w, bias, N, K, M)) return;
     cuda_gemm(be, CUBLAS_OP_T, CUBLAS_OP_N, M, N, K, 1.0f, w, K, inp, K, 0.0f, out, M);
     if (bias) {
         CUDA_LAUNCH(blocks_for((size_t)N * M, 256), 256, 0, 0, add_bias_kernel)(out, bias, (size_t)N, M);

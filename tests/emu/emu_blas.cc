@@ -27,6 +27,7 @@
 #include <algorithm>
 #include <vector>
 
+#include "cublasLt.h"
 #include "cublas_v2.h"
 #include "emu_internal.h"
 
@@ -129,6 +130,8 @@ struct Gemm {
     Round round;
     float alpha, beta;
     const float *alpha_dev, *beta_dev;
+    const void *bias;          // cuBLASLt's BIAS epilogue: + bias[i] on row i of the result (m values), or NULL
+    cudaDataType bias_type;
 };
 
 static void run_gemm(const Gemm &g) {
@@ -144,6 +147,11 @@ static void run_gemm(const Gemm &g) {
     if (g.beta_dev) {
         op_read(g.beta_dev, 4, wc);
         beta = *g.beta_dev;
+    }
+    if (g.bias) {
+        char wbias[96];
+        snprintf(wbias, sizeof wbias, "%s bias", g.fn);
+        op_read(g.bias, (size_t)g.m * type_size(g.bias_type), wbias);
     }
     std::vector<float> a((size_t)g.m * g.k), bt((size_t)g.n * g.k), out((size_t)g.m * g.n);
     for (int b = 0; b < g.batch; b++) {
@@ -171,6 +179,7 @@ static void run_gemm(const Gemm &g) {
                 for (int p = 0; p < g.k; p++) acc = fmaf(ar[p], br[p], acc);
                 float v = alpha * acc;
                 if (beta != 0.0f) v = fmaf(beta, load(C, g.C.type, (size_t)j * g.C.ld + i), v);
+                if (g.bias) v += load(g.bias, g.bias_type, i);
                 out[(size_t)j * g.m + i] = v;
             }
         check_matrix(g.C, b, true, wc);
@@ -259,6 +268,60 @@ static cublasStatus_t gemm_submit(cublasHandle_t h, const char *fn, cublasOperat
     const size_t c_bytes = ((size_t)(batch - 1) * (size_t)sc + (size_t)(n - 1) * (size_t)ldc + (size_t)m) * type_size(Ctype);
     if (submit_op(h->stream, "cuBLAS", name, [g]() { run_gemm(g); }, C, c_bytes) != cudaSuccess)
         return CUBLAS_STATUS_EXECUTION_FAILED;
+    return CUBLAS_STATUS_SUCCESS;
+}
+
+// ---- cuBLASLt (cublasLt.h): descriptors, and a matmul on the same reference GEMM ----
+
+}  // namespace emu
+
+struct cublasLtContext {
+    int device;
+};
+struct cublasLtMatmulDescEmu {
+    cublasComputeType_t compute;
+    cudaDataType_t scale;
+    cublasOperation_t ta, tb;
+    uint32_t epilogue;
+    const void *bias;
+    int32_t bias_type;   // -1: the type of D
+};
+struct cublasLtMatrixLayoutEmu {
+    cudaDataType type;
+    uint64_t rows, cols;
+    int64_t ld;
+};
+struct cublasLtMatmulPreferenceEmu {
+    size_t max_workspace;
+};
+
+namespace emu {
+
+// Everything a matmul needs checked before it is queued: shapes that agree, types cublasGemmEx would take, an
+// epilogue the emulator implements. CUBLAS_STATUS_NOT_SUPPORTED for a combination the library may refuse.
+static cublasStatus_t lt_check(const char *fn, cublasLtMatmulDesc_t d, cublasLtMatrixLayout_t A,
+                               cublasLtMatrixLayout_t B, cublasLtMatrixLayout_t C, cublasLtMatrixLayout_t D,
+                               Round *r, int *m, int *n, int *k) {
+    if (!d || !A || !B || !C || !D) return CUBLAS_STATUS_INVALID_VALUE;
+    if (d->scale != CUDA_R_32F) fatal("%s: scale type %d is not emulated (only CUDA_R_32F)", fn, (int)d->scale);
+    if (d->epilogue != CUBLASLT_EPILOGUE_DEFAULT && d->epilogue != CUBLASLT_EPILOGUE_BIAS)
+        fatal("%s: epilogue %u is not emulated (DEFAULT and BIAS are)", fn, d->epilogue);
+    const bool ta = d->ta != CUBLAS_OP_N, tb = d->tb != CUBLAS_OP_N;
+    *m = (int)(ta ? A->cols : A->rows);
+    *k = (int)(ta ? A->rows : A->cols);
+    *n = (int)(tb ? B->rows : B->cols);
+    if ((uint64_t)*k != (tb ? B->cols : B->rows) || D->rows != (uint64_t)*m || D->cols != (uint64_t)*n ||
+        C->rows != D->rows || C->cols != D->cols || C->type != D->type)
+        return CUBLAS_STATUS_INVALID_VALUE;
+    if (A->ld < (int64_t)std::max<uint64_t>(1, A->rows) || B->ld < (int64_t)std::max<uint64_t>(1, B->rows) ||
+        C->ld < (int64_t)std::max<uint64_t>(1, C->rows) || D->ld < (int64_t)std::max<uint64_t>(1, D->rows))
+        return CUBLAS_STATUS_INVALID_VALUE;
+    const cublasStatus_t st = gemm_types(fn, d->compute, A->type, B->type, D->type, r);
+    if (st != CUBLAS_STATUS_SUCCESS) return st;
+    if (d->epilogue == CUBLASLT_EPILOGUE_BIAS) {
+        const int32_t bt = d->bias_type == -1 ? (int32_t)D->type : d->bias_type;
+        if (bt != CUDA_R_32F && bt != (int32_t)D->type) return CUBLAS_STATUS_NOT_SUPPORTED;
+    }
     return CUBLAS_STATUS_SUCCESS;
 }
 
@@ -391,6 +454,158 @@ cublasStatus_t cublasSgemmStridedBatched(cublasHandle_t handle, cublasOperation_
                                                                                        : CUBLAS_COMPUTE_32F;
     return gemm_submit(handle, "cublasSgemmStridedBatched", transa, transb, m, n, k, alpha, A, CUDA_R_32F, lda,
                        strideA, B, CUDA_R_32F, ldb, strideB, beta, C, CUDA_R_32F, ldc, strideC, batchCount, ct);
+}
+
+// ---- cuBLASLt ----
+
+cublasStatus_t cublasLtCreate(cublasLtHandle_t *handle) {
+    if (!handle) return CUBLAS_STATUS_INVALID_VALUE;
+    *handle = new cublasLtContext{current_device()};
+    return CUBLAS_STATUS_SUCCESS;
+}
+cublasStatus_t cublasLtDestroy(cublasLtHandle_t handle) {
+    delete handle;
+    return CUBLAS_STATUS_SUCCESS;
+}
+size_t cublasLtGetVersion(void) { return CUBLAS_VERSION; }
+
+cublasStatus_t cublasLtMatmulDescCreate(cublasLtMatmulDesc_t *desc, cublasComputeType_t computeType,
+                                        cudaDataType_t scaleType) {
+    if (!desc) return CUBLAS_STATUS_INVALID_VALUE;
+    *desc = new cublasLtMatmulDescEmu{computeType, scaleType, CUBLAS_OP_N, CUBLAS_OP_N, CUBLASLT_EPILOGUE_DEFAULT,
+                                      NULL, -1};
+    return CUBLAS_STATUS_SUCCESS;
+}
+cublasStatus_t cublasLtMatmulDescDestroy(cublasLtMatmulDesc_t desc) {
+    delete desc;
+    return CUBLAS_STATUS_SUCCESS;
+}
+cublasStatus_t cublasLtMatmulDescSetAttribute(cublasLtMatmulDesc_t desc, cublasLtMatmulDescAttributes_t attr,
+                                              const void *buf, size_t size) {
+    if (!desc || !buf) return CUBLAS_STATUS_INVALID_VALUE;
+    switch (attr) {
+    case CUBLASLT_MATMUL_DESC_TRANSA:
+    case CUBLASLT_MATMUL_DESC_TRANSB: {
+        if (size != sizeof(int32_t)) return CUBLAS_STATUS_INVALID_VALUE;
+        int32_t v;
+        memcpy(&v, buf, sizeof v);
+        if (v != CUBLAS_OP_N && v != CUBLAS_OP_T) fatal("cublasLtMatmulDescSetAttribute: operation %d is not emulated", v);
+        (attr == CUBLASLT_MATMUL_DESC_TRANSA ? desc->ta : desc->tb) = (cublasOperation_t)v;
+        return CUBLAS_STATUS_SUCCESS;
+    }
+    case CUBLASLT_MATMUL_DESC_EPILOGUE:
+        if (size != sizeof(uint32_t)) return CUBLAS_STATUS_INVALID_VALUE;
+        memcpy(&desc->epilogue, buf, sizeof desc->epilogue);
+        return CUBLAS_STATUS_SUCCESS;
+    case CUBLASLT_MATMUL_DESC_BIAS_POINTER:
+        if (size != sizeof(void *)) return CUBLAS_STATUS_INVALID_VALUE;
+        memcpy(&desc->bias, buf, sizeof desc->bias);
+        return CUBLAS_STATUS_SUCCESS;
+    case CUBLASLT_MATMUL_DESC_BIAS_DATA_TYPE:
+        if (size != sizeof(int32_t)) return CUBLAS_STATUS_INVALID_VALUE;
+        memcpy(&desc->bias_type, buf, sizeof desc->bias_type);
+        return CUBLAS_STATUS_SUCCESS;
+    default:
+        fatal("cublasLtMatmulDescSetAttribute: attribute %d is not emulated", (int)attr);
+    }
+}
+
+cublasStatus_t cublasLtMatrixLayoutCreate(cublasLtMatrixLayout_t *layout, cudaDataType type, uint64_t rows,
+                                          uint64_t cols, int64_t ld) {
+    if (!layout || ld < 0) return CUBLAS_STATUS_INVALID_VALUE;
+    *layout = new cublasLtMatrixLayoutEmu{type, rows, cols, ld};
+    return CUBLAS_STATUS_SUCCESS;
+}
+cublasStatus_t cublasLtMatrixLayoutDestroy(cublasLtMatrixLayout_t layout) {
+    delete layout;
+    return CUBLAS_STATUS_SUCCESS;
+}
+
+cublasStatus_t cublasLtMatmulPreferenceCreate(cublasLtMatmulPreference_t *pref) {
+    if (!pref) return CUBLAS_STATUS_INVALID_VALUE;
+    *pref = new cublasLtMatmulPreferenceEmu{0};
+    return CUBLAS_STATUS_SUCCESS;
+}
+cublasStatus_t cublasLtMatmulPreferenceDestroy(cublasLtMatmulPreference_t pref) {
+    delete pref;
+    return CUBLAS_STATUS_SUCCESS;
+}
+cublasStatus_t cublasLtMatmulPreferenceSetAttribute(cublasLtMatmulPreference_t pref,
+                                                    cublasLtMatmulPreferenceAttributes_t attr, const void *buf,
+                                                    size_t size) {
+    if (!pref || !buf) return CUBLAS_STATUS_INVALID_VALUE;
+    if (attr != CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES)
+        fatal("cublasLtMatmulPreferenceSetAttribute: attribute %d is not emulated", (int)attr);
+    if (size != sizeof(uint64_t)) return CUBLAS_STATUS_INVALID_VALUE;
+    uint64_t v;
+    memcpy(&v, buf, sizeof v);
+    pref->max_workspace = (size_t)v;
+    return CUBLAS_STATUS_SUCCESS;
+}
+
+cublasStatus_t cublasLtMatmulAlgoGetHeuristic(cublasLtHandle_t handle, cublasLtMatmulDesc_t desc,
+                                              cublasLtMatrixLayout_t Adesc, cublasLtMatrixLayout_t Bdesc,
+                                              cublasLtMatrixLayout_t Cdesc, cublasLtMatrixLayout_t Ddesc,
+                                              cublasLtMatmulPreference_t pref, int requested,
+                                              cublasLtMatmulHeuristicResult_t results[], int *returned) {
+    if (!handle || !pref || requested < 1 || !results || !returned) return CUBLAS_STATUS_INVALID_VALUE;
+    *returned = 0;
+    Round r;
+    int m, n, k;
+    const cublasStatus_t st = lt_check("cublasLtMatmulAlgoGetHeuristic", desc, Adesc, Bdesc, Cdesc, Ddesc, &r, &m, &n, &k);
+    if (st != CUBLAS_STATUS_SUCCESS) return st;
+    memset(&results[0], 0, sizeof results[0]);
+    results[0].state = CUBLAS_STATUS_SUCCESS;   // one algorithm, needing no workspace
+    results[0].wavesCount = 1.0f;
+    *returned = 1;
+    return CUBLAS_STATUS_SUCCESS;
+}
+
+cublasStatus_t cublasLtMatmul(cublasLtHandle_t handle, cublasLtMatmulDesc_t desc, const void *alpha, const void *A,
+                              cublasLtMatrixLayout_t Adesc, const void *B, cublasLtMatrixLayout_t Bdesc,
+                              const void *beta, const void *C, cublasLtMatrixLayout_t Cdesc, void *D,
+                              cublasLtMatrixLayout_t Ddesc, const cublasLtMatmulAlgo_t *algo, void *workspace,
+                              size_t workspaceSize, cudaStream_t stream) {
+    (void)algo;
+    (void)workspace;
+    (void)workspaceSize;
+    if (!handle || !alpha || !beta) return CUBLAS_STATUS_INVALID_VALUE;
+    Round r;
+    int m, n, k;
+    const cublasStatus_t st = lt_check("cublasLtMatmul", desc, Adesc, Bdesc, Cdesc, Ddesc, &r, &m, &n, &k);
+    if (st != CUBLAS_STATUS_SUCCESS) return st;
+    Gemm g;
+    memset(&g, 0, sizeof g);
+    snprintf(g.fn, sizeof g.fn, "cublasLtMatmul");
+    g.alpha = *(const float *)alpha;
+    g.beta = *(const float *)beta;
+    if (C != D && g.beta != 0.0f) fatal("cublasLtMatmul: C distinct from D with beta != 0 is not emulated");
+    if (m == 0 || n == 0) return CUBLAS_STATUS_SUCCESS;
+    g.m = m;
+    g.n = n;
+    g.k = k;
+    g.batch = 1;
+    g.ta = desc->ta != CUBLAS_OP_N;
+    g.tb = desc->tb != CUBLAS_OP_N;
+    g.A = Mat{A, Adesc->type, (int)Adesc->rows, (int)Adesc->cols, Adesc->ld, 0};
+    g.B = Mat{B, Bdesc->type, (int)Bdesc->rows, (int)Bdesc->cols, Bdesc->ld, 0};
+    g.C = Mat{D, Ddesc->type, (int)Ddesc->rows, (int)Ddesc->cols, Ddesc->ld, 0};
+    g.round = r;
+    if (desc->epilogue == CUBLASLT_EPILOGUE_BIAS) {
+        if (!desc->bias) return CUBLAS_STATUS_INVALID_VALUE;
+        g.bias = desc->bias;
+        g.bias_type = desc->bias_type == -1 ? Ddesc->type : (cudaDataType)desc->bias_type;
+    }
+    if (current_device() != handle->device)
+        fatal("cublasLtMatmul on device %d with a cuBLASLt handle created on device %d", current_device(),
+              handle->device);
+    char name[256];
+    snprintf(name, sizeof name, "cublasLtMatmul %c%c m=%d n=%d k=%d%s", g.ta ? 'T' : 'N', g.tb ? 'T' : 'N', m, n, k,
+             g.bias ? " +bias" : "");
+    const size_t d_bytes = ((size_t)(n - 1) * (size_t)Ddesc->ld + (size_t)m) * type_size(Ddesc->type);
+    if (submit_op(stream, "cuBLASLt", name, [g]() { run_gemm(g); }, D, d_bytes) != cudaSuccess)
+        return CUBLAS_STATUS_EXECUTION_FAILED;
+    return CUBLAS_STATUS_SUCCESS;
 }
 
 }  // extern "C"
