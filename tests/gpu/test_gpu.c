@@ -4,8 +4,8 @@
  *   ops: every op of ops.h on fresh random inputs of several shapes (T = 7, 13, 64; C = 24, 96, 128; V = 33, 65,
  *        padded to 128), outputs poisoned with NaN bytes before each run (written outputs must be fully written;
  *        accumulated outputs are pre-filled with random values and must equal prefill + reference). Tolerance by
- *        STYLE.md's rule: fp32 <= 1e-4 relative (GPU) for every op, and in TF32 / bf16 mode the matmul-class outputs
- *        (matmuls, the attention's GEMMs) within twice the error of the same naive math in that precision (float64
+ *        STYLE.md's rule: fp32 <= 1e-4 relative (GPU) for every op, and in TF32 / bf16 / fp16 mode the matmul-class
+ *        outputs (matmuls, the attention's GEMMs) within twice the error of the same naive math in that precision (float64
  *        products of inputs rounded as the tensor cores round them) plus fp32 accumulation slack; NaN never passes.
  *   model: a whole training run on both backends from the same weights and batches: losses, every gradient after
  *          one step, and the weights after 10 AdamW steps (with clipping) within fp32 / tf32 tolerances;
@@ -42,15 +42,28 @@ static double urand(void) {  // uniform in [-1, 1)
 typedef struct Buf { float *f; double *d; float *dev; size_t n; } Buf;
 static Backend GPU;
 static const double RTOL = 1e-4;   // fp32 on a GPU (STYLE.md); every op that is not a matmul stays fp32 in any mode
-static int PREC;                   // the matmuls' precision: 0 fp32, 1 TF32, 2 bf16 tensor cores
+static int PREC;                   // the matmuls' precision: 0 fp32, 1 TF32, 2 bf16, 3 fp16 tensor cores
+static const char *const PREC_NAMES[4] = {"fp32", "TF32", "bf16", "fp16"};
+
+// fp16 to nearest even: 10 mantissa bits, exponents down to -14 then subnormals in steps of 2^-24, and infinity from
+// 65520 up (halfway between the largest finite value, 65504, and the next step).
+static double round_fp16(float f) {
+    const double a = fabs((double)f);
+    if (a >= 65520.0) return copysign(INFINITY, f);
+    int e;
+    frexp(a, &e);   // a = m 2^e, m in [0.5, 1): the leading bit is 2^(e-1)
+    const double step = ldexp(1.0, (e - 1 > -14 ? e - 1 : -14) - 10);
+    return copysign(nearbyint(a / step) * step, f);   // the default rounding mode: ties to even
+}
 
 // A value as a tensor core sees it in this precision: TF32 keeps 10 mantissa bits (cvt.rna: to nearest, ties away
-// from zero), bf16 7 (to nearest even).
+// from zero), bf16 7 (to nearest even), fp16 as round_fp16.
 static double lp(double x) {
     float f = (float)x;
     uint32_t u;
     memcpy(&u, &f, 4);
     if (PREC == 0 || (u & 0x7f800000u) == 0x7f800000u) return f;
+    if (PREC == 3) return round_fp16(f);
     if (PREC == 1) u = (u + 0x1000u) & ~0x1fffu;
     else u = (u + 0x7fffu + ((u >> 16) & 1u)) & 0xffff0000u;
     memcpy(&f, &u, 4);
@@ -101,7 +114,7 @@ static void compare_mm(const char *op, const char *what, const char *tag, Buf *b
     char name[256];
     snprintf(name, sizeof name, "%s %s [%s]", op, what, tag);
     harness_case(e <= tol, name, "max error %.3g <= %.3g (2 x the naive %s error %.3g + fp32 slack) at %zu (%.8g vs %.8g)",
-                 e, tol, PREC == 1 ? "TF32" : "bf16", e_naive, where, b->n ? b->f[where] : 0.0f, b->n ? b->d[where] : 0.0);
+                 e, tol, PREC_NAMES[PREC], e_naive, where, b->n ? b->f[where] : 0.0f, b->n ? b->d[where] : 0.0);
 }
 
 // The same naive math in the matmuls' precision, for compare_mm: every GEMM input rounded by lp(), products and sums
@@ -702,8 +715,8 @@ int main(void) {
         return 0;
     }
     const Shape shapes[] = {{2, 7, 24, 2, 96, 33, 128}, {3, 13, 96, 4, 384, 65, 128}, {4, 64, 128, 4, 512, 65, 128}};
-    const char *precs[3] = {"fp32", "tf32", "bf16"};
-    for (int p = 0; p < 3; p++) {
+    const char *precs[4] = {"fp32", "tf32", "bf16", "fp16"};
+    for (int p = 0; p < 4; p++) {
         char err[256];
         if (backend_cuda_init(&GPU, 0, p, err, sizeof err)) {
             harness_case(0, "CUDA backend init", "%s", err);
@@ -716,7 +729,7 @@ int main(void) {
         }
         PREC = p;
         for (size_t i = 0; i < sizeof shapes / sizeof shapes[0]; i++) test_ops(&shapes[i], precs[p]);
-        test_model(precs[p], p == 0 ? 1e-4 : p == 1 ? 1e-2 : 5e-2);
+        test_model(precs[p], p == 0 ? 1e-4 : p == 1 ? 1e-2 : 5e-2);   // fp16 (3) as bf16: its underflow is no better
         if (p == 0) {
             test_reductions(3, 700, 40, 5);
             test_determinism();
