@@ -5,8 +5,9 @@
  *        padded to 128), outputs poisoned with NaN bytes before each run (written outputs must be fully written;
  *        accumulated outputs are pre-filled with random values and must equal prefill + reference). Tolerance by
  *        STYLE.md's rule: fp32 <= 1e-4 relative (GPU) for every op, and in TF32 / bf16 / fp16 mode the matmul-class
- *        outputs (matmuls, the attention's GEMMs) within twice the error of the same naive math in that precision (float64
- *        products of inputs rounded as the tensor cores round them) plus fp32 accumulation slack; NaN never passes.
+ *        outputs (matmuls, the attention's GEMMs) within twice the error of the same naive math in that precision
+ *        (float64 products of inputs rounded as the tensor cores round them) plus fp32 accumulation slack; NaN never
+ *        passes.
  *   model: a whole training run on both backends from the same weights and batches: losses, every gradient after
  *          one step, and the weights after 10 AdamW steps (with clipping) within fp32 / tf32 tolerances;
  *          recompute none/selective/full give bitwise-identical GPU gradients; two identical GPU runs give
