@@ -395,12 +395,13 @@ void gpt_adamw_step(GPT *g, float lr, float beta1, float beta2, float eps, float
 }
 
 float gpt_adamw_step_clipped(GPT *g, float lr, float beta1, float beta2, float eps, float weight_decay,
-                             double grad_clip, float loss_scale, int check_loss) {
+                             double grad_clip, float loss_scale, int check_loss, double *loss_sum) {
     op_global_norm(g->be, g->grad_norm, g->grads_mem, g->mem.num_params);
     adamw_run(g, g->grads_mem, 0, g->mem.num_params, lr, beta1, beta2, eps, weight_decay, 1.0f / loss_scale,
               grad_clip * loss_scale, g->grad_norm, check_loss ? g->loss_sum : NULL);
     struct { double loss_sum; float norm; } back;   // the scalars' layout (gpt.h)
     backend_to_host(g->be, &back, g->scalars_mem, sizeof back);
     if (!isfinite(back.norm) || (check_loss && !isfinite(back.loss_sum))) g->adam_t--;   // skipped where it ran
+    if (loss_sum) *loss_sum = back.loss_sum;
     return back.norm / loss_scale;
 }

@@ -99,9 +99,9 @@ void gpt_adamw_step(GPT *g, float lr, float beta1, float beta2, float eps, float
 // update was queued; when the step was skipped nothing changed (the step counter too).
 // loss_scale: the gradients are that many times the true ones (a power of two, --loss-scale; 1: none): the norm
 // and the clip threshold are compared in scaled units and the update divides it out; the norm returned is the true
-// one.
+// one. loss_sum (may be NULL) gets the step's loss sum, read back with the norm in the same copy.
 float gpt_adamw_step_clipped(GPT *g, float lr, float beta1, float beta2, float eps, float weight_decay,
-                             double grad_clip, float loss_scale, int check_loss);
+                             double grad_clip, float loss_scale, int check_loss, double *loss_sum);
 // The same restricted to the flat parameter range [lo, hi) (a ZeRO-1 shard), with the gradient read from grads
 // (indexed like the parameter buffer, so a rank's shard of an averaged copy can be passed).
 void gpt_adamw_step_range(GPT *g, const float *grads, size_t lo, size_t hi, float lr, float beta1, float beta2,

@@ -906,11 +906,12 @@ int cmd_train(Options *o) {
             for (size_t i = z_lo; i < z_hi; i++) ss += (double)z_grads[i] * z_grads[i];
             m.grad_norm = (float)sqrt(dist_allreduce_sum(&dist, ss)) / S;   // a float, as gpt_grad_norm returns
         } else if (alone || isfinite(m.loss)) {
+            double loss_sum;
             m.grad_norm = gpt_adamw_step_clipped(&g, (float)m.lr, (float)o->beta1, (float)o->beta2, (float)o->eps,
-                                                 (float)o->weight_decay, o->grad_clip, (float)S, alone);
+                                                 (float)o->weight_decay, o->grad_clip, (float)S, alone, &loss_sum);
+            if (alone) m.loss = loss_sum / accum;   // read back with the norm, once the update was queued
             updated = 1;
         } else m.grad_norm = gpt_grad_norm(&g) / S;
-        if (alone) m.loss = gpt_loss_sum(&g) / accum;
         if (ls.on && isfinite(m.loss) && !isfinite(m.grad_norm)) {
             // An overflow of the scaled gradients, not a diverging run: the update was skipped (or, ZeRO-1, is not
             // made); a dynamic scale halves.
