@@ -25,6 +25,11 @@ typedef enum {
 
 typedef struct Backend Backend;
 
+// The element type of the compute-dtype tensors (ops.h): fp32 everywhere, bf16 on a GPU (Backend.dtype).
+typedef enum { DTYPE_F32 = 0, DTYPE_BF16 = 1 } DType;
+static inline size_t dtype_bytes(DType t) { return t == DTYPE_BF16 ? 2 : 4; }
+static inline const char *dtype_name(DType t) { return t == DTYPE_BF16 ? "bf16" : "fp32"; }
+
 // The AdamW step's per-tensor table and hyperparameters (ops.h op_adamw_step).
 #define ADAMW_MAX_TENSORS 32
 typedef struct AdamWTensors {
@@ -37,36 +42,38 @@ typedef struct AdamWHyper {
     float grad_scale;
     double grad_clip;                // <= 0: no clipping
     int t;
+    uint32_t seed;                   // the compute copy's stochastic rounding (0: to nearest even)
 } AdamWHyper;
 
 // One member per op of ops.h, same order, same arguments.
 typedef struct OpTable {
-    void (*encoder_forward)(Backend *, float *, const int32_t *, const float *, const float *, int, int, int);
-    void (*encoder_backward)(Backend *, float *, float *, float *, const float *, const int32_t *, int, int, int);
-    void (*layernorm_forward)(Backend *, float *, float *, float *, const float *, const float *, const float *,
-                              int, int);
-    void (*layernorm_backward)(Backend *, float *, float *, float *, const float *, const float *, const float *,
+    void (*encoder_forward)(Backend *, void *, const int32_t *, const void *, const void *, int, int, int);
+    void (*encoder_backward)(Backend *, float *, float *, float *, const void *, const int32_t *, int, int, int);
+    void (*layernorm_forward)(Backend *, void *, float *, float *, const void *, const void *, const void *, int,
+                              int);
+    void (*layernorm_backward)(Backend *, void *, float *, float *, const void *, const void *, const void *,
                                const float *, const float *, int, int);
-    void (*matmul_forward)(Backend *, float *, const float *, const float *, const float *, int, int, int);
-    void (*matmul_backward)(Backend *, float *, float *, float *, const float *, const float *, const float *,
-                            int, int, int);
-    void (*attention_forward)(Backend *, float *, float *, const float *, int, int, int, int);
-    void (*attention_backward)(Backend *, float *, float *, const float *, const float *, const float *,
-                               int, int, int, int);
-    void (*flash_attention_forward)(Backend *, float *, float *, float *, const float *, int, int, int, int);
-    void (*flash_attention_backward)(Backend *, float *, float *, const float *, const float *, const float *,
+    void (*matmul_forward)(Backend *, void *, const void *, const void *, const void *, int, int, int);
+    void (*matmul_backward)(Backend *, void *, float *, float *, const void *, const void *, const void *, int, int,
+                            int);
+    void (*attention_forward)(Backend *, void *, void *, const void *, int, int, int, int);
+    void (*attention_backward)(Backend *, void *, void *, const void *, const void *, const void *, int, int, int,
+                               int);
+    void (*flash_attention_forward)(Backend *, void *, float *, float *, const void *, int, int, int, int);
+    void (*flash_attention_backward)(Backend *, void *, float *, const void *, const void *, const void *,
                                      const float *, int, int, int, int);
-    void (*gelu_forward)(Backend *, float *, const float *, size_t);
-    void (*gelu_backward)(Backend *, float *, const float *, const float *, size_t);
-    void (*residual_forward)(Backend *, float *, const float *, const float *, size_t);
-    void (*classifier_forward_backward)(Backend *, float *, float *, const int32_t *, int, int, int, float);
+    void (*gelu_forward)(Backend *, void *, const void *, size_t);
+    void (*gelu_backward)(Backend *, void *, const void *, const void *, size_t);
+    void (*residual_forward)(Backend *, void *, const void *, const void *, size_t);
+    void (*classifier_forward_backward)(Backend *, float *, void *, const int32_t *, int, int, int, float);
     void (*loss_accumulate)(Backend *, double *, const float *, size_t);
     double (*sum_squares)(Backend *, const float *, size_t);
     void (*scale)(Backend *, float *, float, size_t);
-    void (*zero)(Backend *, float *, size_t);
+    void (*zero)(Backend *, void *, size_t);
+    void (*to_compute)(Backend *, void *, const float *, size_t, uint32_t);
     void (*global_norm)(Backend *, float *, const float *, size_t);
-    void (*adamw_step)(Backend *, float *, const float *, float *, float *, size_t, size_t, const AdamWTensors *,
-                       const AdamWHyper *, const float *, const double *);
+    void (*adamw_step)(Backend *, float *, void *, const float *, float *, float *, size_t, size_t,
+                       const AdamWTensors *, const AdamWHyper *, const float *, const double *);
 } OpTable;
 
 // The backend's memory. alloc returns zeroed memory and exits with a message naming `what` and the size when it
@@ -115,6 +122,7 @@ struct Backend {
     int threads;           // OpenMP (and OpenBLAS) threads
     const OpTable *ops;
     const MemOps *mem;
+    DType dtype;           // the compute dtype of the ops' `void *` tensors (ops.h): fp32 unless the run chose bf16
     int deterministic;     // 1: ops whose fast GPU form sums in a varying order use a fixed order (--deterministic)
     OpProfile *profile;    // non-NULL: time every op into it (syncs around each op: for one profiled step only)
     size_t bytes_allocated; // backend memory requested through backend_alloc so far (the planner's check)

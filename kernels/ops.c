@@ -3,8 +3,8 @@
  * calls one set of functions whichever backend runs them. It is also where `--profile` measures: with be->profile
  * set, each op is bracketed by two marks (CUDA events on a GPU, the wall clock on the CPU) and the time between
  * them is read at once (so profiled steps run one op at a time), and its FLOPs (matmul-class work, as the FLOP walk
- * counts it) and minimum bytes (fp32: each input read once, each output written once; accumulated outputs read and
- * written) are added to the op's row.
+ * counts it) and minimum bytes (each input read once, each output written once, at its dtype's size; accumulated
+ * outputs read and written) are added to the op's row.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -41,7 +41,8 @@ static void prof_end(Backend *be, double t0, const char *name, double flops, dou
     p->rows[i].bytes += bytes;
 }
 
-#define F4 4.0   // bytes per fp32 element
+#define F4 4.0                                 // bytes per fp32 element
+#define EC ((double)dtype_bytes(be->dtype))    // bytes per compute-dtype element
 #define PROFILED(name, flops, bytes, call)           \
     do {                                             \
         const double t0_ = prof_begin(be);           \
@@ -49,68 +50,69 @@ static void prof_end(Backend *be, double t0, const char *name, double flops, dou
         prof_end(be, t0_, name, (flops), (bytes));   \
     } while (0)
 
-void op_encoder_forward(Backend *be, float *out, const int32_t *tokens, const float *wte, const float *wpe, int B,
+void op_encoder_forward(Backend *be, void *out, const int32_t *tokens, const void *wte, const void *wpe, int B,
                         int T, int C) {
-    PROFILED("encoder_forward", 0, F4 * 3.0 * B * T * C + 4.0 * B * T,
+    PROFILED("encoder_forward", 0, EC * 3.0 * B * T * C + 4.0 * B * T,
              be->ops->encoder_forward(be, out, tokens, wte, wpe, B, T, C));
 }
-void op_encoder_backward(Backend *be, float *dwte, float *dwpe, float *work, const float *dout,
+void op_encoder_backward(Backend *be, float *dwte, float *dwpe, float *work, const void *dout,
                          const int32_t *tokens, int B, int T, int C) {
-    PROFILED("encoder_backward", 0, F4 * 5.0 * B * T * C + 4.0 * B * T,
+    PROFILED("encoder_backward", 0, EC * B * T * C + F4 * 4.0 * B * T * C + 4.0 * B * T,
              be->ops->encoder_backward(be, dwte, dwpe, work, dout, tokens, B, T, C));
 }
-void op_layernorm_forward(Backend *be, float *out, float *mean, float *rstd, const float *inp, const float *w,
-                          const float *b, int N, int C) {
-    PROFILED("layernorm_forward", 0, F4 * (2.0 * N * C + 2.0 * C + 2.0 * N),
+void op_layernorm_forward(Backend *be, void *out, float *mean, float *rstd, const void *inp, const void *w,
+                          const void *b, int N, int C) {
+    PROFILED("layernorm_forward", 0, EC * (2.0 * N * C + 2.0 * C) + F4 * 2.0 * N,
              be->ops->layernorm_forward(be, out, mean, rstd, inp, w, b, N, C));
 }
-void op_layernorm_backward(Backend *be, float *dinp, float *dw, float *db, const float *dout, const float *inp,
-                           const float *w, const float *mean, const float *rstd, int N, int C) {
-    PROFILED("layernorm_backward", 0, F4 * (4.0 * N * C + 5.0 * C + 2.0 * N),
+void op_layernorm_backward(Backend *be, void *dinp, float *dw, float *db, const void *dout, const void *inp,
+                           const void *w, const float *mean, const float *rstd, int N, int C) {
+    PROFILED("layernorm_backward", 0, EC * (4.0 * N * C + C) + F4 * (4.0 * C + 2.0 * N),
              be->ops->layernorm_backward(be, dinp, dw, db, dout, inp, w, mean, rstd, N, C));
 }
-void op_matmul_forward(Backend *be, float *out, const float *inp, const float *w, const float *bias, int N, int K,
+void op_matmul_forward(Backend *be, void *out, const void *inp, const void *w, const void *bias, int N, int K,
                        int M) {
-    PROFILED("matmul_forward", 2.0 * N * K * M, F4 * ((double)N * K + (double)M * K + (double)N * M + (bias ? M : 0)),
+    PROFILED("matmul_forward", 2.0 * N * K * M, EC * ((double)N * K + (double)M * K + (double)N * M + (bias ? M : 0)),
              be->ops->matmul_forward(be, out, inp, w, bias, N, K, M));
 }
-void op_matmul_backward(Backend *be, float *dinp, float *dw, float *dbias, const float *dout, const float *inp,
-                        const float *w, int N, int K, int M) {
-    PROFILED("matmul_backward", (dinp ? 4.0 : 2.0) * N * K * M, F4 * ((double)N * M + (double)N * K + 2.0 * M * K + (dinp ? (double)M * K + (double)N * K : 0) + (dbias ? 2.0 * M : 0)),
+void op_matmul_backward(Backend *be, void *dinp, float *dw, float *dbias, const void *dout, const void *inp,
+                        const void *w, int N, int K, int M) {
+    PROFILED("matmul_backward", (dinp ? 4.0 : 2.0) * N * K * M,
+             EC * ((double)N * M + (double)N * K + (dinp ? (double)M * K + (double)N * K : 0)) +
+                 F4 * (2.0 * M * K + (dbias ? 2.0 * M : 0)),
              be->ops->matmul_backward(be, dinp, dw, dbias, dout, inp, w, N, K, M));
 }
-void op_attention_forward(Backend *be, float *out, float *att, const float *qkv, int B, int T, int C, int NH) {
-    PROFILED("attention_forward", 2.0 * B * C * T * (T + 1.0), F4 * (3.0 * B * T * C + (double)B * T * C + (double)B * NH * T * (T + 1.0) / 2),
+void op_attention_forward(Backend *be, void *out, void *att, const void *qkv, int B, int T, int C, int NH) {
+    PROFILED("attention_forward", 2.0 * B * C * T * (T + 1.0), EC * (3.0 * B * T * C + (double)B * T * C + (double)B * NH * T * (T + 1.0) / 2),
              be->ops->attention_forward(be, out, att, qkv, B, T, C, NH));
 }
-void op_attention_backward(Backend *be, float *dqkv, float *datt_scratch, const float *dout, const float *qkv,
-                           const float *att, int B, int T, int C, int NH) {
-    PROFILED("attention_backward", 4.0 * B * C * T * (T + 1.0), F4 * (3.0 * B * T * C + 4.0 * B * T * C + (double)B * NH * T * (T + 1.0) / 2),
+void op_attention_backward(Backend *be, void *dqkv, void *datt_scratch, const void *dout, const void *qkv,
+                           const void *att, int B, int T, int C, int NH) {
+    PROFILED("attention_backward", 4.0 * B * C * T * (T + 1.0), EC * (3.0 * B * T * C + 4.0 * B * T * C + (double)B * NH * T * (T + 1.0) / 2),
              be->ops->attention_backward(be, dqkv, datt_scratch, dout, qkv, att, B, T, C, NH));
 }
-void op_flash_attention_forward(Backend *be, float *out, float *lse, float *work, const float *qkv, int B, int T,
+void op_flash_attention_forward(Backend *be, void *out, float *lse, float *work, const void *qkv, int B, int T,
                                 int C, int NH) {
-    PROFILED("flash_attention_forward", 2.0 * B * C * T * (T + 1.0), F4 * (3.0 * B * T * C + (double)B * T * C + (double)B * NH * T),
+    PROFILED("flash_attention_forward", 2.0 * B * C * T * (T + 1.0), EC * (3.0 * B * T * C + (double)B * T * C) + F4 * (double)B * NH * T,
              be->ops->flash_attention_forward(be, out, lse, work, qkv, B, T, C, NH));
 }
-void op_flash_attention_backward(Backend *be, float *dqkv, float *work, const float *dout, const float *qkv,
-                                 const float *out, const float *lse, int B, int T, int C, int NH) {
-    PROFILED("flash_attention_backward", 5.0 * B * C * T * (T + 1.0), F4 * (3.0 * B * T * C + 2.0 * B * T * C + (double)B * NH * T + 3.0 * B * T * C),
+void op_flash_attention_backward(Backend *be, void *dqkv, float *work, const void *dout, const void *qkv,
+                                 const void *out, const float *lse, int B, int T, int C, int NH) {
+    PROFILED("flash_attention_backward", 5.0 * B * C * T * (T + 1.0), EC * (3.0 * B * T * C + 2.0 * B * T * C + 3.0 * B * T * C) + F4 * (double)B * NH * T,
              be->ops->flash_attention_backward(be, dqkv, work, dout, qkv, out, lse, B, T, C, NH));
 }
-void op_gelu_forward(Backend *be, float *out, const float *inp, size_t N) { PROFILED("gelu_forward", 0, F4 * 2.0 * N,
-             be->ops->gelu_forward(be, out, inp, N)); }
-void op_gelu_backward(Backend *be, float *dinp, const float *inp, const float *dout, size_t N) {
-    PROFILED("gelu_backward", 0, F4 * 3.0 * N,
-             be->ops->gelu_backward(be, dinp, inp, dout, N));
+void op_gelu_forward(Backend *be, void *out, const void *inp, size_t N) {
+    PROFILED("gelu_forward", 0, EC * 2.0 * N, be->ops->gelu_forward(be, out, inp, N));
 }
-void op_residual_forward(Backend *be, float *out, const float *a, const float *b, size_t N) {
-    PROFILED("residual_forward", 0, F4 * 3.0 * N,
-             be->ops->residual_forward(be, out, a, b, N));
+void op_gelu_backward(Backend *be, void *dinp, const void *inp, const void *dout, size_t N) {
+    PROFILED("gelu_backward", 0, EC * 3.0 * N, be->ops->gelu_backward(be, dinp, inp, dout, N));
 }
-void op_classifier_forward_backward(Backend *be, float *losses, float *logits, const int32_t *targets, int N, int V,
+void op_residual_forward(Backend *be, void *out, const void *a, const void *b, size_t N) {
+    PROFILED("residual_forward", 0, EC * 3.0 * N, be->ops->residual_forward(be, out, a, b, N));
+}
+void op_classifier_forward_backward(Backend *be, float *losses, void *logits, const int32_t *targets, int N, int V,
                                     int Vp, float dlogits_scale) {
-    PROFILED("classifier", 0, F4 * ((double)N * Vp * (dlogits_scale != 0 ? 2 : 1) + 2.0 * N),
+    PROFILED("classifier", 0, EC * (double)N * Vp * (dlogits_scale != 0 ? 2 : 1) + F4 * 2.0 * N,
              be->ops->classifier_forward_backward(be, losses, logits, targets, N, V, Vp, dlogits_scale));
 }
 void op_loss_accumulate(Backend *be, double *acc, const float *losses, size_t n) {
@@ -123,15 +125,18 @@ double op_sum_squares(Backend *be, const float *x, size_t n) {
 }
 void op_scale(Backend *be, float *x, float s, size_t n) { PROFILED("scale", 0, F4 * 2.0 * n,
              be->ops->scale(be, x, s, n)); }
-void op_zero(Backend *be, float *x, size_t n) { PROFILED("zero", 0, F4 * (double)n,
-             be->ops->zero(be, x, n)); }
+void op_zero(Backend *be, void *x, size_t bytes) { PROFILED("zero", 0, (double)bytes, be->ops->zero(be, x, bytes)); }
+void op_to_compute(Backend *be, void *dst, const float *src, size_t n, uint32_t seed) {
+    PROFILED("to_compute", 0, (F4 + EC) * (double)n, be->ops->to_compute(be, dst, src, n, seed));
+}
 void op_global_norm(Backend *be, float *norm, const float *x, size_t n) {
     PROFILED("global_norm", 0, F4 * (double)n, be->ops->global_norm(be, norm, x, n));
 }
-void op_adamw_step(Backend *be, float *params, const float *grads, float *m, float *v, size_t lo, size_t hi,
-                   const AdamWTensors *tensors, const AdamWHyper *h, const float *norm, const double *loss) {
-    PROFILED("adamw", 0, F4 * 7.0 * (double)(hi > lo ? hi - lo : 0),
-             be->ops->adamw_step(be, params, grads, m, v, lo, hi, tensors, h, norm, loss));
+void op_adamw_step(Backend *be, float *params, void *params_c, const float *grads, float *m, float *v, size_t lo,
+                   size_t hi, const AdamWTensors *tensors, const AdamWHyper *h, const float *norm,
+                   const double *loss) {
+    PROFILED("adamw", 0, (F4 * 7.0 + (params_c ? EC : 0)) * (double)(hi > lo ? hi - lo : 0),
+             be->ops->adamw_step(be, params, params_c, grads, m, v, lo, hi, tensors, h, norm, loss));
 }
 
 void *backend_alloc(Backend *be, size_t bytes, const char *what) {
@@ -173,7 +178,9 @@ double backend_measure_bandwidth_gbs(Backend *be) {
     float *a = backend_alloc(be, n * sizeof(float), "bandwidth probe"), *b = backend_alloc(be, n * sizeof(float), "bandwidth probe");
     float *c = backend_alloc(be, n * sizeof(float), "bandwidth probe");
     OpProfile *saved = be->profile;
+    const DType saved_dtype = be->dtype;   // the probe's buffers are fp32
     be->profile = NULL;
+    be->dtype = DTYPE_F32;
     double best = 1e30;
     for (int rep = 0; rep < 6; rep++) {   // the first touches the pages; the best of the rest counts
         backend_sync(be);
@@ -184,6 +191,7 @@ double backend_measure_bandwidth_gbs(Backend *be) {
         if (rep > 0 && dt < best) best = dt;
     }
     be->profile = saved;
+    be->dtype = saved_dtype;
     backend_free(be, a);
     backend_free(be, b);
     backend_free(be, c);

@@ -6,7 +6,11 @@
  * Conventions
  *   - Shapes use the project's dimension names: B batch, T sequence, C model width, NH heads, HS = C/NH head size,
  *     V vocab, Vp padded vocab, F feed-forward width, N = B*T rows. Row-major, last index fastest.
- *   - All tensors are fp32 (the GPU may compute matmuls in TF32 or bf16 on them). Each op states its shapes above it.
+ *   - Element types: a tensor passed as `void *` is in the run's compute dtype (be->dtype: the weights' working
+ *     copy, activations and activation gradients; fp32 on the CPU, bf16 or fp32 on a GPU); a `float *` tensor is
+ *     always fp32 (parameter gradients, LayerNorm statistics, the logsumexp, losses, master weights, AdamW moments,
+ *     workspaces). Arithmetic is fp32 inside every op whatever the storage (matmuls accumulate in fp32 on tensor
+ *     cores). Each op states its shapes above it.
  *   - The gradient contract (the single place it is written down):
  *       * parameter gradients ACCUMULATE (+=), so gradient accumulation over micro-steps works by not zeroing;
  *       * activation gradients are WRITTEN (=);
@@ -29,69 +33,72 @@ extern "C" {
 #endif
 
 // Token + position embedding.  tokens (B,T), wte (Vp,C), wpe (maxT,C) -> out (B,T,C)
-void op_encoder_forward(Backend *be, float *out, const int32_t *tokens, const float *wte, const float *wpe,
+void op_encoder_forward(Backend *be, void *out, const int32_t *tokens, const void *wte, const void *wpe,
                         int B, int T, int C);
 // dwte (Vp,C) +=, dwpe (maxT,C) += from dout (B,T,C). Deterministic: rows are summed in token order.
 // work: ENCODER_WORK_FLOATS(B*T) floats of scratch the op may overwrite (the GPU sorts (token, position) keys there;
 // the CPU needs none). One formula for every backend, so the planner sizes it without knowing which one runs.
 #define ENCODER_WORK_FLOATS(N) (4 * (size_t)(N) + 2048)
-void op_encoder_backward(Backend *be, float *dwte, float *dwpe, float *work, const float *dout,
+void op_encoder_backward(Backend *be, float *dwte, float *dwpe, float *work, const void *dout,
                          const int32_t *tokens, int B, int T, int C);
 
 // LayerNorm over the last dim, eps 1e-5 (GPT-2).  inp (N,C), w (C), b (C) -> out (N,C), mean (N), rstd (N)
-void op_layernorm_forward(Backend *be, float *out, float *mean, float *rstd, const float *inp, const float *w,
-                          const float *b, int N, int C);
+void op_layernorm_forward(Backend *be, void *out, float *mean, float *rstd, const void *inp, const void *w,
+                          const void *b, int N, int C);
 // dinp (N,C) += (residual stream), dw (C) +=, db (C) += ; from dout (N,C), inp, w, mean, rstd.
-void op_layernorm_backward(Backend *be, float *dinp, float *dw, float *db, const float *dout, const float *inp,
-                           const float *w, const float *mean, const float *rstd, int N, int C);
+void op_layernorm_backward(Backend *be, void *dinp, float *dw, float *db, const void *dout, const void *inp,
+                           const void *w, const float *mean, const float *rstd, int N, int C);
 
 // Linear layer (PyTorch convention).  inp (N,K), w (M,K), bias (M) or NULL -> out (N,M) = inp @ w^T + bias
-void op_matmul_forward(Backend *be, float *out, const float *inp, const float *w, const float *bias,
+void op_matmul_forward(Backend *be, void *out, const void *inp, const void *w, const void *bias,
                        int N, int K, int M);
 // dinp (N,K) = dout @ w (written; skipped when dinp is NULL), dw (M,K) += dout^T @ inp, dbias (M) += colsum(dout)
 // (skipped when dbias is NULL).
-void op_matmul_backward(Backend *be, float *dinp, float *dw, float *dbias, const float *dout, const float *inp,
-                        const float *w, int N, int K, int M);
+void op_matmul_backward(Backend *be, void *dinp, float *dw, float *dbias, const void *dout, const void *inp,
+                        const void *w, int N, int K, int M);
 
 // Causal multi-head self-attention core, scale 1/sqrt(HS).
 // qkv (B,T,3C) laid out [q | k | v] per token, each (NH,HS) -> out (B,T,C), att (B,NH,T,T) softmax probabilities
 // (only the causal lower triangle is written and read).
-void op_attention_forward(Backend *be, float *out, float *att, const float *qkv, int B, int T, int C, int NH);
+void op_attention_forward(Backend *be, void *out, void *att, const void *qkv, int B, int T, int C, int NH);
 // dqkv (B,T,3C) = (written), from dout (B,T,C), qkv, att. datt_scratch (B,NH,T,T) is scratch the op may overwrite.
-void op_attention_backward(Backend *be, float *dqkv, float *datt_scratch, const float *dout, const float *qkv,
-                           const float *att, int B, int T, int C, int NH);
+void op_attention_backward(Backend *be, void *dqkv, void *datt_scratch, const void *dout, const void *qkv,
+                           const void *att, int B, int T, int C, int NH);
 
 // Flash attention: the same causal attention without the (B,NH,T,T) probabilities (FlashAttention-2: tiles of keys,
 // an online softmax, the probabilities recomputed in the backward from Q, K and each row's logsumexp).
 // qkv (B,T,3C) -> out (B,T,C), lse (B,NH,T) = log sum_t2 exp(s[t][t2]) per query row (kept for the backward).
-// work: FLASH_WORK_FLOATS(B,T,C,NH) floats of scratch the op may overwrite (the CUDA kernels keep bf16 copies of
-// q, k, v and dO in head-major layout there, the backward's D_t = dO_t . O_t, and 64 floats of alignment slack);
-// one formula for every backend, so the planner sizes it without knowing which one runs.
+// work: FLASH_WORK_FLOATS(B,T,C,NH,es) floats of scratch the op may overwrite, es the compute dtype's bytes per
+// element (the CUDA kernels keep bf16 copies of q, k, v and dO in head-major layout there, the backward's
+// D_t = dO_t . O_t, 64 floats of alignment slack, and with a 2-byte compute dtype the fp32 O, dQ, dK, dV the
+// kernels write before they are rounded into the model's buffers); one formula for every backend, so the planner
+// sizes it without knowing which one runs.
 // Precision: the CPU computes in fp32; the GPU in bf16 tensor cores with fp32 accumulation.
 // Head sizes the GPU's flash kernels take (the CPU takes any).
 #define FLASH_GPU_HEAD_SIZE_OK(hs) ((hs) == 32 || (hs) == 64 || (hs) == 80 || (hs) == 96 || (hs) == 128)
-#define FLASH_WORK_FLOATS(B, T, C, NH) (2 * (size_t)(B) * (T) * (C) + (size_t)(B) * (NH) * (T) + 64)
-void op_flash_attention_forward(Backend *be, float *out, float *lse, float *work, const float *qkv, int B, int T,
+#define FLASH_WORK_FLOATS(B, T, C, NH, es) \
+    (((es) == 4 ? 2 : 5) * (size_t)(B) * (T) * (C) + (size_t)(B) * (NH) * (T) + ((es) == 4 ? 64 : 128))
+void op_flash_attention_forward(Backend *be, void *out, float *lse, float *work, const void *qkv, int B, int T,
                                 int C, int NH);
 // dqkv (B,T,3C) = (written), from dout (B,T,C), qkv, out and lse of the forward. Deterministic on the CPU; on the
 // GPU when be->deterministic is set (the dQ accumulation order is then fixed), else dQ is summed with atomics.
-void op_flash_attention_backward(Backend *be, float *dqkv, float *work, const float *dout, const float *qkv,
-                                 const float *out, const float *lse, int B, int T, int C, int NH);
+void op_flash_attention_backward(Backend *be, void *dqkv, float *work, const void *dout, const void *qkv,
+                                 const void *out, const float *lse, int B, int T, int C, int NH);
 
 // GELU, tanh approximation (GPT-2).  inp (N) -> out (N)
-void op_gelu_forward(Backend *be, float *out, const float *inp, size_t N);
+void op_gelu_forward(Backend *be, void *out, const void *inp, size_t N);
 // dinp (N) = dout * gelu'(inp)  (written)
-void op_gelu_backward(Backend *be, float *dinp, const float *inp, const float *dout, size_t N);
+void op_gelu_backward(Backend *be, void *dinp, const void *inp, const void *dout, size_t N);
 
 // out (N) = a + b
-void op_residual_forward(Backend *be, float *out, const float *a, const float *b, size_t N);
+void op_residual_forward(Backend *be, void *out, const void *a, const void *b, size_t N);
 
 // Fused classifier: softmax over the first V of Vp logits per row, cross-entropy against targets, and (when
 // dlogits_scale != 0) the logits gradient written IN PLACE over the logits, never storing probabilities separately.
 // logits (N,Vp) -> losses (N); with dlogits_scale s: logits[n][v] := s * (p[n][v] - [v == target[n]]) for v < V,
 // and 0 for the padded columns V <= v < Vp. s is dloss/dloss_n (1/(B*T*grad_accum) for a mean loss).
 // A target outside [0, V) is an internal error (the loader validates tokens).
-void op_classifier_forward_backward(Backend *be, float *losses, float *logits, const int32_t *targets,
+void op_classifier_forward_backward(Backend *be, float *losses, void *logits, const int32_t *targets,
                                     int N, int V, int Vp, float dlogits_scale);
 
 // The micro-step's mean loss added to a running sum where the losses live (no host round trip; the trainer reads
@@ -105,8 +112,14 @@ double op_sum_squares(Backend *be, const float *x, size_t n);
 
 // x (n) *= s
 void op_scale(Backend *be, float *x, float s, size_t n);
-// x (n) = 0 (not a scale by 0, which would keep a NaN)
-void op_zero(Backend *be, float *x, size_t n);
+// x (bytes) = 0, any dtype (not a scale by 0, which would keep a NaN)
+void op_zero(Backend *be, void *x, size_t bytes);
+
+// The weights' working copy in the compute dtype: dst (n) = src (n) rounded as op_adamw_step rounds its copy with
+// the same seed (stochastically from a hash of (seed, index), or to nearest even when seed is 0; a copy in fp32),
+// so the copy is a function of the master and the seed wherever it was written. The model calls it when the fp32
+// master weights change other than by op_adamw_step (initialisation, a load, a resume, a ZeRO all-gather).
+void op_to_compute(Backend *be, void *dst, const float *src, size_t n, uint32_t seed);
 
 // The global L2 norm where the data lives: *norm (one float of backend memory) = (float)sqrt(op_sum_squares(x, n)).
 // On a GPU nothing comes back to the host: the optimizer step reads the norm on the device, the host when it logs.
@@ -121,10 +134,14 @@ void op_global_norm(Backend *be, float *norm, const float *x, size_t n);
 // the gradient is read once and the host never waits for the norm); and when *norm is not finite, or loss (backend
 // memory, e.g. op_loss_accumulate's sum; may be NULL) is given and *loss is not, the step changes nothing (the
 // caller counts it as skipped). norm NULL: s = grad_scale. Step t starts at 1.
-// params, grads, m, v: whole buffers (indexed from 0; only [lo, hi) is read or written).
+// params, grads, m, v: whole buffers (indexed from 0; only [lo, hi) is read or written). params_c (compute dtype,
+// may be NULL) is the weights' working copy: its [lo, hi) is written from the updated params, rounded to the
+// compute dtype (stochastically when h->seed != 0: rounded up with probability equal to the distance from the value
+// below, from a hash of (seed, index), so the rounding is unbiased and repeatable; to nearest even when 0).
 // (AdamWTensors and AdamWHyper are declared in backend.h, whose op table takes them.)
-void op_adamw_step(Backend *be, float *params, const float *grads, float *m, float *v, size_t lo, size_t hi,
-                   const AdamWTensors *tensors, const AdamWHyper *h, const float *norm, const double *loss);
+void op_adamw_step(Backend *be, float *params, void *params_c, const float *grads, float *m, float *v, size_t lo,
+                   size_t hi, const AdamWTensors *tensors, const AdamWHyper *h, const float *norm,
+                   const double *loss);
 
 #ifdef __cplusplus
 }

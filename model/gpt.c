@@ -10,6 +10,11 @@
  *   full       only the block inputs (the residual stream) are kept; the backward of block l first re-runs block
  *              l's forward into shared slots.
  * The recomputation calls the very same ops on the very same inputs, so gradients are bitwise identical across modes.
+ *
+ * Precision (the backend's compute dtype, ops.h): the ops read the weights' working copy (params_c_mem: the fp32
+ * master itself, or its bf16 copy, which the AdamW step rewrites from the master and gpt_weights_changed rebuilds)
+ * and keep activations and their gradients in the compute dtype; parameter gradients, the master weights and AdamW's
+ * moments are fp32.
  */
 #include <limits.h>
 #include <math.h>
@@ -54,7 +59,12 @@ int gpt_create(GPT *g, const GPTConfig *cfg, Backend *be, int B, int T, Recomput
                  (long long)B * T, INT_MAX);
         return -1;
     }
-    if (gpt_plan_check(cfg, B, T, attn, err, errlen)) return -1;
+    if (be->dtype != DTYPE_F32 && be->kind != BACKEND_CUDA) {   // the trainer refuses this first (--precision)
+        snprintf(err, errlen, "--precision %s: only on --device cuda (the CPU computes in fp32)",
+                 dtype_name(be->dtype));
+        return -1;
+    }
+    if (gpt_plan_check(cfg, B, T, attn, be->dtype, err, errlen)) return -1;
     GPT_ASSERT(cfg->padded_vocab >= cfg->vocab_size && cfg->padded_vocab % GPT_VOCAB_PAD == 0);
     g->cfg = *cfg;
     g->be = be;
@@ -62,31 +72,36 @@ int gpt_create(GPT *g, const GPTConfig *cfg, Backend *be, int B, int T, Recomput
     g->T = T;
     g->recompute = rc;
     g->attention = attn;
-    gpt_memory_plan(cfg, B, T, attn, &g->mem);
+    g->dtype = be->dtype;
+    g->stochastic_rounding = 1;
+    gpt_memory_plan(cfg, B, T, attn, g->dtype, &g->mem);
 
     size_t np = gpt_plan_params(cfg, g->param_info);
     g->params_mem = backend_alloc(be, np * sizeof(float), "parameters");
+    // The weights the ops read: the fp32 master itself, or its copy in the compute dtype (refreshed by every update).
+    g->params_c_mem = g->mem.param_copy_bytes ? backend_alloc(be, g->mem.param_copy_bytes, "the weights' bf16 copy")
+                                              : (void *)g->params_mem;
     g->grads_mem = backend_alloc(be, np * sizeof(float), "gradients");
     g->m_mem = backend_alloc(be, np * sizeof(float), "AdamW first moments");
     g->v_mem = backend_alloc(be, np * sizeof(float), "AdamW second moments");
     gpt_bind_params(&g->params, g->params_mem, g->param_info);
     gpt_bind_params(&g->grads, g->grads_mem, g->param_info);
 
-    const size_t na = gpt_plan_acts(cfg, B, T, rc, attn, g->act_info);
+    const size_t na = gpt_plan_acts(cfg, B, T, rc, attn, g->dtype, g->act_info);
     g->acts_mem = backend_alloc(be, na, "activations");
     {
         int i = 0;
 #define GPT_ACT_BIND(name, numel, per_layer, kept, dtype) \
-        g->acts.name = (float *)((char *)g->acts_mem + g->act_info[i++].offset);
+        g->acts.name = (char *)g->acts_mem + g->act_info[i++].offset;
         GPT_ACTS(GPT_ACT_BIND)
 #undef GPT_ACT_BIND
     }
     GradActInfo ginfo[NUM_GRAD_ACT_TENSORS];
-    const size_t ng = gpt_plan_grad_acts(cfg, B, T, attn, ginfo);
+    const size_t ng = gpt_plan_grad_acts(cfg, B, T, attn, g->dtype, ginfo);
     g->grad_acts_mem = backend_alloc(be, ng, "activation gradients");
     {
         int i = 0;
-#define GPT_GACT_BIND(name, numel, dtype) g->gacts.name = (float *)((char *)g->grad_acts_mem + ginfo[i++].offset);
+#define GPT_GACT_BIND(name, numel, dtype) g->gacts.name = (char *)g->grad_acts_mem + ginfo[i++].offset;
         GPT_GRAD_ACTS(GPT_GACT_BIND)
 #undef GPT_GACT_BIND
     }
@@ -102,6 +117,7 @@ int gpt_create(GPT *g, const GPTConfig *cfg, Backend *be, int B, int T, Recomput
 void gpt_destroy(GPT *g) {
     if (!g->be) return;
     Backend *be = g->be;
+    if (g->params_c_mem != (void *)g->params_mem) backend_free(be, g->params_c_mem);
     backend_free(be, g->params_mem);
     backend_free(be, g->grads_mem);
     backend_free(be, g->m_mem);
@@ -123,6 +139,47 @@ void gpt_state_to_host(const GPT *g, GPTState which, float *dst) {
 
 void gpt_state_from_host(GPT *g, GPTState which, const float *src) {
     backend_to_device(g->be, state_buffer(g, which), src, g->mem.num_params * sizeof(float));
+    if (which == GPT_STATE_PARAMS) gpt_weights_changed(g);
+}
+
+// The seed with which the copy of the weights after step t is rounded: 0 (to nearest) unless stochastic rounding is
+// on, else a hash of t (never 0). The copy is always R(master, copy_seed(adam_t)), wherever it was written, so a resume
+// or a ZeRO all-gather rebuilds exactly the copy the straight run has.
+static uint32_t copy_seed(const GPT *g, int t) {
+    if (!g->stochastic_rounding) return 0;
+    uint64_t z = (uint64_t)t * 0x9E3779B97F4A7C15ull + 0x632BE59BD9B4E019ull;   // splitmix64's finalizer
+    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
+    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
+    return (uint32_t)((z ^ (z >> 31)) >> 32) | 1u;
+}
+
+void gpt_weights_changed(GPT *g) {
+    if (g->params_c_mem != (void *)g->params_mem)
+        op_to_compute(g->be, g->params_c_mem, g->params_mem, g->mem.num_params, copy_seed(g, g->adam_t));
+}
+
+// bf16 (the top half of an fp32) to fp32, exactly.
+static float bf16_to_float(uint16_t h) {
+    const uint32_t u = (uint32_t)h << 16;
+    float f;
+    memcpy(&f, &u, sizeof f);
+    return f;
+}
+
+void gpt_acts_to_host(const GPT *g, float *dst, const void *src, size_t n) {
+    if (g->dtype == DTYPE_F32) {
+        backend_to_host(g->be, dst, src, n * sizeof(float));
+        return;
+    }
+    // bf16: into the upper half of dst, then widened in place from the front (element i is read from byte 2n + 2i,
+    // at or after where float i is written, so nothing is overwritten before it is read).
+    char *h = (char *)dst + n * sizeof(uint16_t);
+    backend_to_host(g->be, h, src, n * sizeof(uint16_t));
+    for (size_t i = 0; i < n; i++) {
+        uint16_t v;
+        memcpy(&v, h + i * sizeof v, sizeof v);
+        dst[i] = bf16_to_float(v);
+    }
 }
 
 const ParamInfo *gpt_param_find(const GPT *g, const char *name) {
@@ -132,10 +189,15 @@ const ParamInfo *gpt_param_find(const GPT *g, const char *name) {
 }
 
 // Activation `id` of layer l: its own slot when the mode keeps it per layer, else the shared slot.
-static float *act(GPT *g, ActId id, int l) {
+static void *act(GPT *g, ActId id, int l) {
     const ActInfo *a = &g->act_info[id];
     char *base = (char *)g->acts_mem + a->offset;
-    return (float *)(a->slots > 1 ? base + (size_t)l * a->slot_numel * a->elem_bytes : base);
+    return a->slots > 1 ? base + (size_t)l * a->slot_numel * a->elem_bytes : base;
+}
+
+// Parameter tensor `id` in the weights' working copy (compute dtype), `off` elements in (a layer's slice).
+static const void *W(const GPT *g, ParamId id, size_t off) {
+    return (const char *)g->params_c_mem + (g->param_info[id].offset + off) * dtype_bytes(g->dtype);
 }
 
 // ---------------------------------------------------------------------------------------------------------------
@@ -174,78 +236,81 @@ void gpt_init_weights(GPT *g, uint64_t seed) {
     // The padded vocabulary rows are never used as tokens and never predicted: keep them exactly zero.
     memset(host + g->param_info[0].offset + (size_t)c->vocab_size * c->d_model, 0,
            (size_t)(c->padded_vocab - c->vocab_size) * c->d_model * sizeof(float));
+    g->adam_t = 0;   // before the weights arrive: their bf16 copy is rounded with step 0's seed
     gpt_state_from_host(g, GPT_STATE_PARAMS, host);
     backend_host_free(host);
-    op_zero(g->be, g->m_mem, g->mem.num_params);
-    op_zero(g->be, g->v_mem, g->mem.num_params);
-    g->adam_t = 0;
+    op_zero(g->be, g->m_mem, g->mem.num_params * sizeof(float));
+    op_zero(g->be, g->v_mem, g->mem.num_params * sizeof(float));
 }
 
 // ---------------------------------------------------------------------------------------------------------------
 // One transformer block. Forward writes layer l's activations (into per-layer or shared slots, per the plan).
 
-static void block_forward(GPT *g, int l, const float *residual, int B, int T) {
+static void block_forward(GPT *g, int l, const void *residual, int B, int T) {
     Backend *be = g->be;
     const int C = g->cfg.d_model, F = g->cfg.d_ff, NH = g->cfg.n_head, N = B * T;
-    const ParamTensors *p = &g->params;
-    float *ln1 = act(g, ACT_ln1, l), *qkv = act(g, ACT_qkv, l), *atty = act(g, ACT_atty, l);
-    float *residual2 = act(g, ACT_residual2, l), *ln2 = act(g, ACT_ln2, l), *fch = act(g, ACT_fch, l);
-    float *fch_gelu = act(g, ACT_fch_gelu, l), *residual3 = act(g, ACT_residual3, l), *proj = g->acts.proj_out;
+    void *ln1 = act(g, ACT_ln1, l), *qkv = act(g, ACT_qkv, l), *atty = act(g, ACT_atty, l);
+    void *residual2 = act(g, ACT_residual2, l), *ln2 = act(g, ACT_ln2, l), *fch = act(g, ACT_fch, l);
+    void *fch_gelu = act(g, ACT_fch_gelu, l), *residual3 = act(g, ACT_residual3, l), *proj = g->acts.proj_out;
 
     // residual (B,T,C) -> ln1 (B,T,C) -> qkv (B,T,3C) -> atty (B,T,C) -> residual2 = residual + atty W^T + b
     op_layernorm_forward(be, ln1, act(g, ACT_ln1_mean, l), act(g, ACT_ln1_rstd, l), residual,
-                         p->ln1w + (size_t)l * C, p->ln1b + (size_t)l * C, N, C);
-    op_matmul_forward(be, qkv, ln1, p->qkvw + (size_t)l * 3 * C * C, p->qkvb + (size_t)l * 3 * C, N, C, 3 * C);
+                         W(g, PARAM_ln1w, (size_t)l * C), W(g, PARAM_ln1b, (size_t)l * C), N, C);
+    op_matmul_forward(be, qkv, ln1, W(g, PARAM_qkvw, (size_t)l * 3 * C * C), W(g, PARAM_qkvb, (size_t)l * 3 * C), N, C,
+                      3 * C);
     if (g->attention == ATTN_FLASH)
         op_flash_attention_forward(be, atty, act(g, ACT_lse, l), g->gacts.attn_work, qkv, B, T, C, NH);
     else
         op_attention_forward(be, atty, act(g, ACT_att, l), qkv, B, T, C, NH);
-    op_matmul_forward(be, proj, atty, p->attprojw + (size_t)l * C * C, p->attprojb + (size_t)l * C, N, C, C);
+    op_matmul_forward(be, proj, atty, W(g, PARAM_attprojw, (size_t)l * C * C), W(g, PARAM_attprojb, (size_t)l * C), N,
+                      C, C);
     op_residual_forward(be, residual2, residual, proj, (size_t)N * C);
     // residual2 -> ln2 (B,T,C) -> fch (B,T,F) -> gelu (B,T,F) -> residual3 = residual2 + gelu W^T + b
     op_layernorm_forward(be, ln2, act(g, ACT_ln2_mean, l), act(g, ACT_ln2_rstd, l), residual2,
-                         p->ln2w + (size_t)l * C, p->ln2b + (size_t)l * C, N, C);
-    op_matmul_forward(be, fch, ln2, p->fcw + (size_t)l * F * C, p->fcb + (size_t)l * F, N, C, F);
+                         W(g, PARAM_ln2w, (size_t)l * C), W(g, PARAM_ln2b, (size_t)l * C), N, C);
+    op_matmul_forward(be, fch, ln2, W(g, PARAM_fcw, (size_t)l * F * C), W(g, PARAM_fcb, (size_t)l * F), N, C, F);
     op_gelu_forward(be, fch_gelu, fch, (size_t)N * F);
-    op_matmul_forward(be, proj, fch_gelu, p->fcprojw + (size_t)l * C * F, p->fcprojb + (size_t)l * C, N, F, C);
+    op_matmul_forward(be, proj, fch_gelu, W(g, PARAM_fcprojw, (size_t)l * C * F), W(g, PARAM_fcprojb, (size_t)l * C),
+                      N, F, C);
     op_residual_forward(be, residual3, residual2, proj, (size_t)N * C);
 }
 
 // Before block l's backward: bring back what the recompute mode did not keep.
-static void block_recompute(GPT *g, int l, const float *residual, int B, int T) {
+static void block_recompute(GPT *g, int l, const void *residual, int B, int T) {
     Backend *be = g->be;
     const int C = g->cfg.d_model, F = g->cfg.d_ff, N = B * T;
-    const ParamTensors *p = &g->params;
     if (g->recompute == RECOMPUTE_FULL) {
         block_forward(g, l, residual, B, T);
     } else if (g->recompute == RECOMPUTE_SELECTIVE) {
         op_layernorm_forward(be, act(g, ACT_ln1, l), act(g, ACT_ln1_mean, l), act(g, ACT_ln1_rstd, l), residual,
-                             p->ln1w + (size_t)l * C, p->ln1b + (size_t)l * C, N, C);
+                             W(g, PARAM_ln1w, (size_t)l * C), W(g, PARAM_ln1b, (size_t)l * C), N, C);
         op_layernorm_forward(be, act(g, ACT_ln2, l), act(g, ACT_ln2_mean, l), act(g, ACT_ln2_rstd, l),
-                             act(g, ACT_residual2, l), p->ln2w + (size_t)l * C, p->ln2b + (size_t)l * C, N, C);
+                             act(g, ACT_residual2, l), W(g, PARAM_ln2w, (size_t)l * C), W(g, PARAM_ln2b, (size_t)l * C),
+                             N, C);
         op_gelu_forward(be, act(g, ACT_fch_gelu, l), act(g, ACT_fch, l), (size_t)N * F);
     }
 }
 
 // Block l's backward. On entry gacts.dresidual holds d(block output); on exit, d(block input).
-static void block_backward(GPT *g, int l, const float *residual, int B, int T) {
+static void block_backward(GPT *g, int l, const void *residual, int B, int T) {
     Backend *be = g->be;
     const int C = g->cfg.d_model, F = g->cfg.d_ff, NH = g->cfg.n_head, N = B * T;
-    const ParamTensors *p = &g->params, *d = &g->grads;
+    const ParamTensors *d = &g->grads;
     GradActTensors *ga = &g->gacts;
     const size_t lc = (size_t)l * C, lf = (size_t)l * F;
 
     // MLP: residual3 = residual2 + gelu(ln2 Wfc^T + bfc) Wproj^T + bproj
     op_matmul_backward(be, ga->dbt_f, d->fcprojw + lc * F, d->fcprojb + lc, ga->dresidual, act(g, ACT_fch_gelu, l),
-                       p->fcprojw + lc * F, N, F, C);
+                       W(g, PARAM_fcprojw, lc * F), N, F, C);
     op_gelu_backward(be, ga->dbt_f2, act(g, ACT_fch, l), ga->dbt_f, (size_t)N * F);
-    op_matmul_backward(be, ga->dbt_c, d->fcw + lf * C, d->fcb + lf, ga->dbt_f2, act(g, ACT_ln2, l), p->fcw + lf * C,
+    op_matmul_backward(be, ga->dbt_c, d->fcw + lf * C, d->fcb + lf, ga->dbt_f2, act(g, ACT_ln2, l),
+                       W(g, PARAM_fcw, lf * C),
                        N, C, F);
     op_layernorm_backward(be, ga->dresidual, d->ln2w + lc, d->ln2b + lc, ga->dbt_c, act(g, ACT_residual2, l),
-                          p->ln2w + lc, act(g, ACT_ln2_mean, l), act(g, ACT_ln2_rstd, l), N, C);
+                          W(g, PARAM_ln2w, lc), act(g, ACT_ln2_mean, l), act(g, ACT_ln2_rstd, l), N, C);
     // Attention: residual2 = residual + attn(ln1 Wqkv^T + bqkv) Wproj^T + bproj
     op_matmul_backward(be, ga->dbt_c, d->attprojw + lc * C, d->attprojb + lc, ga->dresidual, act(g, ACT_atty, l),
-                       p->attprojw + lc * C, N, C, C);
+                       W(g, PARAM_attprojw, lc * C), N, C, C);
     if (g->attention == ATTN_FLASH)
         op_flash_attention_backward(be, ga->dqkv, ga->attn_work, ga->dbt_c, act(g, ACT_qkv, l), act(g, ACT_atty, l),
                                     act(g, ACT_lse, l), B, T, C, NH);
@@ -253,8 +318,8 @@ static void block_backward(GPT *g, int l, const float *residual, int B, int T) {
         op_attention_backward(be, ga->dqkv, ga->datt, ga->dbt_c, act(g, ACT_qkv, l), act(g, ACT_att, l), B, T, C,
                               NH);
     op_matmul_backward(be, ga->dbt_c2, d->qkvw + 3 * lc * C, d->qkvb + 3 * lc, ga->dqkv, act(g, ACT_ln1, l),
-                       p->qkvw + 3 * lc * C, N, C, 3 * C);
-    op_layernorm_backward(be, ga->dresidual, d->ln1w + lc, d->ln1b + lc, ga->dbt_c2, residual, p->ln1w + lc,
+                       W(g, PARAM_qkvw, 3 * lc * C), N, C, 3 * C);
+    op_layernorm_backward(be, ga->dresidual, d->ln1w + lc, d->ln1b + lc, ga->dbt_c2, residual, W(g, PARAM_ln1w, lc),
                           act(g, ACT_ln1_mean, l), act(g, ACT_ln1_rstd, l), N, C);
 }
 
@@ -290,8 +355,8 @@ static void forward_queue(GPT *g, const int32_t *inputs, const int32_t *targets,
 
     // tokens (B,T) -> encoded (B,T,C)
     backend_range_push(be, "forward");
-    op_encoder_forward(be, g->acts.encoded, g->inputs, g->params.wte, g->params.wpe, B, T, C);
-    const float *residual = g->acts.encoded;
+    op_encoder_forward(be, g->acts.encoded, g->inputs, W(g, PARAM_wte, 0), W(g, PARAM_wpe, 0), B, T, C);
+    const void *residual = g->acts.encoded;
     for (int l = 0; l < L; l++) {
         backend_range_push(be, layer_name(l));
         block_forward(g, l, residual, B, T);
@@ -299,9 +364,9 @@ static void forward_queue(GPT *g, const int32_t *inputs, const int32_t *targets,
         residual = act(g, ACT_residual3, l);
     }
     // residual (B,T,C) -> lnf (B,T,C) -> logits (B,T,Vp) = lnf wte^T
-    op_layernorm_forward(be, g->acts.lnf, g->acts.lnf_mean, g->acts.lnf_rstd, residual, g->params.lnfw,
-                         g->params.lnfb, N, C);
-    op_matmul_forward(be, g->acts.logits, g->acts.lnf, g->params.wte, NULL, N, C, c->padded_vocab);
+    op_layernorm_forward(be, g->acts.lnf, g->acts.lnf_mean, g->acts.lnf_rstd, residual, W(g, PARAM_lnfw, 0),
+                         W(g, PARAM_lnfb, 0), N, C);
+    op_matmul_forward(be, g->acts.logits, g->acts.lnf, W(g, PARAM_wte, 0), NULL, N, C, c->padded_vocab);
     if (targets) {
         op_classifier_forward_backward(be, g->acts.losses, g->acts.logits, g->targets, N, c->vocab_size,
                                        c->padded_vocab, dlogits_scale);
@@ -310,7 +375,7 @@ static void forward_queue(GPT *g, const int32_t *inputs, const int32_t *targets,
     backend_range_pop(be);
 }
 
-void gpt_loss_reset(GPT *g) { op_zero(g->be, (float *)g->loss_sum, sizeof(double) / sizeof(float)); }
+void gpt_loss_reset(GPT *g) { op_zero(g->be, g->loss_sum, sizeof(double)); }
 
 double gpt_loss_sum(GPT *g) {
     double s;
@@ -339,15 +404,15 @@ void gpt_backward(GPT *g) {
     backend_range_push(be, "backward");
 
     // logits now hold dlogits (B,T,Vp). LM head (tied): dlnf = dlogits wte, dwte += dlogits^T lnf.
-    op_matmul_backward(be, ga->dbt_c, g->grads.wte, NULL, g->acts.logits, g->acts.lnf, g->params.wte, N, C,
+    op_matmul_backward(be, ga->dbt_c, g->grads.wte, NULL, g->acts.logits, g->acts.lnf, W(g, PARAM_wte, 0), N, C,
                        c->padded_vocab);
     // The final LayerNorm's input gradient starts the residual stream's gradient (it accumulates, so zero it).
-    op_zero(be, ga->dresidual, (size_t)N * C);
-    const float *last = L > 0 ? act(g, ACT_residual3, L - 1) : g->acts.encoded;
-    op_layernorm_backward(be, ga->dresidual, g->grads.lnfw, g->grads.lnfb, ga->dbt_c, last, g->params.lnfw,
+    op_zero(be, ga->dresidual, (size_t)N * C * dtype_bytes(g->dtype));
+    const void *last = L > 0 ? act(g, ACT_residual3, L - 1) : g->acts.encoded;
+    op_layernorm_backward(be, ga->dresidual, g->grads.lnfw, g->grads.lnfb, ga->dbt_c, last, W(g, PARAM_lnfw, 0),
                           g->acts.lnf_mean, g->acts.lnf_rstd, N, C);
     for (int l = L - 1; l >= 0; l--) {
-        const float *residual = l == 0 ? g->acts.encoded : act(g, ACT_residual3, l - 1);
+        const void *residual = l == 0 ? g->acts.encoded : act(g, ACT_residual3, l - 1);
         backend_range_push(be, layer_name(l));
         block_recompute(g, l, residual, B, T);
         block_backward(g, l, residual, B, T);
@@ -360,7 +425,7 @@ void gpt_backward(GPT *g) {
     backend_range_pop(be);
 }
 
-void gpt_zero_grad(GPT *g) { op_zero(g->be, g->grads_mem, g->mem.num_params); }
+void gpt_zero_grad(GPT *g) { op_zero(g->be, g->grads_mem, g->mem.num_params * sizeof(float)); }
 
 float gpt_grad_norm(GPT *g) { return (float)sqrt(op_sum_squares(g->be, g->grads_mem, g->mem.num_params)); }
 
@@ -379,9 +444,12 @@ static void adamw_run(GPT *g, const float *grads, size_t lo, size_t hi, float lr
                       float weight_decay, float grad_scale, double grad_clip, const float *norm, const double *loss) {
     AdamWTensors tens;
     adamw_tensors(g, &tens);
-    const AdamWHyper h = {lr, beta1, beta2, eps, weight_decay, grad_scale, grad_clip, ++g->adam_t};
+    const int t = ++g->adam_t;
+    const AdamWHyper h = {lr, beta1, beta2, eps, weight_decay, grad_scale, grad_clip, t, copy_seed(g, t)};
+    const int copy = g->params_c_mem != (void *)g->params_mem;
     backend_range_push(g->be, "optimizer");
-    op_adamw_step(g->be, g->params_mem, grads, g->m_mem, g->v_mem, lo, hi, &tens, &h, norm, loss);
+    op_adamw_step(g->be, g->params_mem, copy ? g->params_c_mem : NULL, grads, g->m_mem, g->v_mem, lo, hi, &tens, &h,
+                  norm, loss);
     backend_range_pop(g->be);
 }
 

@@ -33,9 +33,12 @@ typedef struct GPT {
     GPTMemory mem;
     ParamInfo param_info[NUM_PARAM_TENSORS];
     ActInfo act_info[NUM_ACT_TENSORS];
-    float *params_mem, *grads_mem, *m_mem, *v_mem;
+    DType dtype;              // the compute dtype (the backend's): weights' working copy, activations, their gradients
+    float *params_mem, *grads_mem, *m_mem, *v_mem;   // fp32: master weights, gradients, AdamW moments
+    void *params_c_mem;       // the weights the ops read: params_mem itself in fp32, else its bf16 copy
+    int stochastic_rounding;  // 1 (default): AdamW rounds the bf16 copy stochastically (--stochastic-rounding)
     void *acts_mem, *grad_acts_mem;   // laid out in bytes by the plan (act_info; the scratch by gpt_plan_grad_acts)
-    ParamTensors params, grads;
+    ParamTensors params, grads;   // fp32 views of the master weights and of the gradients
     ActTensors acts;
     GradActTensors gacts;
     int32_t *inputs, *targets; // (B,T) copies of the last forward's batch (the backward reads them)
@@ -61,7 +64,8 @@ typedef struct GPT {
 // The three parameter-sized state buffers, for moving them between the backend's memory and the host (files).
 typedef enum { GPT_STATE_PARAMS = 0, GPT_STATE_M = 1, GPT_STATE_V = 2 } GPTState;
 
-// Plan and allocate everything for micro-batch (B,T) and a recompute mode. Parameters are zero until
+// Plan and allocate everything for micro-batch (B,T) and a recompute mode, in the backend's compute dtype
+// (be->dtype: bf16 only on a GPU). Parameters are zero until
 // gpt_init_weights or a load. Returns 0, or -1 with err on a user error (e.g. T > max_seq_len).
 int gpt_create(GPT *g, const GPTConfig *cfg, Backend *be, int B, int T, RecomputeMode rc, AttentionKind attn,
                char *err, size_t errlen);
@@ -71,6 +75,11 @@ void gpt_init_weights(GPT *g, uint64_t seed);
 // Copy weights or an AdamW moment (num_params floats) to or from host memory.
 void gpt_state_to_host(const GPT *g, GPTState which, float *dst);
 void gpt_state_from_host(GPT *g, GPTState which, const float *src);
+// The fp32 master weights were changed in backend memory other than by the optimizer step (a ZeRO all-gather):
+// refresh their working copy (nothing in fp32).
+void gpt_weights_changed(GPT *g);
+// n activations at src (backend memory, the compute dtype; e.g. a row of g->acts.logits) to fp32 host memory.
+void gpt_acts_to_host(const GPT *g, float *dst, const void *src, size_t n);
 // Look up a parameter tensor by name (NULL if unknown).
 const ParamInfo *gpt_param_find(const GPT *g, const char *name);
 

@@ -1,10 +1,11 @@
 /*
  * plan.c: the memory plan and the FLOP walk, both computed from the config before anything is allocated.
  *
- * The plan lays out four float buffers with the same named-view scheme: parameters (GPT_PARAMS), their gradients and
- * the two AdamW moments (same layout), the activations kept for the backward (GPT_ACTS, sized per recompute mode),
- * and the backward's scratch (GPT_GRAD_ACTS, one layer at a time). `gptrain info` prints these numbers and gpt_create
- * allocates exactly them, so predicted and allocated memory agree by construction.
+ * The plan lays out its buffers with the same named-view scheme: parameters (GPT_PARAMS: the fp32 master, its working
+ * copy in the compute dtype unless that is fp32, their gradients and the two AdamW moments, one layout), the
+ * activations kept for the backward (GPT_ACTS, sized per recompute mode) and the backward's scratch (GPT_GRAD_ACTS,
+ * one layer at a time), both in bytes, each tensor in its table's dtype for the run's compute dtype. `gptrain info`
+ * prints these numbers and gpt_create allocates exactly them, so predicted and allocated memory agree by construction.
  *
  * The FLOP walk lists the ops of one forward in execution order with their matmul-class FLOPs (2 per multiply-add);
  * gpt_flops sums it. Causal attention computes T(T+1)/2 query-key pairs per head: QK^T and AV each cost
@@ -46,7 +47,9 @@ size_t gpt_plan_params(const GPTConfig *cfg, ParamInfo *info) {
     return off;
 }
 
-size_t gpt_plan_acts(const GPTConfig *cfg, int Bi, int Ti, RecomputeMode rc, AttentionKind attn, ActInfo *info) {
+size_t gpt_plan_acts(const GPTConfig *cfg, int Bi, int Ti, RecomputeMode rc, AttentionKind attn, DType dt,
+                     ActInfo *info) {
+    const size_t cb = dtype_bytes(dt);
     const size_t B = Bi, T = Ti, C = cfg->d_model, F = cfg->d_ff, NH = cfg->n_head, Vp = cfg->padded_vocab;
     const size_t N = B * T, TT = attn == ATTN_NAIVE ? T * T : 0, TL = attn == ATTN_FLASH ? T : 0;
     const int L = cfg->n_layer;
@@ -56,7 +59,7 @@ size_t gpt_plan_acts(const GPTConfig *cfg, int Bi, int Ti, RecomputeMode rc, Att
     info[i].name = #aname;                                                           \
     info[i].slot_numel = (anumel);                                                   \
     info[i].slots = act_slots((aper_layer), (akept), rc, L);                         \
-    info[i].elem_bytes = PLAN_DTYPE_BYTES(adtype);                                   \
+    info[i].elem_bytes = PLAN_DTYPE_BYTES(adtype, cb);                               \
     info[i].offset = off;                                                            \
     off += info[i].slot_numel * (size_t)info[i].slots * info[i].elem_bytes;          \
     i++;
@@ -66,20 +69,21 @@ size_t gpt_plan_acts(const GPTConfig *cfg, int Bi, int Ti, RecomputeMode rc, Att
     return off;
 }
 
-size_t gpt_plan_grad_acts(const GPTConfig *cfg, int Bi, int Ti, AttentionKind attn, GradActInfo *info) {
+size_t gpt_plan_grad_acts(const GPTConfig *cfg, int Bi, int Ti, AttentionKind attn, DType dt, GradActInfo *info) {
+    const size_t cb = dtype_bytes(dt);
     const size_t B = Bi, T = Ti, C = cfg->d_model, F = cfg->d_ff, NH = cfg->n_head;
     const size_t N = B * T, TT = attn == ATTN_NAIVE ? T * T : 0;
-    const size_t FW = attn == ATTN_FLASH ? FLASH_WORK_FLOATS(B, T, C, NH) : 0, EW = ENCODER_WORK_FLOATS(N);
+    const size_t FW = attn == ATTN_FLASH ? FLASH_WORK_FLOATS(B, T, C, NH, cb) : 0, EW = ENCODER_WORK_FLOATS(N);
     size_t total = 0;
     int i = 0;
 #define GPT_GACT_PLAN(gname, gnumel, gdtype)                                         \
     if (info) {                                                                      \
         info[i].name = #gname;                                                       \
         info[i].numel = (gnumel);                                                    \
-        info[i].elem_bytes = PLAN_DTYPE_BYTES(gdtype);                               \
+        info[i].elem_bytes = PLAN_DTYPE_BYTES(gdtype, cb);                           \
         info[i].offset = total;                                                      \
     }                                                                                \
-    total += (size_t)(gnumel) * PLAN_DTYPE_BYTES(gdtype);                           \
+    total += (size_t)(gnumel) * PLAN_DTYPE_BYTES(gdtype, cb);                       \
     i++;
     GPT_GRAD_ACTS(GPT_GACT_PLAN)
 #undef GPT_GACT_PLAN
@@ -92,34 +96,36 @@ size_t gpt_param_count(const GPTConfig *cfg) {
     return gpt_plan_params(cfg, info);
 }
 
-double gpt_memory_total_estimate(const GPTConfig *cfg, int Bi, int Ti, RecomputeMode rc, AttentionKind attn) {
+double gpt_memory_total_estimate(const GPTConfig *cfg, int Bi, int Ti, RecomputeMode rc, AttentionKind attn,
+                                 DType dt) {
     // The same tables as the size_t plan, evaluated in double: B and T come from flags, and their products with the
     // widths (B*NH*T*T per layer) could wrap a size_t, which would under-allocate. Exact while below 2^53.
     const double B = Bi, T = Ti, C = cfg->d_model, F = cfg->d_ff, NH = cfg->n_head, Vp = cfg->padded_vocab;
     const double maxT = cfg->max_seq_len, L = cfg->n_layer;
     const double N = B * T, TT = attn == ATTN_NAIVE ? T * T : 0, TL = attn == ATTN_FLASH ? T : 0;
-    const double FW = attn == ATTN_FLASH ? 2 * N * C + B * NH * T + 64 : 0;   // FLASH_WORK_FLOATS in double
+    const double cb = (double)dtype_bytes(dt);
+    const double FW = attn == ATTN_FLASH ? (cb == 4 ? 2 : 5) * N * C + B * NH * T + (cb == 4 ? 64 : 128) : 0;
     const double EW = 4 * N + 2048;                                              // ENCODER_WORK_FLOATS in double
     double params = 0, acts = 0, gacts = 0;
 #define GPT_PARAM_EST(pname, prows, pcols, pper_layer, pdecay, pinit) params += (prows) * (pcols) * ((pper_layer) ? L : 1);
     GPT_PARAMS(GPT_PARAM_EST)
 #undef GPT_PARAM_EST
 #define GPT_ACT_EST(aname, anumel, aper_layer, akept, adtype)                                                          \
-    acts += (anumel) * act_slots((aper_layer), (akept), rc, (int)L) * (double)PLAN_DTYPE_BYTES(adtype);
+    acts += (anumel) * act_slots((aper_layer), (akept), rc, (int)L) * (double)PLAN_DTYPE_BYTES(adtype, cb);
     GPT_ACTS(GPT_ACT_EST)
 #undef GPT_ACT_EST
-#define GPT_GACT_EST(gname, gnumel, gdtype) gacts += (gnumel) * (double)PLAN_DTYPE_BYTES(gdtype);
+#define GPT_GACT_EST(gname, gnumel, gdtype) gacts += (gnumel) * (double)PLAN_DTYPE_BYTES(gdtype, cb);
     GPT_GRAD_ACTS(GPT_GACT_EST)
 #undef GPT_GACT_EST
     (void)F; (void)NH; (void)Vp; (void)maxT; (void)TT; (void)TL; (void)FW; (void)EW;
-    // weights, gradients and the two AdamW moments; activations; backward scratch; two sets of input and target
-    // tokens and the step's scalars
-    return 4 * 4 * params + acts + gacts + 4 * N * 4 + GPT_SCALAR_BYTES;
+    // fp32 weights, gradients and the two AdamW moments, and the weights' working copy unless it is the fp32 master;
+    // activations; backward scratch; two sets of input and target tokens and the step's scalars
+    return (4 * 4 + (dt == DTYPE_F32 ? 0 : cb)) * params + acts + gacts + 4 * N * 4 + GPT_SCALAR_BYTES;
 }
 
-int gpt_plan_check(const GPTConfig *cfg, int B, int T, AttentionKind attn, char *err, size_t errlen) {
+int gpt_plan_check(const GPTConfig *cfg, int B, int T, AttentionKind attn, DType dt, char *err, size_t errlen) {
     double need = 0;
-    for (int m = 0; m < 3; m++) need = fmax(need, gpt_memory_total_estimate(cfg, B, T, (RecomputeMode)m, attn));
+    for (int m = 0; m < 3; m++) need = fmax(need, gpt_memory_total_estimate(cfg, B, T, (RecomputeMode)m, attn, dt));
     if (need > GPT_PLAN_MAX_BYTES) {
         snprintf(err, errlen, "--batch %d --seq-len %d: the plan needs %.3g bytes, more than the %.3g (2^60) any "
                  "machine holds: expected a smaller --batch, --seq-len or model", B, T, need, GPT_PLAN_MAX_BYTES);
@@ -128,35 +134,38 @@ int gpt_plan_check(const GPTConfig *cfg, int B, int T, AttentionKind attn, char 
     return 0;
 }
 
-void gpt_memory_plan(const GPTConfig *cfg, int B, int T, AttentionKind attn, GPTMemory *out) {
+void gpt_memory_plan(const GPTConfig *cfg, int B, int T, AttentionKind attn, DType dt, GPTMemory *out) {
     ParamInfo pinfo[NUM_PARAM_TENSORS];
     ActInfo ainfo[NUM_ACT_TENSORS];
     memset(out, 0, sizeof(*out));
+    out->dtype = dt;
     out->num_params = gpt_plan_params(cfg, pinfo);
     out->num_params_real = out->num_params - (size_t)(cfg->padded_vocab - cfg->vocab_size) * cfg->d_model;
     out->param_bytes = out->num_params * sizeof(float);
+    out->param_copy_bytes = dt == DTYPE_F32 ? 0 : out->num_params * dtype_bytes(dt);
     out->grad_bytes = out->param_bytes;
     out->optim_bytes = 2 * out->param_bytes;
-    for (int m = 0; m < 3; m++) out->act_bytes[m] = gpt_plan_acts(cfg, B, T, (RecomputeMode)m, attn, ainfo);
-    out->grad_act_bytes = gpt_plan_grad_acts(cfg, B, T, attn, NULL);
+    for (int m = 0; m < 3; m++) out->act_bytes[m] = gpt_plan_acts(cfg, B, T, (RecomputeMode)m, attn, dt, ainfo);
+    out->grad_act_bytes = gpt_plan_grad_acts(cfg, B, T, attn, dt, NULL);
     out->io_bytes = 4 * (size_t)B * T * sizeof(int32_t) + GPT_SCALAR_BYTES;
 }
 
 size_t gpt_memory_total(const GPTMemory *m, RecomputeMode rc) {
-    return m->param_bytes + m->grad_bytes + m->optim_bytes + m->act_bytes[rc] + m->grad_act_bytes + m->io_bytes;
+    return m->param_bytes + m->param_copy_bytes + m->grad_bytes + m->optim_bytes + m->act_bytes[rc] +
+           m->grad_act_bytes + m->io_bytes;
 }
 
-int gpt_max_batch(const GPTConfig *cfg, int T, RecomputeMode rc, AttentionKind attn, double cap, double reserve,
-                  int max_B, double *need_next) {
+int gpt_max_batch(const GPTConfig *cfg, int T, RecomputeMode rc, AttentionKind attn, DType dt, double cap,
+                  double reserve, int max_B, double *need_next) {
     // Memory grows with B (activations, scratch, tokens), so bisect on the first B that does not fit. In double:
     // a large B at a long T would wrap the size_t plan into a small number that "fits".
     int lo = 0, hi = max_B + 1;   // fits(lo) (B = 0 trivially), !fits(hi)
     while (hi - lo > 1) {
         const int mid = lo + (hi - lo) / 2;
-        if (gpt_memory_total_estimate(cfg, mid, T, rc, attn) + reserve <= cap) lo = mid;
+        if (gpt_memory_total_estimate(cfg, mid, T, rc, attn, dt) + reserve <= cap) lo = mid;
         else hi = mid;
     }
-    if (need_next) *need_next = gpt_memory_total_estimate(cfg, lo + 1, T, rc, attn) + reserve;
+    if (need_next) *need_next = gpt_memory_total_estimate(cfg, lo + 1, T, rc, attn, dt) + reserve;
     return lo;
 }
 
@@ -218,19 +227,19 @@ void gpt_flops(const GPTConfig *cfg, int B, int T, AttentionKind attn, GPTFlops 
 }
 
 typedef struct Roofline {
-    double peak, bw, total, compute, memory;
+    double peak, bw, total, compute, memory, byte_scale;
 } Roofline;
 
 static void roofline_visit(const GPTOp *op, void *ctx) {
     Roofline *r = ctx;
-    const double tc = 3 * op->flops / r->peak, tm = 3 * op->bytes / r->bw;   // forward + backward (2x)
+    const double tc = 3 * op->flops / r->peak, tm = 3 * op->bytes * r->byte_scale / r->bw;   // fwd + bwd (2x)
     r->total += tc > tm ? tc : tm;
     if (tc > tm) r->compute += tc; else r->memory += tm;
 }
 
-double gpt_roofline_step_s(const GPTConfig *cfg, int B, int T, double peak_tflops, double bandwidth_gbs,
+double gpt_roofline_step_s(const GPTConfig *cfg, int B, int T, DType dt, double peak_tflops, double bandwidth_gbs,
                            double *compute_s, double *memory_s) {
-    Roofline r = {peak_tflops * 1e12, bandwidth_gbs * 1e9, 0, 0, 0};
+    Roofline r = {peak_tflops * 1e12, bandwidth_gbs * 1e9, 0, 0, 0, dtype_bytes(dt) / 4.0};
     gpt_forward_ops(cfg, B, T, roofline_visit, &r);
     if (compute_s) *compute_s = r.compute;
     if (memory_s) *memory_s = r.memory;

@@ -10,6 +10,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "backend.h"
 #include "config.h"
 
 #ifdef __cplusplus
@@ -76,11 +77,11 @@ typedef struct ParamInfo {
  *   statistics, the logsumexp, losses, and the workspaces the ops size in floats). The planner lays every table out
  *   in bytes from it.
  */
-// Element types of the planned tensors. The compute dtype is fp32 on every backend today (PLAN_COMPUTE_BYTES); the
-// mixed-precision data path makes it the run's choice (bf16 on a GPU).
+// Element types of the planned tensors: DT_COMPUTE is the run's compute dtype (the DType the plan is made for: fp32,
+// or bf16 on a GPU), DT_F32 always fp32. PLAN_DTYPE_BYTES gives the size for a run whose compute dtype has `cb`
+// bytes per element.
 typedef enum { DT_COMPUTE = 0, DT_F32 = 1 } PlanDType;
-#define PLAN_COMPUTE_BYTES 4
-#define PLAN_DTYPE_BYTES(dt) ((dt) == DT_F32 ? (size_t)4 : (size_t)PLAN_COMPUTE_BYTES)
+#define PLAN_DTYPE_BYTES(dt, cb) ((dt) == DT_F32 ? (size_t)4 : (size_t)(cb))
 #define KEEP_NONE 1
 #define KEEP_SEL 2
 #define KEEP_FULL 4
@@ -113,7 +114,7 @@ typedef enum { GPT_ACTS(GPT_ACT_ENUM) NUM_ACT_TENSORS } ActId;
 #undef GPT_ACT_ENUM
 
 typedef struct ActTensors {
-#define GPT_ACT_FIELD(name, numel, per_layer, kept, dtype) float *name;
+#define GPT_ACT_FIELD(name, numel, per_layer, kept, dtype) void *name;
     GPT_ACTS(GPT_ACT_FIELD)
 #undef GPT_ACT_FIELD
 } ActTensors;
@@ -151,41 +152,45 @@ typedef struct GradActInfo {
 } GradActInfo;
 
 typedef struct GradActTensors {
-#define GPT_GACT_FIELD(name, numel, dtype) float *name;
+#define GPT_GACT_FIELD(name, numel, dtype) void *name;
     GPT_GRAD_ACTS(GPT_GACT_FIELD)
 #undef GPT_GACT_FIELD
 } GradActTensors;
 
-// Sizes of everything the trainer allocates, computed before any allocation (`gptrain info` prints these).
+// Sizes of everything the trainer allocates, computed before any allocation (`gptrain info` prints these), for one
+// compute dtype: the fp32 master weights (param_bytes), their working copy in the compute dtype (param_copy_bytes;
+// 0 in fp32, where the master is the copy), fp32 gradients and AdamW moments, and activations and their gradients
+// in the compute dtype: 16 bytes per parameter in fp32, 18 in mixed bf16.
 typedef struct GPTMemory {
-    size_t num_params;        // floats in the parameter buffer (includes the Vp-V zero rows)
+    DType dtype;
+    size_t num_params;        // elements in the parameter buffer (includes the Vp-V zero rows)
     size_t num_params_real;   // the same without the padded vocabulary rows
-    size_t param_bytes, grad_bytes, optim_bytes;
+    size_t param_bytes, param_copy_bytes, grad_bytes, optim_bytes;
     size_t act_bytes[3];      // activations kept for backward, per recompute mode (none, selective, full)
     size_t grad_act_bytes;    // backward scratch
     size_t io_bytes;          // inputs and targets (two sets, used in turn), and the step's scalars
 } GPTMemory;
-void gpt_memory_plan(const GPTConfig *cfg, int B, int T, AttentionKind attn, GPTMemory *out);
+void gpt_memory_plan(const GPTConfig *cfg, int B, int T, AttentionKind attn, DType dt, GPTMemory *out);
 // The same total in double, exact below 2^53 bytes and never wrapping (B, T and the widths come from the user).
-double gpt_memory_total_estimate(const GPTConfig *cfg, int B, int T, RecomputeMode rc, AttentionKind attn);
+double gpt_memory_total_estimate(const GPTConfig *cfg, int B, int T, RecomputeMode rc, AttentionKind attn, DType dt);
 // The size_t plan is trusted only below this many bytes (2^60), where none of its sums can wrap.
 #define GPT_PLAN_MAX_BYTES 1152921504606846976.0
 // 0 when every recompute mode's plan for (B,T) is below GPT_PLAN_MAX_BYTES, else -1 with err naming --batch and
 // --seq-len. gpt_create checks it; `gptrain info` too, before printing the plan.
-int gpt_plan_check(const GPTConfig *cfg, int B, int T, AttentionKind attn, char *err, size_t errlen);
+int gpt_plan_check(const GPTConfig *cfg, int B, int T, AttentionKind attn, DType dt, char *err, size_t errlen);
 // Everything gpt_create allocates for a recompute mode: weights, gradients, AdamW moments, activations, backward
 // scratch, token buffers.
 size_t gpt_memory_total(const GPTMemory *m, RecomputeMode rc);
 // The largest micro-batch B (1..max_B) whose gpt_memory_total plus `reserve` bytes fits in `cap` bytes; 0 when not
 // even B = 1 fits. *need_next gets what B+1 would need (for the message).
-int gpt_max_batch(const GPTConfig *cfg, int T, RecomputeMode rc, AttentionKind attn, double cap, double reserve,
-                  int max_B, double *need_next);
+int gpt_max_batch(const GPTConfig *cfg, int T, RecomputeMode rc, AttentionKind attn, DType dt, double cap,
+                  double reserve, int max_B, double *need_next);
 // The layouts behind it: fill the tables, return the buffer sizes (parameters in floats, they are always fp32; the
 // activations and the scratch in bytes).
 size_t gpt_plan_params(const GPTConfig *cfg, ParamInfo *info /* [NUM_PARAM_TENSORS] */);
-size_t gpt_plan_acts(const GPTConfig *cfg, int B, int T, RecomputeMode rc, AttentionKind attn,
+size_t gpt_plan_acts(const GPTConfig *cfg, int B, int T, RecomputeMode rc, AttentionKind attn, DType dt,
                      ActInfo *info /* [NUM_ACT_TENSORS] */);
-size_t gpt_plan_grad_acts(const GPTConfig *cfg, int B, int T, AttentionKind attn,
+size_t gpt_plan_grad_acts(const GPTConfig *cfg, int B, int T, AttentionKind attn, DType dt,
                           GradActInfo *info /* [NUM_GRAD_ACT_TENSORS], or NULL */);
 // Floats in the parameter buffer (gpt_plan_params' total): what a model file of this config holds. Exact for any
 // config gpt_config_finalize accepts (its caps keep the count below 2^60).
@@ -217,9 +222,10 @@ typedef struct GPTOp {
 } GPTOp;
 void gpt_forward_ops(const GPTConfig *cfg, int B, int T, void (*visit)(const GPTOp *op, void *ctx), void *ctx);
 // Roofline lower bound of one training step (forward + backward of one micro-batch) in seconds: per op
-// max(FLOPs / peak, bytes / bandwidth), the backward counted as twice the forward's FLOPs and bytes. peak in TFLOPS,
-// bandwidth in GB/s. *compute_s and *memory_s (may be NULL) split the bound by which side limits each op.
-double gpt_roofline_step_s(const GPTConfig *cfg, int B, int T, double peak_tflops, double bandwidth_gbs,
+// max(FLOPs / peak, bytes / bandwidth), the backward counted as twice the forward's FLOPs and bytes, the bytes at the
+// compute dtype's size (GPTOp.bytes scaled by dtype_bytes(dt) / 4). peak in TFLOPS, bandwidth in GB/s. *compute_s
+// and *memory_s (may be NULL) split the bound by which side limits each op.
+double gpt_roofline_step_s(const GPTConfig *cfg, int B, int T, DType dt, double peak_tflops, double bandwidth_gbs,
                            double *compute_s, double *memory_s);
 
 #ifdef __cplusplus

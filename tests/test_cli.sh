@@ -67,6 +67,42 @@ n, f = act(sys.argv[1]), act(sys.argv[2])
 want = 12 * 8 * 12 * 1024 * 1023 * 4 / 1048576
 assert abs((n - f) - want) < 0.02, (n, f, n - f, want)
 PY
+# The mixed-precision anatomy of GPT-2 124M (B=16, T=1024, flash) against the closed form: P parameters (with the
+# vocabulary padding) take 4P master + 2P bf16 copy + 4P gradients + 8P AdamW = 18 bytes each; the activations kept
+# with --recompute none are, per layer, 8NC + 2NF bf16 values (ln1, qkv 3, atty, residual2, ln2, residual3; fch,
+# fch_gelu) and 4N + NH*N fp32 (two LayerNorms' mean and rstd, the logsumexp), plus encoded, proj_out, lnf (3NC) and
+# the logits (N*Vp) in bf16 and lnf's statistics and the losses (3N) in fp32; in fp32 every bf16 byte counts twice.
+$G info --preset gpt2-124m --batch 16 --seq-len 1024 --device cuda --precision bf16 >"$T/ib" 2>&1 \
+  && $G info --preset gpt2-124m --batch 16 --seq-len 1024 --device cuda --precision fp32 --attention flash >"$T/i32" 2>&1 \
+  && /usr/bin/python3 - "$T/ib" "$T/i32" <<'PY' >"$T/py" 2>&1 \
+  && ok "info --precision bf16 (124M, B=16 T=1024): $(cat "$T/py")" \
+  || bad "info: the mixed-precision anatomy" "$(cat "$T/py")"
+import re, sys
+def lines(path):
+    out = {}
+    for line in open(path):
+        m = re.match(r"  (.+?)\s+([0-9.]+) MiB\s+([0-9.]+) bytes/param", line)
+        if m: out[m.group(1)] = float(m.group(2))
+    return out
+b, f = lines(sys.argv[1]), lines(sys.argv[2])
+P, L, C, F, NH, Vp, N = 124475904, 12, 768, 3072, 12, 50304, 16 * 1024
+MiB = 1048576
+want = {"weights (fp32 master)": 4 * P, "weights' bf16 copy (the ops read)": 2 * P, "gradients (fp32)": 4 * P,
+        "AdamW state (m, v)": 8 * P}
+for k, v in want.items():
+    assert abs(b[k] - v / MiB) < 0.006, (k, b[k], v / MiB)
+assert "weights' bf16 copy (the ops read)" not in f, "fp32 has no copy"
+def acts(e):   # bytes per compute-dtype element e
+    return L * ((8 * N * C + 2 * N * F) * e + (4 * N + NH * N) * 4) + (3 * N * C + N * Vp) * e + 3 * N * 4
+assert abs(b["activations, --recompute none"] - acts(2) / MiB) < 0.006, (b["activations, --recompute none"], acts(2) / MiB)
+assert abs(f["activations, --recompute none"] - acts(4) / MiB) < 0.006, (f["activations, --recompute none"], acts(4) / MiB)
+tot = sum(b[k] for k in want) * MiB / P
+assert abs(tot - 18) < 1e-4, tot
+assert re.search(r"bytes per parameter for weights, gradients and optimizer: 18 here", open(sys.argv[1]).read())
+print("weights 4+2, gradients 4, AdamW 8 = 18 bytes/param; activations %.2f MiB = the closed form (fp32: %.2f MiB, %.3fx)"
+      % (b["activations, --recompute none"], f["activations, --recompute none"],
+         b["activations, --recompute none"] / f["activations, --recompute none"]))
+PY
 $G sample --from "$T/run" --tokens 50 --prompt "ROMEO:" --seed 7 >"$T/s1" 2>&1
 $G sample --from "$T/run" --tokens 50 --prompt "ROMEO:" --seed 7 >"$T/s2" 2>&1
 n=$(head -c -1 "$T/s1" | wc -c)

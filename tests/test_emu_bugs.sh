@@ -8,7 +8,8 @@
 # its buffer), one in a flash kernel (a stage refilled before every warp finished reading it), one in the encoder
 # backward's sort (its merge passes across shared-memory tiles left out), two in the batch upload (the copy not
 # ordered after the reads of its token set, the forward not waiting for the copy), one in the cuBLASLt matmul (the
-# bias epilogue left out), and the old GPU index
+# bias epilogue left out), three in the bf16 data path (the AdamW step's bf16 weight copy left stale, its stochastic
+# rounding biased, the weight gradients' GEMM writing bf16 into the fp32 gradients), and the old GPU index
 # of train/common.c (every rank on GPU 0 when the launcher names no local rank). The unchanged sources pass the same
 # programs in the rest of make test.
 . tests/lib.sh
@@ -55,18 +56,21 @@ PY
 }
 
 K=kernels/cuda
+# test_gpu runs each precision mode in turn; the bugs below show in the fp32 pass, the bf16 ones in the bf16 pass
+# (TEST_GPU_ONLY picks the passes: the test program is the same).
+export TEST_GPU_ONLY=fp32
 plant "missing __syncthreads in a block reduction (the classifier's softmax statistics)" $K/classifier.cu \
 tests/gpu/test_gpu.c "shared-memory race" \
 '    if (lane == 0) { sm[warp] = m; ss[warp] = s; }
     __syncthreads();' \
 '    if (lane == 0) { sm[warp] = m; ss[warp] = s; }'
 plant "off-by-one row index (LayerNorm forward writes row + 1)" $K/layernorm.cu tests/gpu/test_gpu.c "out-of-bounds write" \
-'    float *o = out + (size_t)row * C;' \
-'    float *o = out + (size_t)(row + 1) * C;'
+'    T *o = out + (size_t)row * C;' \
+'    T *o = out + (size_t)(row + 1) * C;'
 plant "swapped transpose in a GEMM call (matmul forward, op(w) = w)" $K/matmul.cu tests/gpu/test_gpu.c \
 "cuBLAS error|FAIL matmul_forward|out-of-bounds" \
-'    cuda_gemm(be, CUBLAS_OP_T, CUBLAS_OP_N, M, N, K, 1.0f, w, K, inp, K, 0.0f, out, M);' \
-'    cuda_gemm(be, CUBLAS_OP_N, CUBLAS_OP_N, M, N, K, 1.0f, w, K, inp, K, 0.0f, out, M);'
+'    cuda_gemm(be, CUBLAS_OP_T, CUBLAS_OP_N, M, N, K, 1.0f, w, K, inp, K, 0.0f, out, M, 0);' \
+'    cuda_gemm(be, CUBLAS_OP_N, CUBLAS_OP_N, M, N, K, 1.0f, w, K, inp, K, 0.0f, out, M, 0);'
 plant "missing event wait between two streams (gradients -> NCCL stream)" dist/nccl.c tests/gpu/test_nccl.c "stream race" \
 '    CUDA_OK(cudaStreamWaitEvent(stream, grads_ready, 0));
 ' ''
@@ -77,8 +81,8 @@ plant "host read of a device pointer (sum of squares reads the device total)" $K
     total = cs->partials[CUDA_SUMSQ_BLOCKS];'
 plant "kernel writing one element past its buffer (residual, i <= n)" $K/gelu.cu tests/gpu/test_gpu.c \
 "out-of-bounds (read|write) of 4 bytes .*past the end of allocation" \
-'    if (i < n) out[i] = a[i] + b[i];' \
-'    if (i <= n) out[i] = a[i] + b[i];'
+'    if (i < n) st(&out[i], f32(a[i]) + f32(b[i]));' \
+'    if (i <= n) st(&out[i], f32(a[i]) + f32(b[i]));'
 plant "encoder backward: the sort's merge passes across tiles left out (runs of equal tokens split)" $K/encoder.cu \
 tests/gpu/test_gpu.c "FAIL encoder_backward|device-memory race|race" \
 '            CUDA_LAUNCH(blocks_for(P / 2, ENC_THREADS), ENC_THREADS, 0, 0, bitonic_global_kernel)(keys, j, k, P);' ''
@@ -93,6 +97,20 @@ plant "batch upload: the forward not waiting for its copy" $K/backend_cuda.cu te
 '    CUDA_CHECK(cudaStreamWaitEvent(0, cs->stage_done[k], 0));' ''
 plant "matmul forward on cuBLASLt without its bias epilogue" $K/matmul.cu tests/gpu/test_gpu.c "FAIL matmul_forward" \
 '    const uint32_t epilogue = CUBLASLT_EPILOGUE_BIAS;' '    const uint32_t epilogue = CUBLASLT_EPILOGUE_DEFAULT;'
+# The bf16 data path: the AdamW step not writing the weights' bf16 copy, its stochastic rounding biased (15 random
+# bits instead of 16: rounds up too rarely), the weight gradients' GEMM writing bf16 into the fp32 gradient buffer.
+export TEST_GPU_ONLY=bf16
+plant "bf16: AdamW leaves the weights' bf16 copy stale" $K/adamw.cu tests/gpu/test_gpu.c "FAIL adamw_step" \
+'        if (pc) store_copy(pc, i, pi, h.seed);' ''
+plant "bf16: stochastic rounding of the weights' copy biased (15 random bits)" $K/adamw.cu tests/gpu/test_gpu.c \
+"FAIL adamw_step: stochastic rounding" \
+'    c[i] = __ushort_as_bfloat16((unsigned short)((u + (r & 0xffffu)) >> 16));' \
+'    c[i] = __ushort_as_bfloat16((unsigned short)((u + (r & 0x7fffu)) >> 16));'
+plant "bf16: the weight gradients' GEMM writes bf16 into the fp32 gradients" $K/matmul.cu tests/gpu/test_gpu.c \
+"FAIL matmul_backward dw" \
+'                              c_f32 ? CUDA_R_32F : t, ldc, compute_type(be), CUBLAS_GEMM_DEFAULT));' \
+'                              t, ldc, compute_type(be), CUBLAS_GEMM_DEFAULT));'
+unset TEST_GPU_ONLY
 plant "flash forward: a K/V stage refilled before every warp read it (barrier removed)" kernels/cuda/flash_sm80.cu \
 tests/test_flash_emu.cc "shared-memory race" \
 '        __syncthreads();   // every warp is done with this stage before iteration j + 1 refills it' ''

@@ -214,7 +214,7 @@ static void test_backend(Backend *be, const Shape *s) {
         for (size_t i = 0; i < n; i++) x.d[i] *= 0.5;
         compare("scale", "x", tag, x.f, x.d, n);
         x.f[3] = NAN;
-        op_zero(be, x.f, n);
+        op_zero(be, x.f, n * sizeof(float));
         for (size_t i = 0; i < n; i++) x.d[i] = 0;
         compare("zero", "x (a NaN included)", tag, x.f, x.d, n);
         // AdamW over [lo, hi) of two tensors (the first decayed, the second not), 3 steps: no norm (scale 0.7), a
@@ -227,8 +227,8 @@ static void test_backend(Backend *be, const Shape *s) {
         for (int t = 1; t <= 3; t++) {
             Buf g = buf_rand(n, 1);
             norm[0] = norms[t - 1];
-            const AdamWHyper h = {1e-2f, 0.9f, 0.95f, 1e-8f, 0.1f, t == 1 ? 0.7f : 1.0f, 0.3, t};
-            op_adamw_step(be, p.f, g.f, m.f, v.f, lo, hi, &tens, &h, t == 1 ? NULL : norm, NULL);
+            const AdamWHyper h = {1e-2f, 0.9f, 0.95f, 1e-8f, 0.1f, t == 1 ? 0.7f : 1.0f, 0.3, t, 0};
+            op_adamw_step(be, p.f, NULL, g.f, m.f, v.f, lo, hi, &tens, &h, t == 1 ? NULL : norm, NULL);
             const double s = t == 1 ? 0.7 : t == 2 ? (double)(float)(0.3 / 7.5f) : 1.0;
             ref_adamw(p.d + lo, g.d + lo, m.d + lo, v.d + lo, n1 - lo, (double)1e-2f, (double)0.9f, (double)0.95f,
                       (double)1e-8f, (double)0.1f, s, t);
@@ -246,14 +246,14 @@ static void test_backend(Backend *be, const Shape *s) {
             memcpy(keep + 2 * n, v.f, n * sizeof(float));
             Buf g = buf_rand(n, 1);
             norm[0] = NAN;
-            const AdamWHyper h = {1e-2f, 0.9f, 0.95f, 1e-8f, 0.1f, 1.0f, 0.3, 4};
-            op_adamw_step(be, p.f, g.f, m.f, v.f, 0, n, &tens, &h, norm, NULL);
+            const AdamWHyper h = {1e-2f, 0.9f, 0.95f, 1e-8f, 0.1f, 1.0f, 0.3, 4, 0};
+            op_adamw_step(be, p.f, NULL, g.f, m.f, v.f, 0, n, &tens, &h, norm, NULL);
             harness_case(!memcmp(keep, p.f, n * sizeof(float)) && !memcmp(keep + n, m.f, n * sizeof(float)) &&
                              !memcmp(keep + 2 * n, v.f, n * sizeof(float)),
                          "adamw_step: a NaN norm changes nothing", "[%s]", tag);
             norm[0] = 1.0f;
             const double inf_loss = INFINITY;
-            op_adamw_step(be, p.f, g.f, m.f, v.f, 0, n, &tens, &h, norm, &inf_loss);
+            op_adamw_step(be, p.f, NULL, g.f, m.f, v.f, 0, n, &tens, &h, norm, &inf_loss);
             harness_case(!memcmp(keep, p.f, n * sizeof(float)) && !memcmp(keep + n, m.f, n * sizeof(float)),
                          "adamw_step: an infinite loss changes nothing", "[%s]", tag);
             op_global_norm(be, norm, g.f, n);
@@ -297,7 +297,7 @@ static void test_flash(Backend *be, int B, int T, int C, int NH) {
     char tag[96];
     snprintf(tag, sizeof tag, "%s B=%d T=%d C=%d NH=%d", be->name, B, T, C, NH);
     Buf qkv = buf_rand((size_t)N * 3 * C, 1.5), out = buf_fill((size_t)N * C, NAN);
-    Buf lse = buf_fill((size_t)B * NH * T, NAN), work = buf_fill(FLASH_WORK_FLOATS(B, T, C, NH), NAN);
+    Buf lse = buf_fill((size_t)B * NH * T, NAN), work = buf_fill(FLASH_WORK_FLOATS(B, T, C, NH, 4), NAN);
     op_flash_attention_forward(be, out.f, lse.f, work.f, qkv.f, B, T, C, NH);
     ref_attention_forward(out.d, NULL, qkv.d, B, T, C, NH);
     compare("flash_attention_forward", "out", tag, out.f, out.d, out.n);

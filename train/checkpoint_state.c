@@ -108,9 +108,10 @@ int ckpt_load(const char *path, GPT *g, int with_optimizer, char *err, size_t er
         return -1;
     }
     if (!with_optimizer) {
-        op_zero(g->be, g->m_mem, n);
-        op_zero(g->be, g->v_mem, n);
+        op_zero(g->be, g->m_mem, n * sizeof(float));
+        op_zero(g->be, g->v_mem, n * sizeof(float));
     } else g->adam_t = (int)h.adam_t;
+    gpt_weights_changed(g);   // the bf16 copy as the step that wrote these weights rounded it (bit-exact resume)
     return 0;
 }
 

@@ -45,6 +45,7 @@ enum { CMD_PREPARE = 1, CMD_TRAIN = 2, CMD_SAMPLE = 4, CMD_INFO = 8, CMD_EXPORT 
     X(recompute, "recompute", F_CHOICE, "none", CMD_MODEL, "none|selective|full", "activation checkpointing")      \
     X(attention, "attention", F_CHOICE, "auto", CMD_MODEL, "auto|flash|naive", "flash: no (B,NH,T,T) buffer, probabilities recomputed in the backward; naive: kept per layer (auto: flash on a GPU with bf16 and a supported head size, naive on the CPU)") \
     X(deterministic, "deterministic", F_CHOICE, "off", CMD_TRAIN, "on|off", "GPU: a fixed summation order where the fast kernels use atomics (flash attention's dQ), so runs repeat bit for bit") \
+    X(stochastic_rounding, "stochastic-rounding", F_CHOICE, "on", CMD_TRAIN, "on|off", "--precision bf16: round the bf16 copy of the weights stochastically after each update (unbiased: updates below half a bf16 step still count on average); off: to nearest") \
     /* optimizer and schedule */                                                                                   \
     X(lr, "lr", F_NUM, "1e-3", CMD_TRAIN, NULL, "peak learning rate")                                              \
     X(min_lr, "min-lr", F_NUM, "1e-4", CMD_TRAIN, NULL, "learning rate at the last step (cosine, linear)")         \
@@ -79,7 +80,7 @@ enum { CMD_PREPARE = 1, CMD_TRAIN = 2, CMD_SAMPLE = 4, CMD_INFO = 8, CMD_EXPORT 
     X(init_from, "init-from", F_STR, "", CMD_TRAIN, NULL, "initial weights from an llm.c model file (v3 fp32 or v5 bf16); sets the model shape") \
     /* machine */                                                                                                  \
     X(device, "device", F_CHOICE, "auto", CMD_TRAIN | CMD_SAMPLE | CMD_INFO | CMD_EXPORT, "auto|cpu|cuda", "where to run")     \
-    X(precision, "precision", F_CHOICE, "auto", CMD_TRAIN | CMD_SAMPLE | CMD_EXPORT, "auto|fp32|tf32|bf16|fp16", "matmul precision (auto: bf16 on a GPU, fp32 on the CPU; CUDA: fp32, or TF32 / bf16 / fp16 tensor cores with fp32 storage and accumulation)") \
+    X(precision, "precision", F_CHOICE, "auto", CMD_TRAIN | CMD_SAMPLE | CMD_INFO | CMD_EXPORT, "auto|fp32|tf32|bf16|fp16", "auto: bf16 on a GPU, fp32 on the CPU. CUDA: bf16 = mixed precision (bf16 weights copy, activations and activation gradients, bf16 tensor cores; fp32 master weights, gradients, AdamW, statistics and losses); fp32, tf32, fp16: fp32 storage with exact, TF32 or fp16 tensor-core matmuls (fp32 accumulation)") \
     X(threads, "threads", F_INT, "0", CMD_TRAIN | CMD_SAMPLE | CMD_INFO | CMD_EXPORT, NULL, "CPU threads (0: all cores)")       \
     X(cpu_kernels, "cpu-kernels", F_CHOICE, "blas", CMD_TRAIN | CMD_SAMPLE, "blas|reference", "CPU matmuls on OpenBLAS, or the plain OpenMP reference loops") \
     X(profile, "profile", F_INT, "0", CMD_TRAIN, NULL, "after this step, print its per-op table: time, FLOPs, bytes, TFLOPS, GB/s, percent of the roofline bound (0: off)") \

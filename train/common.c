@@ -96,6 +96,7 @@ void resolve_backend(Options *o, Backend *be, int gpu) {
             die_user("local rank %d has no GPU of its own (%d on this node): launch at most %d ranks per node", device,
                      count, count);
         if (backend_cuda_init(be, device, mode, err, sizeof err)) die_user("%s", err);
+        be->dtype = resolve_dtype(o);
         return;
     }
 #else
@@ -108,6 +109,11 @@ void resolve_backend(Options *o, Backend *be, int gpu) {
     if (backend_init(be, kind, o->threads))
         die_user("--cpu-kernels %s: not built into this binary (make found no OpenBLAS); use --cpu-kernels reference",
                  o->cpu_kernels);
+}
+
+DType resolve_dtype(Options *o) {
+    if (!strcmp(o->precision, "auto")) o->precision = !strcmp(o->device, "cuda") ? "bf16" : "fp32";
+    return !strcmp(o->precision, "bf16") ? DTYPE_BF16 : DTYPE_F32;
 }
 
 AttentionKind resolve_attention(Options *o, Backend *be, const GPTConfig *cfg) {
@@ -158,14 +164,15 @@ int resolve_batch_auto(Options *o, Backend *be, const GPTConfig *cfg, int T, Rec
     const char *what;
     const double cap = memory_cap_bytes(o, be, &what);
     double need_next = 0;
-    const int B = gpt_max_batch(cfg, T, rc, attn, cap, 0, 1 << 16, &need_next);
+    const DType dt = be ? be->dtype : resolve_dtype(o);
+    const int B = gpt_max_batch(cfg, T, rc, attn, dt, cap, 0, 1 << 16, &need_next);
     char a[32], b[32];
     if (B < 1)
         die_user("--batch auto: even B=1 needs %s, more than the %s of %s (--recompute full, --attention flash or a "
                  "shorter --seq-len need less)", fmt_bytes(a, sizeof a, need_next), fmt_bytes(b, sizeof b, cap), what);
-    printf("--batch auto: B=%d, the largest that fits %s (%s) with --recompute %s and --attention %s; B=%d would need "
-           "%s\n", B, fmt_bytes(a, sizeof a, cap), what, gpt_recompute_name(rc), gpt_attention_name(attn), B + 1,
-           fmt_bytes(b, sizeof b, need_next));
+    printf("--batch auto: B=%d, the largest that fits %s (%s) with --recompute %s, --attention %s and %s "
+           "activations; B=%d would need %s\n", B, fmt_bytes(a, sizeof a, cap), what, gpt_recompute_name(rc),
+           gpt_attention_name(attn), dtype_name(dt), B + 1, fmt_bytes(b, sizeof b, need_next));
     o->batch = B;
     return B;
 }

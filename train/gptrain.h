@@ -35,6 +35,9 @@ void resolve_model(Options *o, GPTConfig *cfg, int *T, int fallback_vocab);
 // The backend --device, --precision and --cpu-kernels ask for; on a GPU, the device of index gpu (a rank's local rank:
 // Dist.local_rank, the one source of it; 0 for a single process).
 void resolve_backend(Options *o, Backend *be, int gpu);
+// The compute dtype --precision (resolved by resolve_backend, or on paper for --device as `info` does: auto is bf16
+// on --device cuda) stores activations and the weights' working copy in: bf16 for bf16, else fp32.
+DType resolve_dtype(Options *o);
 // --attention for this model on this backend (be NULL: plan for --device, as `info` does): auto is flash on a GPU
 // with bf16 matmuls and a head size the kernels take, else naive; flash on a GPU with another head size is a user
 // error. Writes the choice back into o. Also applies --deterministic to be (when be is given).
@@ -42,7 +45,7 @@ AttentionKind resolve_attention(Options *o, Backend *be, const GPTConfig *cfg);
 // Bytes of memory to plan for: --memory-gib when given, else the GPU's free memory (be a CUDA backend), else 90% of
 // the host's MemAvailable. *what names the source for messages.
 double memory_cap_bytes(const Options *o, Backend *be, const char **what);
-// --batch auto: the planner's largest micro-batch for this model, T, recompute and attention within
+// --batch auto: the planner's largest micro-batch for this model, T, recompute, attention and precision within
 // memory_cap_bytes, written back into o->batch with a line saying why. A user error when not even B = 1 fits.
 int resolve_batch_auto(Options *o, Backend *be, const GPTConfig *cfg, int T, RecomputeMode rc, AttentionKind attn);
 

@@ -84,12 +84,14 @@ int cmd_info(Options *o) {
     gpt_recompute_parse(o->recompute, &rc);
     if (o->batch == CLI_AUTO) resolve_batch_auto(o, NULL, &cfg, T, rc, attn);
     const int B = o->batch;
+    const DType dt = resolve_dtype(o);
     char err[512];
-    if (gpt_plan_check(&cfg, B, T, ATTN_NAIVE, err, sizeof err) || gpt_plan_check(&cfg, B, T, ATTN_FLASH, err, sizeof err))
+    if (gpt_plan_check(&cfg, B, T, ATTN_NAIVE, dt, err, sizeof err) ||
+        gpt_plan_check(&cfg, B, T, ATTN_FLASH, dt, err, sizeof err))
         die_user("%s", err);
     GPTMemory mem, other;
-    gpt_memory_plan(&cfg, B, T, attn, &mem);
-    gpt_memory_plan(&cfg, B, T, attn == ATTN_FLASH ? ATTN_NAIVE : ATTN_FLASH, &other);
+    gpt_memory_plan(&cfg, B, T, attn, dt, &mem);
+    gpt_memory_plan(&cfg, B, T, attn == ATTN_FLASH ? ATTN_NAIVE : ATTN_FLASH, dt, &other);
     GPTFlops fl;
     gpt_flops(&cfg, B, T, attn, &fl);
     const double L = cfg.n_layer, C = cfg.d_model, N = mem.num_params_real;
@@ -106,9 +108,16 @@ int cmd_info(Options *o) {
     printf("  hardware flops per step: none %.4g, selective %.4g, full %.4g (HFU counts recomputed work%s)\n",
            fl.hardware[0], fl.hardware[1], fl.hardware[2],
            attn == ATTN_FLASH ? ", incl. flash attention's recompute of QK^T in the backward" : "");
-    printf("memory (fp32 weights, fp32 AdamW; per process; --attention %s):\n", gpt_attention_name(attn));
-    mib_line("weights", mem.param_bytes, mem.num_params);
-    mib_line("gradients", mem.grad_bytes, mem.num_params);
+    if (dt == DTYPE_F32)
+        printf("memory (--precision %s: fp32 weights, gradients, AdamW and activations; per process; --attention "
+               "%s):\n", o->precision, gpt_attention_name(attn));
+    else
+        printf("memory (--precision %s: fp32 master weights, their %s copy, fp32 gradients and AdamW, %s activations; "
+               "per process; --attention %s):\n", o->precision, dtype_name(dt), dtype_name(dt),
+               gpt_attention_name(attn));
+    mib_line("weights (fp32 master)", mem.param_bytes, mem.num_params);
+    if (mem.param_copy_bytes) mib_line("weights' bf16 copy (the ops read)", mem.param_copy_bytes, mem.num_params);
+    mib_line("gradients (fp32)", mem.grad_bytes, mem.num_params);
     mib_line("AdamW state (m, v)", mem.optim_bytes, mem.num_params);
     const char *names[3] = {"none", "selective", "full"};
     for (int m = 0; m < 3; m++) {
@@ -118,21 +127,22 @@ int cmd_info(Options *o) {
     }
     mib_line("backward scratch (one layer)", mem.grad_act_bytes, mem.num_params);
     for (int m = 0; m < 3; m++) {
-        size_t total = mem.param_bytes + mem.grad_bytes + mem.optim_bytes + mem.act_bytes[m] + mem.grad_act_bytes +
-                       mem.io_bytes;
+        const size_t total = gpt_memory_total(&mem, (RecomputeMode)m);
         char what[64];
         snprintf(what, sizeof what, "total, --recompute %s", names[m]);
         mib_line(what, total, mem.num_params);
     }
-    printf("bytes per parameter by precision and optimizer: fp32 weights + fp32 AdamW (this build) 16; mixed bf16 "
-           "(bf16 weights, fp32 master, fp32 grads, AdamW) 18, with bf16 grads 16\n");
+    printf("bytes per parameter for weights, gradients and optimizer: %.0f here (--precision %s); fp32 16 (weights "
+           "4, gradients 4, AdamW 8), mixed bf16 18 (+ the bf16 copy 2), with bf16 gradients 16\n",
+           (double)(mem.param_bytes + mem.param_copy_bytes + mem.grad_bytes + mem.optim_bytes) / mem.num_params,
+           o->precision);
     printf("inference KV cache: 2*L*C = %.0f values per token = %.1f KiB (fp32), %.1f KiB (bf16); %.1f MiB (bf16) "
            "for one sequence of T=%d\n", 2.0 * cfg.n_layer * cfg.d_model, 8.0 * cfg.n_layer * cfg.d_model / 1024,
            4.0 * cfg.n_layer * cfg.d_model / 1024, 4.0 * cfg.n_layer * cfg.d_model * T / 1048576, T);
     {
         const double peak = o->peak_tflops > 0 ? o->peak_tflops : 989, bw = o->bandwidth_gbs > 0 ? o->bandwidth_gbs : 3350;
         double tc, tm;
-        const double t = gpt_roofline_step_s(&cfg, B, T, peak, bw, &tc, &tm);
+        const double t = gpt_roofline_step_s(&cfg, B, T, dt, peak, bw, &tc, &tm);
         printf("roofline lower bound per micro-step (B=%d, T=%d): %.3f ms at %.4g TFLOPS and %.4g GB/s (%.3f ms in "
                "compute-bound ops, %.3f ms in memory-bound ops); %.0f tokens/s at best\n", B, T, t * 1e3, peak, bw,
                tc * 1e3, tm * 1e3, tokens / t);
@@ -142,7 +152,7 @@ int cmd_info(Options *o) {
         const double cap = memory_cap_bytes(o, NULL, &what);
         printf("largest micro-batch at T=%d within %.2f GiB (%s):", T, cap / 1073741824.0, what);
         for (int m = 0; m < 3; m++) {
-            const int bmax = gpt_max_batch(&cfg, T, (RecomputeMode)m, attn, cap, 0, 1 << 16, NULL);
+            const int bmax = gpt_max_batch(&cfg, T, (RecomputeMode)m, attn, dt, cap, 0, 1 << 16, NULL);
             printf(" %s %d%s", names[m], bmax, m < 2 ? "," : "\n");
         }
     }

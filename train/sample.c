@@ -146,8 +146,8 @@ int cmd_sample(Options *o) {
     for (int i = 0; i < o->tokens; i++) {
         int t = n < (size_t)cfg.max_seq_len ? (int)n : cfg.max_seq_len;
         gpt_forward(&g, ctx + n - t, NULL, 1, t, 0.0f);
-        backend_to_host(&be, row, g.acts.logits + (size_t)(t - 1) * cfg.padded_vocab,
-                        (size_t)cfg.padded_vocab * sizeof(float));
+        gpt_acts_to_host(&g, row, (char *)g.acts.logits + (size_t)(t - 1) * cfg.padded_vocab * dtype_bytes(g.dtype),
+                         (size_t)cfg.padded_vocab);
         int id = sample_token(row, tok.vocab_size, o->temperature, o->top_k, probs, &rng);
         ctx[n++] = id;
         const uint8_t *bytes;

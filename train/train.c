@@ -716,6 +716,7 @@ int cmd_train(Options *o) {
     snprintf(model_path, sizeof model_path, "%s/model.bin", o->out);
     GPT g;
     if (gpt_create(&g, &cfg, &be, B, T, rc, attn, err, sizeof err)) die_user("%s", err);
+    g.stochastic_rounding = !strcmp(o->stochastic_rounding, "on");   // before any weights arrive (the copy's seed)
     int start_step = 0, skipped = 0;
     double last_val = NAN;
     LossScale ls = loss_scale_from(o);
@@ -776,8 +777,7 @@ int cmd_train(Options *o) {
             }
         }
         size_t ctx, used = backend_cuda_used_bytes(&be, &ctx);
-        const double predicted = (double)mem->param_bytes + mem->grad_bytes + mem->optim_bytes + mem->act_bytes[rc] +
-                                 mem->grad_act_bytes;
+        const double predicted = (double)gpt_memory_total(mem, rc);
         printf("device memory: predicted %.1f MiB for the model's buffers; measured %.1f MiB in use = %.1f MiB CUDA "
                "context, cuBLAS and the backend's scratch + %.1f MiB allocated since\n",
                predicted / 1048576.0, used / 1048576.0, ctx / 1048576.0, (used - ctx) / 1048576.0);
@@ -795,9 +795,12 @@ int cmd_train(Options *o) {
     printf("batch: B=%d T=%d grad_accum=%d -> %ld tokens per step; recompute %s; attention %s%s\n", B, T, accum,
            (long)B * T * accum * dist.world, gpt_recompute_name(rc), gpt_attention_name(attn),
            be.deterministic ? " (deterministic)" : "");
-    printf("memory: weights %.2f MiB, grads %.2f MiB, AdamW %.2f MiB, activations %.2f MiB, scratch %.2f MiB\n",
-           mem->param_bytes / 1048576.0, mem->grad_bytes / 1048576.0, mem->optim_bytes / 1048576.0,
-           mem->act_bytes[rc] / 1048576.0, mem->grad_act_bytes / 1048576.0);
+    char copy_mib[64] = "";
+    if (mem->param_copy_bytes) snprintf(copy_mib, sizeof copy_mib, " + %.2f MiB bf16 copy", mem->param_copy_bytes / 1048576.0);
+    printf("memory (%s activations): weights %.2f MiB%s, grads %.2f MiB, AdamW %.2f MiB, activations %.2f MiB, "
+           "scratch %.2f MiB\n", dtype_name(mem->dtype), mem->param_bytes / 1048576.0, copy_mib,
+           mem->grad_bytes / 1048576.0, mem->optim_bytes / 1048576.0, mem->act_bytes[rc] / 1048576.0,
+           mem->grad_act_bytes / 1048576.0);
     printf("memory plan: %.2f MiB in all; allocated through the backend: %.2f MiB\n",
            gpt_memory_total(mem, rc) / 1048576.0, be.bytes_allocated / 1048576.0);
     printf("flops per step: model %.4g, hardware %.4g (%.4g per token); peak %.4g TFLOPS (%s)\n", fl.model * accum,
@@ -950,6 +953,7 @@ int cmd_train(Options *o) {
                 gpt_adamw_step_range(&g, z_grads, z_lo, z_hi, (float)m.lr, (float)o->beta1, (float)o->beta2,
                                      (float)o->eps, (float)o->weight_decay, clip / (float)S);
                 z_allgather(&dist, g.params_mem, z_stage, g.mem.num_params, z_shard);
+                gpt_weights_changed(&g);   // the whole bf16 copy from the gathered master (nothing in fp32)
             }
             if (ls.dynamic && ++ls.good >= ls.window) {   // a window without an overflow: try twice the scale
                 ls.scale = fmin(ls.scale * 2, LOSS_SCALE_MAX);

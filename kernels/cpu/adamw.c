@@ -5,6 +5,7 @@
  * global gradient norm (its sum of squares in a fixed order), which the step reads to clip or skip.
  */
 #include <math.h>
+#include <string.h>
 
 #include "cpu.h"
 
@@ -24,8 +25,9 @@ static void adamw_range(float *params, const float *grads, float *m, float *v, s
     }
 }
 
-void cpu_adamw_step(Backend *be, float *params, const float *grads, float *m, float *v, size_t lo, size_t hi,
-                    const AdamWTensors *tensors, const AdamWHyper *h, const float *norm, const double *loss) {
+void cpu_adamw_step(Backend *be, float *params, void *params_c, const float *grads, float *m, float *v, size_t lo,
+                    size_t hi, const AdamWTensors *tensors, const AdamWHyper *h, const float *norm,
+                    const double *loss) {
     (void)be;
     if (loss && !isfinite(*loss)) return;   // a skipped step: nothing changes
     float s = h->grad_scale;
@@ -43,6 +45,9 @@ void cpu_adamw_step(Backend *be, float *params, const float *grads, float *m, fl
                         bc2);
         begin = end;
     }
+    // The compute dtype is fp32 on the CPU: a separate working copy (the model passes none) is a plain copy.
+    if (params_c && params_c != params && hi > lo)
+        memcpy((float *)params_c + lo, params + lo, (hi - lo) * sizeof(float));
 }
 
 // A fixed partition into SUMSQ_CHUNKS pieces, each summed in order in double and combined in order: the result is
@@ -65,4 +70,11 @@ double cpu_sum_squares(Backend *be, const float *x, size_t n) {
 
 void cpu_global_norm(Backend *be, float *norm, const float *x, size_t n) {
     *norm = (float)sqrt(cpu_sum_squares(be, x, n));
+}
+
+// The CPU computes in fp32 only: the weights' working copy is the master itself (the model passes the same buffer)
+// or an fp32 copy of it.
+void cpu_to_compute(Backend *be, void *dst, const float *src, size_t n, uint32_t seed) {
+    (void)seed;
+    if (dst != src) memcpy(dst, src, n * sizeof(float));
 }

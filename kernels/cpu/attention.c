@@ -31,7 +31,10 @@ static void zero_head_grads(float *dbase, int T, int C, int h, int HS) {
 }
 
 // qkv (B,T,3C) -> out (B,T,C), att (B,NH,T,T)
-void cpu_attention_forward(Backend *be, float *out, float *att, const float *qkv, int B, int T, int C, int NH) {
+void cpu_attention_forward(Backend *be, void *out_, void *att_, const void *qkv_, int B, int T, int C, int NH) {
+    float *out = out_;
+    float *att = att_;
+    const float *qkv = qkv_;
     const int HS = C / NH;
     const float scale = 1.0f / sqrtf((float)HS);
     const size_t C3 = 3 * (size_t)C;
@@ -74,8 +77,13 @@ void cpu_attention_forward(Backend *be, float *out, float *att, const float *qkv
 }
 
 // dqkv (B,T,3C) = ; from dout (B,T,C), qkv, att; datt_scratch (B,NH,T,T) scratch
-void cpu_attention_backward(Backend *be, float *dqkv, float *datt_scratch, const float *dout, const float *qkv,
-                            const float *att, int B, int T, int C, int NH) {
+void cpu_attention_backward(Backend *be, void *dqkv_, void *datt_scratch_, const void *dout_, const void *qkv_,
+                            const void *att_, int B, int T, int C, int NH) {
+    float *dqkv = dqkv_;
+    float *datt_scratch = datt_scratch_;
+    const float *dout = dout_;
+    const float *qkv = qkv_;
+    const float *att = att_;
     const int HS = C / NH;
     const float scale = 1.0f / sqrtf((float)HS);
     const size_t C3 = 3 * (size_t)C;
@@ -123,8 +131,10 @@ void cpu_attention_backward(Backend *be, float *dqkv, float *datt_scratch, const
 #define FLASH_CPU_KEYS 64   // keys per block: the block's scores fit in L1 with q and the accumulator
 
 // qkv (B,T,3C) -> out (B,T,C), lse (B,NH,T); work unused on the CPU (the accumulator is one row on the stack)
-void cpu_flash_attention_forward(Backend *be, float *out, float *lse, float *work, const float *qkv, int B, int T,
+void cpu_flash_attention_forward(Backend *be, void *out_, float *lse, float *work, const void *qkv_, int B, int T,
                                  int C, int NH) {
+    float *out = out_;
+    const float *qkv = qkv_;
     (void)work;
     const int HS = C / NH;
     const float scale = 1.0f / sqrtf((float)HS);
@@ -172,8 +182,12 @@ void cpu_flash_attention_forward(Backend *be, float *out, float *lse, float *wor
 }
 
 // dqkv (B,T,3C) = ; from dout (B,T,C), qkv, out (B,T,C), lse (B,NH,T); work unused on the CPU
-void cpu_flash_attention_backward(Backend *be, float *dqkv, float *work, const float *dout, const float *qkv,
-                                  const float *out, const float *lse, int B, int T, int C, int NH) {
+void cpu_flash_attention_backward(Backend *be, void *dqkv_, float *work, const void *dout_, const void *qkv_,
+                                  const void *out_, const float *lse, int B, int T, int C, int NH) {
+    float *dqkv = dqkv_;
+    const float *dout = dout_;
+    const float *qkv = qkv_;
+    const float *out = out_;
     (void)work;
     const int HS = C / NH;
     const float scale = 1.0f / sqrtf((float)HS);
@@ -235,8 +249,10 @@ void cpu_flash_attention_backward(Backend *be, float *dqkv, float *work, const f
 #define FLASH_BLAS_Q 64
 #define FLASH_BLAS_K 64
 
-void cpu_flash_attention_forward_blas(Backend *be, float *out, float *lse, float *work, const float *qkv, int B,
+void cpu_flash_attention_forward_blas(Backend *be, void *out_, float *lse, float *work, const void *qkv_, int B,
                                       int T, int C, int NH) {
+    float *out = out_;
+    const float *qkv = qkv_;
     (void)work;
     const int HS = C / NH, C3 = 3 * C;
     const float scale = 1.0f / sqrtf((float)HS);
@@ -292,8 +308,12 @@ void cpu_flash_attention_forward_blas(Backend *be, float *out, float *lse, float
     }
 }
 
-void cpu_flash_attention_backward_blas(Backend *be, float *dqkv, float *work, const float *dout, const float *qkv,
-                                       const float *out, const float *lse, int B, int T, int C, int NH) {
+void cpu_flash_attention_backward_blas(Backend *be, void *dqkv_, float *work, const void *dout_, const void *qkv_,
+                                       const void *out_, const float *lse, int B, int T, int C, int NH) {
+    float *dqkv = dqkv_;
+    const float *dout = dout_;
+    const float *qkv = qkv_;
+    const float *out = out_;
     (void)work;
     const int HS = C / NH, C3 = 3 * C;
     const float scale = 1.0f / sqrtf((float)HS);

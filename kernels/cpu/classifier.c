@@ -10,8 +10,9 @@
 
 #include "cpu.h"
 
-void cpu_classifier_forward_backward(Backend *be, float *losses, float *logits, const int32_t *targets, int N, int V,
+void cpu_classifier_forward_backward(Backend *be, float *losses, void *logits_, const int32_t *targets, int N, int V,
                                      int Vp, float dlogits_scale) {
+    float *logits = logits_;
 #pragma omp parallel for schedule(static) if ((size_t)N * V > CPU_PARALLEL_MIN)
     for (int n = 0; n < N; n++) {
         float *l = logits + (size_t)n * Vp;

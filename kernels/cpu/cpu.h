@@ -37,48 +37,50 @@ static inline float cpu_tanhf(float u) { return 1.0f - 2.0f / (cpu_expf(2.0f * u
 // Below this many elements an elementwise loop runs on one thread: the OpenMP fork costs more than the work.
 #define CPU_PARALLEL_MIN 32768
 
-void cpu_encoder_forward(Backend *be, float *out, const int32_t *tokens, const float *wte, const float *wpe, int B,
+void cpu_encoder_forward(Backend *be, void *out, const int32_t *tokens, const void *wte, const void *wpe, int B,
                          int T, int C);
-void cpu_encoder_backward(Backend *be, float *dwte, float *dwpe, float *work, const float *dout, const int32_t *tokens, int B,
-                          int T, int C);
-void cpu_layernorm_forward(Backend *be, float *out, float *mean, float *rstd, const float *inp, const float *w,
-                           const float *b, int N, int C);
-void cpu_layernorm_backward(Backend *be, float *dinp, float *dw, float *db, const float *dout, const float *inp,
-                            const float *w, const float *mean, const float *rstd, int N, int C);
-void cpu_matmul_forward_ref(Backend *be, float *out, const float *inp, const float *w, const float *bias, int N,
+void cpu_encoder_backward(Backend *be, float *dwte, float *dwpe, float *work, const void *dout,
+                          const int32_t *tokens, int B, int T, int C);
+void cpu_layernorm_forward(Backend *be, void *out, float *mean, float *rstd, const void *inp, const void *w,
+                           const void *b, int N, int C);
+void cpu_layernorm_backward(Backend *be, void *dinp, float *dw, float *db, const void *dout, const void *inp,
+                            const void *w, const float *mean, const float *rstd, int N, int C);
+void cpu_matmul_forward_ref(Backend *be, void *out, const void *inp, const void *w, const void *bias, int N,
                             int K, int M);
-void cpu_matmul_backward_ref(Backend *be, float *dinp, float *dw, float *dbias, const float *dout, const float *inp,
-                             const float *w, int N, int K, int M);
+void cpu_matmul_backward_ref(Backend *be, void *dinp, float *dw, float *dbias, const void *dout, const void *inp,
+                             const void *w, int N, int K, int M);
 #ifdef GPTRAIN_OPENBLAS
-void cpu_matmul_forward_blas(Backend *be, float *out, const float *inp, const float *w, const float *bias, int N,
+void cpu_matmul_forward_blas(Backend *be, void *out, const void *inp, const void *w, const void *bias, int N,
                              int K, int M);
-void cpu_matmul_backward_blas(Backend *be, float *dinp, float *dw, float *dbias, const float *dout,
-                              const float *inp, const float *w, int N, int K, int M);
+void cpu_matmul_backward_blas(Backend *be, void *dinp, float *dw, float *dbias, const void *dout,
+                              const void *inp, const void *w, int N, int K, int M);
 #endif
-void cpu_attention_forward(Backend *be, float *out, float *att, const float *qkv, int B, int T, int C, int NH);
-void cpu_attention_backward(Backend *be, float *dqkv, float *datt_scratch, const float *dout, const float *qkv,
-                            const float *att, int B, int T, int C, int NH);
-void cpu_flash_attention_forward(Backend *be, float *out, float *lse, float *work, const float *qkv, int B, int T,
+void cpu_attention_forward(Backend *be, void *out, void *att, const void *qkv, int B, int T, int C, int NH);
+void cpu_attention_backward(Backend *be, void *dqkv, void *datt_scratch, const void *dout, const void *qkv,
+                            const void *att, int B, int T, int C, int NH);
+void cpu_flash_attention_forward(Backend *be, void *out, float *lse, float *work, const void *qkv, int B, int T,
                                  int C, int NH);
-void cpu_flash_attention_backward(Backend *be, float *dqkv, float *work, const float *dout, const float *qkv,
-                                  const float *out, const float *lse, int B, int T, int C, int NH);
+void cpu_flash_attention_backward(Backend *be, void *dqkv, float *work, const void *dout, const void *qkv,
+                                  const void *out, const float *lse, int B, int T, int C, int NH);
 // The same pair in 64 x 64 blocks of OpenBLAS products (the "cpu" table; attention.c).
-void cpu_flash_attention_forward_blas(Backend *be, float *out, float *lse, float *work, const float *qkv, int B,
+void cpu_flash_attention_forward_blas(Backend *be, void *out, float *lse, float *work, const void *qkv, int B,
                                       int T, int C, int NH);
-void cpu_flash_attention_backward_blas(Backend *be, float *dqkv, float *work, const float *dout, const float *qkv,
-                                       const float *out, const float *lse, int B, int T, int C, int NH);
-void cpu_gelu_forward(Backend *be, float *out, const float *inp, size_t N);
-void cpu_gelu_backward(Backend *be, float *dinp, const float *inp, const float *dout, size_t N);
-void cpu_residual_forward(Backend *be, float *out, const float *a, const float *b, size_t N);
-void cpu_classifier_forward_backward(Backend *be, float *losses, float *logits, const int32_t *targets, int N, int V,
+void cpu_flash_attention_backward_blas(Backend *be, void *dqkv, float *work, const void *dout, const void *qkv,
+                                       const void *out, const float *lse, int B, int T, int C, int NH);
+void cpu_gelu_forward(Backend *be, void *out, const void *inp, size_t N);
+void cpu_gelu_backward(Backend *be, void *dinp, const void *inp, const void *dout, size_t N);
+void cpu_residual_forward(Backend *be, void *out, const void *a, const void *b, size_t N);
+void cpu_classifier_forward_backward(Backend *be, float *losses, void *logits, const int32_t *targets, int N, int V,
                                      int Vp, float dlogits_scale);
 void cpu_loss_accumulate(Backend *be, double *acc, const float *losses, size_t n);
 double cpu_sum_squares(Backend *be, const float *x, size_t n);
 void cpu_scale(Backend *be, float *x, float s, size_t n);
-void cpu_zero(Backend *be, float *x, size_t n);
+void cpu_zero(Backend *be, void *x, size_t bytes);
+void cpu_to_compute(Backend *be, void *dst, const float *src, size_t n, uint32_t seed);
 void cpu_global_norm(Backend *be, float *norm, const float *x, size_t n);
-void cpu_adamw_step(Backend *be, float *params, const float *grads, float *m, float *v, size_t lo, size_t hi,
-                    const AdamWTensors *tensors, const AdamWHyper *h, const float *norm, const double *loss);
+void cpu_adamw_step(Backend *be, float *params, void *params_c, const float *grads, float *m, float *v, size_t lo,
+                    size_t hi, const AdamWTensors *tensors, const AdamWHyper *h, const float *norm,
+                    const double *loss);
 // Column sums over rows in row order (deterministic): acc (M) += sum_n x (N,M)
 void cpu_colsum_accumulate(float *acc, const float *x, int N, int M);
 

@@ -7,8 +7,11 @@
 #include "cpu.h"
 
 // tokens (B,T), wte (Vp,C), wpe (maxT,C) -> out (B,T,C)
-void cpu_encoder_forward(Backend *be, float *out, const int32_t *tokens, const float *wte, const float *wpe, int B,
+void cpu_encoder_forward(Backend *be, void *out_, const int32_t *tokens, const void *wte_, const void *wpe_, int B,
                          int T, int C) {
+    float *out = out_;
+    const float *wte = wte_;
+    const float *wpe = wpe_;
     const int N = B * T;
 #pragma omp parallel for schedule(static) if ((size_t)N * C > CPU_PARALLEL_MIN)
     for (int n = 0; n < N; n++) {
@@ -19,8 +22,9 @@ void cpu_encoder_forward(Backend *be, float *out, const int32_t *tokens, const f
 }
 
 // dwte (Vp,C) +=, dwpe (maxT,C) += from dout (B,T,C)
-void cpu_encoder_backward(Backend *be, float *dwte, float *dwpe, float *work, const float *dout,
+void cpu_encoder_backward(Backend *be, float *dwte, float *dwpe, float *work, const void *dout_,
                           const int32_t *tokens, int B, int T, int C) {
+    const float *dout = dout_;
     (void)work;   // the GPU's sort keys; the CPU walks the tokens in order
     const int N = B * T;
     const int CHUNK = 16;  // 64-byte rows of channels per task

@@ -29,7 +29,9 @@ static void gelu_backward_block(float *restrict dinp, const float *restrict inp,
     }
 }
 
-void cpu_gelu_forward(Backend *be, float *out, const float *inp, size_t N) {
+void cpu_gelu_forward(Backend *be, void *out_, const void *inp_, size_t N) {
+    float *out = out_;
+    const float *inp = inp_;
     const long nb = (long)((N + GELU_BLOCK - 1) / GELU_BLOCK);
 #pragma omp parallel for schedule(static) if (N > CPU_PARALLEL_MIN)
     for (long b = 0; b < nb; b++) {
@@ -38,7 +40,10 @@ void cpu_gelu_forward(Backend *be, float *out, const float *inp, size_t N) {
     }
 }
 
-void cpu_gelu_backward(Backend *be, float *dinp, const float *inp, const float *dout, size_t N) {
+void cpu_gelu_backward(Backend *be, void *dinp_, const void *inp_, const void *dout_, size_t N) {
+    float *dinp = dinp_;
+    const float *inp = inp_;
+    const float *dout = dout_;
     const long nb = (long)((N + GELU_BLOCK - 1) / GELU_BLOCK);
 #pragma omp parallel for schedule(static) if (N > CPU_PARALLEL_MIN)
     for (long b = 0; b < nb; b++) {

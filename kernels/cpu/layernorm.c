@@ -14,8 +14,12 @@
 #define LN_EPS 1e-5f
 
 // inp (N,C), w (C), b (C) -> out (N,C), mean (N), rstd (N)
-void cpu_layernorm_forward(Backend *be, float *out, float *mean, float *rstd, const float *inp, const float *w,
-                           const float *b, int N, int C) {
+void cpu_layernorm_forward(Backend *be, void *out_, float *mean, float *rstd, const void *inp_, const void *w_,
+                           const void *b_, int N, int C) {
+    float *out = out_;
+    const float *inp = inp_;
+    const float *w = w_;
+    const float *b = b_;
 #pragma omp parallel for schedule(static) if ((size_t)N * C > CPU_PARALLEL_MIN)
     for (int n = 0; n < N; n++) {
         const float *x = inp + (size_t)n * C;
@@ -33,8 +37,12 @@ void cpu_layernorm_forward(Backend *be, float *out, float *mean, float *rstd, co
 }
 
 // dinp (N,C) +=, dw (C) +=, db (C) += ; from dout (N,C), inp, w, mean, rstd
-void cpu_layernorm_backward(Backend *be, float *dinp, float *dw, float *db, const float *dout, const float *inp,
-                            const float *w, const float *mean, const float *rstd, int N, int C) {
+void cpu_layernorm_backward(Backend *be, void *dinp_, float *dw, float *db, const void *dout_, const void *inp_,
+                            const void *w_, const float *mean, const float *rstd, int N, int C) {
+    float *dinp = dinp_;
+    const float *dout = dout_;
+    const float *inp = inp_;
+    const float *w = w_;
 #pragma omp parallel for schedule(static) if ((size_t)N * C > CPU_PARALLEL_MIN)
     for (int n = 0; n < N; n++) {
         const float *x = inp + (size_t)n * C, *d = dout + (size_t)n * C;

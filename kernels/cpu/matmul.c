@@ -32,8 +32,12 @@ void cpu_colsum_accumulate(float *acc, const float *x, int N, int M) {
 
 // ---- reference loops ----
 
-void cpu_matmul_forward_ref(Backend *be, float *out, const float *inp, const float *w, const float *bias, int N,
+void cpu_matmul_forward_ref(Backend *be, void *out_, const void *inp_, const void *w_, const void *bias_, int N,
                             int K, int M) {
+    float *out = out_;
+    const float *inp = inp_;
+    const float *w = w_;
+    const float *bias = bias_;
 #pragma omp parallel for schedule(static)
     for (int n = 0; n < N; n++) {
         const float *x = inp + (size_t)n * K;
@@ -47,8 +51,12 @@ void cpu_matmul_forward_ref(Backend *be, float *out, const float *inp, const flo
     }
 }
 
-void cpu_matmul_backward_ref(Backend *be, float *dinp, float *dw, float *dbias, const float *dout, const float *inp,
-                             const float *w, int N, int K, int M) {
+void cpu_matmul_backward_ref(Backend *be, void *dinp_, float *dw, float *dbias, const void *dout_, const void *inp_,
+                             const void *w_, int N, int K, int M) {
+    float *dinp = dinp_;
+    const float *dout = dout_;
+    const float *inp = inp_;
+    const float *w = w_;
     if (dinp) {
 #pragma omp parallel for schedule(static)
         for (int n = 0; n < N; n++) {
@@ -87,8 +95,12 @@ static void row_block(int rows, int tid, int nt, int *r0, int *r1) {
     *r1 = *r0 + per < rows ? *r0 + per : rows;
 }
 
-void cpu_matmul_forward_blas(Backend *be, float *out, const float *inp, const float *w, const float *bias, int N,
+void cpu_matmul_forward_blas(Backend *be, void *out_, const void *inp_, const void *w_, const void *bias_, int N,
                              int K, int M) {
+    float *out = out_;
+    const float *inp = inp_;
+    const float *w = w_;
+    const float *bias = bias_;
 #pragma omp parallel
     {
         int r0, r1;
@@ -106,8 +118,12 @@ void cpu_matmul_forward_blas(Backend *be, float *out, const float *inp, const fl
     }
 }
 
-void cpu_matmul_backward_blas(Backend *be, float *dinp, float *dw, float *dbias, const float *dout,
-                              const float *inp, const float *w, int N, int K, int M) {
+void cpu_matmul_backward_blas(Backend *be, void *dinp_, float *dw, float *dbias, const void *dout_,
+                              const void *inp_, const void *w_, int N, int K, int M) {
+    float *dinp = dinp_;
+    const float *dout = dout_;
+    const float *inp = inp_;
+    const float *w = w_;
 #pragma omp parallel
     {
         const int tid = omp_get_thread_num(), nt = omp_get_num_threads();

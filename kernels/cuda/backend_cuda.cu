@@ -139,7 +139,7 @@ static const OpTable CUDA_OPS = {
     cuda_flash_attention_backward, cuda_gelu_forward,        cuda_gelu_backward,
     cuda_residual_forward,    cuda_classifier_forward_backward, cuda_loss_accumulate,
     cuda_sum_squares,         cuda_scale,                    cuda_zero,
-    cuda_global_norm,         cuda_adamw_step};
+    cuda_to_compute,          cuda_global_norm,              cuda_adamw_step};
 
 extern "C" size_t backend_cuda_free_bytes(Backend *be) {
     (void)be;
@@ -217,7 +217,8 @@ extern "C" void backend_cuda_describe(Backend *be, char *buf, size_t n) {
              cs->prop.name, cs->prop.major, cs->prop.minor, cs->prop.multiProcessorCount,
              cs->prop.totalGlobalMem / 1073741824.0, rt / 1000, rt % 1000 / 10, drv / 1000, drv % 1000 / 10,
              cublas_ver,
-             cs->matmul_mode == CUDA_MATMUL_TF32   ? "TF32 tensor cores"
+             be->dtype == DTYPE_BF16               ? "bf16 tensor cores on bf16 storage (fp32 accumulation)"
+             : cs->matmul_mode == CUDA_MATMUL_TF32 ? "TF32 tensor cores"
              : cs->matmul_mode == CUDA_MATMUL_BF16 ? "bf16 tensor cores (fp32 storage, fp32 accumulation)"
              : cs->matmul_mode == CUDA_MATMUL_FP16 ? "fp16 tensor cores (fp32 storage, fp32 accumulation)"
                                                    : "fp32");

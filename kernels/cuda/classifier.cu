@@ -11,8 +11,9 @@
 // One block per row. Pass 1 reads the row once for the softmax statistics with the online rule (Milakov &
 // Gimelshein 2018): each thread keeps a running max m and sum s of exp(l - m) over its strided columns, rescaling s
 // when m grows; the block combines the (m, s) pairs in a fixed tree. Pass 2 reads the row again and writes dlogits in
-// place. Bytes per row: 2 reads + 1 write of Vp·4 (the old kernel read max, sum and write: 3 reads + 1 write); at
-// B=16 T=1024 Vp=50304: 9.9 GB, ~3 ms at 3.35 TB/s, the classifier's floor in fp32 storage.
+// place. Bytes per row: 2 reads + 1 write of Vp·e (the old kernel read max, sum and write: 3 reads + 1 write); at
+// B=16 T=1024 Vp=50304: 9.9 GB, ~3 ms at 3.35 TB/s, the classifier's floor in fp32 storage; half in bf16, where the
+// logits are read as bf16 and dlogits written in bf16, the softmax, loss and gradient computed in fp32.
 #define CLS_THREADS 512
 
 // (m, s) of two partial softmaxes combined: the larger max, each sum rescaled to it.
@@ -22,11 +23,13 @@ __device__ static inline void softmax_combine(float *m, float *s, float m2, floa
     *m = mx;
 }
 
-__global__ static void classifier_kernel(float *losses, float *logits, const int32_t *targets, int V, int Vp,
+template <class T>
+__global__ static void classifier_kernel(float *losses, T *logits, const int32_t *targets, int V, int Vp,
                                          float dscale, int *bad_target) {
-    __shared__ float sm[32], ss[32];
+    CUDA_DYNAMIC_SMEM(float, red, 16);   // the warps' (max, sum) pairs: sm[32], ss[32]
+    float *sm = red, *ss = red + 32;
     const int n = blockIdx.x, lane = threadIdx.x % 32, warp = threadIdx.x / 32, nw = blockDim.x / 32;
-    float *l = logits + (size_t)n * Vp;
+    T *l = logits + (size_t)n * Vp;
     const int t = targets[n];
     if (t < 0 || t >= V) {   // an internal error (the loader validates tokens): flag it, leave the row
         if (threadIdx.x == 0) *bad_target = t;
@@ -34,7 +37,7 @@ __global__ static void classifier_kernel(float *losses, float *logits, const int
     }
     float m = -INFINITY, s = 0.0f;
     for (int v = threadIdx.x; v < V; v += blockDim.x) {
-        const float x = l[v];
+        const float x = f32(l[v]);
         if (x > m) {
             s = (m == -INFINITY ? 0.0f : s * expf(m - x)) + 1.0f;
             m = x;
@@ -53,21 +56,27 @@ __global__ static void classifier_kernel(float *losses, float *logits, const int
         softmax_combine(&m, &s, m2, s2);
     }
     const float logsum = logf(s);
-    const float lt = l[t];
+    const float lt = f32(l[t]);
     __syncthreads();   // every thread has read l[t] before any overwrites it
     if (threadIdx.x == 0) losses[n] = logsum - (lt - m);
     if (dscale != 0.0f) {
         for (int v = threadIdx.x; v < Vp; v += blockDim.x)
-            l[v] = v < V ? dscale * (expf(l[v] - m - logsum) - (v == t ? 1.0f : 0.0f)) : 0.0f;
+            st(&l[v], v < V ? dscale * (expf(f32(l[v]) - m - logsum) - (v == t ? 1.0f : 0.0f)) : 0.0f);
     }
 }
 
-extern "C" void cuda_classifier_forward_backward(Backend *be, float *losses, float *logits, const int32_t *targets,
+template <class T>
+static void classifier(float *losses, void *logits, const int32_t *targets, int N, int V, int Vp, float dscale,
+                       int *bad_target) {
+    CUDA_LAUNCH(N, CLS_THREADS, 64 * sizeof(float), 0, classifier_kernel<T>)(losses, (T *)logits, targets, V, Vp,
+                                                                              dscale, bad_target);
+    CUDA_LAUNCH_CHECK();
+}
+
+extern "C" void cuda_classifier_forward_backward(Backend *be, float *losses, void *logits, const int32_t *targets,
                                                  int N, int V, int Vp, float dlogits_scale) {
     if (!N) return;
-    CUDA_LAUNCH(N, CLS_THREADS, 0, 0, classifier_kernel)(losses, logits, targets, V, Vp, dlogits_scale,
-                                                 cuda_state(be)->bad_target);
-    CUDA_LAUNCH_CHECK();
+    CUDA_BY_DTYPE(be, classifier, losses, logits, targets, N, V, Vp, dlogits_scale, cuda_state(be)->bad_target);
 }
 
 // *acc += the mean of the losses: one block of LOSS_THREADS threads, thread i summing elements i, i + LOSS_THREADS, ...

@@ -1,9 +1,13 @@
 /*
  * cuda_common.h: what the CUDA backend's files share: the check macros (every CUDA and cuBLAS call goes through one,
  * printing file:line, the call and the library's error string; every kernel launch is followed by CUDA_LAUNCH_CHECK),
- * the backend's private state, the small device helpers every op family uses (launch sizes, warp
- * reductions), and the op implementations' declarations for backend_cuda.cu's table. The op families live one per
- * file beside their CPU references: kernels/cuda/<op>.cu next to kernels/cpu/<op>.c (encoder, layernorm, matmul,
+ * the backend's private state, the small device helpers every op family uses (launch sizes, warp reductions, the
+ * compute dtype's loads and stores), and the op implementations' declarations for backend_cuda.cu's table.
+ *
+ * The compute dtype (Backend.dtype, ops.h): every kernel that touches compute-dtype tensors is a template on their
+ * element type T (float or __nv_bfloat16), reads them with f32() and writes them with st() (fp32 arithmetic inside,
+ * one rounding to nearest even per stored value), and its entry point picks T with CUDA_BY_DTYPE.
+ * The op families live one per file beside their CPU references: kernels/cuda/<op>.cu next to kernels/cpu/<op>.c (encoder, layernorm, matmul,
  * attention and flash, gelu (with the residual add), classifier, adamw, reductions).
  */
 #ifndef GPTRAIN_CUDA_COMMON_H
@@ -11,6 +15,7 @@
 
 #include <cublasLt.h>
 #include <cublas_v2.h>
+#include <cuda_bf16.h>
 #include <math.h>
 #include <cuda_runtime.h>
 #include <stdio.h>
@@ -101,45 +106,59 @@ __device__ static inline float warp_max(float v) {
     for (int o = 16; o > 0; o >>= 1) v = fmaxf(v, __shfl_xor_sync(0xffffffffu, v, o));
     return v;
 }
-// The GEMM helpers of matmul.cu (attention.cu's products go through them too), in the backend's matmul precision:
-// column-major C (m,n) = alpha op(A) op(B) + beta C on fp32 storage, and its strided-batched form.
+// ---- the compute dtype ----
+// A kernel template declares its shared memory with CUDA_DYNAMIC_SMEM, never `__shared__`: host C++ compilers drop
+// the emulated build's section attribute from statics of template instantiations, so a `__shared__` there would be
+// one unchecked static for every block (tests/test_emu_lint.sh finds any).
+typedef __nv_bfloat16 bf16;
+__device__ static inline float f32(float x) { return x; }
+__device__ static inline float f32(bf16 x) { return __bfloat162float(x); }
+__device__ static inline void st(float *p, float v) { *p = v; }
+__device__ static inline void st(bf16 *p, float v) { *p = __float2bfloat16(v); }
+// fn<T>(...) with T the backend's compute dtype.
+#define CUDA_BY_DTYPE(be, fn, ...) \
+    ((be)->dtype == DTYPE_BF16 ? fn<bf16>(__VA_ARGS__) : fn<float>(__VA_ARGS__))
+
+// The GEMM helpers of matmul.cu (attention.cu's products go through them too): column-major C (m,n) =
+// alpha op(A) op(B) + beta C with A and B in the compute dtype and C in it too, or in fp32 when c_f32 (the weight
+// gradients). On fp32 storage the products run in the backend's matmul precision (exact, TF32, bf16 or fp16 tensor
+// cores, inputs rounded on the fly); on bf16 storage bf16 tensor cores. fp32 accumulation throughout.
 void cuda_gemm(Backend *be, cublasOperation_t ta, cublasOperation_t tb, int m, int n, int k, float alpha,
-               const float *A, int lda, const float *B, int ldb, float beta, float *C, int ldc);
+               const void *A, int lda, const void *B, int ldb, float beta, void *C, int ldc, int c_f32);
+void cuda_gemm_batched(Backend *be, cublasOperation_t ta, cublasOperation_t tb, int m, int n, int k, float alpha,
+                       const void *A, int lda, long long sa, const void *B, int ldb, long long sb, float beta,
+                       void *C, int ldc, long long sc, int batch);
 // out (M) += sum over p < P of partials[p * ld + m], in p order (reductions.cu).
 void cuda_column_sums(Backend *be, float *out, const float *partials, int P, int M, size_t ld);
-void cuda_gemm_batched(Backend *be, cublasOperation_t ta, cublasOperation_t tb, int m, int n, int k, float alpha,
-                       const float *A, int lda, long long sa, const float *B, int ldb, long long sb, float beta,
-                       float *C, int ldc, long long sc, int batch);
 
 #ifdef __cplusplus
 extern "C" {
 #endif
-void cuda_encoder_forward(Backend *, float *, const int32_t *, const float *, const float *, int, int, int);
-void cuda_encoder_backward(Backend *, float *, float *, float *, const float *, const int32_t *, int, int, int);
-void cuda_layernorm_forward(Backend *, float *, float *, float *, const float *, const float *, const float *, int,
-                            int);
-void cuda_layernorm_backward(Backend *, float *, float *, float *, const float *, const float *, const float *,
+void cuda_encoder_forward(Backend *, void *, const int32_t *, const void *, const void *, int, int, int);
+void cuda_encoder_backward(Backend *, float *, float *, float *, const void *, const int32_t *, int, int, int);
+void cuda_layernorm_forward(Backend *, void *, float *, float *, const void *, const void *, const void *, int, int);
+void cuda_layernorm_backward(Backend *, void *, float *, float *, const void *, const void *, const void *,
                              const float *, const float *, int, int);
-void cuda_matmul_forward(Backend *, float *, const float *, const float *, const float *, int, int, int);
-void cuda_matmul_backward(Backend *, float *, float *, float *, const float *, const float *, const float *, int,
-                          int, int);
-void cuda_attention_forward(Backend *, float *, float *, const float *, int, int, int, int);
-void cuda_attention_backward(Backend *, float *, float *, const float *, const float *, const float *, int, int,
-                             int, int);
-void cuda_flash_attention_forward(Backend *, float *, float *, float *, const float *, int, int, int, int);
-void cuda_flash_attention_backward(Backend *, float *, float *, const float *, const float *, const float *,
+void cuda_matmul_forward(Backend *, void *, const void *, const void *, const void *, int, int, int);
+void cuda_matmul_backward(Backend *, void *, float *, float *, const void *, const void *, const void *, int, int,
+                          int);
+void cuda_attention_forward(Backend *, void *, void *, const void *, int, int, int, int);
+void cuda_attention_backward(Backend *, void *, void *, const void *, const void *, const void *, int, int, int, int);
+void cuda_flash_attention_forward(Backend *, void *, float *, float *, const void *, int, int, int, int);
+void cuda_flash_attention_backward(Backend *, void *, float *, const void *, const void *, const void *,
                                    const float *, int, int, int, int);
-void cuda_gelu_forward(Backend *, float *, const float *, size_t);
-void cuda_gelu_backward(Backend *, float *, const float *, const float *, size_t);
-void cuda_residual_forward(Backend *, float *, const float *, const float *, size_t);
-void cuda_classifier_forward_backward(Backend *, float *, float *, const int32_t *, int, int, int, float);
+void cuda_gelu_forward(Backend *, void *, const void *, size_t);
+void cuda_gelu_backward(Backend *, void *, const void *, const void *, size_t);
+void cuda_residual_forward(Backend *, void *, const void *, const void *, size_t);
+void cuda_classifier_forward_backward(Backend *, float *, void *, const int32_t *, int, int, int, float);
 void cuda_loss_accumulate(Backend *, double *, const float *, size_t);
 double cuda_sum_squares(Backend *, const float *, size_t);
 void cuda_scale(Backend *, float *, float, size_t);
-void cuda_zero(Backend *, float *, size_t);
+void cuda_zero(Backend *, void *, size_t);
+void cuda_to_compute(Backend *, void *, const float *, size_t, uint32_t);
 void cuda_global_norm(Backend *, float *, const float *, size_t);
-void cuda_adamw_step(Backend *, float *, const float *, float *, float *, size_t, size_t, const AdamWTensors *,
-                     const AdamWHyper *, const float *, const double *);
+void cuda_adamw_step(Backend *, float *, void *, const float *, float *, float *, size_t, size_t,
+                     const AdamWTensors *, const AdamWHyper *, const float *, const double *);
 #ifdef __cplusplus
 }
 #endif

@@ -2,7 +2,8 @@
  * encoder.cu: the token + position embedding on the GPU (ops.h op_encoder_*; reference kernels/cpu/encoder.c).
  *
  * Forward: out[n] = wte[tok[n]] + wpe[n % T], one block per row (no 64-bit division per element). Bytes: read
- * 2·N·C·4 + N·4, write N·C·4; no FLOPs; at B=16 T=1024 C=768 (150 MiB) the H100 floor (3.35 TB/s) is ~47 µs.
+ * 2·N·C·e + N·4, write N·C·e (e the compute dtype's bytes); no FLOPs; at B=16 T=1024 C=768 in fp32 (150 MiB) the
+ * H100 floor (3.35 TB/s) is ~47 µs, in bf16 half that.
  *
  * Backward, deterministic and parallel, each sum in token order exactly as the CPU reference adds it (so the fp32
  * results are bitwise the CPU's):
@@ -26,28 +27,36 @@
 #define SORT_TILE 1024             // keys a block sorts in shared memory (SORT_TILE / 2 threads, 8 KiB)
 #define KEY_PAD 0xffffffffffffffffull
 
-__global__ static void encoder_forward_kernel(float *out, const int32_t *tokens, const float *wte, const float *wpe,
-                                              int T, int C) {
+template <class T>
+__global__ static void encoder_forward_kernel(T *out, const int32_t *tokens, const T *wte, const T *wpe, int Tlen,
+                                              int C) {
     const size_t n = blockIdx.x;
-    const float *te = wte + (size_t)tokens[n] * C, *pe = wpe + (size_t)(n % T) * C;
-    float *o = out + n * C;
-    for (int c = threadIdx.x; c < C; c += blockDim.x) o[c] = te[c] + pe[c];
+    const T *te = wte + (size_t)tokens[n] * C, *pe = wpe + (size_t)(n % Tlen) * C;
+    T *o = out + n * C;
+    for (int c = threadIdx.x; c < C; c += blockDim.x) st(&o[c], f32(te[c]) + f32(pe[c]));
 }
 
-extern "C" void cuda_encoder_forward(Backend *be, float *out, const int32_t *tokens, const float *wte,
-                                     const float *wpe, int B, int T, int C) {
-    (void)be;
-    if (!B || !T) return;
-    CUDA_LAUNCH(B * T, ENC_THREADS, 0, 0, encoder_forward_kernel)(out, tokens, wte, wpe, T, C);
+template <class T>
+static void encoder_forward(void *out, const int32_t *tokens, const void *wte, const void *wpe, int B, int Tlen,
+                            int C) {
+    CUDA_LAUNCH(B * Tlen, ENC_THREADS, 0, 0, encoder_forward_kernel<T>)((T *)out, tokens, (const T *)wte,
+                                                                        (const T *)wpe, Tlen, C);
     CUDA_LAUNCH_CHECK();
 }
 
+extern "C" void cuda_encoder_forward(Backend *be, void *out, const int32_t *tokens, const void *wte,
+                                     const void *wpe, int B, int T, int C) {
+    if (!B || !T) return;
+    CUDA_BY_DTYPE(be, encoder_forward, out, tokens, wte, wpe, B, T, C);
+}
+
 // dwpe (t, c) += dout[b][t][c], b in order.
-__global__ static void encoder_backward_wpe_kernel(float *dwpe, const float *dout, int B, int T, int C) {
+template <class T>
+__global__ static void encoder_backward_wpe_kernel(float *dwpe, const T *dout, int B, int Tlen, int C) {
     const size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x;
-    if (i >= (size_t)T * C) return;
+    if (i >= (size_t)Tlen * C) return;
     float s = dwpe[i];
-    for (int b = 0; b < B; b++) s += dout[(size_t)b * T * C + i];
+    for (int b = 0; b < B; b++) s += f32(dout[(size_t)b * Tlen * C + i]);
     dwpe[i] = s;
 }
 
@@ -93,7 +102,8 @@ __global__ static void bitonic_tile_kernel(unsigned long long *keys, size_t k_fi
 
 // One block per sorted position s that starts a run of equal tokens (the others exit), channels
 // [blockIdx.y * blockDim.x, ...): dwte[token][c] += dout[n][c] over the run's positions n in increasing order.
-__global__ static void encoder_backward_wte_kernel(float *dwte, const float *dout,
+template <class T>
+__global__ static void encoder_backward_wte_kernel(float *dwte, const T *dout,
                                                    const unsigned long long *__restrict__ keys, int N, int C) {
     const int s = blockIdx.x;
     const uint32_t tok = (uint32_t)(keys[s] >> 32);
@@ -102,18 +112,29 @@ __global__ static void encoder_backward_wte_kernel(float *dwte, const float *dou
     if (c >= C) return;
     float acc = dwte[(size_t)tok * C + c];
     for (int r = s; r < N && (uint32_t)(keys[r] >> 32) == tok; r++)
-        acc += dout[(size_t)(uint32_t)keys[r] * C + c];
+        acc += f32(dout[(size_t)(uint32_t)keys[r] * C + c]);
     dwte[(size_t)tok * C + c] = acc;
 }
 
-extern "C" void cuda_encoder_backward(Backend *be, float *dwte, float *dwpe, float *work, const float *dout,
+template <class T>
+static void encoder_backward_wpe(float *dwpe, const void *dout, int B, int Tlen, int C) {
+    CUDA_LAUNCH(blocks_for((size_t)Tlen * C, ENC_THREADS), ENC_THREADS, 0, 0, encoder_backward_wpe_kernel<T>)(
+        dwpe, (const T *)dout, B, Tlen, C);
+    CUDA_LAUNCH_CHECK();
+}
+
+template <class T>
+static void encoder_backward_wte(float *dwte, const void *dout, const unsigned long long *keys, int N, int C) {
+    const dim3 grid(N, blocks_for((size_t)C, ENC_THREADS));
+    CUDA_LAUNCH(grid, ENC_THREADS, 0, 0, encoder_backward_wte_kernel<T>)(dwte, (const T *)dout, keys, N, C);
+    CUDA_LAUNCH_CHECK();
+}
+
+extern "C" void cuda_encoder_backward(Backend *be, float *dwte, float *dwpe, float *work, const void *dout,
                                       const int32_t *tokens, int B, int T, int C) {
-    (void)be;
     const int N = B * T;
     if (!N) return;
-    CUDA_LAUNCH(blocks_for((size_t)T * C, ENC_THREADS), ENC_THREADS, 0, 0, encoder_backward_wpe_kernel)(dwpe, dout, B,
-                                                                                                       T, C);
-    CUDA_LAUNCH_CHECK();
+    CUDA_BY_DTYPE(be, encoder_backward_wpe, dwpe, dout, B, T, C);
     // P >= SORT_TILE keys, a power of two (so every tile is whole) below 2 * max(N, SORT_TILE): its 2 * P floats fit
     // ENCODER_WORK_FLOATS(N) = 4 * N + 2 * SORT_TILE.
     size_t P = SORT_TILE;
@@ -132,7 +153,5 @@ extern "C" void cuda_encoder_backward(Backend *be, float *dwte, float *dwpe, flo
         CUDA_LAUNCH(tiles, SORT_TILE / 2, 0, 0, bitonic_tile_kernel)(keys, k, k);
         CUDA_LAUNCH_CHECK();
     }
-    const dim3 grid(N, blocks_for((size_t)C, ENC_THREADS));
-    CUDA_LAUNCH(grid, ENC_THREADS, 0, 0, encoder_backward_wte_kernel)(dwte, dout, keys, N, C);
-    CUDA_LAUNCH_CHECK();
+    CUDA_BY_DTYPE(be, encoder_backward_wte, dwte, dout, keys, N, C);
 }

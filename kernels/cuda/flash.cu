@@ -1,15 +1,18 @@
 /*
  * flash.cu: the flash-attention seam ops on the GPU (ops.h op_flash_attention_*) and the path dispatch of flash.h.
  *
- * The model keeps fp32 activations with q, k, v interleaved per token (B,T,3C); the kernels (flash_sm80.cu,
- * flash_sm90.cu) read bf16 head-major [B*NH][T][HS] tiles, which 16-byte cp.async copies and TMA boxes need. So the
- * forward first converts qkv into that layout in the op's workspace (one pass: 12·N·C bytes read, 6·N·C written,
- * against the attention's 4·N·T·C FLOPs: negligible once T is in the hundreds), and the backward converts qkv again
- * and dO, computing D_t = dO_t . O_t in fp32 in the same pass. Results (O, dQ, dK, dV) are written in fp32 straight
- * into the model's buffers through strides.
+ * The model keeps its activations (fp32 or bf16, the compute dtype) with q, k, v interleaved per token (B,T,3C); the
+ * kernels (flash_sm80.cu, flash_sm90.cu) read bf16 head-major [B*NH][T][HS] tiles, which 16-byte cp.async copies
+ * and TMA boxes need. So the forward first converts qkv into that layout in the op's workspace (one pass: 3·N·C·e
+ * bytes read, 6·N·C written, against the attention's 4·N·T·C FLOPs: negligible once T is in the hundreds), and the
+ * backward converts qkv again and dO, computing D_t = dO_t . O_t in fp32 in the same pass. The kernels write their
+ * results (O, dQ, dK, dV) in fp32 through strides: straight into the model's buffers in fp32; in bf16 into fp32
+ * staging in the workspace laid out like the model's buffer, then rounded into it (N·C·6 bytes more traffic forward,
+ * 3·N·C·6 backward: the price of kernels that do not yet write bf16 themselves).
  *
  * Workspace layout (FLASH_WORK_FLOATS floats, aligned up to 256 bytes inside): q, k, v, dO as bf16 [B*NH][T][HS]
- * (N·C bf16 each), then D (B*NH*T fp32).
+ * (N·C bf16 each), then D (B*NH*T fp32), then with a bf16 compute dtype the fp32 staging (3·N·C, 256-byte
+ * aligned).
  */
 #include <math.h>
 #include <stdint.h>
@@ -53,58 +56,91 @@ extern "C" int flash_backward(const FlashBackward *p, FlashPath path, cudaStream
 
 // ---- layout conversion ----
 
-// qkv (B,T,3C) fp32 -> q, k, v bf16 [B*NH][T][HS]; one thread per (b, t, c) of each of the three parts.
-__global__ static void flash_pack_qkv_kernel(__nv_bfloat16 *q, __nv_bfloat16 *k, __nv_bfloat16 *v, const float *qkv,
-                                             int B, int T, int C, int NH) {
+// qkv (B,T,3C) in the compute dtype -> q, k, v bf16 [B*NH][T][HS]; one thread per (b, t, c) of each of the three.
+template <class T>
+__global__ static void flash_pack_qkv_kernel(bf16 *q, bf16 *k, bf16 *v, const T *qkv, int B, int Tlen, int C,
+                                             int NH) {
     const size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x;   // over B*T*C
-    if (i >= (size_t)B * T * C) return;
+    if (i >= (size_t)B * Tlen * C) return;
     const int HS = C / NH, c = (int)(i % C), h = c / HS, e = c % HS;
     const size_t n = i / C;
-    const int t = (int)(n % T), b = (int)(n / T);
-    const float *row = qkv + n * 3 * C;
-    const size_t dst = (((size_t)b * NH + h) * T + t) * HS + e;
-    q[dst] = __float2bfloat16(row[c]);
-    k[dst] = __float2bfloat16(row[C + c]);
-    v[dst] = __float2bfloat16(row[2 * C + c]);
+    const int t = (int)(n % Tlen), b = (int)(n / Tlen);
+    const T *row = qkv + n * 3 * C;
+    const size_t dst = (((size_t)b * NH + h) * Tlen + t) * HS + e;
+    q[dst] = __float2bfloat16(f32(row[c]));
+    k[dst] = __float2bfloat16(f32(row[C + c]));
+    v[dst] = __float2bfloat16(f32(row[2 * C + c]));
 }
 
-// dout (B,T,C) fp32 -> bf16 [B*NH][T][HS], and delta[(b*NH + h)*T + t] = dO_t . O_t over the head's HS channels in
-// fp32. One warp per (b, t, h) row.
-__global__ static void flash_pack_dout_kernel(__nv_bfloat16 *dob, float *delta, const float *dout, const float *out,
-                                              int B, int T, int C, int NH) {
+// dout (B,T,C) -> bf16 [B*NH][T][HS], and delta[(b*NH + h)*T + t] = dO_t . O_t over the head's HS channels in fp32.
+// One warp per (b, t, h) row.
+template <class T>
+__global__ static void flash_pack_dout_kernel(bf16 *dob, float *delta, const T *dout, const T *out, int B, int Tlen,
+                                              int C, int NH) {
     const int HS = C / NH;
     const size_t row = (size_t)blockIdx.x * (blockDim.x / 32) + threadIdx.x / 32;   // over B*T*NH, h fastest
     const int lane = threadIdx.x % 32;
-    if (row >= (size_t)B * T * NH) return;
+    if (row >= (size_t)B * Tlen * NH) return;
     const int h = (int)(row % NH);
     const size_t n = row / NH;
-    const int t = (int)(n % T), b = (int)(n / T);
-    const float *dy = dout + n * C + (size_t)h * HS, *y = out + n * C + (size_t)h * HS;
-    __nv_bfloat16 *dst = dob + (((size_t)b * NH + h) * T + t) * HS;
+    const int t = (int)(n % Tlen), b = (int)(n / Tlen);
+    const T *dy = dout + n * C + (size_t)h * HS, *y = out + n * C + (size_t)h * HS;
+    bf16 *dst = dob + (((size_t)b * NH + h) * Tlen + t) * HS;
     float s = 0.0f;
     for (int e = lane; e < HS; e += 32) {
-        s += dy[e] * y[e];
-        dst[e] = __float2bfloat16(dy[e]);
+        s += f32(dy[e]) * f32(y[e]);
+        dst[e] = __float2bfloat16(f32(dy[e]));
     }
     for (int o = 16; o > 0; o >>= 1) s += __shfl_xor_sync(0xffffffffu, s, o);
-    if (lane == 0) delta[((size_t)b * NH + h) * T + t] = s;
+    if (lane == 0) delta[((size_t)b * NH + h) * Tlen + t] = s;
+}
+
+// The kernels' fp32 results rounded into the model's bf16 buffer (same layout, n elements).
+__global__ static void flash_unstage_kernel(bf16 *dst, const float *src, size_t n) {
+    const size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x;
+    if (i < n) dst[i] = __float2bfloat16(src[i]);
+}
+
+template <class T>
+static void flash_pack_qkv(bf16 *q, bf16 *k, bf16 *v, const void *qkv, int B, int Tlen, int C, int NH) {
+    const size_t nc = (size_t)B * Tlen * C;
+    CUDA_LAUNCH((unsigned)((nc + 255) / 256), 256, 0, 0, flash_pack_qkv_kernel<T>)(q, k, v, (const T *)qkv, B, Tlen, C,
+                                                                                   NH);
+    CUDA_LAUNCH_CHECK();
+}
+
+template <class T>
+static void flash_pack_dout(bf16 *dob, float *delta, const void *dout, const void *out, int B, int Tlen, int C,
+                            int NH) {
+    const size_t rows = (size_t)B * Tlen * NH;
+    CUDA_LAUNCH((unsigned)((rows + 7) / 8), 256, 0, 0, flash_pack_dout_kernel<T>)(dob, delta, (const T *)dout,
+                                                                                  (const T *)out, B, Tlen, C, NH);
+    CUDA_LAUNCH_CHECK();
+}
+
+static void flash_unstage(void *dst, const float *src, size_t n) {
+    CUDA_LAUNCH(blocks_for(n, 256), 256, 0, 0, flash_unstage_kernel)((bf16 *)dst, src, n);
+    CUDA_LAUNCH_CHECK();
 }
 
 typedef struct FlashWork {
-    __nv_bfloat16 *q, *k, *v, *dout;
+    bf16 *q, *k, *v, *dout;
     float *delta;
+    float *stage;   // fp32 results before they are rounded into a bf16 model buffer (NULL in fp32)
 } FlashWork;
 
-static FlashWork flash_work(float *work, int B, int T, int C, int NH) {
+static FlashWork flash_work(Backend *be, float *work, int B, int T, int C, int NH) {
     const size_t nc = (size_t)B * T * C;
     uintptr_t a = ((uintptr_t)work + 255) & ~(uintptr_t)255;   // 64 floats of slack in FLASH_WORK_FLOATS
     FlashWork w;
-    w.q = (__nv_bfloat16 *)a;
+    w.q = (bf16 *)a;
     w.k = w.q + nc;
     w.v = w.k + nc;
     w.dout = w.v + nc;
     w.delta = (float *)(w.dout + nc);   // 4·N·C bf16 = 8·N·C bytes: 4-byte aligned
-    (void)NH;
+    w.stage = NULL;
+    if (be->dtype != DTYPE_F32)   // 64 more floats of slack in FLASH_WORK_FLOATS for a 2-byte compute dtype
+        w.stage = (float *)(((uintptr_t)(w.delta + (size_t)B * NH * T) + 255) & ~(uintptr_t)255);
     return w;
 }
 
@@ -117,21 +153,19 @@ static void flash_check_shape(const char *what, int C, int NH) {
     }
 }
 
-extern "C" void cuda_flash_attention_forward(Backend *be, float *out, float *lse, float *work, const float *qkv,
+extern "C" void cuda_flash_attention_forward(Backend *be, void *out, float *lse, float *work, const void *qkv,
                                              int B, int T, int C, int NH) {
-    (void)be;
     flash_check_shape("forward", C, NH);
+    if (!B || !T) return;
     const int HS = C / NH;
-    FlashWork w = flash_work(work, B, T, C, NH);
-    const size_t nc = (size_t)B * T * C;
-    CUDA_LAUNCH((unsigned)((nc + 255) / 256), 256, 0, 0, flash_pack_qkv_kernel)(w.q, w.k, w.v, qkv, B, T, C, NH);
-    CUDA_LAUNCH_CHECK();
+    FlashWork w = flash_work(be, work, B, T, C, NH);
+    CUDA_BY_DTYPE(be, flash_pack_qkv, w.q, w.k, w.v, qkv, B, T, C, NH);
     FlashForward p;
     memset(&p, 0, sizeof p);
     p.q = w.q;
     p.k = w.k;
     p.v = w.v;
-    p.o = out;   // (b, h, t, i) at out + b*T*C + h*HS + t*C + i
+    p.o = w.stage ? w.stage : (float *)out;   // (b, h, t, i) at out + b*T*C + h*HS + t*C + i
     p.o_strides.sb = (long long)T * C;
     p.o_strides.sh = HS;
     p.o_strides.st = C;
@@ -146,19 +180,18 @@ extern "C" void cuda_flash_attention_forward(Backend *be, float *out, float *lse
                 __LINE__, B, T, C, NH);
         abort();
     }
+    if (w.stage) flash_unstage(out, w.stage, (size_t)B * T * C);
 }
 
-extern "C" void cuda_flash_attention_backward(Backend *be, float *dqkv, float *work, const float *dout,
-                                              const float *qkv, const float *out, const float *lse, int B, int T,
+extern "C" void cuda_flash_attention_backward(Backend *be, void *dqkv, float *work, const void *dout,
+                                              const void *qkv, const void *out, const float *lse, int B, int T,
                                               int C, int NH) {
     flash_check_shape("backward", C, NH);
+    if (!B || !T) return;
     const int HS = C / NH;
-    FlashWork w = flash_work(work, B, T, C, NH);
-    const size_t nc = (size_t)B * T * C, rows = (size_t)B * T * NH;
-    CUDA_LAUNCH((unsigned)((nc + 255) / 256), 256, 0, 0, flash_pack_qkv_kernel)(w.q, w.k, w.v, qkv, B, T, C, NH);
-    CUDA_LAUNCH_CHECK();
-    CUDA_LAUNCH((unsigned)((rows + 7) / 8), 256, 0, 0, flash_pack_dout_kernel)(w.dout, w.delta, dout, out, B, T, C, NH);
-    CUDA_LAUNCH_CHECK();
+    FlashWork w = flash_work(be, work, B, T, C, NH);
+    CUDA_BY_DTYPE(be, flash_pack_qkv, w.q, w.k, w.v, qkv, B, T, C, NH);
+    CUDA_BY_DTYPE(be, flash_pack_dout, w.dout, w.delta, dout, out, B, T, C, NH);
     FlashBackward p;
     memset(&p, 0, sizeof p);
     p.q = w.q;
@@ -169,9 +202,10 @@ extern "C" void cuda_flash_attention_backward(Backend *be, float *dqkv, float *w
     p.delta = w.delta;
     // dq, dk, dv interleave in dqkv (B,T,3C): (b, h, t, i) of dq at dqkv + b*T*3C + t*3C + h*HS + i, dk at +C, dv +2C
     const FlashStrides st = {(long long)T * 3 * C, HS, 3LL * C};
-    p.dq = dqkv;
-    p.dk = dqkv + C;
-    p.dv = dqkv + 2 * C;
+    float *d = w.stage ? w.stage : (float *)dqkv;
+    p.dq = d;
+    p.dk = d + C;
+    p.dv = d + 2 * C;
     p.dq_strides = p.dk_strides = p.dv_strides = st;
     p.B = B;
     p.H = NH;
@@ -184,4 +218,5 @@ extern "C" void cuda_flash_attention_backward(Backend *be, float *dqkv, float *w
                 __LINE__, B, T, C, NH);
         abort();
     }
+    if (w.stage) flash_unstage(dqkv, w.stage, (size_t)B * T * 3 * C);
 }

@@ -1,5 +1,7 @@
 /*
- * layernorm.cu: LayerNorm on the GPU (ops.h op_layernorm_*; reference kernels/cpu/layernorm.c), eps 1e-5.
+ * layernorm.cu: LayerNorm on the GPU (ops.h op_layernorm_*; reference kernels/cpu/layernorm.c), eps 1e-5. Input,
+ * output, weights and the input gradient in the compute dtype; mean, rstd and the weight gradients fp32; all
+ * arithmetic fp32.
  */
 #include <math.h>
 #include <stdint.h>
@@ -7,19 +9,20 @@
 #include "cuda_common.h"
 
 // Forward: one warp per row (fp32 mean and variance by shuffles).
-__global__ static void layernorm_forward_kernel(float *out, float *mean, float *rstd, const float *inp,
-                                                const float *w, const float *b, int N, int C) {
+template <class T>
+__global__ static void layernorm_forward_kernel(T *out, float *mean, float *rstd, const T *inp, const T *w,
+                                                const T *b, int N, int C) {
     const int row = blockIdx.x * (blockDim.x / 32) + threadIdx.x / 32, lane = threadIdx.x % 32;
     if (row >= N) return;
-    const float *x = inp + (size_t)row * C;
+    const T *x = inp + (size_t)row * C;
     float s = 0.0f;
-    for (int c = lane; c < C; c += 32) s += x[c];
+    for (int c = lane; c < C; c += 32) s += f32(x[c]);
     const float m = warp_sum(s) / C;
     float v = 0.0f;
-    for (int c = lane; c < C; c += 32) { float d = x[c] - m; v += d * d; }
+    for (int c = lane; c < C; c += 32) { float d = f32(x[c]) - m; v += d * d; }
     const float r = rsqrtf(warp_sum(v) / C + 1e-5f);
-    float *o = out + (size_t)row * C;
-    for (int c = lane; c < C; c += 32) o[c] = (x[c] - m) * r * w[c] + b[c];
+    T *o = out + (size_t)row * C;
+    for (int c = lane; c < C; c += 32) st(&o[c], (f32(x[c]) - m) * r * f32(w[c]) + f32(b[c]));
     if (lane == 0) { mean[row] = m; rstd[row] = r; }
 }
 
@@ -34,25 +37,25 @@ __global__ static void layernorm_forward_kernel(float *out, float *mean, float *
 #define LN_ROWS 32
 #define LN_THREADS 256
 
-__global__ static void layernorm_backward_kernel(float *dinp, float *partials, const float *dout, const float *inp,
-                                                 const float *w, const float *mean, const float *rstd, int N, int C,
-                                                 int rows) {
-    CUDA_DYNAMIC_SMEM(float, st, 16);   // 4 floats per row: s1, s2, mean, rstd
+template <class T>
+__global__ static void layernorm_backward_kernel(T *dinp, float *partials, const T *dout, const T *inp, const T *w,
+                                                 const float *mean, const float *rstd, int N, int C, int rows) {
+    CUDA_DYNAMIC_SMEM(float, stats, 16);   // 4 floats per row: s1, s2, mean, rstd
     const int r0 = blockIdx.x * rows, r1 = r0 + rows < N ? r0 + rows : N;
     const int lane = threadIdx.x % 32, warp = threadIdx.x / 32, nw = blockDim.x / 32;
     for (int r = r0 + warp; r < r1; r += nw) {
-        const float *x = inp + (size_t)r * C, *dy = dout + (size_t)r * C;
+        const T *x = inp + (size_t)r * C, *dy = dout + (size_t)r * C;
         const float m = mean[r], rs = rstd[r];
         float s1 = 0.0f, s2 = 0.0f;
         for (int c = lane; c < C; c += 32) {
-            const float dn = dy[c] * w[c];
+            const float dn = f32(dy[c]) * f32(w[c]);
             s1 += dn;
-            s2 += dn * (x[c] - m) * rs;
+            s2 += dn * (f32(x[c]) - m) * rs;
         }
         s1 = warp_sum(s1);
         s2 = warp_sum(s2);
         if (lane == 0) {
-            float *q = st + 4 * (r - r0);
+            float *q = stats + 4 * (r - r0);
             q[0] = s1 / C;
             q[1] = s2 / C;
             q[2] = m;
@@ -62,13 +65,13 @@ __global__ static void layernorm_backward_kernel(float *dinp, float *partials, c
     __syncthreads();
     float *pw = partials + (size_t)blockIdx.x * 2 * C, *pb = pw + C;
     for (int c = threadIdx.x; c < C; c += blockDim.x) {
-        const float wc = w[c];
+        const float wc = f32(w[c]);
         float dw = 0.0f, db = 0.0f;
         for (int r = r0; r < r1; r++) {
-            const float *q = st + 4 * (r - r0);
+            const float *q = stats + 4 * (r - r0);
             const size_t i = (size_t)r * C + c;
-            const float dy = dout[i], nrm = (inp[i] - q[2]) * q[3];
-            dinp[i] += q[3] * (dy * wc - q[0] - nrm * q[1]);
+            const float dy = f32(dout[i]), nrm = (f32(inp[i]) - q[2]) * q[3];
+            st(&dinp[i], f32(dinp[i]) + q[3] * (dy * wc - q[0] - nrm * q[1]));
             dw += dy * nrm;
             db += dy;
         }
@@ -77,15 +80,32 @@ __global__ static void layernorm_backward_kernel(float *dinp, float *partials, c
     }
 }
 
-extern "C" void cuda_layernorm_forward(Backend *be, float *out, float *mean, float *rstd, const float *inp,
-                                       const float *w, const float *b, int N, int C) {
-    (void)be;
-    CUDA_LAUNCH(blocks_for((size_t)N, 8), 256, 0, 0, layernorm_forward_kernel)(out, mean, rstd, inp, w, b, N, C);
+template <class T>
+static void layernorm_forward(void *out, float *mean, float *rstd, const void *inp, const void *w, const void *b,
+                              int N, int C) {
+    CUDA_LAUNCH(blocks_for((size_t)N, 8), 256, 0, 0, layernorm_forward_kernel<T>)((T *)out, mean, rstd,
+                                                                                  (const T *)inp, (const T *)w,
+                                                                                  (const T *)b, N, C);
     CUDA_LAUNCH_CHECK();
 }
 
-extern "C" void cuda_layernorm_backward(Backend *be, float *dinp, float *dw, float *db, const float *dout,
-                                        const float *inp, const float *w, const float *mean, const float *rstd, int N,
+extern "C" void cuda_layernorm_forward(Backend *be, void *out, float *mean, float *rstd, const void *inp,
+                                       const void *w, const void *b, int N, int C) {
+    if (N) CUDA_BY_DTYPE(be, layernorm_forward, out, mean, rstd, inp, w, b, N, C);
+}
+
+template <class T>
+static void layernorm_backward(int blocks, size_t smem, void *dinp, float *partials, const void *dout,
+                               const void *inp, const void *w, const float *mean, const float *rstd, int N, int C,
+                               int rows) {
+    CUDA_LAUNCH(blocks, LN_THREADS, smem, 0, layernorm_backward_kernel<T>)((T *)dinp, partials, (const T *)dout,
+                                                                           (const T *)inp, (const T *)w, mean, rstd,
+                                                                           N, C, rows);
+    CUDA_LAUNCH_CHECK();
+}
+
+extern "C" void cuda_layernorm_backward(Backend *be, void *dinp, float *dw, float *db, const void *dout,
+                                        const void *inp, const void *w, const float *mean, const float *rstd, int N,
                                         int C) {
     if (!N) return;
     CudaState *cs = cuda_state(be);
@@ -99,9 +119,7 @@ extern "C" void cuda_layernorm_backward(Backend *be, float *dinp, float *dw, flo
         abort();
     }
     const int blocks = blocks_for((size_t)N, rows);
-    CUDA_LAUNCH(blocks, LN_THREADS, smem, 0, layernorm_backward_kernel)(dinp, cs->scratch, dout, inp, w, mean, rstd,
-                                                                        N, C, rows);
-    CUDA_LAUNCH_CHECK();
+    CUDA_BY_DTYPE(be, layernorm_backward, blocks, smem, dinp, cs->scratch, dout, inp, w, mean, rstd, N, C, rows);
     cuda_column_sums(be, dw, cs->scratch, blocks, C, 2 * (size_t)C);
     cuda_column_sums(be, db, cs->scratch + C, blocks, C, 2 * (size_t)C);
 }

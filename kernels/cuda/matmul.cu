@@ -12,79 +12,93 @@
 // Row-major X (r, c) is column-major X^T (c, r) with leading dimension c, so each product is written for cuBLAS on
 // the transposes:  out^T (M,N) = w (as op T) x inp^T;  dinp^T (K,N) = w^T x dout^T;  dw^T (K,M) += inp^T x dout.
 
-__global__ static void add_bias_kernel(float *out, const float *bias, size_t N, int M) {
+template <class T>
+__global__ static void add_bias_kernel(T *out, const T *bias, size_t N, int M) {
     size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x;
-    if (i < N * M) out[i] += bias[i % M];
+    if (i < N * M) st(&out[i], f32(out[i]) + f32(bias[i % M]));
 }
 
 // dbias (M) += column sums of dout (N,M), deterministic in two passes: blocks of (32 columns) x (BIAS_ROWS rows), each
-// thread (x, y) of a 32 x 8 block summing rows y, y+8, ... of its column (128-byte coalesced reads per warp), the 8
-// sums combined in order into partials[chunk][m]; then cuda_column_sums adds the chunks in order. Bytes: N·M·4 read
-// once, (N/BIAS_ROWS)·M·4 partials: at N = 16K, M = 3072 (the QKV bias) 201 MB, ~60 µs on an H100, where one thread
-// per column walking all N rows took an estimated 1-2.5 ms per call.
+// thread (x, y) of a 32 x 8 block summing rows y, y+8, ... of its column (coalesced reads per warp), the 8 sums
+// combined in order into partials[chunk][m]; then cuda_column_sums adds the chunks in order. Bytes: N·M·e read once
+// (e the compute dtype's bytes), (N/BIAS_ROWS)·M·4 partials: at N = 16K, M = 3072 (the QKV bias) in fp32 201 MB,
+// ~60 µs on an H100, where one thread per column walking all N rows took an estimated 1-2.5 ms per call.
 #define BIAS_ROWS 256
 
-__global__ static void bias_partials_kernel(float *partials, const float *dout, int N, int M, int rows) {
-    __shared__ float s[8][33];
+template <class T>
+__global__ static void bias_partials_kernel(float *partials, const T *dout, int N, int M, int rows) {
+    CUDA_DYNAMIC_SMEM(float, s, 16);   // [8][33]: each row's sums, padded against bank conflicts
     const int m = blockIdx.x * 32 + threadIdx.x, r0 = blockIdx.y * rows;
     const int r1 = r0 + rows < N ? r0 + rows : N;
     float acc = 0.0f;
     if (m < M)
-        for (int r = r0 + threadIdx.y; r < r1; r += 8) acc += dout[(size_t)r * M + m];
-    s[threadIdx.y][threadIdx.x] = acc;
+        for (int r = r0 + threadIdx.y; r < r1; r += 8) acc += f32(dout[(size_t)r * M + m]);
+    s[threadIdx.y * 33 + threadIdx.x] = acc;
     __syncthreads();
     if (threadIdx.y == 0 && m < M) {
-        float t = s[0][threadIdx.x];
-        for (int y = 1; y < 8; y++) t += s[y][threadIdx.x];
+        float t = s[threadIdx.x];
+        for (int y = 1; y < 8; y++) t += s[y * 33 + threadIdx.x];
         partials[(size_t)blockIdx.y * M + m] = t;
     }
 }
 
-static void bias_grad(Backend *be, float *dbias, const float *dout, int N, int M) {
+template <class T>
+static void bias_partials(float *partials, const void *dout, int N, int M, int rows, int chunks) {
+    CUDA_LAUNCH(dim3(blocks_for((size_t)M, 32), chunks), dim3(32, 8), 8 * 33 * sizeof(float), 0,
+                bias_partials_kernel<T>)(
+        partials, (const T *)dout, N, M, rows);
+    CUDA_LAUNCH_CHECK();
+}
+
+static void bias_grad(Backend *be, float *dbias, const void *dout, int N, int M) {
     CudaState *cs = cuda_state(be);
     int rows = BIAS_ROWS;
     while ((size_t)blocks_for((size_t)N, rows) * M > cs->scratch_floats || blocks_for((size_t)N, rows) > 65535)
         rows *= 2;
     const int chunks = blocks_for((size_t)N, rows);
-    CUDA_LAUNCH(dim3(blocks_for((size_t)M, 32), chunks), dim3(32, 8), 0, 0, bias_partials_kernel)(cs->scratch, dout,
-                                                                                                  N, M, rows);
-    CUDA_LAUNCH_CHECK();
+    CUDA_BY_DTYPE(be, bias_partials, cs->scratch, dout, N, M, rows, chunks);
     cuda_column_sums(be, dbias, cs->scratch, chunks, M, (size_t)M);
 }
 
-// Every GEMM goes through these two, so the precision mode is chosen in one place: fp32 storage throughout, the
-// products in exact fp32 (CUBLAS_COMPUTE_32F), TF32 or bf16 tensor cores (CUBLAS_COMPUTE_32F_FAST_TF32 / _16BF:
-// inputs rounded on the fly, fp32 accumulation).
+// Every GEMM goes through these, so the precision is chosen in one place. On fp32 storage the products run in exact
+// fp32 (CUBLAS_COMPUTE_32F), TF32, bf16 or fp16 tensor cores (CUBLAS_COMPUTE_32F_FAST_*: inputs rounded on the fly,
+// fp32 accumulation); on bf16 storage the inputs are bf16 already and CUBLAS_COMPUTE_32F runs them on bf16 tensor
+// cores with fp32 accumulation, C written in bf16 or (the weight gradients) fp32.
 static cublasComputeType_t compute_type(Backend *be) {
     const int mode = cuda_state(be)->matmul_mode;
+    if (be->dtype == DTYPE_BF16) return CUBLAS_COMPUTE_32F;
     return mode == CUDA_MATMUL_TF32   ? CUBLAS_COMPUTE_32F_FAST_TF32
            : mode == CUDA_MATMUL_BF16 ? CUBLAS_COMPUTE_32F_FAST_16BF
            : mode == CUDA_MATMUL_FP16 ? CUBLAS_COMPUTE_32F_FAST_16F
                                       : CUBLAS_COMPUTE_32F;
 }
 
+static cudaDataType data_type(Backend *be) { return be->dtype == DTYPE_BF16 ? CUDA_R_16BF : CUDA_R_32F; }
+
 void cuda_gemm(Backend *be, cublasOperation_t ta, cublasOperation_t tb, int m, int n, int k, float alpha,
-                 const float *A, int lda, const float *B, int ldb, float beta, float *C, int ldc) {
-    CUBLAS_CHECK(cublasGemmEx(cuda_state(be)->cublas, ta, tb, m, n, k, &alpha, A, CUDA_R_32F, lda, B, CUDA_R_32F, ldb,
-                              &beta, C, CUDA_R_32F, ldc, compute_type(be), CUBLAS_GEMM_DEFAULT));
+               const void *A, int lda, const void *B, int ldb, float beta, void *C, int ldc, int c_f32) {
+    const cudaDataType t = data_type(be);
+    CUBLAS_CHECK(cublasGemmEx(cuda_state(be)->cublas, ta, tb, m, n, k, &alpha, A, t, lda, B, t, ldb, &beta, C,
+                              c_f32 ? CUDA_R_32F : t, ldc, compute_type(be), CUBLAS_GEMM_DEFAULT));
 }
 
 void cuda_gemm_batched(Backend *be, cublasOperation_t ta, cublasOperation_t tb, int m, int n, int k, float alpha,
-                         const float *A, int lda, long long sa, const float *B, int ldb, long long sb, float beta,
-                         float *C, int ldc, long long sc, int batch) {
-    CUBLAS_CHECK(cublasGemmStridedBatchedEx(cuda_state(be)->cublas, ta, tb, m, n, k, &alpha, A, CUDA_R_32F, lda, sa,
-                                            B, CUDA_R_32F, ldb, sb, &beta, C, CUDA_R_32F, ldc, sc, batch,
-                                            compute_type(be), CUBLAS_GEMM_DEFAULT));
+                       const void *A, int lda, long long sa, const void *B, int ldb, long long sb, float beta,
+                       void *C, int ldc, long long sc, int batch) {
+    const cudaDataType t = data_type(be);
+    CUBLAS_CHECK(cublasGemmStridedBatchedEx(cuda_state(be)->cublas, ta, tb, m, n, k, &alpha, A, t, lda, sa, B, t, ldb,
+                                            sb, &beta, C, t, ldc, sc, batch, compute_type(be), CUBLAS_GEMM_DEFAULT));
 }
 
 // The forward with its bias on cuBLASLt: the bias is added in the GEMM's epilogue (CUBLASLT_EPILOGUE_BIAS: + bias[m]
-// on row m of out^T, i.e. per output feature), so out is written once instead of written by the GEMM and then read
-// and written again by add_bias_kernel: for GPT-2 124M at B=16 T=1024, 10.9 GB and ~3.3 ms of memory traffic per
-// step less, on paper. Returns 0 when cuBLASLt has no algorithm for these types (the caller then takes the GEMM and
-// bias kernel path), as its heuristic may answer for some precision modes.
-static int matmul_bias_lt(Backend *be, float *out, const float *inp, const float *w, const float *bias, int N, int K,
+// on row m of out^T, i.e. per output feature; the bias in the output's dtype), so out is written once instead of
+// written by the GEMM and then read and written again by add_bias_kernel: for GPT-2 124M at B=16 T=1024 in fp32,
+// 10.9 GB and ~3.3 ms of memory traffic per step less, on paper. Returns 0 when cuBLASLt has no algorithm for these
+// types (the caller then takes the GEMM and bias kernel path), as its heuristic may answer for some precision modes.
+static int matmul_bias_lt(Backend *be, void *out, const void *inp, const void *w, const void *bias, int N, int K,
                           int M) {
     CudaState *cs = cuda_state(be);
+    const cudaDataType t = data_type(be);
     cublasLtMatmulDesc_t desc;
     cublasLtMatrixLayout_t A, B, D;
     cublasLtMatmulPreference_t pref;
@@ -97,9 +111,9 @@ static int matmul_bias_lt(Backend *be, float *out, const float *inp, const float
     CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(desc, CUBLASLT_MATMUL_DESC_EPILOGUE, &epilogue, sizeof epilogue));
     CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(desc, CUBLASLT_MATMUL_DESC_BIAS_POINTER, &bias, sizeof bias));
     // out^T (M,N) = op_T(w as stored: K x M, column-major) x inp^T (K x N): the transposed-operand trick of cuda_gemm.
-    CUBLAS_CHECK(cublasLtMatrixLayoutCreate(&A, CUDA_R_32F, K, M, K));
-    CUBLAS_CHECK(cublasLtMatrixLayoutCreate(&B, CUDA_R_32F, K, N, K));
-    CUBLAS_CHECK(cublasLtMatrixLayoutCreate(&D, CUDA_R_32F, M, N, M));
+    CUBLAS_CHECK(cublasLtMatrixLayoutCreate(&A, t, K, M, K));
+    CUBLAS_CHECK(cublasLtMatrixLayoutCreate(&B, t, K, N, K));
+    CUBLAS_CHECK(cublasLtMatrixLayoutCreate(&D, t, M, N, M));
     CUBLAS_CHECK(cublasLtMatmulPreferenceCreate(&pref));
     CUBLAS_CHECK(cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES, &ws, sizeof ws));
     cublasLtMatmulHeuristicResult_t res;
@@ -120,19 +134,23 @@ static int matmul_bias_lt(Backend *be, float *out, const float *inp, const float
     return ok;
 }
 
-extern "C" void cuda_matmul_forward(Backend *be, float *out, const float *inp, const float *w, const float *bias,
-                                    int N, int K, int M) {
-    if (bias && N && matmul_bias_lt(be, out, inp, w, bias, N, K, M)) return;
-    cuda_gemm(be, CUBLAS_OP_T, CUBLAS_OP_N, M, N, K, 1.0f, w, K, inp, K, 0.0f, out, M);
-    if (bias) {
-        CUDA_LAUNCH(blocks_for((size_t)N * M, 256), 256, 0, 0, add_bias_kernel)(out, bias, (size_t)N, M);
-        CUDA_LAUNCH_CHECK();
-    }
+template <class T>
+static void add_bias(void *out, const void *bias, int N, int M) {
+    CUDA_LAUNCH(blocks_for((size_t)N * M, 256), 256, 0, 0, add_bias_kernel<T>)((T *)out, (const T *)bias, (size_t)N,
+                                                                               M);
+    CUDA_LAUNCH_CHECK();
 }
 
-extern "C" void cuda_matmul_backward(Backend *be, float *dinp, float *dw, float *dbias, const float *dout,
-                                     const float *inp, const float *w, int N, int K, int M) {
-    if (dinp) cuda_gemm(be, CUBLAS_OP_N, CUBLAS_OP_N, K, N, M, 1.0f, w, K, dout, M, 0.0f, dinp, K);
-    cuda_gemm(be, CUBLAS_OP_N, CUBLAS_OP_T, K, M, N, 1.0f, inp, K, dout, M, 1.0f, dw, K);
+extern "C" void cuda_matmul_forward(Backend *be, void *out, const void *inp, const void *w, const void *bias, int N,
+                                    int K, int M) {
+    if (bias && N && matmul_bias_lt(be, out, inp, w, bias, N, K, M)) return;
+    cuda_gemm(be, CUBLAS_OP_T, CUBLAS_OP_N, M, N, K, 1.0f, w, K, inp, K, 0.0f, out, M, 0);
+    if (bias && N) CUDA_BY_DTYPE(be, add_bias, out, bias, N, M);
+}
+
+extern "C" void cuda_matmul_backward(Backend *be, void *dinp, float *dw, float *dbias, const void *dout,
+                                     const void *inp, const void *w, int N, int K, int M) {
+    if (dinp) cuda_gemm(be, CUBLAS_OP_N, CUBLAS_OP_N, K, N, M, 1.0f, w, K, dout, M, 0.0f, dinp, K, 0);
+    cuda_gemm(be, CUBLAS_OP_N, CUBLAS_OP_T, K, M, N, 1.0f, inp, K, dout, M, 1.0f, dw, K, 1);
     if (dbias && N) bias_grad(be, dbias, dout, N, M);
 }

@@ -20,9 +20,9 @@ extern "C" void cuda_scale(Backend *be, float *x, float s, size_t n) {
     CUDA_LAUNCH(blocks_for(n, 256), 256, 0, 0, scale_kernel)(x, s, n);
     CUDA_LAUNCH_CHECK();
 }
-extern "C" void cuda_zero(Backend *be, float *x, size_t n) {
+extern "C" void cuda_zero(Backend *be, void *x, size_t bytes) {
     (void)be;
-    if (n) CUDA_CHECK(cudaMemsetAsync(x, 0, n * sizeof(float), 0));
+    if (bytes) CUDA_CHECK(cudaMemsetAsync(x, 0, bytes, 0));
 }
 
 // ---- sum of squares: CUDA_SUMSQ_BLOCKS fixed chunks, partials in double, then summed in order ----

@@ -503,7 +503,7 @@ static void test_seam(Backend *be, int B, int T, int C, int NH, int hopper) {
     float *d_dout = (float *)backend_alloc(be, nc * sizeof(float), "dout");
     float *d_out = (float *)backend_alloc(be, nc * sizeof(float), "out");
     float *d_lse = (float *)backend_alloc(be, rows * sizeof(float), "lse");
-    float *d_work = (float *)backend_alloc(be, FLASH_WORK_FLOATS(B, T, C, NH) * sizeof(float), "flash work");
+    float *d_work = (float *)backend_alloc(be, FLASH_WORK_FLOATS(B, T, C, NH, 4) * sizeof(float), "flash work");
     float *d_dqkv = (float *)backend_alloc(be, nq * sizeof(float), "dqkv");
     backend_to_device(be, d_qkv, qkv, nq * sizeof(float));
     backend_to_device(be, d_dout, dout, nc * sizeof(float));
@@ -616,7 +616,7 @@ static void test_memory(Backend *be) {
     float *d_qkv = (float *)backend_alloc(be, nq * sizeof(float), "qkv");
     float *d_out = (float *)backend_alloc(be, nc * sizeof(float), "out");
     float *d_lse = (float *)backend_alloc(be, rows * sizeof(float), "lse");
-    float *d_work = (float *)backend_alloc(be, FLASH_WORK_FLOATS(B, T, C, NH) * sizeof(float), "flash work");
+    float *d_work = (float *)backend_alloc(be, FLASH_WORK_FLOATS(B, T, C, NH, 4) * sizeof(float), "flash work");
     backend_to_device(be, d_qkv, qkv, nq * sizeof(float));
     CK(cudaMemset(d_out, 0xff, nc * sizeof(float)));
     CK(cudaMemset(d_lse, 0xff, rows * sizeof(float)));
