@@ -230,6 +230,25 @@ static void one_case(int B, int H, int d, int T, int causal, int both_timings) {
     harness_case(!wo.bad && !wl.bad, name,
                  "O worst %.3g of allowance at %ld (%.6g vs %.6g); lse worst %.3g at %ld (%.6g vs %.6g)", wo.frac,
                  wo.where, wo.got, wo.want, wl.frac, wl.where, wl.got, wl.want);
+    // The same call writing O in bf16 (the model's bf16 activations): the fp32 result rounded to nearest, bit for
+    // bit, every element written (the buffer starts as bf16 NaN).
+    {
+        std::vector<bf16> o16((size_t)B * T * C, __float2bfloat16(NAN));
+        bf16 *o16_d = to_dev(o16);
+        FlashForward f16 = f;
+        f16.o = NULL;
+        f16.o16 = o16_d;
+        if (run_forward(f16, path < 2 ? FLASH_PATH_SM80 : FLASH_PATH_SM90, path % 2 ? "eager" : "late")) {
+            harness_case(0, name, "flash_forward refused the bf16 output");
+        } else {
+            to_host(o16, o16_d);
+            size_t bad = 0;
+            for (size_t i = 0; i < o16.size(); i++)
+                if (__bfloat16_as_ushort(o16[i]) != __bfloat16_as_ushort(__float2bfloat16(out[i]))) bad++;
+            harness_case(!bad, name, "O in bf16 = the fp32 O rounded to nearest: %zu of %zu differ", bad, o16.size());
+        }
+        CK(cudaFree(o16_d));
+    }
     }
 
     // ---- backward, both dQ modes: dq, dk, dv interleaved in a (B,T,3C) buffer, from the reference's lse and D ----
@@ -275,6 +294,29 @@ static void one_case(int B, int H, int d, int T, int causal, int both_timings) {
             continue;
         }
         to_host(dqkv, dqkv_d);
+        if (det && run < 2) {   // dK and dV in bf16 into an interleaved bf16 buffer: the fp32 ones rounded, bitwise
+            std::vector<bf16> d16((size_t)B * T * 3 * C, __float2bfloat16(NAN));
+            bf16 *d16_d = to_dev(d16);
+            FlashBackward b16 = bp;
+            b16.dk = b16.dv = NULL;
+            b16.dk16 = d16_d + C;
+            b16.dv16 = d16_d + 2 * C;
+            char name16[200];
+            snprintf(name16, sizeof name16, "%s: dK, dV in bf16", name);
+            if (run_backward(b16, timing)) {
+                harness_case(0, name16, "flash_backward refused the bf16 outputs");
+            } else {
+                to_host(d16, d16_d);
+                size_t bad = 0, n16 = 0;
+                for (size_t i = 0; i < d16.size(); i++) {
+                    if (i % (3 * C) < (size_t)C) continue;   // the dq part: not written in bf16
+                    n16++;
+                    if (__bfloat16_as_ushort(d16[i]) != __bfloat16_as_ushort(__float2bfloat16(dqkv[i]))) bad++;
+                }
+                harness_case(!bad, name16, "the fp32 dK, dV rounded to nearest: %zu of %zu differ", bad, n16);
+            }
+            CK(cudaFree(d16_d));
+        }
         CK(cudaFree(dqkv_d));
         Worst w[3] = {{0, -1, 0, 0, 0}, {0, -1, 0, 0, 0}, {0, -1, 0, 0, 0}};
         const std::vector<double> *ref[3] = {&dQ, &dK, &dV}, *bnd[3] = {&bQ, &bK, &bV};

@@ -6,12 +6,12 @@
  * and TMA boxes need. So the forward first converts qkv into that layout in the op's workspace (one pass: 3·N·C·e
  * bytes read, 6·N·C written, against the attention's 4·N·T·C FLOPs: negligible once T is in the hundreds), and the
  * backward converts qkv again and dO, computing D_t = dO_t . O_t in fp32 in the same pass. The kernels write their
- * results (O, dQ, dK, dV) in fp32 through strides: straight into the model's buffers in fp32; in bf16 into fp32
- * staging in the workspace laid out like the model's buffer, then rounded into it (N·C·6 bytes more traffic forward,
- * 3·N·C·6 backward: the price of kernels that do not yet write bf16 themselves).
+ * results through strides straight into the model's buffers, in fp32 or bf16 (O, dK, dV; flash.h), but for dQ in
+ * bf16: the kernels sum it in fp32 (the atomic mode adds into it), so it goes to fp32 staging in the workspace,
+ * (B,T,C), and one more pass rounds it into the model's dqkv (N·C·(4 + 4 + 2) bytes more traffic per backward).
  *
  * Workspace layout (FLASH_WORK_FLOATS floats, aligned up to 256 bytes inside): q, k, v, dO as bf16 [B*NH][T][HS]
- * (N·C bf16 each), then D (B*NH*T fp32), then with a bf16 compute dtype the fp32 staging (3·N·C, 256-byte
+ * (N·C bf16 each), then D (B*NH*T fp32), then with a bf16 compute dtype dQ's fp32 staging (N·C, 256-byte
  * aligned).
  */
 #include <math.h>
@@ -95,10 +95,10 @@ __global__ static void flash_pack_dout_kernel(bf16 *dob, float *delta, const T *
     if (lane == 0) delta[((size_t)b * NH + h) * Tlen + t] = s;
 }
 
-// The kernels' fp32 results rounded into the model's bf16 buffer (same layout, n elements).
-__global__ static void flash_unstage_kernel(bf16 *dst, const float *src, size_t n) {
-    const size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x;
-    if (i < n) dst[i] = __float2bfloat16(src[i]);
+// dQ's fp32 staging (B,T,C) rounded into the q part of the model's bf16 dqkv (B,T,3C).
+__global__ static void flash_unstage_dq_kernel(bf16 *dqkv, const float *dq, size_t n, int C) {
+    const size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x;   // over B*T*C
+    if (i < n) dqkv[i / C * 3 * C + i % C] = __float2bfloat16(dq[i]);
 }
 
 template <class T>
@@ -118,15 +118,15 @@ static void flash_pack_dout(bf16 *dob, float *delta, const void *dout, const voi
     CUDA_LAUNCH_CHECK();
 }
 
-static void flash_unstage(void *dst, const float *src, size_t n) {
-    CUDA_LAUNCH(blocks_for(n, 256), 256, 0, 0, flash_unstage_kernel)((bf16 *)dst, src, n);
+static void flash_unstage_dq(void *dqkv, const float *dq, size_t n, int C) {
+    CUDA_LAUNCH(blocks_for(n, 256), 256, 0, 0, flash_unstage_dq_kernel)((bf16 *)dqkv, dq, n, C);
     CUDA_LAUNCH_CHECK();
 }
 
 typedef struct FlashWork {
     bf16 *q, *k, *v, *dout;
     float *delta;
-    float *stage;   // fp32 results before they are rounded into a bf16 model buffer (NULL in fp32)
+    float *stage;   // dQ in fp32 before it is rounded into a bf16 dqkv (NULL in fp32)
 } FlashWork;
 
 static FlashWork flash_work(Backend *be, float *work, int B, int T, int C, int NH) {
@@ -165,7 +165,9 @@ extern "C" void cuda_flash_attention_forward(Backend *be, void *out, float *lse,
     p.q = w.q;
     p.k = w.k;
     p.v = w.v;
-    p.o = w.stage ? w.stage : (float *)out;   // (b, h, t, i) at out + b*T*C + h*HS + t*C + i
+    // (b, h, t, i) at out + b*T*C + h*HS + t*C + i, in the compute dtype
+    if (be->dtype == DTYPE_BF16) p.o16 = (bf16 *)out;
+    else p.o = (float *)out;
     p.o_strides.sb = (long long)T * C;
     p.o_strides.sh = HS;
     p.o_strides.st = C;
@@ -180,7 +182,6 @@ extern "C" void cuda_flash_attention_forward(Backend *be, void *out, float *lse,
                 __LINE__, B, T, C, NH);
         abort();
     }
-    if (w.stage) flash_unstage(out, w.stage, (size_t)B * T * C);
 }
 
 extern "C" void cuda_flash_attention_backward(Backend *be, void *dqkv, float *work, const void *dout,
@@ -202,11 +203,18 @@ extern "C" void cuda_flash_attention_backward(Backend *be, void *dqkv, float *wo
     p.delta = w.delta;
     // dq, dk, dv interleave in dqkv (B,T,3C): (b, h, t, i) of dq at dqkv + b*T*3C + t*3C + h*HS + i, dk at +C, dv +2C
     const FlashStrides st = {(long long)T * 3 * C, HS, 3LL * C};
-    float *d = w.stage ? w.stage : (float *)dqkv;
-    p.dq = d;
-    p.dk = d + C;
-    p.dv = d + 2 * C;
     p.dq_strides = p.dk_strides = p.dv_strides = st;
+    if (w.stage) {   // bf16: dK, dV straight into dqkv, dQ into the (B,T,C) staging
+        p.dk16 = (bf16 *)dqkv + C;
+        p.dv16 = (bf16 *)dqkv + 2 * C;
+        p.dq = w.stage;
+        p.dq_strides.sb = (long long)T * C;
+        p.dq_strides.st = C;
+    } else {
+        p.dq = (float *)dqkv;
+        p.dk = (float *)dqkv + C;
+        p.dv = (float *)dqkv + 2 * C;
+    }
     p.B = B;
     p.H = NH;
     p.T = T;
@@ -218,5 +226,5 @@ extern "C" void cuda_flash_attention_backward(Backend *be, void *dqkv, float *wo
                 __LINE__, B, T, C, NH);
         abort();
     }
-    if (w.stage) flash_unstage(dqkv, w.stage, (size_t)B * T * 3 * C);
+    if (w.stage) flash_unstage_dq(dqkv, w.stage, (size_t)B * T * C, C);
 }

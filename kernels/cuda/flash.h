@@ -5,9 +5,10 @@
  * tile by tile from Q, K and that logsumexp.
  *
  * The raw interface works on bf16 Q, K, V (and dO) in head-major layout [BH][T][d] (row t of head bh at
- * (bh*T + t)*d), fp32 accumulation, and writes fp32 results through strides, so the model's (B,T,3C) fp32 buffers
- * are written directly and the benchmark can pass plain [BH][T][d] arrays. The seam ops (ops.h
- * op_flash_attention_*) convert the model's fp32 qkv into this layout in their workspace and call these.
+ * (bh*T + t)*d), fp32 accumulation, and writes its results through strides in fp32 or (O, dK, dV) in bf16, so the
+ * model's (B,T,C) and (B,T,3C) buffers are written directly in either compute dtype and the benchmark can pass plain
+ * [BH][T][d] arrays. A bf16 result is the fp32 one rounded to nearest even, bit for bit. The seam ops (ops.h
+ * op_flash_attention_*) convert the model's qkv into the head-major layout in their workspace and call these.
  *
  * Math, with scale = 1/sqrt(d) and s_ij = scale q_i.k_j (j <= i when causal):
  *   forward   m_i = max_j s_ij, l_i = sum_j exp(s_ij - m_i), lse_i = m_i + log l_i, o_i = sum_j exp(s_ij - lse_i) v_j
@@ -39,14 +40,15 @@
 extern "C" {
 #endif
 
-// Strides in elements of an fp32 [B][H][T][d] result: element (b, h, t, i) is at p + b*sb + h*sh + t*st + i.
+// Strides in elements of a [B][H][T][d] result: element (b, h, t, i) is at p + b*sb + h*sh + t*st + i.
 typedef struct FlashStrides {
     long long sb, sh, st;
 } FlashStrides;
 
 typedef struct FlashForward {
     const __nv_bfloat16 *q, *k, *v;  // [B*H][T][d] bf16
-    float *o;                        // fp32 through o_strides
+    float *o;                        // fp32 through o_strides (unused when o16 is set)
+    __nv_bfloat16 *o16;              // non-NULL: O in bf16 here through o_strides instead
     FlashStrides o_strides;
     float *lse;                      // [B*H][T] fp32 (natural log)
     int B, H, T, d;                  // d in {64, 128} (the sm80 path also 32, 80, 96)
@@ -58,6 +60,8 @@ typedef struct FlashBackward {
     const float *lse;                       // [B*H][T], from the forward
     const float *delta;                     // [B*H][T], D_i = do_i . o_i in fp32
     float *dq, *dk, *dv;                    // fp32 through the strides below; all three are WRITTEN (=)
+    __nv_bfloat16 *dk16, *dv16;             // non-NULL: dK, dV in bf16 here (dk_strides, dv_strides) instead; dQ
+                                            // stays fp32 (the atomic mode adds into it)
     FlashStrides dq_strides, dk_strides, dv_strides;
     int B, H, T, d;
     int causal;
@@ -83,6 +87,12 @@ int flash_backward_sm80(const FlashBackward *p, cudaStream_t stream);
 int flash_forward_sm90(const FlashForward *p, cudaStream_t stream);
 
 #ifdef __cplusplus
+}
+
+// A result element: into the bf16 buffer when there is one, else the fp32 one (both kernels' epilogues).
+__device__ static inline void flash_store(float *f, __nv_bfloat16 *h, long long i, float v) {
+    if (h) h[i] = __float2bfloat16(v);
+    else f[i] = v;
 }
 #endif
 

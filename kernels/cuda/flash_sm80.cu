@@ -335,7 +335,7 @@ __global__ void __launch_bounds__(FlashSm80Fwd<D>::THREADS)
     }
 
     const int b = bh / p.H, h = bh % p.H;
-    float *ob = p.o + b * p.o_strides.sb + h * p.o_strides.sh;
+    const long long ob = b * p.o_strides.sb + h * p.o_strides.sh;
 #pragma unroll
     for (int r = 0; r < 2; ++r) {
         float l = l_run[r];
@@ -344,11 +344,11 @@ __global__ void __launch_bounds__(FlashSm80Fwd<D>::THREADS)
         const int row = row0 + g + 8 * r;
         if (row < T) {
             const float inv = 1.0f / l;
-            float *orow = ob + row * p.o_strides.st;
+            const long long orow = ob + row * p.o_strides.st;
 #pragma unroll
             for (int dt = 0; dt < D / 8; ++dt) {
-                orow[dt * 8 + 2 * t4] = o[dt][2 * r] * inv;
-                orow[dt * 8 + 2 * t4 + 1] = o[dt][2 * r + 1] * inv;
+                flash_store(p.o, p.o16, orow + dt * 8 + 2 * t4, o[dt][2 * r] * inv);
+                flash_store(p.o, p.o16, orow + dt * 8 + 2 * t4 + 1, o[dt][2 * r + 1] * inv);
             }
             if (t4 == 0) p.lse[(size_t)bh * T + row] = m_run[r] * FLASH_SM80_LN2 + logf(l);
         }
@@ -495,19 +495,19 @@ __global__ void __launch_bounds__(FlashSm80Dkdv<D>::THREADS)
         __syncthreads();   // this stage (and dS^T) is free before iteration i + 1 refills it
     }
 
-    float *dkb = p.dk + b * p.dk_strides.sb + h * p.dk_strides.sh;
-    float *dvb = p.dv + b * p.dv_strides.sb + h * p.dv_strides.sh;
+    const long long dkb = b * p.dk_strides.sb + h * p.dk_strides.sh;
+    const long long dvb = b * p.dv_strides.sb + h * p.dv_strides.sh;
 #pragma unroll
     for (int r = 0; r < 2; ++r) {
         const int key = key0 + g + 8 * r;
         if (key < T) {
-            float *dkrow = dkb + key * p.dk_strides.st + 2 * t4, *dvrow = dvb + key * p.dv_strides.st + 2 * t4;
+            const long long dkrow = dkb + key * p.dk_strides.st + 2 * t4, dvrow = dvb + key * p.dv_strides.st + 2 * t4;
 #pragma unroll
             for (int dt = 0; dt < D / 8; ++dt) {
-                dkrow[dt * 8] = scale * dk[dt][2 * r];
-                dkrow[dt * 8 + 1] = scale * dk[dt][2 * r + 1];
-                dvrow[dt * 8] = dv[dt][2 * r];
-                dvrow[dt * 8 + 1] = dv[dt][2 * r + 1];
+                flash_store(p.dk, p.dk16, dkrow + dt * 8, scale * dk[dt][2 * r]);
+                flash_store(p.dk, p.dk16, dkrow + dt * 8 + 1, scale * dk[dt][2 * r + 1]);
+                flash_store(p.dv, p.dv16, dvrow + dt * 8, dv[dt][2 * r]);
+                flash_store(p.dv, p.dv16, dvrow + dt * 8 + 1, dv[dt][2 * r + 1]);
             }
         }
     }

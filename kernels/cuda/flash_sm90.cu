@@ -75,11 +75,12 @@ struct FlashSm90Layout {
 // Kernel parameters other than the tensor maps.
 struct FlashSm90Params {
     float *o;                 // fp32, (b, h, t, i) at o + b*sb + h*sh + t*st + i
+    __nv_bfloat16 *o16;       // non-NULL: O in bf16 there instead (the same strides)
     long long sb, sh, st;
     float *lse;               // [B*H][T], natural log
     int H, T;
     float scale_log2;         // log2(e) / sqrt(d): s * scale_log2 is the score in base-2 units
-    int o_vec2;               // 1 when o and its strides allow 8-byte float2 stores
+    int o_vec2;               // 1 when o (or o16) and its strides allow paired stores (float2 / bf16x2)
 };
 
 #ifdef GPTRAIN_EMU
@@ -486,16 +487,18 @@ __global__ void __launch_bounds__(FLASH_SM90_THREADS, 1)
             const int row = r ? row1 : row0;
             if (row >= T) continue;
             const float inv_l = 1.0f / l_run[r];
-            float *orow = prm.o + b * prm.sb + h * prm.sh + (long long)row * prm.st;
+            const long long orow = b * prm.sb + h * prm.sh + (long long)row * prm.st;
 #pragma unroll
             for (int j = 0; j < D / 8; j++) {
                 const int col = 8 * j + 2 * q;
                 const float x0 = o_acc[4 * j + 2 * r] * inv_l, x1 = o_acc[4 * j + 2 * r + 1] * inv_l;
-                if (prm.o_vec2) {
-                    *reinterpret_cast<float2 *>(orow + col) = make_float2(x0, x1);
+                if (prm.o_vec2 && prm.o16) {
+                    *reinterpret_cast<__nv_bfloat162 *>(prm.o16 + orow + col) = __floats2bfloat162_rn(x0, x1);
+                } else if (prm.o_vec2) {
+                    *reinterpret_cast<float2 *>(prm.o + orow + col) = make_float2(x0, x1);
                 } else {
-                    orow[col] = x0;
-                    orow[col + 1] = x1;
+                    flash_store(prm.o, prm.o16, orow + col, x0);
+                    flash_store(prm.o, prm.o16, orow + col + 1, x1);
                 }
             }
             if (q == 0) prm.lse[(long long)bh * T + row] = m_run[r] * 0.69314718055994531f + logf(l_run[r]);
@@ -599,6 +602,7 @@ extern "C" int flash_forward_sm90(const FlashForward *p, cudaStream_t stream) {
     }
     FlashSm90Params prm;
     prm.o = p->o;
+    prm.o16 = p->o16;
     prm.sb = p->o_strides.sb;
     prm.sh = p->o_strides.sh;
     prm.st = p->o_strides.st;
@@ -606,7 +610,8 @@ extern "C" int flash_forward_sm90(const FlashForward *p, cudaStream_t stream) {
     prm.H = p->H;
     prm.T = p->T;
     prm.scale_log2 = (float)(1.4426950408889634 / sqrt((double)p->d));
-    prm.o_vec2 = (uintptr_t)p->o % 8 == 0 && prm.sb % 2 == 0 && prm.sh % 2 == 0 && prm.st % 2 == 0;
+    prm.o_vec2 = (p->o16 ? (uintptr_t)p->o16 % 4 == 0 : (uintptr_t)p->o % 8 == 0) && prm.sb % 2 == 0 &&
+                 prm.sh % 2 == 0 && prm.st % 2 == 0;
     // The one place the run-time head size and mask pick a specialised kernel.
     if (p->d == 64)
         return p->causal ? flash_forward_sm90_launch<64, true>(p, prm, stream)
