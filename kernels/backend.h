@@ -56,6 +56,8 @@ typedef struct OpTable {
     void (*matmul_forward)(Backend *, void *, const void *, const void *, const void *, int, int, int);
     void (*matmul_backward)(Backend *, void *, float *, float *, const void *, const void *, const void *, int, int,
                             int);
+    void (*matmul_backward_gelu)(Backend *, void *, float *, float *, const void *, const void *, const void *,
+                                 const void *, int, int, int);
     void (*attention_forward)(Backend *, void *, void *, const void *, int, int, int, int);
     void (*attention_backward)(Backend *, void *, void *, const void *, const void *, const void *, int, int, int,
                                int);

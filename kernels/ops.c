@@ -82,6 +82,12 @@ void op_matmul_backward(Backend *be, void *dinp, float *dw, float *dbias, const 
                  F4 * (2.0 * M * K + (dbias ? 2.0 * M : 0)),
              be->ops->matmul_backward(be, dinp, dw, dbias, dout, inp, w, N, K, M));
 }
+void op_matmul_backward_gelu(Backend *be, void *dinp, float *dw, float *dbias, const void *dout, const void *inp,
+                             const void *w, const void *pre, int N, int K, int M) {
+    PROFILED("matmul_backward_gelu", 4.0 * N * K * M,
+             EC * ((double)N * M + (double)N * K + (double)M * K + 2.0 * N * K) + F4 * (2.0 * M * K + (dbias ? 2.0 * M : 0)),
+             be->ops->matmul_backward_gelu(be, dinp, dw, dbias, dout, inp, w, pre, N, K, M));
+}
 void op_attention_forward(Backend *be, void *out, void *att, const void *qkv, int B, int T, int C, int NH) {
     PROFILED("attention_forward", 2.0 * B * C * T * (T + 1.0), EC * (3.0 * B * T * C + (double)B * T * C + (double)B * NH * T * (T + 1.0) / 2),
              be->ops->attention_forward(be, out, att, qkv, B, T, C, NH));

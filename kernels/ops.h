@@ -57,6 +57,14 @@ void op_matmul_forward(Backend *be, void *out, const void *inp, const void *w, c
 void op_matmul_backward(Backend *be, void *dinp, float *dw, float *dbias, const void *dout, const void *inp,
                         const void *w, int N, int K, int M);
 
+// The MLP's down projection backward with GELU's backward fused in: dinp (N,K) = (dout @ w) * gelu'(pre) (written),
+// pre (N,K) the GELU's input (fc's output) and inp = gelu(pre) the projection's input; dw and dbias as in
+// op_matmul_backward. On a GPU one GEMM with the GELU gradient in its epilogue (cuBLASLt DGELU), so the GELU
+// backward's own pass (3·N·K elements: read dinp and pre, write dinp) becomes one read of pre; the same arithmetic
+// as op_matmul_backward followed by op_gelu_backward where the epilogue is not available.
+void op_matmul_backward_gelu(Backend *be, void *dinp, float *dw, float *dbias, const void *dout, const void *inp,
+                             const void *w, const void *pre, int N, int K, int M);
+
 // Causal multi-head self-attention core, scale 1/sqrt(HS).
 // qkv (B,T,3C) laid out [q | k | v] per token, each (NH,HS) -> out (B,T,C), att (B,NH,T,T) softmax probabilities
 // (only the causal lower triangle is written and read).

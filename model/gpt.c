@@ -300,10 +300,10 @@ static void block_backward(GPT *g, int l, const void *residual, int B, int T) {
     const size_t lc = (size_t)l * C, lf = (size_t)l * F;
 
     // MLP: residual3 = residual2 + gelu(ln2 Wfc^T + bfc) Wproj^T + bproj
-    op_matmul_backward(be, ga->dbt_f, d->fcprojw + lc * F, d->fcprojb + lc, ga->dresidual, act(g, ACT_fch_gelu, l),
-                       W(g, PARAM_fcprojw, lc * F), N, F, C);
-    op_gelu_backward(be, ga->dbt_f2, act(g, ACT_fch, l), ga->dbt_f, (size_t)N * F);
-    op_matmul_backward(be, ga->dbt_c, d->fcw + lf * C, d->fcb + lf, ga->dbt_f2, act(g, ACT_ln2, l),
+    // the projection's and GELU's backward in one op: dbt_f = (dresidual Wproj) * gelu'(fch)
+    op_matmul_backward_gelu(be, ga->dbt_f, d->fcprojw + lc * F, d->fcprojb + lc, ga->dresidual,
+                            act(g, ACT_fch_gelu, l), W(g, PARAM_fcprojw, lc * F), act(g, ACT_fch, l), N, F, C);
+    op_matmul_backward(be, ga->dbt_c, d->fcw + lf * C, d->fcb + lf, ga->dbt_f, act(g, ACT_ln2, l),
                        W(g, PARAM_fcw, lf * C),
                        N, C, F);
     op_layernorm_backward(be, ga->dresidual, d->ln2w + lc, d->ln2b + lc, ga->dbt_c, act(g, ACT_residual2, l),

@@ -138,8 +138,7 @@ typedef struct ActInfo {
     X(dqkv, N * 3 * C, DT_COMPUTE)    /* (B,T,3C) */            \
     X(datt, B * NH * TT, DT_COMPUTE)  /* (B,NH,T,T) naive attention */ \
     X(attn_work, FW, DT_F32)      /* flash attention's workspace (forward too) */ \
-    X(dbt_f, N * F, DT_COMPUTE)       /* (B,T,F) */             \
-    X(dbt_f2, N * F, DT_COMPUTE)      /* (B,T,F) */
+    X(dbt_f, N * F, DT_COMPUTE)       /* (B,T,F) */
 
 #define GPT_GACT_ENUM(name, numel, dtype) GACT_##name,
 typedef enum { GPT_GRAD_ACTS(GPT_GACT_ENUM) NUM_GRAD_ACT_TENSORS } GradActId;

@@ -7,8 +7,8 @@
 # call, a missing event wait between two streams, a host read of a device pointer, a kernel writing one element past
 # its buffer), one in a flash kernel (a stage refilled before every warp finished reading it), one in the encoder
 # backward's sort (its merge passes across shared-memory tiles left out), two in the batch upload (the copy not
-# ordered after the reads of its token set, the forward not waiting for the copy), one in the cuBLASLt matmul (the
-# bias epilogue left out), three in the bf16 data path (the AdamW step's bf16 weight copy left stale, its stochastic
+# ordered after the reads of its token set, the forward not waiting for the copy), two in the cuBLASLt matmuls (the
+# bias epilogue left out, the DGELU epilogue left out), three in the bf16 data path (the AdamW step's bf16 weight copy left stale, its stochastic
 # rounding biased, the weight gradients' GEMM writing bf16 into the fp32 gradients), and the old GPU index
 # of train/common.c (every rank on GPU 0 when the launcher names no local rank). The unchanged sources pass the same
 # programs in the rest of make test.
@@ -96,7 +96,9 @@ train/main.c "stream race" \
 plant "batch upload: the forward not waiting for its copy" $K/backend_cuda.cu tests/gpu/test_gpu.c "stream race" \
 '    CUDA_CHECK(cudaStreamWaitEvent(0, cs->stage_done[k], 0));' ''
 plant "matmul forward on cuBLASLt without its bias epilogue" $K/matmul.cu tests/gpu/test_gpu.c "FAIL matmul_forward" \
-'    const uint32_t epilogue = CUBLASLT_EPILOGUE_BIAS;' '    const uint32_t epilogue = CUBLASLT_EPILOGUE_DEFAULT;'
+'CUBLASLT_EPILOGUE_BIAS, bias, NULL, 0))' 'CUBLASLT_EPILOGUE_DEFAULT, bias, NULL, 0))'
+plant "the MLP's down projection backward on cuBLASLt without its DGELU epilogue" $K/matmul.cu tests/gpu/test_gpu.c \
+"FAIL matmul_backward_gelu dinp" 'CUBLASLT_EPILOGUE_DGELU, NULL,' 'CUBLASLT_EPILOGUE_DEFAULT, NULL,'
 # The bf16 data path: the AdamW step not writing the weights' bf16 copy, its stochastic rounding biased (15 random
 # bits instead of 16: rounds up too rarely), the weight gradients' GEMM writing bf16 into the fp32 gradient buffer.
 export TEST_GPU_ONLY=bf16

@@ -129,6 +129,23 @@ static void test_backend(Backend *be, const Shape *s) {
                 buf_free(&dw); buf_free(&db);
             }
         }
+        // The down projection's backward with GELU's fused in (fcproj: K=F, M=C): dinp = (dout w) * gelu'(pre),
+        // inp = gelu(pre); against the float64 matmul backward then GELU backward.
+        const int K = F, M = C;
+        Buf pre = buf_rand((size_t)N * K, 3), x = buf_fill((size_t)N * K, 0), w = buf_rand((size_t)M * K, 1);
+        ref_gelu_forward(x.d, pre.d, x.n);
+        for (size_t i = 0; i < x.n; i++) x.d[i] = x.f[i] = (float)x.d[i];
+        Buf dout = buf_rand((size_t)N * M, 1), dinp = buf_fill((size_t)N * K, NAN), dw = buf_rand((size_t)M * K, 1);
+        Buf db = buf_rand(M, 1);
+        double *dlin = calloc(dinp.n, sizeof(double));
+        op_matmul_backward_gelu(be, dinp.f, dw.f, db.f, dout.f, x.f, w.f, pre.f, N, K, M);
+        ref_matmul_backward(dlin, dw.d, db.d, dout.d, x.d, w.d, N, K, M);
+        ref_gelu_backward(dinp.d, pre.d, dlin, dinp.n);
+        compare("matmul_backward_gelu", "dinp (=) = (dout w) gelu'(pre)", tag, dinp.f, dinp.d, dinp.n);
+        compare("matmul_backward_gelu", "dw (+=)", tag, dw.f, dw.d, dw.n);
+        compare("matmul_backward_gelu", "dbias (+=)", tag, db.f, db.d, M);
+        free(dlin);
+        buf_free(&pre); buf_free(&x); buf_free(&w); buf_free(&dout); buf_free(&dinp); buf_free(&dw); buf_free(&db);
     }
     {  // attention
         Buf qkv = buf_rand((size_t)N * 3 * C, 1.5), out = buf_fill((size_t)N * C, NAN);

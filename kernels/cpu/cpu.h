@@ -55,6 +55,8 @@ void cpu_matmul_forward_blas(Backend *be, void *out, const void *inp, const void
 void cpu_matmul_backward_blas(Backend *be, void *dinp, float *dw, float *dbias, const void *dout,
                               const void *inp, const void *w, int N, int K, int M);
 #endif
+void cpu_matmul_backward_gelu(Backend *be, void *dinp, float *dw, float *dbias, const void *dout, const void *inp,
+                              const void *w, const void *pre, int N, int K, int M);
 void cpu_attention_forward(Backend *be, void *out, void *att, const void *qkv, int B, int T, int C, int NH);
 void cpu_attention_backward(Backend *be, void *dqkv, void *datt_scratch, const void *dout, const void *qkv,
                             const void *att, int B, int T, int C, int NH);

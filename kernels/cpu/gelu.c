@@ -29,6 +29,34 @@ static void gelu_backward_block(float *restrict dinp, const float *restrict inp,
     }
 }
 
+// d = gelu'(pre) * d in place: the same arithmetic as gelu_backward_block with dinp = dout = d.
+static void gelu_backward_inplace_block(float *restrict d, const float *restrict pre, size_t n) {
+#pragma omp simd
+    for (size_t i = 0; i < n; i++) {
+        const float x = pre[i];
+        const float th = cpu_tanhf(GELU_S * (x + 0.044715f * x * x * x));
+        const float sech2 = 1.0f - th * th;
+        const float grad = 0.5f * (1.0f + th) + 0.5f * x * sech2 * GELU_S * (1.0f + 3.0f * 0.044715f * x * x);
+        d[i] = grad * d[i];
+    }
+}
+
+// The down projection's backward with GELU's: this table's matmul backward into dinp, then the GELU gradient in
+// place (the CPU has no epilogue to fuse it into; the result is bitwise the two ops in turn).
+void cpu_matmul_backward_gelu(Backend *be, void *dinp_, float *dw, float *dbias, const void *dout, const void *inp,
+                              const void *w, const void *pre_, int N, int K, int M) {
+    be->ops->matmul_backward(be, dinp_, dw, dbias, dout, inp, w, N, K, M);
+    float *dinp = dinp_;
+    const float *pre = pre_;
+    const size_t total = (size_t)N * K;
+    const long nb = (long)((total + GELU_BLOCK - 1) / GELU_BLOCK);
+#pragma omp parallel for schedule(static) if (total > CPU_PARALLEL_MIN)
+    for (long b = 0; b < nb; b++) {
+        const size_t i0 = (size_t)b * GELU_BLOCK, n = total - i0 < GELU_BLOCK ? total - i0 : GELU_BLOCK;
+        gelu_backward_inplace_block(dinp + i0, pre + i0, n);
+    }
+}
+
 void cpu_gelu_forward(Backend *be, void *out_, const void *inp_, size_t N) {
     float *out = out_;
     const float *inp = inp_;

@@ -142,13 +142,15 @@ void cuda_layernorm_backward(Backend *, void *, float *, float *, const void *, 
 void cuda_matmul_forward(Backend *, void *, const void *, const void *, const void *, int, int, int);
 void cuda_matmul_backward(Backend *, void *, float *, float *, const void *, const void *, const void *, int, int,
                           int);
+void cuda_matmul_backward_gelu(Backend *, void *, float *, float *, const void *, const void *, const void *,
+                               const void *, int, int, int);
 void cuda_attention_forward(Backend *, void *, void *, const void *, int, int, int, int);
 void cuda_attention_backward(Backend *, void *, void *, const void *, const void *, const void *, int, int, int, int);
 void cuda_flash_attention_forward(Backend *, void *, float *, float *, const void *, int, int, int, int);
 void cuda_flash_attention_backward(Backend *, void *, float *, const void *, const void *, const void *,
                                    const float *, int, int, int, int);
 void cuda_gelu_forward(Backend *, void *, const void *, size_t);
-void cuda_gelu_backward(Backend *, void *, const void *, const void *, size_t);
+void cuda_gelu_backward(Backend *, void *, const void *, const void *, size_t);   // dinp may be dout (in place)
 void cuda_residual_forward(Backend *, void *, const void *, const void *, size_t);
 void cuda_classifier_forward_backward(Backend *, float *, void *, const int32_t *, int, int, int, float);
 void cuda_loss_accumulate(Backend *, double *, const float *, size_t);

@@ -132,7 +132,16 @@ struct Gemm {
     const float *alpha_dev, *beta_dev;
     const void *bias;          // cuBLASLt's BIAS epilogue: + bias[i] on row i of the result (m values), or NULL
     cudaDataType bias_type;
+    const void *aux;           // cuBLASLt's DGELU epilogue: * gelu'(aux[j][i]) (aux in C's type, leading dim aux_ld)
+    long long aux_ld;
 };
+
+// GELU's derivative for the tanh approximation, the GELU cuBLASLt's epilogues document:
+// gelu(x) = x/2 (1 + tanh(s (x + 0.044715 x^3))), s = sqrt(2/pi).
+static float gelu_grad(float x) {
+    const float s = 0.7978845608028654f, u = s * (x + 0.044715f * x * x * x), th = tanhf(u);
+    return 0.5f * (1.0f + th) + 0.5f * x * (1.0f - th * th) * s * (1.0f + 3.0f * 0.044715f * x * x);
+}
 
 static void run_gemm(const Gemm &g) {
     char wa[96], wb[96], wc[96];
@@ -152,6 +161,11 @@ static void run_gemm(const Gemm &g) {
         char wbias[96];
         snprintf(wbias, sizeof wbias, "%s bias", g.fn);
         op_read(g.bias, (size_t)g.m * type_size(g.bias_type), wbias);
+    }
+    if (g.aux) {
+        char waux[96];
+        snprintf(waux, sizeof waux, "%s aux", g.fn);
+        check_matrix(Mat{g.aux, g.C.type, g.m, g.n, g.aux_ld, 0}, 0, false, waux);
     }
     std::vector<float> a((size_t)g.m * g.k), bt((size_t)g.n * g.k), out((size_t)g.m * g.n);
     for (int b = 0; b < g.batch; b++) {
@@ -180,6 +194,7 @@ static void run_gemm(const Gemm &g) {
                 float v = alpha * acc;
                 if (beta != 0.0f) v = fmaf(beta, load(C, g.C.type, (size_t)j * g.C.ld + i), v);
                 if (g.bias) v += load(g.bias, g.bias_type, i);
+                if (g.aux) v *= gelu_grad(load(g.aux, g.C.type, (size_t)j * g.aux_ld + i));
                 out[(size_t)j * g.m + i] = v;
             }
         check_matrix(g.C, b, true, wc);
@@ -285,6 +300,8 @@ struct cublasLtMatmulDescEmu {
     uint32_t epilogue;
     const void *bias;
     int32_t bias_type;   // -1: the type of D
+    const void *aux;
+    int64_t aux_ld;
 };
 struct cublasLtMatrixLayoutEmu {
     cudaDataType type;
@@ -304,8 +321,9 @@ static cublasStatus_t lt_check(const char *fn, cublasLtMatmulDesc_t d, cublasLtM
                                Round *r, int *m, int *n, int *k) {
     if (!d || !A || !B || !C || !D) return CUBLAS_STATUS_INVALID_VALUE;
     if (d->scale != CUDA_R_32F) fatal("%s: scale type %d is not emulated (only CUDA_R_32F)", fn, (int)d->scale);
-    if (d->epilogue != CUBLASLT_EPILOGUE_DEFAULT && d->epilogue != CUBLASLT_EPILOGUE_BIAS)
-        fatal("%s: epilogue %u is not emulated (DEFAULT and BIAS are)", fn, d->epilogue);
+    if (d->epilogue != CUBLASLT_EPILOGUE_DEFAULT && d->epilogue != CUBLASLT_EPILOGUE_BIAS &&
+        d->epilogue != CUBLASLT_EPILOGUE_DGELU)
+        fatal("%s: epilogue %u is not emulated (DEFAULT, BIAS and DGELU are)", fn, d->epilogue);
     const bool ta = d->ta != CUBLAS_OP_N, tb = d->tb != CUBLAS_OP_N;
     *m = (int)(ta ? A->cols : A->rows);
     *k = (int)(ta ? A->rows : A->cols);
@@ -321,6 +339,10 @@ static cublasStatus_t lt_check(const char *fn, cublasLtMatmulDesc_t d, cublasLtM
     if (d->epilogue == CUBLASLT_EPILOGUE_BIAS) {
         const int32_t bt = d->bias_type == -1 ? (int32_t)D->type : d->bias_type;
         if (bt != CUDA_R_32F && bt != (int32_t)D->type) return CUBLAS_STATUS_NOT_SUPPORTED;
+    }
+    if (d->epilogue == CUBLASLT_EPILOGUE_DGELU) {   // the GELU input: a multiple of 8 as its leading dimension
+        if (!d->aux || d->aux_ld < (int64_t)D->rows) return CUBLAS_STATUS_INVALID_VALUE;
+        if (d->aux_ld % 8) return CUBLAS_STATUS_NOT_SUPPORTED;
     }
     return CUBLAS_STATUS_SUCCESS;
 }
@@ -473,7 +495,7 @@ cublasStatus_t cublasLtMatmulDescCreate(cublasLtMatmulDesc_t *desc, cublasComput
                                         cudaDataType_t scaleType) {
     if (!desc) return CUBLAS_STATUS_INVALID_VALUE;
     *desc = new cublasLtMatmulDescEmu{computeType, scaleType, CUBLAS_OP_N, CUBLAS_OP_N, CUBLASLT_EPILOGUE_DEFAULT,
-                                      NULL, -1};
+                                      NULL, -1, NULL, 0};
     return CUBLAS_STATUS_SUCCESS;
 }
 cublasStatus_t cublasLtMatmulDescDestroy(cublasLtMatmulDesc_t desc) {
@@ -504,6 +526,14 @@ cublasStatus_t cublasLtMatmulDescSetAttribute(cublasLtMatmulDesc_t desc, cublasL
     case CUBLASLT_MATMUL_DESC_BIAS_DATA_TYPE:
         if (size != sizeof(int32_t)) return CUBLAS_STATUS_INVALID_VALUE;
         memcpy(&desc->bias_type, buf, sizeof desc->bias_type);
+        return CUBLAS_STATUS_SUCCESS;
+    case CUBLASLT_MATMUL_DESC_EPILOGUE_AUX_POINTER:
+        if (size != sizeof(void *)) return CUBLAS_STATUS_INVALID_VALUE;
+        memcpy(&desc->aux, buf, sizeof desc->aux);
+        return CUBLAS_STATUS_SUCCESS;
+    case CUBLASLT_MATMUL_DESC_EPILOGUE_AUX_LD:
+        if (size != sizeof(int64_t)) return CUBLAS_STATUS_INVALID_VALUE;
+        memcpy(&desc->aux_ld, buf, sizeof desc->aux_ld);
         return CUBLAS_STATUS_SUCCESS;
     default:
         fatal("cublasLtMatmulDescSetAttribute: attribute %d is not emulated", (int)attr);
@@ -596,12 +626,16 @@ cublasStatus_t cublasLtMatmul(cublasLtHandle_t handle, cublasLtMatmulDesc_t desc
         g.bias = desc->bias;
         g.bias_type = desc->bias_type == -1 ? Ddesc->type : (cudaDataType)desc->bias_type;
     }
+    if (desc->epilogue == CUBLASLT_EPILOGUE_DGELU) {
+        g.aux = desc->aux;
+        g.aux_ld = desc->aux_ld;
+    }
     if (current_device() != handle->device)
         fatal("cublasLtMatmul on device %d with a cuBLASLt handle created on device %d", current_device(),
               handle->device);
     char name[256];
     snprintf(name, sizeof name, "cublasLtMatmul %c%c m=%d n=%d k=%d%s", g.ta ? 'T' : 'N', g.tb ? 'T' : 'N', m, n, k,
-             g.bias ? " +bias" : "");
+             g.bias ? " +bias" : g.aux ? " *dgelu(aux)" : "");
     const size_t d_bytes = ((size_t)(n - 1) * (size_t)Ddesc->ld + (size_t)m) * type_size(Ddesc->type);
     if (submit_op(stream, "cuBLASLt", name, [g]() { run_gemm(g); }, D, d_bytes) != cudaSuccess)
         return CUBLAS_STATUS_EXECUTION_FAILED;

@@ -341,6 +341,30 @@ static void test_ops(const Shape *s, const char *prec) {
             buf_free(&dw); buf_free(&db);
         }
     }
+    // The down projection's backward with GELU's fused in (cuBLASLt's DGELU epilogue): K = F (a multiple of 8, the
+    // epilogue runs) and K = F - 3 (its leading dimension refused: the GEMM + GELU-backward fallback).
+    for (int kf = 0; kf < 2; kf++) {
+        const int K = kf ? F - 3 : F, M = C;
+        char what[64];
+        Buf pre = buf_c((size_t)N * K, 3, 0), x = buf_c((size_t)N * K, 1, 0), w = buf_c((size_t)M * K, 1, 0);
+        Buf dout = buf_c((size_t)N * M, 1, 0), dinp = buf_c((size_t)N * K, 0, 1), dw = buf_new((size_t)M * K, 1, 0);
+        Buf db = buf_new(M, 1, 0);
+        double *lin = malloc(sizeof(double) * (size_t)N * K), *nv_lin = malloc(sizeof(double) * (size_t)N * K);
+        double *nv_dinp = malloc(sizeof(double) * (size_t)N * K), *nv_dw = malloc(sizeof(double) * (size_t)M * K);
+        memcpy(nv_dw, dw.d, sizeof(double) * (size_t)M * K);
+        op_matmul_backward_gelu(&GPU, dinp.dev, dw.dev, db.dev, dout.dev, x.dev, w.dev, pre.dev, N, K, M);
+        ref_matmul_backward(lin, dw.d, db.d, dout.d, x.d, w.d, N, K, M);
+        ref_gelu_backward(dinp.d, pre.d, lin, (size_t)N * K);
+        naive_matmul_backward(nv_lin, nv_dw, dout.d, x.d, w.d, N, K, M);
+        ref_gelu_backward(nv_dinp, pre.d, nv_lin, (size_t)N * K);
+        snprintf(what, sizeof what, "dinp (=) K=%d M=%d%s", K, M, kf ? " (fallback)" : " (epilogue)");
+        compare_mm("matmul_backward_gelu", what, tag, &dinp, nv_dinp);
+        snprintf(what, sizeof what, "dw (+=) K=%d M=%d", K, M);
+        compare_mm("matmul_backward_gelu", what, tag, &dw, nv_dw);
+        compare("matmul_backward_gelu", "dbias (+=)", tag, &db);
+        free(lin); free(nv_lin); free(nv_dinp); free(nv_dw);
+        buf_free(&pre); buf_free(&x); buf_free(&w); buf_free(&dout); buf_free(&dinp); buf_free(&dw); buf_free(&db);
+    }
     {
         Buf qkv = buf_c((size_t)N * 3 * C, 1.5, 0), out = buf_c((size_t)N * C, 0, 1);
         Buf att = buf_c((size_t)B * NH * T * T, 0, 1), datt = buf_c((size_t)B * NH * T * T, 0, 1);

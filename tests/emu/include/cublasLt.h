@@ -2,9 +2,12 @@
  * cublasLt.h (emulated device): the part of cuBLASLt the CUDA backend calls (kernels/cuda/matmul.cu: a matmul with
  * the bias added in its epilogue), implemented by tests/emu/emu_blas.cc on the same reference GEMM as cublas_v2.h.
  * Names and values follow the cuBLAS 12/13 reference. Emulated: column-major layouts of one matrix each (no batch
- * attributes), the TRANSA/TRANSB/EPILOGUE/BIAS_POINTER/BIAS_DATA_TYPE descriptor attributes, the DEFAULT and BIAS
- * epilogues (D = alpha op(A) op(B) + beta C, then + bias[row] broadcast over the columns, bias as long as D has
- * rows), the type combinations of cublasGemmEx; the heuristic returns one algorithm for a combination it can run and
+ * attributes), the TRANSA/TRANSB/EPILOGUE/BIAS_POINTER/BIAS_DATA_TYPE/EPILOGUE_AUX_POINTER/EPILOGUE_AUX_LD
+ * descriptor attributes, the DEFAULT, BIAS and DGELU epilogues (D = alpha op(A) op(B) + beta C, then + bias[row]
+ * broadcast over the columns, bias as long as D has rows; or times gelu'(aux) elementwise, aux in D's type and shape
+ * with its own leading dimension, which must be a multiple of 8 and at least D's rows, GELU the tanh approximation
+ * cuBLASLt documents), the type combinations of cublasGemmEx; the heuristic returns one algorithm for a combination
+ * it can run and
  * CUBLAS_STATUS_NOT_SUPPORTED with none otherwise, as the library does, so callers' fallbacks are exercised. Any
  * other attribute or epilogue is a report naming it, never a silently different computation.
  */
@@ -41,12 +44,15 @@ typedef enum {
     CUBLASLT_MATMUL_DESC_TRANSB = 4,
     CUBLASLT_MATMUL_DESC_EPILOGUE = 7,
     CUBLASLT_MATMUL_DESC_BIAS_POINTER = 8,
+    CUBLASLT_MATMUL_DESC_EPILOGUE_AUX_POINTER = 11,
+    CUBLASLT_MATMUL_DESC_EPILOGUE_AUX_LD = 12,
     CUBLASLT_MATMUL_DESC_BIAS_DATA_TYPE = 26,
 } cublasLtMatmulDescAttributes_t;
 
 typedef enum {
     CUBLASLT_EPILOGUE_DEFAULT = 1,
     CUBLASLT_EPILOGUE_BIAS = 4,
+    CUBLASLT_EPILOGUE_DGELU = 64 | 128,
 } cublasLtEpilogue_t;
 
 typedef enum { CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES = 1 } cublasLtMatmulPreferenceAttributes_t;
