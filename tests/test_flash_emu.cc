@@ -180,6 +180,20 @@ static void one_case(int B, int H, int d, int T, int causal, int both_timings) {
     }
     const double U = 1.0 / 256;   // bf16 rounding of P and dS: relative 2^-8 at most
     char name[160];
+    // The same inputs in the model's layout, read in place through strides by the sm80 kernels: q, k, v interleaved
+    // per token (B,T,3C), dO (B,T,C).
+    std::vector<bf16> qkv_i((size_t)B * T * 3 * C), do_i((size_t)B * T * C);
+    for (int bh = 0; bh < BH; bh++)
+        for (int t = 0; t < T; t++)
+            for (int e = 0; e < d; e++) {
+                const size_t r = ((size_t)bh * T + t) * d + e, row = (size_t)(bh / H) * T + t, c = (size_t)(bh % H) * d + e;
+                qkv_i[row * 3 * C + c] = q[r];
+                qkv_i[row * 3 * C + C + c] = k[r];
+                qkv_i[row * 3 * C + 2 * C + c] = v[r];
+                do_i[row * C + c] = dob[r];
+            }
+    bf16 *qkv_id = to_dev(qkv_i), *do_id = to_dev(do_i);
+    const FlashStrides in_st = {(long long)T * 3 * C, d, 3LL * C}, do_st = {(long long)T * C, d, (long long)C};
 
     // ---- forward: O into a (B,T,C) buffer (strided), lse ----
     std::vector<float> out((size_t)B * T * C, NAN), lse_k((size_t)BH * T, NAN);
@@ -230,6 +244,24 @@ static void one_case(int B, int H, int d, int T, int causal, int both_timings) {
     harness_case(!wo.bad && !wl.bad, name,
                  "O worst %.3g of allowance at %ld (%.6g vs %.6g); lse worst %.3g at %ld (%.6g vs %.6g)", wo.frac,
                  wo.where, wo.got, wo.want, wl.frac, wl.where, wl.got, wl.want);
+    if (path == 0) {   // sm80 reading q, k, v in place from the interleaved (B,T,3C) buffer: the same O, bitwise
+        std::vector<float> o2(out.size(), NAN);
+        float *o2_d = to_dev(o2);
+        FlashForward fi = f;
+        fi.q = qkv_id;
+        fi.k = qkv_id + C;
+        fi.v = qkv_id + 2 * C;
+        fi.in_strides = in_st;
+        fi.o = o2_d;
+        if (run_forward(fi, FLASH_PATH_SM80, "late")) {
+            harness_case(0, name, "flash_forward refused the strided inputs");
+        } else {
+            to_host(o2, o2_d);
+            harness_case(!memcmp(o2.data(), out.data(), out.size() * sizeof(float)), name,
+                         "q, k, v read in place from (B,T,3C): O bitwise equal to the head-major inputs' O");
+        }
+        CK(cudaFree(o2_d));
+    }
     // The same call writing O in bf16 (the model's bf16 activations): the fp32 result rounded to nearest, bit for
     // bit, every element written (the buffer starts as bf16 NaN).
     {
@@ -294,6 +326,36 @@ static void one_case(int B, int H, int d, int T, int causal, int both_timings) {
             continue;
         }
         to_host(dqkv, dqkv_d);
+        if (run < 2) {   // q, k, v and dO read in place from the model's layouts: the same dq, dk, dv, bitwise
+            std::vector<float> d2(dqkv.size(), NAN);
+            float *d2_d = to_dev(d2);
+            FlashBackward bi = bp;
+            bi.q = qkv_id;
+            bi.k = qkv_id + C;
+            bi.v = qkv_id + 2 * C;
+            bi.dout = do_id;
+            bi.in_strides = in_st;
+            bi.do_strides = do_st;
+            bi.dq = d2_d;
+            bi.dk = d2_d + C;
+            bi.dv = d2_d + 2 * C;
+            char namei[200];
+            snprintf(namei, sizeof namei, "%s: inputs in place", name);
+            if (run_backward(bi, timing)) {
+                harness_case(0, namei, "flash_backward refused the strided inputs");
+            } else {
+                to_host(d2, d2_d);
+                // the atomic dQ sums in a varying order: compare it within the same allowance, dK and dV bitwise
+                size_t bad = 0;
+                for (size_t i = 0; i < d2.size(); i++)
+                    if (det || i % (3 * C) >= (size_t)C ? memcmp(&d2[i], &dqkv[i], sizeof(float)) != 0
+                                                        : !(fabs(d2[i] - dqkv[i]) <= 1e-5 * fmax(gmax[0], 1.0)))
+                        bad++;
+                harness_case(!bad, namei, "dq, dk, dv from (B,T,3C) qkv and (B,T,C) dO equal the head-major run's "
+                             "(bitwise%s): %zu of %zu differ", det ? "" : "; the atomic dQ within 1e-5", bad, d2.size());
+            }
+            CK(cudaFree(d2_d));
+        }
         if (det && run < 2) {   // dK and dV in bf16 into an interleaved bf16 buffer: the fp32 ones rounded, bitwise
             std::vector<bf16> d16((size_t)B * T * 3 * C, __float2bfloat16(NAN));
             bf16 *d16_d = to_dev(d16);
@@ -341,6 +403,8 @@ static void one_case(int B, int H, int d, int T, int causal, int both_timings) {
     CK(cudaFree(lse_d));
     CK(cudaFree(lse_fd));
     CK(cudaFree(D_fd));
+    CK(cudaFree(qkv_id));
+    CK(cudaFree(do_id));
 }
 
 int main(void) {

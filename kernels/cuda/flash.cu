@@ -1,11 +1,12 @@
 /*
  * flash.cu: the flash-attention seam ops on the GPU (ops.h op_flash_attention_*) and the path dispatch of flash.h.
  *
- * The model keeps its activations (fp32 or bf16, the compute dtype) with q, k, v interleaved per token (B,T,3C); the
- * kernels (flash_sm80.cu, flash_sm90.cu) read bf16 head-major [B*NH][T][HS] tiles, which 16-byte cp.async copies
- * and TMA boxes need. So the forward first converts qkv into that layout in the op's workspace (one pass: 3·N·C·e
- * bytes read, 6·N·C written, against the attention's 4·N·T·C FLOPs: negligible once T is in the hundreds), and the
- * backward converts qkv again and dO, computing D_t = dO_t . O_t in fp32 in the same pass. The kernels write their
+ * The model keeps its activations (fp32 or bf16, the compute dtype) with q, k, v interleaved per token (B,T,3C).
+ * In bf16 the sm80 kernels read them in place through strides (each head's row is HS contiguous bf16, 16-byte
+ * aligned), and dO too; only D_t = dO_t . O_t needs a pass of its own (reading dO and O). The sm90 forward's TMA
+ * maps take head-major [B*NH][T][HS] tiles, and fp32 activations need converting anyway: then the op first packs
+ * qkv into that layout in its workspace (one pass: 3·N·C·e bytes read, 6·N·C written, against the attention's
+ * 4·N·T·C FLOPs: negligible once T is in the hundreds), and the backward packs qkv again and dO with D. The kernels write their
  * results through strides straight into the model's buffers, in fp32 or bf16 (O, dK, dV; flash.h), but for dQ in
  * bf16: the kernels sum it in fp32 (the atomic mode adds into it), so it goes to fp32 staging in the workspace,
  * (B,T,C), and one more pass rounds it into the model's dqkv (N·C·(4 + 4 + 2) bytes more traffic per backward).
@@ -72,8 +73,8 @@ __global__ static void flash_pack_qkv_kernel(bf16 *q, bf16 *k, bf16 *v, const T 
     v[dst] = __float2bfloat16(f32(row[2 * C + c]));
 }
 
-// dout (B,T,C) -> bf16 [B*NH][T][HS], and delta[(b*NH + h)*T + t] = dO_t . O_t over the head's HS channels in fp32.
-// One warp per (b, t, h) row.
+// dout (B,T,C) -> bf16 [B*NH][T][HS] (unless dob is NULL: the kernels read dO in place), and
+// delta[(b*NH + h)*T + t] = dO_t . O_t over the head's HS channels in fp32. One warp per (b, t, h) row.
 template <class T>
 __global__ static void flash_pack_dout_kernel(bf16 *dob, float *delta, const T *dout, const T *out, int B, int Tlen,
                                               int C, int NH) {
@@ -85,11 +86,11 @@ __global__ static void flash_pack_dout_kernel(bf16 *dob, float *delta, const T *
     const size_t n = row / NH;
     const int t = (int)(n % Tlen), b = (int)(n / Tlen);
     const T *dy = dout + n * C + (size_t)h * HS, *y = out + n * C + (size_t)h * HS;
-    bf16 *dst = dob + (((size_t)b * NH + h) * Tlen + t) * HS;
+    bf16 *dst = dob ? dob + (((size_t)b * NH + h) * Tlen + t) * HS : NULL;
     float s = 0.0f;
     for (int e = lane; e < HS; e += 32) {
         s += f32(dy[e]) * f32(y[e]);
-        dst[e] = __float2bfloat16(f32(dy[e]));
+        if (dst) dst[e] = __float2bfloat16(f32(dy[e]));
     }
     for (int o = 16; o > 0; o >>= 1) s += __shfl_xor_sync(0xffffffffu, s, o);
     if (lane == 0) delta[((size_t)b * NH + h) * Tlen + t] = s;
@@ -159,12 +160,21 @@ extern "C" void cuda_flash_attention_forward(Backend *be, void *out, float *lse,
     if (!B || !T) return;
     const int HS = C / NH;
     FlashWork w = flash_work(be, work, B, T, C, NH);
-    CUDA_BY_DTYPE(be, flash_pack_qkv, w.q, w.k, w.v, qkv, B, T, C, NH);
+    const FlashPath path = flash_kernel_path(HS);
     FlashForward p;
     memset(&p, 0, sizeof p);
-    p.q = w.q;
-    p.k = w.k;
-    p.v = w.v;
+    // In bf16 the sm80 kernels read q, k, v in place: row (b, h, t) at qkv + b*T*3C + h*HS + t*3C
+    if (be->dtype == DTYPE_BF16 && path == FLASH_PATH_SM80) {
+        p.q = (const bf16 *)qkv;
+        p.k = p.q + C;
+        p.v = p.q + 2 * C;
+        p.in_strides = {(long long)T * 3 * C, HS, 3LL * C};
+    } else {
+        CUDA_BY_DTYPE(be, flash_pack_qkv, w.q, w.k, w.v, qkv, B, T, C, NH);
+        p.q = w.q;
+        p.k = w.k;
+        p.v = w.v;
+    }
     // (b, h, t, i) at out + b*T*C + h*HS + t*C + i, in the compute dtype
     if (be->dtype == DTYPE_BF16) p.o16 = (bf16 *)out;
     else p.o = (float *)out;
@@ -177,7 +187,7 @@ extern "C" void cuda_flash_attention_forward(Backend *be, void *out, float *lse,
     p.T = T;
     p.d = HS;
     p.causal = 1;
-    if (flash_forward(&p, FLASH_PATH_AUTO, 0)) {
+    if (flash_forward(&p, path, 0)) {
         fprintf(stderr, "gptrain: internal error at %s:%d: flash forward refused B=%d T=%d C=%d NH=%d\n", __FILE__,
                 __LINE__, B, T, C, NH);
         abort();
@@ -191,14 +201,24 @@ extern "C" void cuda_flash_attention_backward(Backend *be, void *dqkv, float *wo
     if (!B || !T) return;
     const int HS = C / NH;
     FlashWork w = flash_work(be, work, B, T, C, NH);
-    CUDA_BY_DTYPE(be, flash_pack_qkv, w.q, w.k, w.v, qkv, B, T, C, NH);
-    CUDA_BY_DTYPE(be, flash_pack_dout, w.dout, w.delta, dout, out, B, T, C, NH);
     FlashBackward p;
     memset(&p, 0, sizeof p);
-    p.q = w.q;
-    p.k = w.k;
-    p.v = w.v;
-    p.dout = w.dout;
+    if (be->dtype == DTYPE_BF16) {   // the (sm80) backward reads q, k, v and dO in place; only D needs a pass
+        CUDA_BY_DTYPE(be, flash_pack_dout, (bf16 *)NULL, w.delta, dout, out, B, T, C, NH);
+        p.q = (const bf16 *)qkv;
+        p.k = p.q + C;
+        p.v = p.q + 2 * C;
+        p.dout = (const bf16 *)dout;
+        p.in_strides = {(long long)T * 3 * C, HS, 3LL * C};
+        p.do_strides = {(long long)T * C, HS, (long long)C};
+    } else {
+        CUDA_BY_DTYPE(be, flash_pack_qkv, w.q, w.k, w.v, qkv, B, T, C, NH);
+        CUDA_BY_DTYPE(be, flash_pack_dout, w.dout, w.delta, dout, out, B, T, C, NH);
+        p.q = w.q;
+        p.k = w.k;
+        p.v = w.v;
+        p.dout = w.dout;
+    }
     p.lse = lse;
     p.delta = w.delta;
     // dq, dk, dv interleave in dqkv (B,T,3C): (b, h, t, i) of dq at dqkv + b*T*3C + t*3C + h*HS + i, dk at +C, dv +2C

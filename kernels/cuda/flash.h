@@ -40,13 +40,17 @@
 extern "C" {
 #endif
 
-// Strides in elements of a [B][H][T][d] result: element (b, h, t, i) is at p + b*sb + h*sh + t*st + i.
+// Strides in elements of a [B][H][T][d] tensor: element (b, h, t, i) is at p + b*sb + h*sh + t*st + i. The inputs
+// take them too (in_strides, do_strides; all zero means head-major, sb = H*T*d, sh = T*d, st = d), so the sm80
+// kernels read the model's interleaved (B,T,3C) qkv and (B,T,C) dO in place; their rows must be 16-byte aligned
+// (cp.async). The sm90 forward takes only the head-major layout (its TMA maps are 3D over [B*H][T][d]).
 typedef struct FlashStrides {
     long long sb, sh, st;
 } FlashStrides;
 
 typedef struct FlashForward {
-    const __nv_bfloat16 *q, *k, *v;  // [B*H][T][d] bf16
+    const __nv_bfloat16 *q, *k, *v;  // bf16 through in_strides
+    FlashStrides in_strides;         // all 0: head-major [B*H][T][d]
     float *o;                        // fp32 through o_strides (unused when o16 is set)
     __nv_bfloat16 *o16;              // non-NULL: O in bf16 here through o_strides instead
     FlashStrides o_strides;
@@ -56,7 +60,8 @@ typedef struct FlashForward {
 } FlashForward;
 
 typedef struct FlashBackward {
-    const __nv_bfloat16 *q, *k, *v, *dout;  // [B*H][T][d] bf16
+    const __nv_bfloat16 *q, *k, *v, *dout;  // bf16 through in_strides (q, k, v) and do_strides (dout)
+    FlashStrides in_strides, do_strides;    // all 0: head-major [B*H][T][d]
     const float *lse;                       // [B*H][T], from the forward
     const float *delta;                     // [B*H][T], D_i = do_i . o_i in fp32
     float *dq, *dk, *dv;                    // fp32 through the strides below; all three are WRITTEN (=)

@@ -156,16 +156,18 @@ __device__ __forceinline__ uint32_t flash_pack_bf16(float lo, float hi) {
 
 // ---- tile copies ----
 
-// ROWS x D bf16 rows row0.. of one head's [T][D] array (src = the head's row 0) into shared dst (row stride D + PAD),
+// ROWS x D bf16 rows row0.. of one head's [T][D] rows, ld elements apart (src = the head's row 0), into shared dst
+// (row stride D + PAD),
 // rows at or past T zero-filled. 16-byte chunk c of the tile is row c / (D/8), columns 8 (c % (D/8)) ...
 template <int ROWS, int D, int THREADS>
-__device__ __forceinline__ void flash_load_tile(bf16 *dst, const bf16 *src, int row0, int T, int tid) {
+__device__ __forceinline__ void flash_load_tile(bf16 *dst, const bf16 *src, int row0, int T, long long ld,
+                                                int tid) {
     constexpr int CH = D / 8, LD = D + FLASH_SM80_PAD;
 #pragma unroll
     for (int c = tid; c < ROWS * CH; c += THREADS) {
         const int r = c / CH, col = (c % CH) * 8;
         const bool valid = row0 + r < T;
-        const bf16 *s = valid ? src + (size_t)(row0 + r) * D + col : src;   // a valid address even when unread
+        const bf16 *s = valid ? src + (long long)(row0 + r) * ld + col : src;   // a valid address even when unread
         flash_cp_async16(dst + r * LD + col, s, valid);
     }
 }
@@ -254,16 +256,16 @@ __global__ void __launch_bounds__(FlashSm80Fwd<D>::THREADS)
     bf16 *sv = reinterpret_cast<bf16 *>(flash_smem) + C::V_OFF;
 
     const int T = p.T, bh = blockIdx.x, m0 = (gridDim.y - 1 - blockIdx.y) * BM;
-    const size_t head = (size_t)bh * T * D;
+    const long long head = (bh / p.H) * p.in_strides.sb + (bh % p.H) * p.in_strides.sh, ld = p.in_strides.st;
     const int tid = threadIdx.x, warp = tid / 32, lane = tid % 32, g = lane / 4, t4 = lane % 4;
     const int row0 = m0 + warp * 16;   // this warp's first query row; it holds rows row0 + g and row0 + g + 8
     const int n_end = p.causal ? min(T, m0 + BM) : T;   // keys past n_end are masked for every row of the block
     const int ntiles = (n_end + BN - 1) / BN;
 
-    flash_load_tile<BM, D, THREADS>(sq, p.q + head, m0, T, tid);
+    flash_load_tile<BM, D, THREADS>(sq, p.q + head, m0, T, ld, tid);
     flash_cp_async_commit();
-    flash_load_tile<BN, D, THREADS>(sk, p.k + head, 0, T, tid);
-    flash_load_tile<BN, D, THREADS>(sv, p.v + head, 0, T, tid);
+    flash_load_tile<BN, D, THREADS>(sk, p.k + head, 0, T, ld, tid);
+    flash_load_tile<BN, D, THREADS>(sv, p.v + head, 0, T, ld, tid);
     flash_cp_async_commit();
 
     float o[D / 8][4] = {};                         // O tile 16 x d, C layout, unnormalised
@@ -273,8 +275,8 @@ __global__ void __launch_bounds__(FlashSm80Fwd<D>::THREADS)
     for (int j = 0; j < ntiles; ++j) {
         const int stage = j & 1;
         if (j + 1 < ntiles) {
-            flash_load_tile<BN, D, THREADS>(sk + (stage ^ 1) * BN * LD, p.k + head, (j + 1) * BN, T, tid);
-            flash_load_tile<BN, D, THREADS>(sv + (stage ^ 1) * BN * LD, p.v + head, (j + 1) * BN, T, tid);
+            flash_load_tile<BN, D, THREADS>(sk + (stage ^ 1) * BN * LD, p.k + head, (j + 1) * BN, T, ld, tid);
+            flash_load_tile<BN, D, THREADS>(sv + (stage ^ 1) * BN * LD, p.v + head, (j + 1) * BN, T, ld, tid);
         }
         flash_cp_async_commit();   // possibly empty, so that wait_group 1 always means "tile j has landed"
         flash_cp_async_wait<1>();
@@ -384,7 +386,8 @@ __global__ void __launch_bounds__(FlashSm80Dkdv<D>::THREADS)
     float *sdelta = slse + 2 * BM;                                          // stage s at sdelta + s * BM
 
     const int T = p.T, bh = blockIdx.x, n0 = blockIdx.y * BN;
-    const size_t head = (size_t)bh * T * D;
+    const long long head = (bh / p.H) * p.in_strides.sb + (bh % p.H) * p.in_strides.sh, ld = p.in_strides.st;
+    const long long dohead = (bh / p.H) * p.do_strides.sb + (bh % p.H) * p.do_strides.sh, ldo = p.do_strides.st;
     const int tid = threadIdx.x, warp = tid / 32, lane = tid % 32, g = lane / 4, t4 = lane % 4;
     const int key0 = n0 + warp * 16;   // this warp's first key; it holds keys key0 + g and key0 + g + 8
     const int i_begin = p.causal ? n0 / BM : 0;   // earlier query tiles see none of this block's keys
@@ -392,11 +395,11 @@ __global__ void __launch_bounds__(FlashSm80Dkdv<D>::THREADS)
     const float *lse_head = p.lse + (size_t)bh * T, *delta_head = p.delta + (size_t)bh * T;
     const int b = bh / p.H, h = bh % p.H;
 
-    flash_load_tile<BN, D, THREADS>(sk, p.k + head, n0, T, tid);
-    flash_load_tile<BN, D, THREADS>(sv, p.v + head, n0, T, tid);
+    flash_load_tile<BN, D, THREADS>(sk, p.k + head, n0, T, ld, tid);
+    flash_load_tile<BN, D, THREADS>(sv, p.v + head, n0, T, ld, tid);
     flash_cp_async_commit();
-    flash_load_tile<BM, D, THREADS>(sq, p.q + head, i_begin * BM, T, tid);
-    flash_load_tile<BM, D, THREADS>(sdo, p.dout + head, i_begin * BM, T, tid);
+    flash_load_tile<BM, D, THREADS>(sq, p.q + head, i_begin * BM, T, ld, tid);
+    flash_load_tile<BM, D, THREADS>(sdo, p.dout + dohead, i_begin * BM, T, ldo, tid);
     flash_load_rows<THREADS>(slse, lse_head, i_begin * BM, T, BM, tid);
     flash_load_rows<THREADS>(sdelta, delta_head, i_begin * BM, T, BM, tid);
     flash_cp_async_commit();
@@ -407,8 +410,8 @@ __global__ void __launch_bounds__(FlashSm80Dkdv<D>::THREADS)
         const int stage = (i - i_begin) & 1, m0 = i * BM;
         if (i + 1 < i_end) {
             const int nx = stage ^ 1;
-            flash_load_tile<BM, D, THREADS>(sq + nx * BM * LD, p.q + head, m0 + BM, T, tid);
-            flash_load_tile<BM, D, THREADS>(sdo + nx * BM * LD, p.dout + head, m0 + BM, T, tid);
+            flash_load_tile<BM, D, THREADS>(sq + nx * BM * LD, p.q + head, m0 + BM, T, ld, tid);
+            flash_load_tile<BM, D, THREADS>(sdo + nx * BM * LD, p.dout + dohead, m0 + BM, T, ldo, tid);
             flash_load_rows<THREADS>(slse + nx * BM, lse_head, m0 + BM, T, BM, tid);
             flash_load_rows<THREADS>(sdelta + nx * BM, delta_head, m0 + BM, T, BM, tid);
         }
@@ -529,27 +532,28 @@ __global__ void __launch_bounds__(FlashSm80Dq<D>::THREADS)
     float *sdelta = slse + BM;
 
     const int T = p.T, bh = blockIdx.x, m0 = (gridDim.y - 1 - blockIdx.y) * BM;
-    const size_t head = (size_t)bh * T * D;
+    const long long head = (bh / p.H) * p.in_strides.sb + (bh % p.H) * p.in_strides.sh, ld = p.in_strides.st;
+    const long long dohead = (bh / p.H) * p.do_strides.sb + (bh % p.H) * p.do_strides.sh, ldo = p.do_strides.st;
     const int tid = threadIdx.x, warp = tid / 32, lane = tid % 32, g = lane / 4, t4 = lane % 4;
     const int row0 = m0 + warp * 16;
     const int n_end = p.causal ? min(T, m0 + BM) : T;
     const int ntiles = (n_end + BN - 1) / BN;
 
-    flash_load_tile<BM, D, THREADS>(sq, p.q + head, m0, T, tid);
-    flash_load_tile<BM, D, THREADS>(sdo, p.dout + head, m0, T, tid);
+    flash_load_tile<BM, D, THREADS>(sq, p.q + head, m0, T, ld, tid);
+    flash_load_tile<BM, D, THREADS>(sdo, p.dout + dohead, m0, T, ldo, tid);
     flash_load_rows<THREADS>(slse, p.lse + (size_t)bh * T, m0, T, BM, tid);
     flash_load_rows<THREADS>(sdelta, p.delta + (size_t)bh * T, m0, T, BM, tid);
     flash_cp_async_commit();
-    flash_load_tile<BN, D, THREADS>(sk, p.k + head, 0, T, tid);
-    flash_load_tile<BN, D, THREADS>(sv, p.v + head, 0, T, tid);
+    flash_load_tile<BN, D, THREADS>(sk, p.k + head, 0, T, ld, tid);
+    flash_load_tile<BN, D, THREADS>(sv, p.v + head, 0, T, ld, tid);
     flash_cp_async_commit();
 
     float dq[D / 8][4] = {};   // 16 rows x d, C layout
     for (int j = 0; j < ntiles; ++j) {
         const int stage = j & 1;
         if (j + 1 < ntiles) {
-            flash_load_tile<BN, D, THREADS>(sk + (stage ^ 1) * BN * LD, p.k + head, (j + 1) * BN, T, tid);
-            flash_load_tile<BN, D, THREADS>(sv + (stage ^ 1) * BN * LD, p.v + head, (j + 1) * BN, T, tid);
+            flash_load_tile<BN, D, THREADS>(sk + (stage ^ 1) * BN * LD, p.k + head, (j + 1) * BN, T, ld, tid);
+            flash_load_tile<BN, D, THREADS>(sv + (stage ^ 1) * BN * LD, p.v + head, (j + 1) * BN, T, ld, tid);
         }
         flash_cp_async_commit();
         flash_cp_async_wait<1>();
@@ -639,9 +643,28 @@ static int flash_sm80_smem(const char *what, const void *kernel, int bytes) {
     return 0;
 }
 
+// The inputs' strides with the default (all zero: head-major [B*H][T][d]) filled in; -1 when a row is not 16-byte
+// aligned (cp.async copies 16 bytes).
+static int flash_sm80_strides(const char *what, FlashStrides *s, int H, int T, int d) {
+    if (!s->sb && !s->sh && !s->st) {
+        s->st = d;
+        s->sh = (long long)T * d;
+        s->sb = (long long)H * T * d;
+    }
+    if (s->sb % 8 || s->sh % 8 || s->st % 8) {
+        fprintf(stderr, "gptrain: %s: input strides %lld, %lld, %lld (elements) must keep rows 16-byte aligned\n",
+                what, s->sb, s->sh, s->st);
+        return -1;
+    }
+    return 0;
+}
+
 template <int D>
-static int flash_forward_sm80_launch(const FlashForward *p, cudaStream_t stream) {
+static int flash_forward_sm80_launch(const FlashForward *p0, cudaStream_t stream) {
     typedef FlashSm80Fwd<D> C;
+    FlashForward pr = *p0;
+    const FlashForward *p = &pr;
+    if (flash_sm80_strides("flash_forward_sm80", &pr.in_strides, p->H, p->T, D)) return -1;
     if (flash_sm80_smem("flash_forward_sm80", (const void *)flash_forward_sm80_kernel<D>, C::SMEM_BYTES)) return -1;
     const dim3 grid((unsigned)(p->B * p->H), (unsigned)((p->T + C::BLOCK_M - 1) / C::BLOCK_M));
     const float scale_log2 = (float)(1.4426950408889634 / sqrt((double)D));
@@ -651,9 +674,14 @@ static int flash_forward_sm80_launch(const FlashForward *p, cudaStream_t stream)
 }
 
 template <int D>
-static int flash_backward_sm80_launch(const FlashBackward *p, cudaStream_t stream) {
+static int flash_backward_sm80_launch(const FlashBackward *p0, cudaStream_t stream) {
     typedef FlashSm80Dkdv<D> A;
     typedef FlashSm80Dq<D> Q;
+    FlashBackward pr = *p0;
+    const FlashBackward *p = &pr;
+    if (flash_sm80_strides("flash_backward_sm80", &pr.in_strides, p->H, p->T, D) ||
+        flash_sm80_strides("flash_backward_sm80", &pr.do_strides, p->H, p->T, D))
+        return -1;
     const float scale = (float)(1.0 / sqrt((double)D)), scale_log2 = (float)(1.4426950408889634 / sqrt((double)D));
     const int BH = p->B * p->H;
     if (flash_sm80_smem("flash_backward_sm80", (const void *)flash_backward_dkdv_sm80_kernel<D>, A::SMEM_BYTES))

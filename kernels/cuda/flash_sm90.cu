@@ -589,6 +589,12 @@ extern "C" int flash_forward_sm90(const FlashForward *p, cudaStream_t stream) {
         fprintf(stderr, "gptrain: flash_forward_sm90: B*H=%lld exceeds 65535\n", (long long)p->B * p->H);
         return -1;
     }
+    const FlashStrides *s = &p->in_strides;
+    if ((s->sb || s->sh || s->st) &&
+        (s->st != p->d || s->sh != (long long)p->T * p->d || s->sb != (long long)p->H * p->T * p->d)) {
+        fprintf(stderr, "gptrain: flash_forward_sm90: inputs must be head-major [B*H][T][d] (its TMA maps)\n");
+        return -1;
+    }
     if (((uintptr_t)p->q | (uintptr_t)p->k | (uintptr_t)p->v) % 16) {
         fprintf(stderr, "gptrain: flash_forward_sm90: q, k, v must be 16-byte aligned for TMA\n");
         return -1;
