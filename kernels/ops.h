@@ -77,15 +77,15 @@ void op_attention_backward(Backend *be, void *dqkv, void *datt_scratch, const vo
 // an online softmax, the probabilities recomputed in the backward from Q, K and each row's logsumexp).
 // qkv (B,T,3C) -> out (B,T,C), lse (B,NH,T) = log sum_t2 exp(s[t][t2]) per query row (kept for the backward).
 // work: FLASH_WORK_FLOATS(B,T,C,NH,es) floats of scratch the op may overwrite, es the compute dtype's bytes per
-// element (the CUDA kernels keep bf16 copies of q, k, v and dO in head-major layout there, the backward's
-// D_t = dO_t . O_t, 64 floats of alignment slack, and with a 2-byte compute dtype the backward's fp32 dQ before it
-// is rounded into the model's dqkv, with 64 more floats of slack); one formula for every backend, so the planner
-// sizes it without knowing which one runs.
+// element (the backward's D_t = dO_t . O_t and 64 floats of alignment slack; in fp32 the CUDA kernels' bf16 copies of
+// q, k, v and dO in head-major layout; in bf16, where the kernels read the model's buffers, the backward's fp32 dQ
+// before it is rounded into dqkv, with 64 more floats of slack); one formula for every backend, so the planner sizes
+// it without knowing which one runs.
 // Precision: the CPU computes in fp32; the GPU in bf16 tensor cores with fp32 accumulation.
 // Head sizes the GPU's flash kernels take (the CPU takes any).
 #define FLASH_GPU_HEAD_SIZE_OK(hs) ((hs) == 32 || (hs) == 64 || (hs) == 80 || (hs) == 96 || (hs) == 128)
 #define FLASH_WORK_FLOATS(B, T, C, NH, es) \
-    (((es) == 4 ? 2 : 3) * (size_t)(B) * (T) * (C) + (size_t)(B) * (NH) * (T) + ((es) == 4 ? 64 : 128))
+    (((es) == 4 ? 2 : 1) * (size_t)(B) * (T) * (C) + (size_t)(B) * (NH) * (T) + ((es) == 4 ? 64 : 128))
 void op_flash_attention_forward(Backend *be, void *out, float *lse, float *work, const void *qkv, int B, int T,
                                 int C, int NH);
 // dqkv (B,T,3C) = (written), from dout (B,T,C), qkv, out and lse of the forward. Deterministic on the CPU; on the

@@ -104,7 +104,7 @@ double gpt_memory_total_estimate(const GPTConfig *cfg, int Bi, int Ti, Recompute
     const double maxT = cfg->max_seq_len, L = cfg->n_layer;
     const double N = B * T, TT = attn == ATTN_NAIVE ? T * T : 0, TL = attn == ATTN_FLASH ? T : 0;
     const double cb = (double)dtype_bytes(dt);
-    const double FW = attn == ATTN_FLASH ? (cb == 4 ? 2 : 3) * N * C + B * NH * T + (cb == 4 ? 64 : 128) : 0;
+    const double FW = attn == ATTN_FLASH ? (cb == 4 ? 2 : 1) * N * C + B * NH * T + (cb == 4 ? 64 : 128) : 0;
     const double EW = 4 * N + 2048;                                              // ENCODER_WORK_FLOATS in double
     double params = 0, acts = 0, gacts = 0;
 #define GPT_PARAM_EST(pname, prows, pcols, pper_layer, pdecay, pinit) params += (prows) * (pcols) * ((pper_layer) ? L : 1);

@@ -244,7 +244,7 @@ static void one_case(int B, int H, int d, int T, int causal, int both_timings) {
     harness_case(!wo.bad && !wl.bad, name,
                  "O worst %.3g of allowance at %ld (%.6g vs %.6g); lse worst %.3g at %ld (%.6g vs %.6g)", wo.frac,
                  wo.where, wo.got, wo.want, wl.frac, wl.where, wl.got, wl.want);
-    if (path == 0) {   // sm80 reading q, k, v in place from the interleaved (B,T,3C) buffer: the same O, bitwise
+    if (path == 0 || path == 2) {   // q, k, v read in place from the interleaved (B,T,3C) buffer: the same O, bitwise
         std::vector<float> o2(out.size(), NAN);
         float *o2_d = to_dev(o2);
         FlashForward fi = f;
@@ -253,7 +253,7 @@ static void one_case(int B, int H, int d, int T, int causal, int both_timings) {
         fi.v = qkv_id + 2 * C;
         fi.in_strides = in_st;
         fi.o = o2_d;
-        if (run_forward(fi, FLASH_PATH_SM80, "late")) {
+        if (run_forward(fi, path < 2 ? FLASH_PATH_SM80 : FLASH_PATH_SM90, "late")) {
             harness_case(0, name, "flash_forward refused the strided inputs");
         } else {
             to_host(o2, o2_d);

@@ -2,18 +2,17 @@
  * flash.cu: the flash-attention seam ops on the GPU (ops.h op_flash_attention_*) and the path dispatch of flash.h.
  *
  * The model keeps its activations (fp32 or bf16, the compute dtype) with q, k, v interleaved per token (B,T,3C).
- * In bf16 the sm80 kernels read them in place through strides (each head's row is HS contiguous bf16, 16-byte
- * aligned), and dO too; only D_t = dO_t . O_t needs a pass of its own (reading dO and O). The sm90 forward's TMA
- * maps take head-major [B*NH][T][HS] tiles, and fp32 activations need converting anyway: then the op first packs
- * qkv into that layout in its workspace (one pass: 3·N·C·e bytes read, 6·N·C written, against the attention's
+ * In bf16 the kernels read them in place through strides (each head's row is HS contiguous bf16, 16-byte aligned;
+ * the sm90 forward through TMA maps over the tokens), and dO too; only D_t = dO_t . O_t needs a pass of its own
+ * (reading dO and O). fp32 activations need converting: then the op first packs qkv into bf16 head-major
+ * [B*NH][T][HS] tiles in its workspace (one pass: 3·N·C·4 bytes read, 6·N·C written, against the attention's
  * 4·N·T·C FLOPs: negligible once T is in the hundreds), and the backward packs qkv again and dO with D. The kernels write their
  * results through strides straight into the model's buffers, in fp32 or bf16 (O, dK, dV; flash.h), but for dQ in
  * bf16: the kernels sum it in fp32 (the atomic mode adds into it), so it goes to fp32 staging in the workspace,
  * (B,T,C), and one more pass rounds it into the model's dqkv (N·C·(4 + 4 + 2) bytes more traffic per backward).
  *
- * Workspace layout (FLASH_WORK_FLOATS floats, aligned up to 256 bytes inside): q, k, v, dO as bf16 [B*NH][T][HS]
- * (N·C bf16 each), then D (B*NH*T fp32), then with a bf16 compute dtype dQ's fp32 staging (N·C, 256-byte
- * aligned).
+ * Workspace layout (FLASH_WORK_FLOATS floats, aligned up to 256 bytes inside): in fp32, q, k, v, dO as bf16
+ * [B*NH][T][HS] (N·C bf16 each), then D (B*NH*T fp32); in bf16, D, then dQ's fp32 staging (N·C, 256-byte aligned).
  */
 #include <math.h>
 #include <stdint.h>
@@ -134,14 +133,17 @@ static FlashWork flash_work(Backend *be, float *work, int B, int T, int C, int N
     const size_t nc = (size_t)B * T * C;
     uintptr_t a = ((uintptr_t)work + 255) & ~(uintptr_t)255;   // 64 floats of slack in FLASH_WORK_FLOATS
     FlashWork w;
-    w.q = (bf16 *)a;
-    w.k = w.q + nc;
-    w.v = w.k + nc;
-    w.dout = w.v + nc;
-    w.delta = (float *)(w.dout + nc);   // 4·N·C bf16 = 8·N·C bytes: 4-byte aligned
-    w.stage = NULL;
-    if (be->dtype != DTYPE_F32)   // 64 more floats of slack in FLASH_WORK_FLOATS for a 2-byte compute dtype
+    memset(&w, 0, sizeof w);
+    if (be->dtype == DTYPE_F32) {   // the packed bf16 copies, then D
+        w.q = (bf16 *)a;
+        w.k = w.q + nc;
+        w.v = w.k + nc;
+        w.dout = w.v + nc;
+        w.delta = (float *)(w.dout + nc);   // 4·N·C bf16 = 8·N·C bytes: 4-byte aligned
+    } else {   // bf16: the kernels read the model's buffers; D, then dQ's staging (64 more floats of slack)
+        w.delta = (float *)a;
         w.stage = (float *)(((uintptr_t)(w.delta + (size_t)B * NH * T) + 255) & ~(uintptr_t)255);
+    }
     return w;
 }
 
@@ -163,8 +165,8 @@ extern "C" void cuda_flash_attention_forward(Backend *be, void *out, float *lse,
     const FlashPath path = flash_kernel_path(HS);
     FlashForward p;
     memset(&p, 0, sizeof p);
-    // In bf16 the sm80 kernels read q, k, v in place: row (b, h, t) at qkv + b*T*3C + h*HS + t*3C
-    if (be->dtype == DTYPE_BF16 && path == FLASH_PATH_SM80) {
+    // In bf16 the kernels read q, k, v in place: row (b, h, t) at qkv + b*T*3C + h*HS + t*3C (token-major)
+    if (be->dtype == DTYPE_BF16) {
         p.q = (const bf16 *)qkv;
         p.k = p.q + C;
         p.v = p.q + 2 * C;

@@ -81,6 +81,7 @@ struct FlashSm90Params {
     int H, T;
     float scale_log2;         // log2(e) / sqrt(d): s * scale_log2 is the score in base-2 units
     int o_vec2;               // 1 when o (or o16) and its strides allow paired stores (float2 / bf16x2)
+    int token_major;          // 1: q, k, v maps over (d, H, B*T) tokens (the model's qkv in place), 0: [B*H][T][d]
 };
 
 #ifdef GPTRAIN_EMU
@@ -328,23 +329,30 @@ __global__ void __launch_bounds__(FLASH_SM90_THREADS, 1)
     if (warp / 4 == 0) {
         // ---- producer warpgroup: one thread issues every copy; the rest only give their registers back ----
         setmaxnreg_dec<FLASH_SM90_PRODUCER_REGS>();
+        // Row t of this head in the maps' coordinates (after the column): (t, bh) head-major; (h, b*T + t) over
+        // tokens, where a box's rows run on into the next sequence's tokens (masked keys, unwritten queries).
+        const int hy = prm.token_major ? bh % prm.H : 0, tz0 = prm.token_major ? (bh / prm.H) * T : bh;
+        auto cy = [&](int t) { return prm.token_major ? hy : t; };
+        auto cz = [&](int t) { return prm.token_major ? tz0 + t : tz0; };
         if (warp == 0 && lane == 0) {
             prefetch_tensormap(&tm_q);
             prefetch_tensormap(&tm_k);
             prefetch_tensormap(&tm_v);
             mbar_arrive_expect_tx(bar_q, L::Q_BYTES);
             for (int p = 0; p < L::PANELS; p++)
-                tma_load_3d(q_smem + p * Q_PANEL, &tm_q, p * FLASH_SM90_PANEL, m0, bh, bar_q);
+                tma_load_3d(q_smem + p * Q_PANEL, &tm_q, p * FLASH_SM90_PANEL, cy(m0), cz(m0), bar_q);
             for (int it = 0; it < n_tiles; it++) {
                 const int s = it % L::STAGES;
                 const uint32_t phase = (uint32_t)(it / L::STAGES) & 1u;
                 mbar_wait(bar_empty(s), phase ^ 1u);   // pass `it - STAGES` released this stage
                 mbar_arrive_expect_tx(bar_k(s), L::KV_BYTES);
                 for (int p = 0; p < L::PANELS; p++)
-                    tma_load_3d(k_smem(s) + p * KV_PANEL, &tm_k, p * FLASH_SM90_PANEL, it * BN, bh, bar_k(s));
+                    tma_load_3d(k_smem(s) + p * KV_PANEL, &tm_k, p * FLASH_SM90_PANEL, cy(it * BN), cz(it * BN),
+                                bar_k(s));
                 mbar_arrive_expect_tx(bar_v(s), L::KV_BYTES);
                 for (int p = 0; p < L::PANELS; p++)
-                    tma_load_3d(v_smem(s) + p * KV_PANEL, &tm_v, p * FLASH_SM90_PANEL, it * BN, bh, bar_v(s));
+                    tma_load_3d(v_smem(s) + p * KV_PANEL, &tm_v, p * FLASH_SM90_PANEL, cy(it * BN), cz(it * BN),
+                                bar_v(s));
             }
         }
     } else {
@@ -530,13 +538,18 @@ static PFN_cuTensorMapEncodeTiled_v12000 flash_sm90_encode_fn(void) {
 
 // A bf16 [BH][T][d] tensor as a 3D map (d, T, BH), innermost first, so a box never crosses from one head into the
 // next: rows t >= T of a head are outside dimension 1 and read as zeros. Box: 64 columns (128 bytes, the 128B swizzle
-// span) x `rows` x 1 head.
-static int flash_sm90_tensor_map(CUtensorMap *map, const __nv_bfloat16 *ptr, int BH, int T, int d, int rows) {
+// span) x `rows` x 1 head. Token-major inputs (s: element (b, h, t, i) at b*T*st + h*sh + t*st + i, the model's
+// interleaved qkv) as a 3D map (d, H, B*T) instead, box 64 columns x 1 head x `rows` tokens: the same shared-memory
+// layout (rows one after another), a box's rows past T running on into the next sequence (and past B*T, zeros).
+static int flash_sm90_tensor_map(CUtensorMap *map, const __nv_bfloat16 *ptr, int BH, int T, int d, int rows,
+                                 int token_major, const FlashStrides *s, int B, int H) {
     PFN_cuTensorMapEncodeTiled_v12000 encode = flash_sm90_encode_fn();
     if (!encode) return -1;
-    const cuuint64_t dims[3] = {(cuuint64_t)d, (cuuint64_t)T, (cuuint64_t)BH};
-    const cuuint64_t strides[2] = {(cuuint64_t)d * 2, (cuuint64_t)T * d * 2};   // bytes, of dimensions 1 and 2
-    const cuuint32_t box[3] = {FLASH_SM90_PANEL, (cuuint32_t)rows, 1};
+    const cuuint64_t dims[3] = {(cuuint64_t)d, token_major ? (cuuint64_t)H : (cuuint64_t)T,
+                                token_major ? (cuuint64_t)B * T : (cuuint64_t)BH};
+    const cuuint64_t strides[2] = {token_major ? (cuuint64_t)s->sh * 2 : (cuuint64_t)d * 2,   // bytes, of dims 1, 2
+                                   token_major ? (cuuint64_t)s->st * 2 : (cuuint64_t)T * d * 2};
+    const cuuint32_t box[3] = {FLASH_SM90_PANEL, token_major ? 1u : (cuuint32_t)rows, token_major ? (cuuint32_t)rows : 1u};
     const cuuint32_t elem_strides[3] = {1, 1, 1};
     const CUresult r = encode(map, CU_TENSOR_MAP_DATA_TYPE_BFLOAT16, 3, (void *)ptr, dims, strides, box, elem_strides,
                               CU_TENSOR_MAP_INTERLEAVE_NONE, CU_TENSOR_MAP_SWIZZLE_128B,
@@ -554,9 +567,11 @@ static int flash_forward_sm90_launch(const FlashForward *p, const FlashSm90Param
     typedef FlashSm90Layout<D> L;
     const int BH = p->B * p->H;
     CUtensorMap tm_q, tm_k, tm_v;
-    if (flash_sm90_tensor_map(&tm_q, p->q, BH, p->T, D, FLASH_SM90_BLOCK_M) ||
-        flash_sm90_tensor_map(&tm_k, p->k, BH, p->T, D, FLASH_SM90_BLOCK_N) ||
-        flash_sm90_tensor_map(&tm_v, p->v, BH, p->T, D, FLASH_SM90_BLOCK_N))
+    const int tok = prm.token_major;
+    const FlashStrides *s = &p->in_strides;
+    if (flash_sm90_tensor_map(&tm_q, p->q, BH, p->T, D, FLASH_SM90_BLOCK_M, tok, s, p->B, p->H) ||
+        flash_sm90_tensor_map(&tm_k, p->k, BH, p->T, D, FLASH_SM90_BLOCK_N, tok, s, p->B, p->H) ||
+        flash_sm90_tensor_map(&tm_v, p->v, BH, p->T, D, FLASH_SM90_BLOCK_N, tok, s, p->B, p->H))
         return -1;
     int dev = 0, smem_optin = 0;
     CUDA_CHECK(cudaGetDevice(&dev));
@@ -589,10 +604,17 @@ extern "C" int flash_forward_sm90(const FlashForward *p, cudaStream_t stream) {
         fprintf(stderr, "gptrain: flash_forward_sm90: B*H=%lld exceeds 65535\n", (long long)p->B * p->H);
         return -1;
     }
+    // Inputs: head-major (strides all 0, or exactly [B*H][T][d]'s), or token-major (sb = T*st: the sequences' tokens
+    // one after another, as the model's qkv), rows and heads 16-byte aligned for TMA.
     const FlashStrides *s = &p->in_strides;
-    if ((s->sb || s->sh || s->st) &&
-        (s->st != p->d || s->sh != (long long)p->T * p->d || s->sb != (long long)p->H * p->T * p->d)) {
-        fprintf(stderr, "gptrain: flash_forward_sm90: inputs must be head-major [B*H][T][d] (its TMA maps)\n");
+    const int given = s->sb || s->sh || s->st;
+    const int head_major = !given || (s->st == p->d && s->sh == (long long)p->T * p->d &&
+                                      s->sb == (long long)p->H * p->T * p->d);
+    const int token_major = !head_major && s->sb == (long long)p->T * s->st && s->st % 8 == 0 && s->sh % 8 == 0 &&
+                            s->sh >= p->d && s->st >= (long long)p->H * s->sh && s->st % s->sh == 0;
+    if (!head_major && !token_major) {
+        fprintf(stderr, "gptrain: flash_forward_sm90: input strides %lld, %lld, %lld: expected head-major [B*H][T][d] "
+                "or token-major (sb = T*st, st a multiple of sh, rows 16-byte aligned)\n", s->sb, s->sh, s->st);
         return -1;
     }
     if (((uintptr_t)p->q | (uintptr_t)p->k | (uintptr_t)p->v) % 16) {
@@ -618,6 +640,7 @@ extern "C" int flash_forward_sm90(const FlashForward *p, cudaStream_t stream) {
     prm.scale_log2 = (float)(1.4426950408889634 / sqrt((double)p->d));
     prm.o_vec2 = (p->o16 ? (uintptr_t)p->o16 % 4 == 0 : (uintptr_t)p->o % 8 == 0) && prm.sb % 2 == 0 &&
                  prm.sh % 2 == 0 && prm.st % 2 == 0;
+    prm.token_major = token_major;
     // The one place the run-time head size and mask pick a specialised kernel.
     if (p->d == 64)
         return p->causal ? flash_forward_sm90_launch<64, true>(p, prm, stream)

@@ -278,14 +278,16 @@ struct TmaCopy {
 };
 static std::vector<TmaCopy> tma;
 
+// A box lands in shared memory in element order, dimension 0 fastest: row (y, z) of the box at (z * box[1] + y).
 static void tma_land_one(const TmaCopy &c) {
     const TensorMap &m = c.map;
     const uint32_t row_bytes = m.box[0] * m.elem;
-    for (uint32_t r = 0; r < m.box[1]; r++)
+    for (uint32_t r = 0; r < m.box[1] * m.box[2]; r++)
         for (uint32_t ch = 0; ch < row_bytes / 16; ch++) {
             const uint32_t lin = c.dst + r * row_bytes + ch * 16;
             unsigned char *dst = shared_at(m.swizzle128 ? lin ^ (((lin >> 7) & 7u) << 4) : lin, 16);
-            const long long col = c.c[0] + (long long)ch * (16 / m.elem), t = c.c[1] + (long long)r, z = c.c[2];
+            const long long col = c.c[0] + (long long)ch * (16 / m.elem), t = c.c[1] + (long long)(r % m.box[1]);
+            const long long z = c.c[2] + (long long)(r / m.box[1]);
             if (col >= 0 && col + 16 / m.elem <= (long long)m.dims[0] && t >= 0 && t < (long long)m.dims[1] && z >= 0 &&
                 z < (long long)m.dims[2]) {
                 const unsigned char *src =

@@ -934,9 +934,12 @@ static void test_flash_model(int C, int NH) {
     float *full = grads_of(&cfg, B, T, RECOMPUTE_FULL, ATTN_FLASH, in, tg, 1);
     GPU.deterministic = 0;
     if (!naive || !flash || !det1 || !det2 || !full) return;
-    const double e = max_rel(flash, naive, n);
-    snprintf(name, sizeof name, "model C=%d NH=%d (head size %d): flash gradients vs naive attention's", C, NH, C / NH);
-    harness_case(e <= 2e-2, name, "max error %.3g (<= 2e-2, relative to |ref| + rms: the flash kernels' bf16 inputs)", e);
+    // fp32 storage: the flash kernels' bf16 inputs against fp32 naive attention, 2e-2; bf16 storage: both in bf16,
+    // rounding at different places (naive stores S and P), the model test's bf16 gradient scale, 0.1
+    const double e = max_rel(flash, naive, n), tol = STORE ? 0.1 : 2e-2;
+    snprintf(name, sizeof name, "model C=%d NH=%d (head size %d) [%s]: flash gradients vs naive attention's", C, NH,
+             C / NH, dtype_name(GPU.dtype));
+    harness_case(e <= tol, name, "max error %.3g (<= %g, relative to |ref| + rms)", e, tol);
     snprintf(name, sizeof name, "model C=%d NH=%d: flash --deterministic on, two runs bitwise equal", C, NH);
     harness_case(!memcmp(det1, det2, n * sizeof(float)), name, "%zu gradients", n);
     snprintf(name, sizeof name, "model C=%d NH=%d: flash, recompute full bitwise equal to none (deterministic)", C, NH);
@@ -1002,6 +1005,7 @@ int main(void) {
             test_stochastic_rounding();
             test_determinism();
             test_bf16_training();
+            test_flash_model(128, 2);   // head size 64: the sm90 forward reading the bf16 qkv in place (emulated sm_90)
         }
         if (p == 0 || STORE) test_plan_bytes();
         if (p == 0) {
