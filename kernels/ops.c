@@ -16,14 +16,12 @@
 #define PROF_MARK_BEGIN (BACKEND_MARKS - 2)
 #define PROF_MARK_END (BACKEND_MARKS - 1)
 
-static double prof_begin(Backend *be) {
+static void prof_begin(Backend *be) {
     if (be->profile) backend_mark(be, PROF_MARK_BEGIN);
-    return 0;
 }
 
-static void prof_end(Backend *be, double t0, const char *name, double flops, double bytes) {
+static void prof_end(Backend *be, const char *name, double flops, double bytes) {
     OpProfile *p = be->profile;
-    (void)t0;
     if (!p) return;
     backend_mark(be, PROF_MARK_END);
     const double dt = backend_mark_seconds(be, PROF_MARK_BEGIN, PROF_MARK_END);
@@ -45,9 +43,9 @@ static void prof_end(Backend *be, double t0, const char *name, double flops, dou
 #define EC ((double)dtype_bytes(be->dtype))    // bytes per compute-dtype element
 #define PROFILED(name, flops, bytes, call)           \
     do {                                             \
-        const double t0_ = prof_begin(be);           \
+        prof_begin(be);                              \
         call;                                        \
-        prof_end(be, t0_, name, (flops), (bytes));   \
+        prof_end(be, name, (flops), (bytes));        \
     } while (0)
 
 void op_encoder_forward(Backend *be, void *out, const int32_t *tokens, const void *wte, const void *wpe, int B,

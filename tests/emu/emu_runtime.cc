@@ -1437,7 +1437,7 @@ static void init_once() {
         Device d;
         memset(&d.prop, 0, sizeof d.prop);
         d.index = i;
-        snprintf(d.prop.name, sizeof d.prop.name, "gptrain emulated GPU (sm_%d)", cfg.cc);
+        snprintf(d.prop.name, sizeof d.prop.name, "gptrain emulated GPU");   // the compute capability is in prop.major/minor
         d.prop.totalGlobalMem = cfg.memory;
         d.prop.sharedMemPerBlock = 48 * 1024;
         d.prop.regsPerBlock = 65536;
