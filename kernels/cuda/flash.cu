@@ -8,9 +8,8 @@
  * [B*NH][T][HS] tiles in its workspace (one pass: 3·N·C·4 bytes read, 6·N·C written, against the attention's
  * 4·N·T·C FLOPs: negligible once T is in the hundreds), and the backward packs qkv again and dO with D. The kernels write their
  * results through strides straight into the model's buffers, in fp32 or bf16 (O, dK, dV; flash.h), but for dQ in
- * bf16 with the default atomic dQ: the kernels add it up in fp32, so it goes to fp32 staging in the workspace,
- * (B,T,C), and one more pass rounds it into the model's dqkv (N·C·(4 + 4 + 2) bytes more traffic per backward);
- * the deterministic dQ pass owns each tile and writes it in bf16 directly.
+ * bf16: the kernels sum it in fp32 (the atomic mode adds into it), so it goes to fp32 staging in the workspace,
+ * (B,T,C), and one more pass rounds it into the model's dqkv (N·C·(4 + 4 + 2) bytes more traffic per backward).
  *
  * Workspace layout (FLASH_WORK_FLOATS floats, aligned up to 256 bytes inside): in fp32, q, k, v, dO as bf16
  * [B*NH][T][HS] (N·C bf16 each), then D (B*NH*T fp32); in bf16, D, then dQ's fp32 staging (N·C, 256-byte aligned).
@@ -227,17 +226,12 @@ extern "C" void cuda_flash_attention_backward(Backend *be, void *dqkv, float *wo
     // dq, dk, dv interleave in dqkv (B,T,3C): (b, h, t, i) of dq at dqkv + b*T*3C + t*3C + h*HS + i, dk at +C, dv +2C
     const FlashStrides st = {(long long)T * 3 * C, HS, 3LL * C};
     p.dq_strides = p.dk_strides = p.dv_strides = st;
-    const int stage_dq = w.stage && !be->deterministic;
-    if (w.stage) {   // bf16: dK, dV straight into dqkv; dQ too when deterministic, else into the (B,T,C) staging
+    if (w.stage) {   // bf16: dK, dV straight into dqkv, dQ into the (B,T,C) staging
         p.dk16 = (bf16 *)dqkv + C;
         p.dv16 = (bf16 *)dqkv + 2 * C;
-        if (stage_dq) {
-            p.dq = w.stage;
-            p.dq_strides.sb = (long long)T * C;
-            p.dq_strides.st = C;
-        } else {
-            p.dq16 = (bf16 *)dqkv;
-        }
+        p.dq = w.stage;
+        p.dq_strides.sb = (long long)T * C;
+        p.dq_strides.st = C;
     } else {
         p.dq = (float *)dqkv;
         p.dk = (float *)dqkv + C;
@@ -254,5 +248,5 @@ extern "C" void cuda_flash_attention_backward(Backend *be, void *dqkv, float *wo
                 __LINE__, B, T, C, NH);
         abort();
     }
-    if (stage_dq) flash_unstage_dq(dqkv, w.stage, (size_t)B * T * C, C);
+    if (w.stage) flash_unstage_dq(dqkv, w.stage, (size_t)B * T * C, C);
 }

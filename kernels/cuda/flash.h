@@ -65,9 +65,8 @@ typedef struct FlashBackward {
     const float *lse;                       // [B*H][T], from the forward
     const float *delta;                     // [B*H][T], D_i = do_i . o_i in fp32
     float *dq, *dk, *dv;                    // fp32 through the strides below; all three are WRITTEN (=)
-    __nv_bfloat16 *dk16, *dv16;             // non-NULL: dK, dV in bf16 here (dk_strides, dv_strides) instead
-    __nv_bfloat16 *dq16;                    // non-NULL, deterministic mode only (each dQ tile has one writer): dQ in
-                                            // bf16 here (dq_strides); the atomic mode adds into an fp32 dq
+    __nv_bfloat16 *dk16, *dv16;             // non-NULL: dK, dV in bf16 here (dk_strides, dv_strides) instead; dQ
+                                            // stays fp32 (the atomic mode adds into it)
     FlashStrides dq_strides, dk_strides, dv_strides;
     int B, H, T, d;
     int causal;

@@ -590,16 +590,16 @@ __global__ void __launch_bounds__(FlashSm80Dq<D>::THREADS)
     }
 
     const int b = bh / p.H, h = bh % p.H;
-    const long long dqb = b * p.dq_strides.sb + h * p.dq_strides.sh;
+    float *dqb = p.dq + b * p.dq_strides.sb + h * p.dq_strides.sh;
 #pragma unroll
     for (int r = 0; r < 2; ++r) {
         const int row = row0 + g + 8 * r;
         if (row < T) {
-            const long long dqrow = dqb + row * p.dq_strides.st + 2 * t4;
+            float *dqrow = dqb + row * p.dq_strides.st + 2 * t4;
 #pragma unroll
             for (int dt = 0; dt < D / 8; ++dt) {
-                flash_store(p.dq, p.dq16, dqrow + dt * 8, scale * dq[dt][2 * r]);
-                flash_store(p.dq, p.dq16, dqrow + dt * 8 + 1, scale * dq[dt][2 * r + 1]);
+                dqrow[dt * 8] = scale * dq[dt][2 * r];
+                dqrow[dt * 8 + 1] = scale * dq[dt][2 * r + 1];
             }
         }
     }
@@ -724,10 +724,6 @@ extern "C" int flash_forward_sm80(const FlashForward *p, cudaStream_t stream) {
 extern "C" int flash_backward_sm80(const FlashBackward *p, cudaStream_t stream) {
     const void *ptrs[4] = {p->q, p->k, p->v, p->dout};
     if (flash_sm80_check("flash_backward_sm80", p->B, p->H, p->T, p->d, ptrs, 4)) return -1;
-    if (p->dq16 && !p->deterministic) {
-        fprintf(stderr, "gptrain: flash_backward_sm80: a bf16 dQ needs the deterministic mode (atomics add in fp32)\n");
-        return -1;
-    }
     switch (p->d) {
     case 32: return flash_backward_sm80_launch<32>(p, stream);
     case 64: return flash_backward_sm80_launch<64>(p, stream);
