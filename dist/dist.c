@@ -248,9 +248,10 @@ int dist_nccl_init(Dist *d, int device_count, char *err, size_t errlen) {
     snprintf(err, errlen, "NCCL is not built into this binary (make found no nccl.h/libnccl)");
     return -1;
 }
-void dist_nccl_allreduce_mean(Dist *d, float *dev_buf, size_t n) {
+void dist_nccl_allreduce_mean(Dist *d, void *dev_buf, size_t n, int bf16) {
     (void)dev_buf;
     (void)n;
+    (void)bf16;
     fprintf(stderr, "gptrain: internal error at %s:%d: NCCL all-reduce without NCCL\n", __FILE__, __LINE__);
     dist_abort(d, 1);
 }

@@ -42,9 +42,9 @@ int dist_tcp_broadcast(int rank, int world, const char *addr, int port, void *bl
 void dist_barrier(Dist *d);
 // NCCL for GPU buffers (nccl.c; builds with CUDA and NCCL). dist_nccl_init makes the communicator (unique id over MPI
 // or the TCP rendezvous) for this rank's GPU, refusing a rank without a GPU of its own; the all-reduce averages a
-// device buffer in place; scalar sums go through NCCL too when MPI is absent.
+// device buffer of n fp32 (or, bf16 set, bf16) values in place; scalar sums go through NCCL too when MPI is absent.
 int dist_nccl_init(Dist *d, int device_count, char *err, size_t errlen);
-void dist_nccl_allreduce_mean(Dist *d, float *dev_buf, size_t n);
+void dist_nccl_allreduce_mean(Dist *d, void *dev_buf, size_t n, int bf16);
 double dist_nccl_sum(Dist *d, double x);
 void dist_nccl_finalize(Dist *d);
 // End the whole job (all ranks) with status code after a fatal error on this rank.

@@ -116,11 +116,11 @@ static void wait_stream(Dist *d) {
     }
 }
 
-void dist_nccl_allreduce_mean(Dist *d, float *dev_buf, size_t n) {
+void dist_nccl_allreduce_mean(Dist *d, void *dev_buf, size_t n, int bf16) {
     // The gradients were written on the default stream: the communication stream waits for them.
     CUDA_OK(cudaEventRecord(grads_ready, 0));
     CUDA_OK(cudaStreamWaitEvent(stream, grads_ready, 0));
-    NCCL_CHECK(ncclAllReduce(dev_buf, dev_buf, n, ncclFloat, ncclAvg, comm, stream));
+    NCCL_CHECK(ncclAllReduce(dev_buf, dev_buf, n, bf16 ? ncclBfloat16 : ncclFloat, ncclAvg, comm, stream));
     wait_stream(d);
 }
 

@@ -29,6 +29,8 @@ typedef struct Backend Backend;
 typedef enum { DTYPE_F32 = 0, DTYPE_BF16 = 1 } DType;
 static inline size_t dtype_bytes(DType t) { return t == DTYPE_BF16 ? 2 : 4; }
 static inline const char *dtype_name(DType t) { return t == DTYPE_BF16 ? "bf16" : "fp32"; }
+// A parameter gradient (ops.h): its elements are in Backend.grad_dtype, fp32 unless the run chose bf16 gradients.
+typedef void Grad;
 
 // The AdamW step's per-tensor table and hyperparameters (ops.h op_adamw_step).
 #define ADAMW_MAX_TENSORS 32
@@ -48,15 +50,15 @@ typedef struct AdamWHyper {
 // One member per op of ops.h, same order, same arguments.
 typedef struct OpTable {
     void (*encoder_forward)(Backend *, void *, const int32_t *, const void *, const void *, int, int, int);
-    void (*encoder_backward)(Backend *, float *, float *, float *, const void *, const int32_t *, int, int, int);
+    void (*encoder_backward)(Backend *, Grad *, Grad *, float *, const void *, const int32_t *, int, int, int);
     void (*layernorm_forward)(Backend *, void *, float *, float *, const void *, const void *, const void *, int,
                               int);
-    void (*layernorm_backward)(Backend *, void *, float *, float *, const void *, const void *, const void *,
+    void (*layernorm_backward)(Backend *, void *, Grad *, Grad *, const void *, const void *, const void *,
                                const float *, const float *, int, int);
     void (*matmul_forward)(Backend *, void *, const void *, const void *, const void *, int, int, int);
-    void (*matmul_backward)(Backend *, void *, float *, float *, const void *, const void *, const void *, int, int,
+    void (*matmul_backward)(Backend *, void *, Grad *, Grad *, const void *, const void *, const void *, int, int,
                             int);
-    void (*matmul_backward_gelu)(Backend *, void *, float *, float *, const void *, const void *, const void *,
+    void (*matmul_backward_gelu)(Backend *, void *, Grad *, Grad *, const void *, const void *, const void *,
                                  const void *, int, int, int);
     void (*attention_forward)(Backend *, void *, void *, const void *, int, int, int, int);
     void (*attention_backward)(Backend *, void *, void *, const void *, const void *, const void *, int, int, int,
@@ -69,12 +71,12 @@ typedef struct OpTable {
     void (*residual_forward)(Backend *, void *, const void *, const void *, size_t);
     void (*classifier_forward_backward)(Backend *, float *, void *, const int32_t *, int, int, int, float);
     void (*loss_accumulate)(Backend *, double *, const float *, size_t);
-    double (*sum_squares)(Backend *, const float *, size_t);
+    double (*sum_squares)(Backend *, const Grad *, size_t);
     void (*scale)(Backend *, float *, float, size_t);
     void (*zero)(Backend *, void *, size_t);
     void (*to_compute)(Backend *, void *, const float *, size_t, uint32_t);
-    void (*global_norm)(Backend *, float *, const float *, size_t);
-    void (*adamw_step)(Backend *, float *, void *, const float *, float *, float *, size_t, size_t,
+    void (*global_norm)(Backend *, float *, const Grad *, size_t);
+    void (*adamw_step)(Backend *, float *, void *, const Grad *, float *, float *, size_t, size_t,
                        const AdamWTensors *, const AdamWHyper *, const float *, const double *);
 } OpTable;
 
@@ -125,6 +127,7 @@ struct Backend {
     const OpTable *ops;
     const MemOps *mem;
     DType dtype;           // the compute dtype of the ops' `void *` tensors (ops.h): fp32 unless the run chose bf16
+    DType grad_dtype;      // the parameter gradients' (`Grad *`): fp32 unless the run chose bf16 (--grad-dtype)
     int deterministic;     // 1: ops whose fast GPU form sums in a varying order use a fixed order (--deterministic)
     OpProfile *profile;    // non-NULL: time every op into it (syncs around each op: for one profiled step only)
     size_t bytes_allocated; // backend memory requested through backend_alloc so far (the planner's check)

@@ -41,6 +41,7 @@ static void prof_end(Backend *be, const char *name, double flops, double bytes) 
 
 #define F4 4.0                                 // bytes per fp32 element
 #define EC ((double)dtype_bytes(be->dtype))    // bytes per compute-dtype element
+#define EG ((double)dtype_bytes(be->grad_dtype))   // bytes per parameter-gradient element
 #define PROFILED(name, flops, bytes, call)           \
     do {                                             \
         prof_begin(be);                              \
@@ -53,9 +54,9 @@ void op_encoder_forward(Backend *be, void *out, const int32_t *tokens, const voi
     PROFILED("encoder_forward", 0, EC * 3.0 * B * T * C + 4.0 * B * T,
              be->ops->encoder_forward(be, out, tokens, wte, wpe, B, T, C));
 }
-void op_encoder_backward(Backend *be, float *dwte, float *dwpe, float *work, const void *dout,
+void op_encoder_backward(Backend *be, Grad *dwte, Grad *dwpe, float *work, const void *dout,
                          const int32_t *tokens, int B, int T, int C) {
-    PROFILED("encoder_backward", 0, EC * B * T * C + F4 * 4.0 * B * T * C + 4.0 * B * T,
+    PROFILED("encoder_backward", 0, EC * B * T * C + EG * 4.0 * B * T * C + 4.0 * B * T,
              be->ops->encoder_backward(be, dwte, dwpe, work, dout, tokens, B, T, C));
 }
 void op_layernorm_forward(Backend *be, void *out, float *mean, float *rstd, const void *inp, const void *w,
@@ -63,9 +64,9 @@ void op_layernorm_forward(Backend *be, void *out, float *mean, float *rstd, cons
     PROFILED("layernorm_forward", 0, EC * (2.0 * N * C + 2.0 * C) + F4 * 2.0 * N,
              be->ops->layernorm_forward(be, out, mean, rstd, inp, w, b, N, C));
 }
-void op_layernorm_backward(Backend *be, void *dinp, float *dw, float *db, const void *dout, const void *inp,
+void op_layernorm_backward(Backend *be, void *dinp, Grad *dw, Grad *db, const void *dout, const void *inp,
                            const void *w, const float *mean, const float *rstd, int N, int C) {
-    PROFILED("layernorm_backward", 0, EC * (4.0 * N * C + C) + F4 * (4.0 * C + 2.0 * N),
+    PROFILED("layernorm_backward", 0, EC * (4.0 * N * C + C) + EG * 4.0 * C + F4 * 2.0 * N,
              be->ops->layernorm_backward(be, dinp, dw, db, dout, inp, w, mean, rstd, N, C));
 }
 void op_matmul_forward(Backend *be, void *out, const void *inp, const void *w, const void *bias, int N, int K,
@@ -73,17 +74,17 @@ void op_matmul_forward(Backend *be, void *out, const void *inp, const void *w, c
     PROFILED("matmul_forward", 2.0 * N * K * M, EC * ((double)N * K + (double)M * K + (double)N * M + (bias ? M : 0)),
              be->ops->matmul_forward(be, out, inp, w, bias, N, K, M));
 }
-void op_matmul_backward(Backend *be, void *dinp, float *dw, float *dbias, const void *dout, const void *inp,
+void op_matmul_backward(Backend *be, void *dinp, Grad *dw, Grad *dbias, const void *dout, const void *inp,
                         const void *w, int N, int K, int M) {
     PROFILED("matmul_backward", (dinp ? 4.0 : 2.0) * N * K * M,
              EC * ((double)N * M + (double)N * K + (dinp ? (double)M * K + (double)N * K : 0)) +
-                 F4 * (2.0 * M * K + (dbias ? 2.0 * M : 0)),
+                 EG * (2.0 * M * K + (dbias ? 2.0 * M : 0)),
              be->ops->matmul_backward(be, dinp, dw, dbias, dout, inp, w, N, K, M));
 }
-void op_matmul_backward_gelu(Backend *be, void *dinp, float *dw, float *dbias, const void *dout, const void *inp,
+void op_matmul_backward_gelu(Backend *be, void *dinp, Grad *dw, Grad *dbias, const void *dout, const void *inp,
                              const void *w, const void *pre, int N, int K, int M) {
     PROFILED("matmul_backward_gelu", 4.0 * N * K * M,
-             EC * ((double)N * M + (double)N * K + (double)M * K + 2.0 * N * K) + F4 * (2.0 * M * K + (dbias ? 2.0 * M : 0)),
+             EC * ((double)N * M + (double)N * K + (double)M * K + 2.0 * N * K) + EG * (2.0 * M * K + (dbias ? 2.0 * M : 0)),
              be->ops->matmul_backward_gelu(be, dinp, dw, dbias, dout, inp, w, pre, N, K, M));
 }
 void op_attention_forward(Backend *be, void *out, void *att, const void *qkv, int B, int T, int C, int NH) {
@@ -122,9 +123,9 @@ void op_classifier_forward_backward(Backend *be, float *losses, void *logits, co
 void op_loss_accumulate(Backend *be, double *acc, const float *losses, size_t n) {
     PROFILED("loss_accumulate", 0, F4 * (double)n, be->ops->loss_accumulate(be, acc, losses, n));
 }
-double op_sum_squares(Backend *be, const float *x, size_t n) {
+double op_sum_squares(Backend *be, const Grad *x, size_t n) {
     double r = 0;
-    PROFILED("sum_squares", 0, F4 * (double)n, r = be->ops->sum_squares(be, x, n));
+    PROFILED("sum_squares", 0, EG * (double)n, r = be->ops->sum_squares(be, x, n));
     return r;
 }
 void op_scale(Backend *be, float *x, float s, size_t n) { PROFILED("scale", 0, F4 * 2.0 * n,
@@ -133,13 +134,13 @@ void op_zero(Backend *be, void *x, size_t bytes) { PROFILED("zero", 0, (double)b
 void op_to_compute(Backend *be, void *dst, const float *src, size_t n, uint32_t seed) {
     PROFILED("to_compute", 0, (F4 + EC) * (double)n, be->ops->to_compute(be, dst, src, n, seed));
 }
-void op_global_norm(Backend *be, float *norm, const float *x, size_t n) {
-    PROFILED("global_norm", 0, F4 * (double)n, be->ops->global_norm(be, norm, x, n));
+void op_global_norm(Backend *be, float *norm, const Grad *x, size_t n) {
+    PROFILED("global_norm", 0, EG * (double)n, be->ops->global_norm(be, norm, x, n));
 }
-void op_adamw_step(Backend *be, float *params, void *params_c, const float *grads, float *m, float *v, size_t lo,
+void op_adamw_step(Backend *be, float *params, void *params_c, const Grad *grads, float *m, float *v, size_t lo,
                    size_t hi, const AdamWTensors *tensors, const AdamWHyper *h, const float *norm,
                    const double *loss) {
-    PROFILED("adamw", 0, (F4 * 7.0 + (params_c ? EC : 0)) * (double)(hi > lo ? hi - lo : 0),
+    PROFILED("adamw", 0, (F4 * 6.0 + EG + (params_c ? EC : 0)) * (double)(hi > lo ? hi - lo : 0),
              be->ops->adamw_step(be, params, params_c, grads, m, v, lo, hi, tensors, h, norm, loss));
 }
 

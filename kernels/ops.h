@@ -8,9 +8,11 @@
  *     V vocab, Vp padded vocab, F feed-forward width, N = B*T rows. Row-major, last index fastest.
  *   - Element types: a tensor passed as `void *` is in the run's compute dtype (be->dtype: the weights' working
  *     copy, activations and activation gradients; fp32 on the CPU, bf16 or fp32 on a GPU); a `float *` tensor is
- *     always fp32 (parameter gradients, LayerNorm statistics, the logsumexp, losses, master weights, AdamW moments,
- *     workspaces). Arithmetic is fp32 inside every op whatever the storage (matmuls accumulate in fp32 on tensor
- *     cores). Each op states its shapes above it.
+ *     always fp32 (LayerNorm statistics, the logsumexp, losses, master weights, AdamW moments, workspaces); a
+ *     `Grad *` tensor is a parameter gradient, in be->grad_dtype (fp32 by default; bf16 with --grad-dtype bf16, only
+ *     over a bf16 compute dtype: then every "+=" below rounds the fp32 sum to bf16 once per op). Arithmetic is fp32
+ *     inside every op whatever the storage (matmuls accumulate in fp32 on tensor cores). Each op states its shapes
+ *     above it.
  *   - The gradient contract (the single place it is written down):
  *       * parameter gradients ACCUMULATE (+=), so gradient accumulation over micro-steps works by not zeroing;
  *       * activation gradients are WRITTEN (=);
@@ -39,14 +41,14 @@ void op_encoder_forward(Backend *be, void *out, const int32_t *tokens, const voi
 // work: ENCODER_WORK_FLOATS(B*T) floats of scratch the op may overwrite (the GPU sorts (token, position) keys there;
 // the CPU needs none). One formula for every backend, so the planner sizes it without knowing which one runs.
 #define ENCODER_WORK_FLOATS(N) (4 * (size_t)(N) + 2048)
-void op_encoder_backward(Backend *be, float *dwte, float *dwpe, float *work, const void *dout,
+void op_encoder_backward(Backend *be, Grad *dwte, Grad *dwpe, float *work, const void *dout,
                          const int32_t *tokens, int B, int T, int C);
 
 // LayerNorm over the last dim, eps 1e-5 (GPT-2).  inp (N,C), w (C), b (C) -> out (N,C), mean (N), rstd (N)
 void op_layernorm_forward(Backend *be, void *out, float *mean, float *rstd, const void *inp, const void *w,
                           const void *b, int N, int C);
 // dinp (N,C) += (residual stream), dw (C) +=, db (C) += ; from dout (N,C), inp, w, mean, rstd.
-void op_layernorm_backward(Backend *be, void *dinp, float *dw, float *db, const void *dout, const void *inp,
+void op_layernorm_backward(Backend *be, void *dinp, Grad *dw, Grad *db, const void *dout, const void *inp,
                            const void *w, const float *mean, const float *rstd, int N, int C);
 
 // Linear layer (PyTorch convention).  inp (N,K), w (M,K), bias (M) or NULL -> out (N,M) = inp @ w^T + bias
@@ -54,7 +56,7 @@ void op_matmul_forward(Backend *be, void *out, const void *inp, const void *w, c
                        int N, int K, int M);
 // dinp (N,K) = dout @ w (written; skipped when dinp is NULL), dw (M,K) += dout^T @ inp, dbias (M) += colsum(dout)
 // (skipped when dbias is NULL).
-void op_matmul_backward(Backend *be, void *dinp, float *dw, float *dbias, const void *dout, const void *inp,
+void op_matmul_backward(Backend *be, void *dinp, Grad *dw, Grad *dbias, const void *dout, const void *inp,
                         const void *w, int N, int K, int M);
 
 // The MLP's down projection backward with GELU's backward fused in: dinp (N,K) = (dout @ w) * gelu'(pre) (written),
@@ -62,7 +64,7 @@ void op_matmul_backward(Backend *be, void *dinp, float *dw, float *dbias, const 
 // op_matmul_backward. On a GPU one GEMM with the GELU gradient in its epilogue (cuBLASLt DGELU), so the GELU
 // backward's own pass (3·N·K elements: read dinp and pre, write dinp) becomes one read of pre; the same arithmetic
 // as op_matmul_backward followed by op_gelu_backward where the epilogue is not available.
-void op_matmul_backward_gelu(Backend *be, void *dinp, float *dw, float *dbias, const void *dout, const void *inp,
+void op_matmul_backward_gelu(Backend *be, void *dinp, Grad *dw, Grad *dbias, const void *dout, const void *inp,
                              const void *w, const void *pre, int N, int K, int M);
 
 // Causal multi-head self-attention core, scale 1/sqrt(HS).
@@ -114,9 +116,9 @@ void op_classifier_forward_backward(Backend *be, float *losses, void *logits, co
 // double in a fixed order (on the CPU in index order, as the host summed it before).  losses (n)
 void op_loss_accumulate(Backend *be, double *acc, const float *losses, size_t n);
 
-// Sum of squares of a buffer, accumulated in double so the result does not depend on thread count beyond rounding
-// of the final sum (each thread sums a fixed chunk; chunks are combined in order).  x (n) -> return sum x^2
-double op_sum_squares(Backend *be, const float *x, size_t n);
+// Sum of squares of a gradient buffer, accumulated in double so the result does not depend on thread count beyond
+// rounding of the final sum (each thread sums a fixed chunk; chunks are combined in order).  x (n) -> return sum x^2
+double op_sum_squares(Backend *be, const Grad *x, size_t n);
 
 // x (n) *= s
 void op_scale(Backend *be, float *x, float s, size_t n);
@@ -131,7 +133,7 @@ void op_to_compute(Backend *be, void *dst, const float *src, size_t n, uint32_t 
 
 // The global L2 norm where the data lives: *norm (one float of backend memory) = (float)sqrt(op_sum_squares(x, n)).
 // On a GPU nothing comes back to the host: the optimizer step reads the norm on the device, the host when it logs.
-void op_global_norm(Backend *be, float *norm, const float *x, size_t n);
+void op_global_norm(Backend *be, float *norm, const Grad *x, size_t n);
 
 // AdamW with decoupled weight decay (Loshchilov & Hutter), bias-corrected, over the flat range [lo, hi) of the
 // parameter buffers in one pass (one launch on a GPU), weight decay per tensor from a table:
@@ -147,7 +149,7 @@ void op_global_norm(Backend *be, float *norm, const float *x, size_t n);
 // compute dtype (stochastically when h->seed != 0: rounded up with probability equal to the distance from the value
 // below, from a hash of (seed, index), so the rounding is unbiased and repeatable; to nearest even when 0).
 // (AdamWTensors and AdamWHyper are declared in backend.h, whose op table takes them.)
-void op_adamw_step(Backend *be, float *params, void *params_c, const float *grads, float *m, float *v, size_t lo,
+void op_adamw_step(Backend *be, float *params, void *params_c, const Grad *grads, float *m, float *v, size_t lo,
                    size_t hi, const AdamWTensors *tensors, const AdamWHyper *h, const float *norm,
                    const double *loss);
 

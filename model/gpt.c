@@ -13,8 +13,8 @@
  *
  * Precision (the backend's compute dtype, ops.h): the ops read the weights' working copy (params_c_mem: the fp32
  * master itself, or its bf16 copy, which the AdamW step rewrites from the master and gpt_weights_changed rebuilds)
- * and keep activations and their gradients in the compute dtype; parameter gradients, the master weights and AdamW's
- * moments are fp32.
+ * and keep activations and their gradients in the compute dtype; the master weights and AdamW's moments are fp32,
+ * the parameter gradients fp32 or (--grad-dtype bf16) bf16, accumulated in place either way.
  */
 #include <limits.h>
 #include <math.h>
@@ -64,6 +64,11 @@ int gpt_create(GPT *g, const GPTConfig *cfg, Backend *be, int B, int T, Recomput
                  dtype_name(be->dtype));
         return -1;
     }
+    if (be->grad_dtype != DTYPE_F32 && be->dtype != DTYPE_BF16) {   // the trainer refuses this first (--grad-dtype)
+        snprintf(err, errlen, "--grad-dtype %s: only with --precision bf16 (bf16 gradients of fp32 activations would "
+                 "round what the fp32 run keeps exact)", dtype_name(be->grad_dtype));
+        return -1;
+    }
     if (gpt_plan_check(cfg, B, T, attn, be->dtype, err, errlen)) return -1;
     GPT_ASSERT(cfg->padded_vocab >= cfg->vocab_size && cfg->padded_vocab % GPT_VOCAB_PAD == 0);
     g->cfg = *cfg;
@@ -73,19 +78,19 @@ int gpt_create(GPT *g, const GPTConfig *cfg, Backend *be, int B, int T, Recomput
     g->recompute = rc;
     g->attention = attn;
     g->dtype = be->dtype;
+    g->grad_dtype = be->grad_dtype;
     g->stochastic_rounding = 1;
-    gpt_memory_plan(cfg, B, T, attn, g->dtype, &g->mem);
+    gpt_memory_plan(cfg, B, T, attn, g->dtype, g->grad_dtype, &g->mem);
 
     size_t np = gpt_plan_params(cfg, g->param_info);
     g->params_mem = backend_alloc(be, np * sizeof(float), "parameters");
     // The weights the ops read: the fp32 master itself, or its copy in the compute dtype (refreshed by every update).
     g->params_c_mem = g->mem.param_copy_bytes ? backend_alloc(be, g->mem.param_copy_bytes, "the weights' bf16 copy")
                                               : (void *)g->params_mem;
-    g->grads_mem = backend_alloc(be, np * sizeof(float), "gradients");
+    g->grads_mem = backend_alloc(be, g->mem.grad_bytes, "gradients");
     g->m_mem = backend_alloc(be, np * sizeof(float), "AdamW first moments");
     g->v_mem = backend_alloc(be, np * sizeof(float), "AdamW second moments");
     gpt_bind_params(&g->params, g->params_mem, g->param_info);
-    gpt_bind_params(&g->grads, g->grads_mem, g->param_info);
 
     const size_t na = gpt_plan_acts(cfg, B, T, rc, attn, g->dtype, g->act_info);
     g->acts_mem = backend_alloc(be, na, "activations");
@@ -166,8 +171,9 @@ static float bf16_to_float(uint16_t h) {
     return f;
 }
 
-void gpt_acts_to_host(const GPT *g, float *dst, const void *src, size_t n) {
-    if (g->dtype == DTYPE_F32) {
+// n values of dtype dt at src (backend memory) to fp32 host memory.
+static void to_host_f32(const GPT *g, float *dst, const void *src, size_t n, DType dt) {
+    if (dt == DTYPE_F32) {
         backend_to_host(g->be, dst, src, n * sizeof(float));
         return;
     }
@@ -180,6 +186,12 @@ void gpt_acts_to_host(const GPT *g, float *dst, const void *src, size_t n) {
         memcpy(&v, h + i * sizeof v, sizeof v);
         dst[i] = bf16_to_float(v);
     }
+}
+
+void gpt_acts_to_host(const GPT *g, float *dst, const void *src, size_t n) { to_host_f32(g, dst, src, n, g->dtype); }
+
+void gpt_grads_to_host(const GPT *g, float *dst) {
+    to_host_f32(g, dst, g->grads_mem, g->mem.num_params, g->grad_dtype);
 }
 
 const ParamInfo *gpt_param_find(const GPT *g, const char *name) {
@@ -198,6 +210,10 @@ static void *act(GPT *g, ActId id, int l) {
 // Parameter tensor `id` in the weights' working copy (compute dtype), `off` elements in (a layer's slice).
 static const void *W(const GPT *g, ParamId id, size_t off) {
     return (const char *)g->params_c_mem + (g->param_info[id].offset + off) * dtype_bytes(g->dtype);
+}
+// Its gradient (the gradients' dtype), `off` elements in.
+static Grad *dW(const GPT *g, ParamId id, size_t off) {
+    return (char *)g->grads_mem + (g->param_info[id].offset + off) * dtype_bytes(g->grad_dtype);
 }
 
 // ---------------------------------------------------------------------------------------------------------------
@@ -295,32 +311,31 @@ static void block_recompute(GPT *g, int l, const void *residual, int B, int T) {
 static void block_backward(GPT *g, int l, const void *residual, int B, int T) {
     Backend *be = g->be;
     const int C = g->cfg.d_model, F = g->cfg.d_ff, NH = g->cfg.n_head, N = B * T;
-    const ParamTensors *d = &g->grads;
     GradActTensors *ga = &g->gacts;
     const size_t lc = (size_t)l * C, lf = (size_t)l * F;
 
     // MLP: residual3 = residual2 + gelu(ln2 Wfc^T + bfc) Wproj^T + bproj
     // the projection's and GELU's backward in one op: dbt_f = (dresidual Wproj) * gelu'(fch)
-    op_matmul_backward_gelu(be, ga->dbt_f, d->fcprojw + lc * F, d->fcprojb + lc, ga->dresidual,
+    op_matmul_backward_gelu(be, ga->dbt_f, dW(g, PARAM_fcprojw, lc * F), dW(g, PARAM_fcprojb, lc), ga->dresidual,
                             act(g, ACT_fch_gelu, l), W(g, PARAM_fcprojw, lc * F), act(g, ACT_fch, l), N, F, C);
-    op_matmul_backward(be, ga->dbt_c, d->fcw + lf * C, d->fcb + lf, ga->dbt_f, act(g, ACT_ln2, l),
-                       W(g, PARAM_fcw, lf * C),
-                       N, C, F);
-    op_layernorm_backward(be, ga->dresidual, d->ln2w + lc, d->ln2b + lc, ga->dbt_c, act(g, ACT_residual2, l),
-                          W(g, PARAM_ln2w, lc), act(g, ACT_ln2_mean, l), act(g, ACT_ln2_rstd, l), N, C);
+    op_matmul_backward(be, ga->dbt_c, dW(g, PARAM_fcw, lf * C), dW(g, PARAM_fcb, lf), ga->dbt_f, act(g, ACT_ln2, l),
+                       W(g, PARAM_fcw, lf * C), N, C, F);
+    op_layernorm_backward(be, ga->dresidual, dW(g, PARAM_ln2w, lc), dW(g, PARAM_ln2b, lc), ga->dbt_c,
+                          act(g, ACT_residual2, l), W(g, PARAM_ln2w, lc), act(g, ACT_ln2_mean, l),
+                          act(g, ACT_ln2_rstd, l), N, C);
     // Attention: residual2 = residual + attn(ln1 Wqkv^T + bqkv) Wproj^T + bproj
-    op_matmul_backward(be, ga->dbt_c, d->attprojw + lc * C, d->attprojb + lc, ga->dresidual, act(g, ACT_atty, l),
-                       W(g, PARAM_attprojw, lc * C), N, C, C);
+    op_matmul_backward(be, ga->dbt_c, dW(g, PARAM_attprojw, lc * C), dW(g, PARAM_attprojb, lc), ga->dresidual,
+                       act(g, ACT_atty, l), W(g, PARAM_attprojw, lc * C), N, C, C);
     if (g->attention == ATTN_FLASH)
         op_flash_attention_backward(be, ga->dqkv, ga->attn_work, ga->dbt_c, act(g, ACT_qkv, l), act(g, ACT_atty, l),
                                     act(g, ACT_lse, l), B, T, C, NH);
     else
         op_attention_backward(be, ga->dqkv, ga->datt, ga->dbt_c, act(g, ACT_qkv, l), act(g, ACT_att, l), B, T, C,
                               NH);
-    op_matmul_backward(be, ga->dbt_c2, d->qkvw + 3 * lc * C, d->qkvb + 3 * lc, ga->dqkv, act(g, ACT_ln1, l),
-                       W(g, PARAM_qkvw, 3 * lc * C), N, C, 3 * C);
-    op_layernorm_backward(be, ga->dresidual, d->ln1w + lc, d->ln1b + lc, ga->dbt_c2, residual, W(g, PARAM_ln1w, lc),
-                          act(g, ACT_ln1_mean, l), act(g, ACT_ln1_rstd, l), N, C);
+    op_matmul_backward(be, ga->dbt_c2, dW(g, PARAM_qkvw, 3 * lc * C), dW(g, PARAM_qkvb, 3 * lc), ga->dqkv,
+                       act(g, ACT_ln1, l), W(g, PARAM_qkvw, 3 * lc * C), N, C, 3 * C);
+    op_layernorm_backward(be, ga->dresidual, dW(g, PARAM_ln1w, lc), dW(g, PARAM_ln1b, lc), ga->dbt_c2, residual,
+                          W(g, PARAM_ln1w, lc), act(g, ACT_ln1_mean, l), act(g, ACT_ln1_rstd, l), N, C);
 }
 
 // ---------------------------------------------------------------------------------------------------------------
@@ -404,13 +419,13 @@ void gpt_backward(GPT *g) {
     backend_range_push(be, "backward");
 
     // logits now hold dlogits (B,T,Vp). LM head (tied): dlnf = dlogits wte, dwte += dlogits^T lnf.
-    op_matmul_backward(be, ga->dbt_c, g->grads.wte, NULL, g->acts.logits, g->acts.lnf, W(g, PARAM_wte, 0), N, C,
-                       c->padded_vocab);
+    op_matmul_backward(be, ga->dbt_c, dW(g, PARAM_wte, 0), NULL, g->acts.logits, g->acts.lnf, W(g, PARAM_wte, 0), N,
+                       C, c->padded_vocab);
     // The final LayerNorm's input gradient starts the residual stream's gradient (it accumulates, so zero it).
     op_zero(be, ga->dresidual, (size_t)N * C * dtype_bytes(g->dtype));
     const void *last = L > 0 ? act(g, ACT_residual3, L - 1) : g->acts.encoded;
-    op_layernorm_backward(be, ga->dresidual, g->grads.lnfw, g->grads.lnfb, ga->dbt_c, last, W(g, PARAM_lnfw, 0),
-                          g->acts.lnf_mean, g->acts.lnf_rstd, N, C);
+    op_layernorm_backward(be, ga->dresidual, dW(g, PARAM_lnfw, 0), dW(g, PARAM_lnfb, 0), ga->dbt_c, last,
+                          W(g, PARAM_lnfw, 0), g->acts.lnf_mean, g->acts.lnf_rstd, N, C);
     for (int l = L - 1; l >= 0; l--) {
         const void *residual = l == 0 ? g->acts.encoded : act(g, ACT_residual3, l - 1);
         backend_range_push(be, layer_name(l));
@@ -419,13 +434,14 @@ void gpt_backward(GPT *g) {
         backend_range_pop(be);
         if (g->on_grads_ready) g->on_grads_ready(g->hook_ctx, l);   // layer l's parameter gradients are final
     }
-    op_encoder_backward(be, g->grads.wte, g->grads.wpe, ga->enc_work, ga->dresidual, g->inputs, B, T, C);
+    op_encoder_backward(be, dW(g, PARAM_wte, 0), dW(g, PARAM_wpe, 0), ga->enc_work, ga->dresidual, g->inputs, B, T,
+                        C);
     if (g->on_grads_ready) g->on_grads_ready(g->hook_ctx, -1);        // wte, wpe, lnf: the rest
     g->has_targets = 0;  // the logits buffer no longer holds dlogits for a second backward
     backend_range_pop(be);
 }
 
-void gpt_zero_grad(GPT *g) { op_zero(g->be, g->grads_mem, g->mem.num_params * sizeof(float)); }
+void gpt_zero_grad(GPT *g) { op_zero(g->be, g->grads_mem, g->mem.grad_bytes); }
 
 float gpt_grad_norm(GPT *g) { return (float)sqrt(op_sum_squares(g->be, g->grads_mem, g->mem.num_params)); }
 
@@ -440,7 +456,7 @@ static void adamw_tensors(const GPT *g, AdamWTensors *t) {
     }
 }
 
-static void adamw_run(GPT *g, const float *grads, size_t lo, size_t hi, float lr, float beta1, float beta2, float eps,
+static void adamw_run(GPT *g, const Grad *grads, size_t lo, size_t hi, float lr, float beta1, float beta2, float eps,
                       float weight_decay, float grad_scale, double grad_clip, const float *norm, const double *loss) {
     AdamWTensors tens;
     adamw_tensors(g, &tens);
@@ -453,7 +469,7 @@ static void adamw_run(GPT *g, const float *grads, size_t lo, size_t hi, float lr
     backend_range_pop(g->be);
 }
 
-void gpt_adamw_step_range(GPT *g, const float *grads, size_t lo, size_t hi, float lr, float beta1, float beta2,
+void gpt_adamw_step_range(GPT *g, const Grad *grads, size_t lo, size_t hi, float lr, float beta1, float beta2,
                           float eps, float weight_decay, float grad_scale) {
     adamw_run(g, grads, lo, hi, lr, beta1, beta2, eps, weight_decay, grad_scale, 0, NULL, NULL);
 }

@@ -34,11 +34,13 @@ typedef struct GPT {
     ParamInfo param_info[NUM_PARAM_TENSORS];
     ActInfo act_info[NUM_ACT_TENSORS];
     DType dtype;              // the compute dtype (the backend's): weights' working copy, activations, their gradients
-    float *params_mem, *grads_mem, *m_mem, *v_mem;   // fp32: master weights, gradients, AdamW moments
+    DType grad_dtype;         // the parameter gradients' (the backend's): fp32, or bf16 over a bf16 compute dtype
+    float *params_mem, *m_mem, *v_mem;   // fp32: master weights, AdamW moments
+    Grad *grads_mem;          // the parameter gradients, laid out as params_mem, in grad_dtype
     void *params_c_mem;       // the weights the ops read: params_mem itself in fp32, else its bf16 copy
     int stochastic_rounding;  // 1 (default): AdamW rounds the bf16 copy stochastically (--stochastic-rounding)
     void *acts_mem, *grad_acts_mem;   // laid out in bytes by the plan (act_info; the scratch by gpt_plan_grad_acts)
-    ParamTensors params, grads;   // fp32 views of the master weights and of the gradients
+    ParamTensors params;      // fp32 views of the master weights
     ActTensors acts;
     GradActTensors gacts;
     int32_t *inputs, *targets; // (B,T) copies of the last forward's batch (the backward reads them)
@@ -64,8 +66,8 @@ typedef struct GPT {
 // The three parameter-sized state buffers, for moving them between the backend's memory and the host (files).
 typedef enum { GPT_STATE_PARAMS = 0, GPT_STATE_M = 1, GPT_STATE_V = 2 } GPTState;
 
-// Plan and allocate everything for micro-batch (B,T) and a recompute mode, in the backend's compute dtype
-// (be->dtype: bf16 only on a GPU). Parameters are zero until
+// Plan and allocate everything for micro-batch (B,T) and a recompute mode, in the backend's compute and gradient
+// dtypes (be->dtype, be->grad_dtype: bf16 only on a GPU, bf16 gradients only over bf16). Parameters are zero until
 // gpt_init_weights or a load. Returns 0, or -1 with err on a user error (e.g. T > max_seq_len).
 int gpt_create(GPT *g, const GPTConfig *cfg, Backend *be, int B, int T, RecomputeMode rc, AttentionKind attn,
                char *err, size_t errlen);
@@ -80,6 +82,8 @@ void gpt_state_from_host(GPT *g, GPTState which, const float *src);
 void gpt_weights_changed(GPT *g);
 // n activations at src (backend memory, the compute dtype; e.g. a row of g->acts.logits) to fp32 host memory.
 void gpt_acts_to_host(const GPT *g, float *dst, const void *src, size_t n);
+// The whole gradient buffer (num_params, in the gradients' dtype) to fp32 host memory.
+void gpt_grads_to_host(const GPT *g, float *dst);
 // Look up a parameter tensor by name (NULL if unknown).
 const ParamInfo *gpt_param_find(const GPT *g, const char *name);
 
@@ -95,7 +99,7 @@ void gpt_forward_train(GPT *g, const int32_t *inputs, const int32_t *targets, in
 void gpt_loss_reset(GPT *g);
 double gpt_loss_sum(GPT *g);
 #define GPT_SCALAR_BYTES 64
-// Backward of the last training forward; parameter gradients accumulate into g->grads.
+// Backward of the last training forward; parameter gradients accumulate into g->grads_mem.
 void gpt_backward(GPT *g);
 void gpt_zero_grad(GPT *g);
 // Global L2 norm of the gradient buffer (read back to the host).
@@ -112,8 +116,8 @@ void gpt_adamw_step(GPT *g, float lr, float beta1, float beta2, float eps, float
 float gpt_adamw_step_clipped(GPT *g, float lr, float beta1, float beta2, float eps, float weight_decay,
                              double grad_clip, float loss_scale, int check_loss, double *loss_sum);
 // The same restricted to the flat parameter range [lo, hi) (a ZeRO-1 shard), with the gradient read from grads
-// (indexed like the parameter buffer, so a rank's shard of an averaged copy can be passed).
-void gpt_adamw_step_range(GPT *g, const float *grads, size_t lo, size_t hi, float lr, float beta1, float beta2,
+// (indexed like the parameter buffer, in the gradients' dtype, so a rank's shard of an averaged copy can be passed).
+void gpt_adamw_step_range(GPT *g, const Grad *grads, size_t lo, size_t hi, float lr, float beta1, float beta2,
                           float eps, float weight_decay, float grad_scale);
 
 #ifdef __cplusplus

@@ -97,7 +97,7 @@ size_t gpt_param_count(const GPTConfig *cfg) {
 }
 
 double gpt_memory_total_estimate(const GPTConfig *cfg, int Bi, int Ti, RecomputeMode rc, AttentionKind attn,
-                                 DType dt) {
+                                 DType dt, DType gdt) {
     // The same tables as the size_t plan, evaluated in double: B and T come from flags, and their products with the
     // widths (B*NH*T*T per layer) could wrap a size_t, which would under-allocate. Exact while below 2^53.
     const double B = Bi, T = Ti, C = cfg->d_model, F = cfg->d_ff, NH = cfg->n_head, Vp = cfg->padded_vocab;
@@ -118,14 +118,16 @@ double gpt_memory_total_estimate(const GPTConfig *cfg, int Bi, int Ti, Recompute
     GPT_GRAD_ACTS(GPT_GACT_EST)
 #undef GPT_GACT_EST
     (void)F; (void)NH; (void)Vp; (void)maxT; (void)TT; (void)TL; (void)FW; (void)EW;
-    // fp32 weights, gradients and the two AdamW moments, and the weights' working copy unless it is the fp32 master;
-    // activations; backward scratch; two sets of input and target tokens and the step's scalars
-    return (4 * 4 + (dt == DTYPE_F32 ? 0 : cb)) * params + acts + gacts + 4 * N * 4 + GPT_SCALAR_BYTES;
+    // fp32 weights and the two AdamW moments, the gradients in their dtype, and the weights' working copy unless it
+    // is the fp32 master; activations; backward scratch; two sets of input and target tokens and the step's scalars
+    return (3 * 4 + (double)dtype_bytes(gdt) + (dt == DTYPE_F32 ? 0 : cb)) * params + acts + gacts + 4 * N * 4 +
+           GPT_SCALAR_BYTES;
 }
 
 int gpt_plan_check(const GPTConfig *cfg, int B, int T, AttentionKind attn, DType dt, char *err, size_t errlen) {
     double need = 0;
-    for (int m = 0; m < 3; m++) need = fmax(need, gpt_memory_total_estimate(cfg, B, T, (RecomputeMode)m, attn, dt));
+    for (int m = 0; m < 3; m++)
+        need = fmax(need, gpt_memory_total_estimate(cfg, B, T, (RecomputeMode)m, attn, dt, DTYPE_F32));
     if (need > GPT_PLAN_MAX_BYTES) {
         snprintf(err, errlen, "--batch %d --seq-len %d: the plan needs %.3g bytes, more than the %.3g (2^60) any "
                  "machine holds: expected a smaller --batch, --seq-len or model", B, T, need, GPT_PLAN_MAX_BYTES);
@@ -134,16 +136,17 @@ int gpt_plan_check(const GPTConfig *cfg, int B, int T, AttentionKind attn, DType
     return 0;
 }
 
-void gpt_memory_plan(const GPTConfig *cfg, int B, int T, AttentionKind attn, DType dt, GPTMemory *out) {
+void gpt_memory_plan(const GPTConfig *cfg, int B, int T, AttentionKind attn, DType dt, DType gdt, GPTMemory *out) {
     ParamInfo pinfo[NUM_PARAM_TENSORS];
     ActInfo ainfo[NUM_ACT_TENSORS];
     memset(out, 0, sizeof(*out));
     out->dtype = dt;
+    out->grad_dtype = gdt;
     out->num_params = gpt_plan_params(cfg, pinfo);
     out->num_params_real = out->num_params - (size_t)(cfg->padded_vocab - cfg->vocab_size) * cfg->d_model;
     out->param_bytes = out->num_params * sizeof(float);
     out->param_copy_bytes = dt == DTYPE_F32 ? 0 : out->num_params * dtype_bytes(dt);
-    out->grad_bytes = out->param_bytes;
+    out->grad_bytes = out->num_params * dtype_bytes(gdt);
     out->optim_bytes = 2 * out->param_bytes;
     for (int m = 0; m < 3; m++) out->act_bytes[m] = gpt_plan_acts(cfg, B, T, (RecomputeMode)m, attn, dt, ainfo);
     out->grad_act_bytes = gpt_plan_grad_acts(cfg, B, T, attn, dt, NULL);
@@ -155,17 +158,17 @@ size_t gpt_memory_total(const GPTMemory *m, RecomputeMode rc) {
            m->grad_act_bytes + m->io_bytes;
 }
 
-int gpt_max_batch(const GPTConfig *cfg, int T, RecomputeMode rc, AttentionKind attn, DType dt, double cap,
+int gpt_max_batch(const GPTConfig *cfg, int T, RecomputeMode rc, AttentionKind attn, DType dt, DType gdt, double cap,
                   double reserve, int max_B, double *need_next) {
     // Memory grows with B (activations, scratch, tokens), so bisect on the first B that does not fit. In double:
     // a large B at a long T would wrap the size_t plan into a small number that "fits".
     int lo = 0, hi = max_B + 1;   // fits(lo) (B = 0 trivially), !fits(hi)
     while (hi - lo > 1) {
         const int mid = lo + (hi - lo) / 2;
-        if (gpt_memory_total_estimate(cfg, mid, T, rc, attn, dt) + reserve <= cap) lo = mid;
+        if (gpt_memory_total_estimate(cfg, mid, T, rc, attn, dt, gdt) + reserve <= cap) lo = mid;
         else hi = mid;
     }
-    if (need_next) *need_next = gpt_memory_total_estimate(cfg, lo + 1, T, rc, attn, dt) + reserve;
+    if (need_next) *need_next = gpt_memory_total_estimate(cfg, lo + 1, T, rc, attn, dt, gdt) + reserve;
     return lo;
 }
 

@@ -158,10 +158,11 @@ typedef struct GradActTensors {
 
 // Sizes of everything the trainer allocates, computed before any allocation (`gptrain info` prints these), for one
 // compute dtype: the fp32 master weights (param_bytes), their working copy in the compute dtype (param_copy_bytes;
-// 0 in fp32, where the master is the copy), fp32 gradients and AdamW moments, and activations and their gradients
-// in the compute dtype: 16 bytes per parameter in fp32, 18 in mixed bf16.
+// 0 in fp32, where the master is the copy), the gradients in their dtype, fp32 AdamW moments, and activations and
+// their gradients in the compute dtype: 16 bytes per parameter in fp32, 18 in mixed bf16, 16 with bf16 gradients.
 typedef struct GPTMemory {
     DType dtype;
+    DType grad_dtype;         // the parameter gradients': fp32, or bf16 (--grad-dtype bf16: 16 bytes per parameter)
     size_t num_params;        // elements in the parameter buffer (includes the Vp-V zero rows)
     size_t num_params_real;   // the same without the padded vocabulary rows
     size_t param_bytes, param_copy_bytes, grad_bytes, optim_bytes;
@@ -169,9 +170,10 @@ typedef struct GPTMemory {
     size_t grad_act_bytes;    // backward scratch
     size_t io_bytes;          // inputs and targets (two sets, used in turn), and the step's scalars
 } GPTMemory;
-void gpt_memory_plan(const GPTConfig *cfg, int B, int T, AttentionKind attn, DType dt, GPTMemory *out);
+void gpt_memory_plan(const GPTConfig *cfg, int B, int T, AttentionKind attn, DType dt, DType gdt, GPTMemory *out);
 // The same total in double, exact below 2^53 bytes and never wrapping (B, T and the widths come from the user).
-double gpt_memory_total_estimate(const GPTConfig *cfg, int B, int T, RecomputeMode rc, AttentionKind attn, DType dt);
+double gpt_memory_total_estimate(const GPTConfig *cfg, int B, int T, RecomputeMode rc, AttentionKind attn, DType dt,
+                                 DType gdt);
 // The size_t plan is trusted only below this many bytes (2^60), where none of its sums can wrap.
 #define GPT_PLAN_MAX_BYTES 1152921504606846976.0
 // 0 when every recompute mode's plan for (B,T) is below GPT_PLAN_MAX_BYTES, else -1 with err naming --batch and
@@ -182,7 +184,7 @@ int gpt_plan_check(const GPTConfig *cfg, int B, int T, AttentionKind attn, DType
 size_t gpt_memory_total(const GPTMemory *m, RecomputeMode rc);
 // The largest micro-batch B (1..max_B) whose gpt_memory_total plus `reserve` bytes fits in `cap` bytes; 0 when not
 // even B = 1 fits. *need_next gets what B+1 would need (for the message).
-int gpt_max_batch(const GPTConfig *cfg, int T, RecomputeMode rc, AttentionKind attn, DType dt, double cap,
+int gpt_max_batch(const GPTConfig *cfg, int T, RecomputeMode rc, AttentionKind attn, DType dt, DType gdt, double cap,
                   double reserve, int max_B, double *need_next);
 // The layouts behind it: fill the tables, return the buffer sizes (parameters in floats, they are always fp32; the
 // activations and the scratch in bytes).

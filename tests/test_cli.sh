@@ -72,9 +72,11 @@ PY
 # with --recompute none are, per layer, 8NC + 2NF bf16 values (ln1, qkv 3, atty, residual2, ln2, residual3; fch,
 # fch_gelu) and 4N + NH*N fp32 (two LayerNorms' mean and rstd, the logsumexp), plus encoded, proj_out, lnf (3NC) and
 # the logits (N*Vp) in bf16 and lnf's statistics and the losses (3N) in fp32; in fp32 every bf16 byte counts twice.
+# With --grad-dtype bf16 the gradients take 2P: 16 bytes per parameter, nothing else changes.
 $G info --preset gpt2-124m --batch 16 --seq-len 1024 --device cuda --precision bf16 >"$T/ib" 2>&1 \
   && $G info --preset gpt2-124m --batch 16 --seq-len 1024 --device cuda --precision fp32 --attention flash >"$T/i32" 2>&1 \
-  && /usr/bin/python3 - "$T/ib" "$T/i32" <<'PY' >"$T/py" 2>&1 \
+  && $G info --preset gpt2-124m --batch 16 --seq-len 1024 --device cuda --precision bf16 --grad-dtype bf16 >"$T/ibg" 2>&1 \
+  && /usr/bin/python3 - "$T/ib" "$T/i32" "$T/ibg" <<'PY' >"$T/py" 2>&1 \
   && ok "info --precision bf16 (124M, B=16 T=1024): $(cat "$T/py")" \
   || bad "info: the mixed-precision anatomy" "$(cat "$T/py")"
 import re, sys
@@ -99,7 +101,15 @@ assert abs(f["activations, --recompute none"] - acts(4) / MiB) < 0.006, (f["acti
 tot = sum(b[k] for k in want) * MiB / P
 assert abs(tot - 18) < 1e-4, tot
 assert re.search(r"bytes per parameter for weights, gradients and optimizer: 18 here", open(sys.argv[1]).read())
-print("weights 4+2, gradients 4, AdamW 8 = 18 bytes/param; activations %.2f MiB = the closed form (fp32: %.2f MiB, %.3fx)"
+g = lines(sys.argv[3])
+assert "gradients (fp32)" not in g and abs(g["gradients (bf16)"] - 2 * P / MiB) < 0.006, g
+for k in b:
+    if k != "gradients (fp32)" and not k.startswith("total"):
+        assert g[k] == b[k], (k, g[k], b[k])
+assert abs(b["total, --recompute none"] - g["total, --recompute none"] - 2 * P / MiB) < 0.02
+assert re.search(r"bytes per parameter for weights, gradients and optimizer: 16 here", open(sys.argv[3]).read())
+print("weights 4+2, gradients 4, AdamW 8 = 18 bytes/param (16 with --grad-dtype bf16: gradients 2); activations "
+      "%.2f MiB = the closed form (fp32: %.2f MiB, %.3fx)"
       % (b["activations, --recompute none"], f["activations, --recompute none"],
          b["activations, --recompute none"] / f["activations, --recompute none"]))
 PY
@@ -152,6 +162,8 @@ expect_error "prepare: missing input" 2 "$T/none.txt" $G prepare --input "$T/non
 expect_error "sample: missing model" 2 "$T/empty/model.bin" $G sample --from "$T/empty"
 expect_error "multi-process launch refused" 2 "WORLD_SIZE=2" env WORLD_SIZE=2 $G train $RUN --out "$T/keep"
 expect_error "device cuda without a CUDA build" 2 "\-\-device cuda" $G train $RUN --device cuda --out "$T/keep"
+expect_error "--grad-dtype bf16 on the CPU" 2 "\-\-grad-dtype bf16: only with --precision bf16 on --device cuda" \
+    $G train $RUN --grad-dtype bf16 --out "$T/keep"
 # Data parallelism on paper: the ring all-reduce time is 2(N-1)/N x gradient bytes / bandwidth.
 $G info --preset gpt2-124m --seq-len 1024 --batch 16 --gpus 8 --link ib >"$T/info" 2>&1
 /usr/bin/python3 - "$T/info" <<'PY' >"$T/py" 2>&1 && ok "info --gpus 8 --link ib: $(grep all-reduce "$T/info" | head -c 140)" || bad "info --gpus" "$(cat "$T/py")"

@@ -9,7 +9,8 @@
 # backward's sort (its merge passes across shared-memory tiles left out), two in the batch upload (the copy not
 # ordered after the reads of its token set, the forward not waiting for the copy), two in the cuBLASLt matmuls (the
 # bias epilogue left out, the DGELU epilogue left out), three in the bf16 data path (the AdamW step's bf16 weight copy left stale, its stochastic
-# rounding biased, the weight gradients' GEMM writing bf16 into the fp32 gradients), and the old GPU index
+# rounding biased, the weight gradients' GEMM writing bf16 into the fp32 gradients), two with bf16 gradients (fp32
+# written into them by the weight gradients' GEMM, and by the column sums), and the old GPU index
 # of train/common.c (every rank on GPU 0 when the launcher names no local rank). The unchanged sources pass the same
 # programs in the rest of make test.
 . tests/lib.sh
@@ -110,8 +111,19 @@ plant "bf16: stochastic rounding of the weights' copy biased (15 random bits)" $
 '    c[i] = __ushort_as_bfloat16((unsigned short)((u + (r & 0x7fffu)) >> 16));'
 plant "bf16: the weight gradients' GEMM writes bf16 into the fp32 gradients" $K/matmul.cu tests/gpu/test_gpu.c \
 "FAIL matmul_backward dw" \
-'                              c_f32 ? CUDA_R_32F : t, ldc, compute_type(be), CUBLAS_GEMM_DEFAULT));' \
+'                              c_grad ? tg : t, ldc, compute_type(be), CUBLAS_GEMM_DEFAULT));' \
 '                              t, ldc, compute_type(be), CUBLAS_GEMM_DEFAULT));'
+# bf16 gradients (--grad-dtype bf16): the weight gradients' GEMM writing fp32 into them, the column sums that finish
+# the LayerNorm and bias gradients adding into them as if they were fp32.
+export TEST_GPU_ONLY=bf16-grads
+plant "bf16 gradients: the weight gradients' GEMM writes fp32 into them" $K/matmul.cu tests/gpu/test_gpu.c \
+"FAIL matmul_backward dw|out-of-bounds" \
+'                              c_grad ? tg : t, ldc, compute_type(be), CUBLAS_GEMM_DEFAULT));' \
+'                              c_grad ? CUDA_R_32F : t, ldc, compute_type(be), CUBLAS_GEMM_DEFAULT));'
+plant "bf16 gradients: the column sums add into them as fp32" $K/reductions.cu tests/gpu/test_gpu.c \
+"FAIL layernorm_backward dw|out-of-bounds" \
+'    if (M) CUDA_BY_GRAD(be, column_sums, out, partials, P, M, ld);' \
+'    if (M) column_sums<float>(out, partials, P, M, ld);'
 unset TEST_GPU_ONLY
 plant "flash forward: a K/V stage refilled before every warp read it (barrier removed)" kernels/cuda/flash_sm80.cu \
 tests/test_flash_emu.cc "shared-memory race" \

@@ -57,6 +57,20 @@ $G train $D --batch 4 --out "$T/r1" --log "$T/r1.jsonl" >"$T/r1.out" 2>&1 || bad
 grep -q "ranks: 2 (mpi, gradients over NCCL)" "$T/r2.out" && msg=$(compare "$T/r2.jsonl" "$T/r1.jsonl" "$T/r2/model.bin" "$T/r1/model.bin") \
     && ok "2 ranks x 1 emulated GPU through NCCL (B=2 each) = 1 rank with B=4: $msg" \
     || bad "2 ranks through NCCL vs 1" "$(grep ranks "$T/r2.out"; echo "$msg")"
+# bf16 gradients averaged in bf16 over NCCL (--grad-dtype bf16: half the bytes) against 1 rank with the whole batch
+# in the same precision: the ranks' gradients are rounded to bf16 before the average where the one rank rounds the
+# whole sum once, so they differ by bf16 rounding, and AdamW moves a weight by at most about lr per step in these first
+# steps (|mhat / sqrt(vhat)| <= 1): after 4 warm-up steps (lr 1e-5 .. 4e-5) at most 2 x sum(lr) = 2e-4, 0.0036 of the
+# weights' rms (0.056); the losses within 1e-3.
+DB="--data $T/data --preset micro --seq-len 32 --steps 4 --eval-every 0 --eval-steps 1 --shuffle off --device cuda --precision bf16 --grad-dtype bf16"
+GPTRAIN_EMU_DEVICES=2 $MPI $G train $DB --batch 2 --out "$T/b2" --log "$T/b2.jsonl" >"$T/b2.out" 2>&1 \
+    || bad "2 emulated GPUs, bf16 gradients" "$(tail -3 "$T/b2.out")"
+$G train $DB --batch 4 --out "$T/b1" --log "$T/b1.jsonl" >"$T/b1.out" 2>&1 || bad "1 rank, bf16 gradients" "$(tail -3 "$T/b1.out")"
+grep -q "grads [0-9.]* MiB (bf16)" "$T/b2.out" \
+    && msg=$(/usr/bin/python3 tests/ref/compare_runs.py "$T/b2.jsonl" "$T/b1.jsonl" "$T/b2/model.bin" "$T/b1/model.bin" \
+             --steps 4 --loss-rtol 1e-3 --weights-rms 0.0036) \
+    && ok "2 ranks x 1 emulated GPU, bf16 gradients averaged in bf16 over NCCL = 1 rank with B=4: $msg" \
+    || bad "bf16 gradients over NCCL vs 1 rank" "$(grep 'memory (' "$T/b2.out"; echo "$msg")"
 # A launcher that names no local rank (MPICH sets none of Open MPI's variables): dist.c asks MPI which ranks share
 # the node, so the two ranks take GPUs 0 and 1 (NCCL refuses two ranks on one GPU).
 $MPI sh -c 'unset OMPI_COMM_WORLD_LOCAL_RANK OMPI_COMM_WORLD_NODE_RANK; exec "$@"' sh $G train $D --batch 2 \

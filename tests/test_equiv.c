@@ -68,7 +68,7 @@ int main(void) {
     const int B = 4, T = 16;
     GPTConfig cfg = micro_config();
     GPTMemory mem;
-    gpt_memory_plan(&cfg, B, T, ATTN_NAIVE, DTYPE_F32, &mem);
+    gpt_memory_plan(&cfg, B, T, ATTN_NAIVE, DTYPE_F32, DTYPE_F32, &mem);
     const size_t np = mem.num_params;
     int32_t in[4 * 16], tg[4 * 16];
     random_tokens(in, B * T, cfg.vocab_size, 1);
@@ -139,7 +139,7 @@ int main(void) {
         GPTFlops f2;
         GPTMemory m2;
         gpt_flops(&g2, 1, 1024, ATTN_NAIVE, &f2);
-        gpt_memory_plan(&g2, 1, 1024, ATTN_NAIVE, DTYPE_F32, &m2);
+        gpt_memory_plan(&g2, 1, 1024, ATTN_NAIVE, DTYPE_F32, DTYPE_F32, &m2);
         double Np = (double)m2.num_params_real - 1024.0 * 768;
         double rule = 6 * Np + 6 * 12.0 * 768 * 1024;
         double ratio = (f2.model / 1024) / rule;
@@ -158,7 +158,7 @@ int main(void) {
                      "flops: flash hardware = naive hardware + one QK^T per layer", "none %.6g vs %.6g + %.6g",
                      ff.hardware[0], fl.hardware[0], qk);
         GPTMemory mf;
-        gpt_memory_plan(&cfg, B, T, ATTN_FLASH, DTYPE_F32, &mf);
+        gpt_memory_plan(&cfg, B, T, ATTN_FLASH, DTYPE_F32, DTYPE_F32, &mf);
         const size_t L = cfg.n_layer, NH = cfg.n_head, TT = (size_t)B * NH * T * T * 4, TL = (size_t)B * NH * T * 4;
         harness_case(mf.act_bytes[0] == mem.act_bytes[0] - L * TT + L * TL &&
                          mf.act_bytes[1] == mem.act_bytes[1] - L * TT + L * TL && mf.act_bytes[2] == mem.act_bytes[2] - TT + TL &&

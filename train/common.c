@@ -97,6 +97,7 @@ void resolve_backend(Options *o, Backend *be, int gpu) {
                      count, count);
         if (backend_cuda_init(be, device, mode, err, sizeof err)) die_user("%s", err);
         be->dtype = resolve_dtype(o);
+        be->grad_dtype = resolve_grad_dtype(o);
         return;
     }
 #else
@@ -109,11 +110,19 @@ void resolve_backend(Options *o, Backend *be, int gpu) {
     if (backend_init(be, kind, o->threads))
         die_user("--cpu-kernels %s: not built into this binary (make found no OpenBLAS); use --cpu-kernels reference",
                  o->cpu_kernels);
+    be->grad_dtype = resolve_grad_dtype(o);   // fp32: bf16 gradients are a user error here
 }
 
 DType resolve_dtype(Options *o) {
     if (!strcmp(o->precision, "auto")) o->precision = !strcmp(o->device, "cuda") ? "bf16" : "fp32";
     return !strcmp(o->precision, "bf16") ? DTYPE_BF16 : DTYPE_F32;
+}
+
+DType resolve_grad_dtype(Options *o) {
+    if (strcmp(o->grad_dtype, "bf16")) return DTYPE_F32;
+    if (resolve_dtype(o) != DTYPE_BF16)
+        die_user("--grad-dtype bf16: only with --precision bf16 on --device cuda (here --precision %s)", o->precision);
+    return DTYPE_BF16;
 }
 
 AttentionKind resolve_attention(Options *o, Backend *be, const GPTConfig *cfg) {
@@ -164,8 +173,8 @@ int resolve_batch_auto(Options *o, Backend *be, const GPTConfig *cfg, int T, Rec
     const char *what;
     const double cap = memory_cap_bytes(o, be, &what);
     double need_next = 0;
-    const DType dt = be ? be->dtype : resolve_dtype(o);
-    const int B = gpt_max_batch(cfg, T, rc, attn, dt, cap, 0, 1 << 16, &need_next);
+    const DType dt = be ? be->dtype : resolve_dtype(o), gdt = be ? be->grad_dtype : resolve_grad_dtype(o);
+    const int B = gpt_max_batch(cfg, T, rc, attn, dt, gdt, cap, 0, 1 << 16, &need_next);
     char a[32], b[32];
     if (B < 1)
         die_user("--batch auto: even B=1 needs %s, more than the %s of %s (--recompute full, --attention flash or a "

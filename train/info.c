@@ -84,14 +84,14 @@ int cmd_info(Options *o) {
     gpt_recompute_parse(o->recompute, &rc);
     if (o->batch == CLI_AUTO) resolve_batch_auto(o, NULL, &cfg, T, rc, attn);
     const int B = o->batch;
-    const DType dt = resolve_dtype(o);
+    const DType dt = resolve_dtype(o), gdt = resolve_grad_dtype(o);
     char err[512];
     if (gpt_plan_check(&cfg, B, T, ATTN_NAIVE, dt, err, sizeof err) ||
         gpt_plan_check(&cfg, B, T, ATTN_FLASH, dt, err, sizeof err))
         die_user("%s", err);
     GPTMemory mem, other;
-    gpt_memory_plan(&cfg, B, T, attn, dt, &mem);
-    gpt_memory_plan(&cfg, B, T, attn == ATTN_FLASH ? ATTN_NAIVE : ATTN_FLASH, dt, &other);
+    gpt_memory_plan(&cfg, B, T, attn, dt, gdt, &mem);
+    gpt_memory_plan(&cfg, B, T, attn == ATTN_FLASH ? ATTN_NAIVE : ATTN_FLASH, dt, gdt, &other);
     GPTFlops fl;
     gpt_flops(&cfg, B, T, attn, &fl);
     const double L = cfg.n_layer, C = cfg.d_model, N = mem.num_params_real;
@@ -112,12 +112,12 @@ int cmd_info(Options *o) {
         printf("memory (--precision %s: fp32 weights, gradients, AdamW and activations; per process; --attention "
                "%s):\n", o->precision, gpt_attention_name(attn));
     else
-        printf("memory (--precision %s: fp32 master weights, their %s copy, fp32 gradients and AdamW, %s activations; "
-               "per process; --attention %s):\n", o->precision, dtype_name(dt), dtype_name(dt),
+        printf("memory (--precision %s: fp32 master weights, their %s copy, %s gradients, fp32 AdamW, %s activations; "
+               "per process; --attention %s):\n", o->precision, dtype_name(dt), dtype_name(gdt), dtype_name(dt),
                gpt_attention_name(attn));
     mib_line("weights (fp32 master)", mem.param_bytes, mem.num_params);
     if (mem.param_copy_bytes) mib_line("weights' bf16 copy (the ops read)", mem.param_copy_bytes, mem.num_params);
-    mib_line("gradients (fp32)", mem.grad_bytes, mem.num_params);
+    mib_line(gdt == DTYPE_BF16 ? "gradients (bf16)" : "gradients (fp32)", mem.grad_bytes, mem.num_params);
     mib_line("AdamW state (m, v)", mem.optim_bytes, mem.num_params);
     const char *names[3] = {"none", "selective", "full"};
     for (int m = 0; m < 3; m++) {
@@ -152,7 +152,7 @@ int cmd_info(Options *o) {
         const double cap = memory_cap_bytes(o, NULL, &what);
         printf("largest micro-batch at T=%d within %.2f GiB (%s):", T, cap / 1073741824.0, what);
         for (int m = 0; m < 3; m++) {
-            const int bmax = gpt_max_batch(&cfg, T, (RecomputeMode)m, attn, dt, cap, 0, 1 << 16, NULL);
+            const int bmax = gpt_max_batch(&cfg, T, (RecomputeMode)m, attn, dt, gdt, cap, 0, 1 << 16, NULL);
             printf(" %s %d%s", names[m], bmax, m < 2 ? "," : "\n");
         }
     }

@@ -533,7 +533,7 @@ static double planned_bytes(const Lab *L, const char *const *extra, int nextra, 
     RecomputeMode rc;
     gpt_recompute_parse(o.recompute, &rc);
     const AttentionKind attn = resolve_attention(&o, NULL, &cfg);
-    return gpt_memory_total_estimate(&cfg, o.batch, T, rc, attn, resolve_dtype(&o));
+    return gpt_memory_total_estimate(&cfg, o.batch, T, rc, attn, resolve_dtype(&o), resolve_grad_dtype(&o));
 }
 
 int cmd_bench(int argc, char **argv) {

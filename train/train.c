@@ -574,9 +574,9 @@ static void launch_bucket(void *ctx, int layer) {
         const ParamInfo *p = &c->g->param_info[i];
         if (layer >= 0 && p->per_layer) {
             const size_t n = p->rows * p->cols;
-            dist_iallreduce_sum(c->dist, c->g->grads_mem + p->offset + (size_t)layer * n, n);
+            dist_iallreduce_sum(c->dist, (float *)c->g->grads_mem + p->offset + (size_t)layer * n, n);
         } else if (layer < 0 && !p->per_layer)
-            dist_iallreduce_sum(c->dist, c->g->grads_mem + p->offset, p->numel);
+            dist_iallreduce_sum(c->dist, (float *)c->g->grads_mem + p->offset, p->numel);
     }
     c->launch_s += backend_now_s() - t0;
 }
@@ -677,6 +677,9 @@ int cmd_train(Options *o) {
                  "CPU ranks", dist.world);
     if (o->zero && !be.host_visible)
         die_user("--zero 1: the sharded optimizer runs on host memory (CPU backends); on a GPU it needs NCCL");
+    if (be.grad_dtype != DTYPE_F32 && dist.world > 1 && !dist.nccl)
+        die_user("--grad-dtype bf16: %d ranks average bf16 gradients through NCCL, which this binary lacks (the "
+                 "staged MPI path is fp32); use --grad-dtype fp32", dist.world);
     char *cfg_text = resolved_text(o);
     lock_run_dirs(o, dist.rank);
     // --resume: find the checkpoint and check it against this run before any work.
@@ -797,10 +800,10 @@ int cmd_train(Options *o) {
            be.deterministic ? " (deterministic)" : "");
     char copy_mib[64] = "";
     if (mem->param_copy_bytes) snprintf(copy_mib, sizeof copy_mib, " + %.2f MiB bf16 copy", mem->param_copy_bytes / 1048576.0);
-    printf("memory (%s activations): weights %.2f MiB%s, grads %.2f MiB, AdamW %.2f MiB, activations %.2f MiB, "
+    printf("memory (%s activations): weights %.2f MiB%s, grads %.2f MiB (%s), AdamW %.2f MiB, activations %.2f MiB, "
            "scratch %.2f MiB\n", dtype_name(mem->dtype), mem->param_bytes / 1048576.0, copy_mib,
-           mem->grad_bytes / 1048576.0, mem->optim_bytes / 1048576.0, mem->act_bytes[rc] / 1048576.0,
-           mem->grad_act_bytes / 1048576.0);
+           mem->grad_bytes / 1048576.0, dtype_name(mem->grad_dtype), mem->optim_bytes / 1048576.0,
+           mem->act_bytes[rc] / 1048576.0, mem->grad_act_bytes / 1048576.0);
     printf("memory plan: %.2f MiB in all; allocated through the backend: %.2f MiB\n",
            gpt_memory_total(mem, rc) / 1048576.0, be.bytes_allocated / 1048576.0);
     printf("flops per step: model %.4g, hardware %.4g (%.4g per token); peak %.4g TFLOPS (%s)\n", fl.model * accum,
@@ -886,7 +889,7 @@ int cmd_train(Options *o) {
             memcpy(z_grads, g.grads_mem, g.mem.num_params * sizeof(float));
             dist_reduce_scatter_mean(&dist, z_grads, z_shard);
         } else if (dist.world > 1 || dist.nccl) {
-            if (dist.nccl) dist_nccl_allreduce_mean(&dist, g.grads_mem, g.mem.num_params);
+            if (dist.nccl) dist_nccl_allreduce_mean(&dist, g.grads_mem, g.mem.num_params, g.grad_dtype == DTYPE_BF16);
             else if (be.host_visible) dist_allreduce_mean(&dist, g.grads_mem, g.mem.num_params);
             else {
                 backend_to_host(&be, grad_stage, g.grads_mem, g.mem.num_params * sizeof(float));

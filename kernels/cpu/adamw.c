@@ -25,9 +25,10 @@ static void adamw_range(float *params, const float *grads, float *m, float *v, s
     }
 }
 
-void cpu_adamw_step(Backend *be, float *params, void *params_c, const float *grads, float *m, float *v, size_t lo,
+void cpu_adamw_step(Backend *be, float *params, void *params_c, const Grad *grads_, float *m, float *v, size_t lo,
                     size_t hi, const AdamWTensors *tensors, const AdamWHyper *h, const float *norm,
                     const double *loss) {
+    const float *grads = grads_;
     (void)be;
     if (loss && !isfinite(*loss)) return;   // a skipped step: nothing changes
     float s = h->grad_scale;
@@ -53,7 +54,8 @@ void cpu_adamw_step(Backend *be, float *params, void *params_c, const float *gra
 // A fixed partition into SUMSQ_CHUNKS pieces, each summed in order in double and combined in order: the result is
 // the same for any thread count.
 #define SUMSQ_CHUNKS 64
-double cpu_sum_squares(Backend *be, const float *x, size_t n) {
+double cpu_sum_squares(Backend *be, const Grad *x_, size_t n) {
+    const float *x = x_;
     double part[SUMSQ_CHUNKS];
     const size_t chunk = (n + SUMSQ_CHUNKS - 1) / SUMSQ_CHUNKS;
 #pragma omp parallel for schedule(static) if (n > CPU_PARALLEL_MIN)
@@ -68,7 +70,7 @@ double cpu_sum_squares(Backend *be, const float *x, size_t n) {
     return total;
 }
 
-void cpu_global_norm(Backend *be, float *norm, const float *x, size_t n) {
+void cpu_global_norm(Backend *be, float *norm, const Grad *x, size_t n) {
     *norm = (float)sqrt(cpu_sum_squares(be, x, n));
 }
 

@@ -39,23 +39,23 @@ static inline float cpu_tanhf(float u) { return 1.0f - 2.0f / (cpu_expf(2.0f * u
 
 void cpu_encoder_forward(Backend *be, void *out, const int32_t *tokens, const void *wte, const void *wpe, int B,
                          int T, int C);
-void cpu_encoder_backward(Backend *be, float *dwte, float *dwpe, float *work, const void *dout,
+void cpu_encoder_backward(Backend *be, Grad *dwte, Grad *dwpe, float *work, const void *dout,
                           const int32_t *tokens, int B, int T, int C);
 void cpu_layernorm_forward(Backend *be, void *out, float *mean, float *rstd, const void *inp, const void *w,
                            const void *b, int N, int C);
-void cpu_layernorm_backward(Backend *be, void *dinp, float *dw, float *db, const void *dout, const void *inp,
+void cpu_layernorm_backward(Backend *be, void *dinp, Grad *dw, Grad *db, const void *dout, const void *inp,
                             const void *w, const float *mean, const float *rstd, int N, int C);
 void cpu_matmul_forward_ref(Backend *be, void *out, const void *inp, const void *w, const void *bias, int N,
                             int K, int M);
-void cpu_matmul_backward_ref(Backend *be, void *dinp, float *dw, float *dbias, const void *dout, const void *inp,
+void cpu_matmul_backward_ref(Backend *be, void *dinp, Grad *dw, Grad *dbias, const void *dout, const void *inp,
                              const void *w, int N, int K, int M);
 #ifdef GPTRAIN_OPENBLAS
 void cpu_matmul_forward_blas(Backend *be, void *out, const void *inp, const void *w, const void *bias, int N,
                              int K, int M);
-void cpu_matmul_backward_blas(Backend *be, void *dinp, float *dw, float *dbias, const void *dout,
+void cpu_matmul_backward_blas(Backend *be, void *dinp, Grad *dw, Grad *dbias, const void *dout,
                               const void *inp, const void *w, int N, int K, int M);
 #endif
-void cpu_matmul_backward_gelu(Backend *be, void *dinp, float *dw, float *dbias, const void *dout, const void *inp,
+void cpu_matmul_backward_gelu(Backend *be, void *dinp, Grad *dw, Grad *dbias, const void *dout, const void *inp,
                               const void *w, const void *pre, int N, int K, int M);
 void cpu_attention_forward(Backend *be, void *out, void *att, const void *qkv, int B, int T, int C, int NH);
 void cpu_attention_backward(Backend *be, void *dqkv, void *datt_scratch, const void *dout, const void *qkv,
@@ -75,12 +75,12 @@ void cpu_residual_forward(Backend *be, void *out, const void *a, const void *b, 
 void cpu_classifier_forward_backward(Backend *be, float *losses, void *logits, const int32_t *targets, int N, int V,
                                      int Vp, float dlogits_scale);
 void cpu_loss_accumulate(Backend *be, double *acc, const float *losses, size_t n);
-double cpu_sum_squares(Backend *be, const float *x, size_t n);
+double cpu_sum_squares(Backend *be, const Grad *x, size_t n);
 void cpu_scale(Backend *be, float *x, float s, size_t n);
 void cpu_zero(Backend *be, void *x, size_t bytes);
 void cpu_to_compute(Backend *be, void *dst, const float *src, size_t n, uint32_t seed);
-void cpu_global_norm(Backend *be, float *norm, const float *x, size_t n);
-void cpu_adamw_step(Backend *be, float *params, void *params_c, const float *grads, float *m, float *v, size_t lo,
+void cpu_global_norm(Backend *be, float *norm, const Grad *x, size_t n);
+void cpu_adamw_step(Backend *be, float *params, void *params_c, const Grad *grads, float *m, float *v, size_t lo,
                     size_t hi, const AdamWTensors *tensors, const AdamWHyper *h, const float *norm,
                     const double *loss);
 // Column sums over rows in row order (deterministic): acc (M) += sum_n x (N,M)

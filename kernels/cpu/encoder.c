@@ -22,8 +22,9 @@ void cpu_encoder_forward(Backend *be, void *out_, const int32_t *tokens, const v
 }
 
 // dwte (Vp,C) +=, dwpe (maxT,C) += from dout (B,T,C)
-void cpu_encoder_backward(Backend *be, float *dwte, float *dwpe, float *work, const void *dout_,
+void cpu_encoder_backward(Backend *be, Grad *dwte_, Grad *dwpe_, float *work, const void *dout_,
                           const int32_t *tokens, int B, int T, int C) {
+    float *dwte = dwte_, *dwpe = dwpe_;   // fp32 on the CPU (gpt_create refuses bf16 gradients there)
     const float *dout = dout_;
     (void)work;   // the GPU's sort keys; the CPU walks the tokens in order
     const int N = B * T;

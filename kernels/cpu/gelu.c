@@ -38,7 +38,7 @@ static void gelu_backward_inplace_block(float *restrict d, const float *restrict
 
 // The down projection's backward with GELU's: this table's matmul backward into dinp, then the GELU gradient in
 // place (the CPU has no epilogue to fuse it into; the result is bitwise the two ops in turn).
-void cpu_matmul_backward_gelu(Backend *be, void *dinp_, float *dw, float *dbias, const void *dout, const void *inp,
+void cpu_matmul_backward_gelu(Backend *be, void *dinp_, Grad *dw, Grad *dbias, const void *dout, const void *inp,
                               const void *w, const void *pre_, int N, int K, int M) {
     be->ops->matmul_backward(be, dinp_, dw, dbias, dout, inp, w, N, K, M);
     float *dinp = dinp_;

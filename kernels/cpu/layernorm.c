@@ -37,8 +37,9 @@ void cpu_layernorm_forward(Backend *be, void *out_, float *mean, float *rstd, co
 }
 
 // dinp (N,C) +=, dw (C) +=, db (C) += ; from dout (N,C), inp, w, mean, rstd
-void cpu_layernorm_backward(Backend *be, void *dinp_, float *dw, float *db, const void *dout_, const void *inp_,
+void cpu_layernorm_backward(Backend *be, void *dinp_, Grad *dw_, Grad *db_, const void *dout_, const void *inp_,
                             const void *w_, const float *mean, const float *rstd, int N, int C) {
+    float *dw = dw_, *db = db_;
     float *dinp = dinp_;
     const float *dout = dout_;
     const float *inp = inp_;

@@ -51,8 +51,9 @@ void cpu_matmul_forward_ref(Backend *be, void *out_, const void *inp_, const voi
     }
 }
 
-void cpu_matmul_backward_ref(Backend *be, void *dinp_, float *dw, float *dbias, const void *dout_, const void *inp_,
+void cpu_matmul_backward_ref(Backend *be, void *dinp_, Grad *dw_, Grad *dbias_, const void *dout_, const void *inp_,
                              const void *w_, int N, int K, int M) {
+    float *dw = dw_, *dbias = dbias_;
     float *dinp = dinp_;
     const float *dout = dout_;
     const float *inp = inp_;
@@ -118,8 +119,9 @@ void cpu_matmul_forward_blas(Backend *be, void *out_, const void *inp_, const vo
     }
 }
 
-void cpu_matmul_backward_blas(Backend *be, void *dinp_, float *dw, float *dbias, const void *dout_,
+void cpu_matmul_backward_blas(Backend *be, void *dinp_, Grad *dw_, Grad *dbias_, const void *dout_,
                               const void *inp_, const void *w_, int N, int K, int M) {
+    float *dw = dw_, *dbias = dbias_;
     float *dinp = dinp_;
     const float *dout = dout_;
     const float *inp = inp_;

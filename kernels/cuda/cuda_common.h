@@ -118,31 +118,40 @@ __device__ static inline void st(bf16 *p, float v) { *p = __float2bfloat16(v); }
 // fn<T>(...) with T the backend's compute dtype.
 #define CUDA_BY_DTYPE(be, fn, ...) \
     ((be)->dtype == DTYPE_BF16 ? fn<bf16>(__VA_ARGS__) : fn<float>(__VA_ARGS__))
+// fn<G>(...) with G the parameter gradients' dtype (Backend.grad_dtype, ops.h's `Grad *`).
+#define CUDA_BY_GRAD(be, fn, ...) \
+    ((be)->grad_dtype == DTYPE_BF16 ? fn<bf16>(__VA_ARGS__) : fn<float>(__VA_ARGS__))
+// fn<T, G>(...): both; bf16 gradients exist only over a bf16 compute dtype (gpt_create refuses the rest).
+#define CUDA_BY_DTYPES(be, fn, ...)                                                                   \
+    ((be)->dtype != DTYPE_BF16        ? fn<float, float>(__VA_ARGS__)                                  \
+     : (be)->grad_dtype == DTYPE_BF16 ? fn<bf16, bf16>(__VA_ARGS__)                                    \
+                                      : fn<bf16, float>(__VA_ARGS__))
 
 // The GEMM helpers of matmul.cu (attention.cu's products go through them too): column-major C (m,n) =
-// alpha op(A) op(B) + beta C with A and B in the compute dtype and C in it too, or in fp32 when c_f32 (the weight
-// gradients). On fp32 storage the products run in the backend's matmul precision (exact, TF32, bf16 or fp16 tensor
+// alpha op(A) op(B) + beta C with A and B in the compute dtype and C in it too, or in the gradients' dtype when
+// c_grad (the weight gradients: fp32, or bf16 with --grad-dtype bf16). On fp32 storage the products run in the backend's matmul precision (exact, TF32, bf16 or fp16 tensor
 // cores, inputs rounded on the fly); on bf16 storage bf16 tensor cores. fp32 accumulation throughout.
 void cuda_gemm(Backend *be, cublasOperation_t ta, cublasOperation_t tb, int m, int n, int k, float alpha,
-               const void *A, int lda, const void *B, int ldb, float beta, void *C, int ldc, int c_f32);
+               const void *A, int lda, const void *B, int ldb, float beta, void *C, int ldc, int c_grad);
 void cuda_gemm_batched(Backend *be, cublasOperation_t ta, cublasOperation_t tb, int m, int n, int k, float alpha,
                        const void *A, int lda, long long sa, const void *B, int ldb, long long sb, float beta,
                        void *C, int ldc, long long sc, int batch);
-// out (M) += sum over p < P of partials[p * ld + m], in p order (reductions.cu).
-void cuda_column_sums(Backend *be, float *out, const float *partials, int P, int M, size_t ld);
+// out (M, a parameter gradient: the gradients' dtype) += sum over p < P of partials[p * ld + m], in p order, one
+// rounding into out (reductions.cu).
+void cuda_column_sums(Backend *be, Grad *out, const float *partials, int P, int M, size_t ld);
 
 #ifdef __cplusplus
 extern "C" {
 #endif
 void cuda_encoder_forward(Backend *, void *, const int32_t *, const void *, const void *, int, int, int);
-void cuda_encoder_backward(Backend *, float *, float *, float *, const void *, const int32_t *, int, int, int);
+void cuda_encoder_backward(Backend *, Grad *, Grad *, float *, const void *, const int32_t *, int, int, int);
 void cuda_layernorm_forward(Backend *, void *, float *, float *, const void *, const void *, const void *, int, int);
-void cuda_layernorm_backward(Backend *, void *, float *, float *, const void *, const void *, const void *,
+void cuda_layernorm_backward(Backend *, void *, Grad *, Grad *, const void *, const void *, const void *,
                              const float *, const float *, int, int);
 void cuda_matmul_forward(Backend *, void *, const void *, const void *, const void *, int, int, int);
-void cuda_matmul_backward(Backend *, void *, float *, float *, const void *, const void *, const void *, int, int,
+void cuda_matmul_backward(Backend *, void *, Grad *, Grad *, const void *, const void *, const void *, int, int,
                           int);
-void cuda_matmul_backward_gelu(Backend *, void *, float *, float *, const void *, const void *, const void *,
+void cuda_matmul_backward_gelu(Backend *, void *, Grad *, Grad *, const void *, const void *, const void *,
                                const void *, int, int, int);
 void cuda_attention_forward(Backend *, void *, void *, const void *, int, int, int, int);
 void cuda_attention_backward(Backend *, void *, void *, const void *, const void *, const void *, int, int, int, int);
@@ -154,12 +163,12 @@ void cuda_gelu_backward(Backend *, void *, const void *, const void *, size_t); 
 void cuda_residual_forward(Backend *, void *, const void *, const void *, size_t);
 void cuda_classifier_forward_backward(Backend *, float *, void *, const int32_t *, int, int, int, float);
 void cuda_loss_accumulate(Backend *, double *, const float *, size_t);
-double cuda_sum_squares(Backend *, const float *, size_t);
+double cuda_sum_squares(Backend *, const Grad *, size_t);
 void cuda_scale(Backend *, float *, float, size_t);
 void cuda_zero(Backend *, void *, size_t);
 void cuda_to_compute(Backend *, void *, const float *, size_t, uint32_t);
-void cuda_global_norm(Backend *, float *, const float *, size_t);
-void cuda_adamw_step(Backend *, float *, void *, const float *, float *, float *, size_t, size_t,
+void cuda_global_norm(Backend *, float *, const Grad *, size_t);
+void cuda_adamw_step(Backend *, float *, void *, const Grad *, float *, float *, size_t, size_t,
                      const AdamWTensors *, const AdamWHyper *, const float *, const double *);
 #ifdef __cplusplus
 }

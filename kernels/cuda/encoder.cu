@@ -51,13 +51,13 @@ extern "C" void cuda_encoder_forward(Backend *be, void *out, const int32_t *toke
 }
 
 // dwpe (t, c) += dout[b][t][c], b in order.
-template <class T>
-__global__ static void encoder_backward_wpe_kernel(float *dwpe, const T *dout, int B, int Tlen, int C) {
+template <class T, class G>
+__global__ static void encoder_backward_wpe_kernel(G *dwpe, const T *dout, int B, int Tlen, int C) {
     const size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x;
     if (i >= (size_t)Tlen * C) return;
-    float s = dwpe[i];
+    float s = f32(dwpe[i]);
     for (int b = 0; b < B; b++) s += f32(dout[(size_t)b * Tlen * C + i]);
-    dwpe[i] = s;
+    st(&dwpe[i], s);
 }
 
 // keys[i] = tok[i] << 32 | i for i < N, KEY_PAD up to P.
@@ -102,39 +102,39 @@ __global__ static void bitonic_tile_kernel(unsigned long long *keys, size_t k_fi
 
 // One block per sorted position s that starts a run of equal tokens (the others exit), channels
 // [blockIdx.y * blockDim.x, ...): dwte[token][c] += dout[n][c] over the run's positions n in increasing order.
-template <class T>
-__global__ static void encoder_backward_wte_kernel(float *dwte, const T *dout,
+template <class T, class G>
+__global__ static void encoder_backward_wte_kernel(G *dwte, const T *dout,
                                                    const unsigned long long *__restrict__ keys, int N, int C) {
     const int s = blockIdx.x;
     const uint32_t tok = (uint32_t)(keys[s] >> 32);
     if (s > 0 && (uint32_t)(keys[s - 1] >> 32) == tok) return;
     const int c = blockIdx.y * blockDim.x + threadIdx.x;
     if (c >= C) return;
-    float acc = dwte[(size_t)tok * C + c];
+    float acc = f32(dwte[(size_t)tok * C + c]);
     for (int r = s; r < N && (uint32_t)(keys[r] >> 32) == tok; r++)
         acc += f32(dout[(size_t)(uint32_t)keys[r] * C + c]);
-    dwte[(size_t)tok * C + c] = acc;
+    st(&dwte[(size_t)tok * C + c], acc);
 }
 
-template <class T>
-static void encoder_backward_wpe(float *dwpe, const void *dout, int B, int Tlen, int C) {
-    CUDA_LAUNCH(blocks_for((size_t)Tlen * C, ENC_THREADS), ENC_THREADS, 0, 0, encoder_backward_wpe_kernel<T>)(
-        dwpe, (const T *)dout, B, Tlen, C);
+template <class T, class G>
+static void encoder_backward_wpe(Grad *dwpe, const void *dout, int B, int Tlen, int C) {
+    CUDA_LAUNCH(blocks_for((size_t)Tlen * C, ENC_THREADS), ENC_THREADS, 0, 0, encoder_backward_wpe_kernel<T, G>)(
+        (G *)dwpe, (const T *)dout, B, Tlen, C);
     CUDA_LAUNCH_CHECK();
 }
 
-template <class T>
-static void encoder_backward_wte(float *dwte, const void *dout, const unsigned long long *keys, int N, int C) {
+template <class T, class G>
+static void encoder_backward_wte(Grad *dwte, const void *dout, const unsigned long long *keys, int N, int C) {
     const dim3 grid(N, blocks_for((size_t)C, ENC_THREADS));
-    CUDA_LAUNCH(grid, ENC_THREADS, 0, 0, encoder_backward_wte_kernel<T>)(dwte, (const T *)dout, keys, N, C);
+    CUDA_LAUNCH(grid, ENC_THREADS, 0, 0, encoder_backward_wte_kernel<T, G>)((G *)dwte, (const T *)dout, keys, N, C);
     CUDA_LAUNCH_CHECK();
 }
 
-extern "C" void cuda_encoder_backward(Backend *be, float *dwte, float *dwpe, float *work, const void *dout,
+extern "C" void cuda_encoder_backward(Backend *be, Grad *dwte, Grad *dwpe, float *work, const void *dout,
                                       const int32_t *tokens, int B, int T, int C) {
     const int N = B * T;
     if (!N) return;
-    CUDA_BY_DTYPE(be, encoder_backward_wpe, dwpe, dout, B, T, C);
+    CUDA_BY_DTYPES(be, encoder_backward_wpe, dwpe, dout, B, T, C);
     // P >= SORT_TILE keys, a power of two (so every tile is whole) below 2 * max(N, SORT_TILE): its 2 * P floats fit
     // ENCODER_WORK_FLOATS(N) = 4 * N + 2 * SORT_TILE.
     size_t P = SORT_TILE;
@@ -153,5 +153,5 @@ extern "C" void cuda_encoder_backward(Backend *be, float *dwte, float *dwpe, flo
         CUDA_LAUNCH(tiles, SORT_TILE / 2, 0, 0, bitonic_tile_kernel)(keys, k, k);
         CUDA_LAUNCH_CHECK();
     }
-    CUDA_BY_DTYPE(be, encoder_backward_wte, dwte, dout, keys, N, C);
+    CUDA_BY_DTYPES(be, encoder_backward_wte, dwte, dout, keys, N, C);
 }

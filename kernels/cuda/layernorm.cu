@@ -104,7 +104,7 @@ static void layernorm_backward(int blocks, size_t smem, void *dinp, float *parti
     CUDA_LAUNCH_CHECK();
 }
 
-extern "C" void cuda_layernorm_backward(Backend *be, void *dinp, float *dw, float *db, const void *dout,
+extern "C" void cuda_layernorm_backward(Backend *be, void *dinp, Grad *dw, Grad *db, const void *dout,
                                         const void *inp, const void *w, const float *mean, const float *rstd, int N,
                                         int C) {
     if (!N) return;

@@ -50,7 +50,7 @@ static void bias_partials(float *partials, const void *dout, int N, int M, int r
     CUDA_LAUNCH_CHECK();
 }
 
-static void bias_grad(Backend *be, float *dbias, const void *dout, int N, int M) {
+static void bias_grad(Backend *be, Grad *dbias, const void *dout, int N, int M) {
     CudaState *cs = cuda_state(be);
     int rows = BIAS_ROWS;
     while ((size_t)blocks_for((size_t)N, rows) * M > cs->scratch_floats || blocks_for((size_t)N, rows) > 65535)
@@ -63,7 +63,7 @@ static void bias_grad(Backend *be, float *dbias, const void *dout, int N, int M)
 // Every GEMM goes through these, so the precision is chosen in one place. On fp32 storage the products run in exact
 // fp32 (CUBLAS_COMPUTE_32F), TF32, bf16 or fp16 tensor cores (CUBLAS_COMPUTE_32F_FAST_*: inputs rounded on the fly,
 // fp32 accumulation); on bf16 storage the inputs are bf16 already and CUBLAS_COMPUTE_32F runs them on bf16 tensor
-// cores with fp32 accumulation, C written in bf16 or (the weight gradients) fp32.
+// cores with fp32 accumulation, C written in bf16 or (the weight gradients) the gradients' dtype, fp32 or bf16.
 static cublasComputeType_t compute_type(Backend *be) {
     const int mode = cuda_state(be)->matmul_mode;
     if (be->dtype == DTYPE_BF16) return CUBLAS_COMPUTE_32F;
@@ -76,10 +76,10 @@ static cublasComputeType_t compute_type(Backend *be) {
 static cudaDataType data_type(Backend *be) { return be->dtype == DTYPE_BF16 ? CUDA_R_16BF : CUDA_R_32F; }
 
 void cuda_gemm(Backend *be, cublasOperation_t ta, cublasOperation_t tb, int m, int n, int k, float alpha,
-               const void *A, int lda, const void *B, int ldb, float beta, void *C, int ldc, int c_f32) {
-    const cudaDataType t = data_type(be);
+               const void *A, int lda, const void *B, int ldb, float beta, void *C, int ldc, int c_grad) {
+    const cudaDataType t = data_type(be), tg = be->grad_dtype == DTYPE_BF16 ? CUDA_R_16BF : CUDA_R_32F;
     CUBLAS_CHECK(cublasGemmEx(cuda_state(be)->cublas, ta, tb, m, n, k, &alpha, A, t, lda, B, t, ldb, &beta, C,
-                              c_f32 ? CUDA_R_32F : t, ldc, compute_type(be), CUBLAS_GEMM_DEFAULT));
+                              c_grad ? tg : t, ldc, compute_type(be), CUBLAS_GEMM_DEFAULT));
 }
 
 void cuda_gemm_batched(Backend *be, cublasOperation_t ta, cublasOperation_t tb, int m, int n, int k, float alpha,
@@ -158,14 +158,14 @@ extern "C" void cuda_matmul_forward(Backend *be, void *out, const void *inp, con
     if (bias && N) CUDA_BY_DTYPE(be, add_bias, out, bias, N, M);
 }
 
-extern "C" void cuda_matmul_backward(Backend *be, void *dinp, float *dw, float *dbias, const void *dout,
+extern "C" void cuda_matmul_backward(Backend *be, void *dinp, Grad *dw, Grad *dbias, const void *dout,
                                      const void *inp, const void *w, int N, int K, int M) {
     if (dinp) cuda_gemm(be, CUBLAS_OP_N, CUBLAS_OP_N, K, N, M, 1.0f, w, K, dout, M, 0.0f, dinp, K, 0);
     cuda_gemm(be, CUBLAS_OP_N, CUBLAS_OP_T, K, M, N, 1.0f, inp, K, dout, M, 1.0f, dw, K, 1);
     if (dbias && N) bias_grad(be, dbias, dout, N, M);
 }
 
-extern "C" void cuda_matmul_backward_gelu(Backend *be, void *dinp, float *dw, float *dbias, const void *dout,
+extern "C" void cuda_matmul_backward_gelu(Backend *be, void *dinp, Grad *dw, Grad *dbias, const void *dout,
                                           const void *inp, const void *w, const void *pre, int N, int K, int M) {
     // dinp^T (K,N) = w^T (K,M) x dout^T (M,N), times gelu'(pre) in the epilogue (pre in dinp's layout: ld K)
     if (!N || !matmul_lt(be, CUBLAS_OP_N, CUBLAS_OP_N, K, N, M, w, K, dout, M, dinp, K, CUBLASLT_EPILOGUE_DGELU, NULL,

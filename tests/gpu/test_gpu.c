@@ -12,6 +12,8 @@
  *          one step, and the weights after 10 AdamW steps (with clipping) within fp32 / tf32 tolerances;
  *          recompute none/selective/full give bitwise-identical GPU gradients; two identical GPU runs give
  *          bitwise-identical losses.
+ *   passes: fp32, TF32, bf16 and fp16 tensor cores on fp32 storage; bf16 storage (the mixed-precision run); and bf16
+ *           storage with bf16 parameter gradients (--grad-dtype bf16: every op's gradient output stored in bf16).
  */
 #include <math.h>
 #include <stdio.h>
@@ -39,12 +41,14 @@ static double urand(void) {  // uniform in [-1, 1)
     return (double)(rng_state >> 11) / 4503599627370496.0 - 1.0;
 }
 
-// A host buffer (float and its exact double copy) and a device copy, fp32 or (c) in the compute dtype.
+// A host buffer (float and its exact double copy) and a device copy: c = 0 fp32, 1 the compute dtype (ops.h's
+// `void *`), 2 the parameter gradients' dtype (`Grad *`).
 typedef struct Buf { float *f; double *d; void *dev; size_t n; int c; } Buf;
 static Backend GPU;
 static const double RTOL = 1e-4;   // fp32 on a GPU (STYLE.md); every op that is not a matmul stays fp32 in any mode
 static int PREC;                   // the matmuls' precision: 0 fp32, 1 TF32, 2 bf16, 3 fp16 tensor cores
 static int STORE;                  // 1: the compute dtype is bf16 (GPU.dtype; PREC 2), activations stored in bf16
+static int GSTORE;                 // 1: the parameter gradients are bf16 too (GPU.grad_dtype; STORE 1)
 static const char *const PREC_NAMES[4] = {"fp32", "TF32", "bf16", "fp16"};
 
 // fp32 to bf16 bits, to nearest even (NaN stays NaN), and back.
@@ -89,7 +93,7 @@ static double lp(double x) {
     return f;
 }
 
-static int lowp(const Buf *b) { return b->c && STORE; }
+static int lowp(const Buf *b) { return (b->c == 1 && STORE) || (b->c == 2 && GSTORE); }
 // The host values to the device (as bf16 bits for a compute-dtype buffer in bf16).
 static void put(Buf *b) {
     if (!lowp(b)) {
@@ -119,6 +123,8 @@ static Buf buf_make(size_t n, double scale, int poison, int c) {
 static Buf buf_new(size_t n, double scale, int poison) { return buf_make(n, scale, poison, 0); }
 // A tensor in the compute dtype (ops.h's `void *` arguments).
 static Buf buf_c(size_t n, double scale, int poison) { return buf_make(n, scale, poison, 1); }
+// A parameter gradient (ops.h's `Grad *` arguments).
+static Buf buf_g(size_t n, double scale, int poison) { return buf_make(n, scale, poison, 2); }
 static void buf_free(Buf *b) { free(b->f); free(b->d); backend_free(&GPU, b->dev); }
 static void fetch(Buf *b) {
     if (!lowp(b)) {
@@ -283,7 +289,7 @@ static void test_ops(const Shape *s, const char *prec) {
         op_encoder_forward(&GPU, out.dev, dtok, wte.dev, wpe.dev, B, T, C);
         ref_encoder_forward(out.d, tok, wte.d, wpe.d, B, T, C);
         compare("encoder_forward", "out", tag, &out);
-        Buf dout = buf_c((size_t)N * C, 1, 0), dwte = buf_new((size_t)Vp * C, 1, 0), dwpe = buf_new((size_t)T * C, 1, 0);
+        Buf dout = buf_c((size_t)N * C, 1, 0), dwte = buf_g((size_t)Vp * C, 1, 0), dwpe = buf_g((size_t)T * C, 1, 0);
         Buf work = buf_new(ENCODER_WORK_FLOATS(N), 0, 1);
         op_encoder_backward(&GPU, dwte.dev, dwpe.dev, work.dev, dout.dev, dtok, B, T, C);
         ref_encoder_backward(dwte.d, dwpe.d, dout.d, tok, B, T, C);
@@ -300,7 +306,7 @@ static void test_ops(const Shape *s, const char *prec) {
         compare("layernorm_forward", "out", tag, &out);
         compare("layernorm_forward", "mean", tag, &mean);
         compare("layernorm_forward", "rstd", tag, &rstd);
-        Buf dout = buf_c((size_t)N * C, 1, 0), dinp = buf_c((size_t)N * C, 1, 0), dw = buf_new(C, 1, 0), db = buf_new(C, 1, 0);
+        Buf dout = buf_c((size_t)N * C, 1, 0), dinp = buf_c((size_t)N * C, 1, 0), dw = buf_g(C, 1, 0), db = buf_g(C, 1, 0);
         op_layernorm_backward(&GPU, dinp.dev, dw.dev, db.dev, dout.dev, x.dev, w.dev, mean.dev, rstd.dev, N, C);
         ref_layernorm_backward(dinp.d, dw.d, db.d, dout.d, x.d, w.d, N, C);
         compare("layernorm_backward", "dinp (+=)", tag, &dinp);
@@ -324,7 +330,7 @@ static void test_ops(const Shape *s, const char *prec) {
             snprintf(what, sizeof what, "out K=%d M=%d%s", K, M, with_bias ? " +bias" : "");
             compare_mm("matmul_forward", what, tag, &out, nv_out);
             Buf dout = buf_c((size_t)N * M, 1, 0), dinp = buf_c((size_t)N * K, 0, 1);
-            Buf dw = buf_new((size_t)M * K, 1, 0), db = buf_new(M, 1, 0);
+            Buf dw = buf_g((size_t)M * K, 1, 0), db = buf_g(M, 1, 0);
             memcpy(nv_dw, dw.d, sizeof(double) * (size_t)M * K);
             op_matmul_backward(&GPU, dinp.dev, dw.dev, with_bias ? db.dev : NULL, dout.dev, x.dev, w.dev, N, K, M);
             ref_matmul_backward(dinp.d, dw.d, with_bias ? db.d : NULL, dout.d, x.d, w.d, N, K, M);
@@ -347,8 +353,8 @@ static void test_ops(const Shape *s, const char *prec) {
         const int K = kf ? F - 3 : F, M = C;
         char what[64];
         Buf pre = buf_c((size_t)N * K, 3, 0), x = buf_c((size_t)N * K, 1, 0), w = buf_c((size_t)M * K, 1, 0);
-        Buf dout = buf_c((size_t)N * M, 1, 0), dinp = buf_c((size_t)N * K, 0, 1), dw = buf_new((size_t)M * K, 1, 0);
-        Buf db = buf_new(M, 1, 0);
+        Buf dout = buf_c((size_t)N * M, 1, 0), dinp = buf_c((size_t)N * K, 0, 1), dw = buf_g((size_t)M * K, 1, 0);
+        Buf db = buf_g(M, 1, 0);
         double *lin = malloc(sizeof(double) * (size_t)N * K), *nv_lin = malloc(sizeof(double) * (size_t)N * K);
         double *nv_dinp = malloc(sizeof(double) * (size_t)N * K), *nv_dw = malloc(sizeof(double) * (size_t)M * K);
         memcpy(nv_dw, dw.d, sizeof(double) * (size_t)M * K);
@@ -454,7 +460,7 @@ static void test_ops(const Shape *s, const char *prec) {
     }
     {
         const size_t n = (size_t)N * C + 3;
-        Buf x = buf_new(n, 1, 0);
+        Buf x = buf_g(n, 1, 0);
         double ref = 0;
         for (size_t i = 0; i < n; i++) ref += x.d[i] * x.d[i];
         double got = op_sum_squares(&GPU, x.dev, n);
@@ -465,7 +471,7 @@ static void test_ops(const Shape *s, const char *prec) {
         op_global_norm(&GPU, norm.dev, x.dev, n);
         norm.d[0] = sqrt(ref);
         compare("global_norm", "norm (device)", tag, &norm);
-        Buf p = buf_new(n, 1, 0), g = buf_new(n, 1, 0), m = buf_new(n, 0.1, 0), v = buf_new(n, 0.1, 0);
+        Buf p = buf_new(n, 1, 0), g = buf_g(n, 1, 0), m = buf_new(n, 0.1, 0), v = buf_new(n, 0.1, 0);
         for (size_t i = 0; i < n; i++) { v.f[i] = fabsf(v.f[i]); v.d[i] = v.f[i]; }
         backend_to_device(&GPU, v.dev, v.f, n * sizeof(float));
         const size_t n1 = n / 3, lo = 3, hi = n - 5;
@@ -663,7 +669,7 @@ static float *state(GPT *g, GPTState which) {
 
 static float *grads_host(GPT *g) {
     float *h = malloc(g->mem.num_params * sizeof(float));
-    backend_to_host(g->be, h, g->grads_mem, g->mem.num_params * sizeof(float));
+    gpt_grads_to_host(g, h);
     return h;
 }
 
@@ -795,9 +801,13 @@ static void test_bf16_training(void) {
         const double e = fabs((double)lg[s] - lc[s]) / bound;
         if (!(e <= worst)) { worst = e; at = s; }
     }
-    harness_case(endc < 0.95 * lc[0] && endg < 0.95 * lg[0], "bf16 training: both runs learn over 50 steps",
+    char n1[128], n2[160];
+    snprintf(n1, sizeof n1, "bf16 training (%s gradients): both runs learn over 50 steps", dtype_name(GPU.grad_dtype));
+    snprintf(n2, sizeof n2, "bf16 training (%s gradients): 50 steps' losses within the derived bound of the fp32 CPU's",
+             dtype_name(GPU.grad_dtype));
+    harness_case(endc < 0.95 * lc[0] && endg < 0.95 * lg[0], n1,
                  "fp32 CPU %.4f -> %.4f, bf16 GPU %.4f -> %.4f (last 10 steps' mean)", lc[0], endc, lg[0], endg);
-    harness_case(worst <= 1, "bf16 training: 50 steps' losses within the derived bound of the fp32 CPU's",
+    harness_case(worst <= 1, n2,
                  "worst %.3g of the bound at step %d (%.6f vs %.6f; bound 2u sqrt(2+8L) |loss| + 1%% of the drop = "
                  "%.3g)", worst, at + 1, lg[at], lc[at], first * lc[at] + 0.01 * fabs(drop));
     gpt_destroy(&gc);
@@ -865,18 +875,20 @@ static void test_plan_bytes(void) {
             }
             planned = gpt_memory_total(&g.mem, (RecomputeMode)rc);
             got = GPU.bytes_allocated - before;
-            if (planned != got || g.mem.dtype != GPU.dtype) same = 0;
+            if (planned != got || g.mem.dtype != GPU.dtype || g.mem.grad_dtype != GPU.grad_dtype ||
+                g.mem.grad_bytes != g.mem.num_params * dtype_bytes(GPU.grad_dtype))
+                same = 0;
             gpt_destroy(&g);
             GPU.bytes_allocated = before;
         }
     for (int d = 0; d < 2; d++) {
         GPTMemory m;
-        gpt_memory_plan(&cfg, 4, 32, ATTN_NAIVE, d ? DTYPE_BF16 : DTYPE_F32, &m);
+        gpt_memory_plan(&cfg, 4, 32, ATTN_NAIVE, d ? DTYPE_BF16 : DTYPE_F32, DTYPE_F32, &m);
         acts[d] = m.act_bytes[RECOMPUTE_NONE];
     }
     char name[128];
-    snprintf(name, sizeof name, "gpt_create [%s]: allocated bytes = planned bytes, 3 recompute modes x 2 attentions",
-             dtype_name(GPU.dtype));
+    snprintf(name, sizeof name, "gpt_create [%s, %s gradients]: allocated bytes = planned bytes, 3 recompute modes x 2 "
+             "attentions", dtype_name(GPU.dtype), dtype_name(GPU.grad_dtype));
     harness_case(same, name, "last: planned %zu, allocated %zu", planned, got);
     harness_case(acts[1] * 2 > acts[0] && acts[1] * 2 < acts[0] * 21 / 20,
                  "plan: bf16 activations are half of fp32's but for the fp32 statistics (within 5%)",
@@ -947,7 +959,11 @@ static void test_flash_model(int C, int NH) {
     free(naive); free(flash); free(det1); free(det2); free(full);
 }
 
-// Gradient accumulation: two micro-steps of B/2 rows give the gradients of one step of B (fp32: within 1e-5).
+// Gradient accumulation: two micro-steps of B/2 rows give the gradients of one step of B (fp32 gradients: within
+// 1e-5 relative to |ref| + rms). bf16 gradients: within 4u = 2^-6 relative to |ref| + the tensor's own rms (the
+// tensors' gradient scales differ by 100x): each micro-step's sum is rounded to bf16 where the one step rounds once,
+// up to four roundings of u/2 (two micro-steps, and two ops adding into the tied wte), each of a partial sum that can
+// be a few times |ref| + rms where the micro-steps' sums cancel (measured worst: 0.008).
 static void test_grad_accum(void) {
     GPTConfig cfg = micro_config();
     const int B = 4, T = 32;
@@ -957,13 +973,21 @@ static void test_grad_accum(void) {
     float *big = grads_of(&cfg, B, T, RECOMPUTE_NONE, ATTN_NAIVE, in, tg, 1);
     float *acc = grads_of(&cfg, B, T, RECOMPUTE_NONE, ATTN_NAIVE, in, tg, 2);
     if (!big || !acc) return;
-    const double e = max_rel(acc, big, n);
-    // Rows are independent until the fp32 parameter gradients, which add the micro-steps' sums instead of one sum
-    // over all rows: fp32 rounding of those sums, in either compute dtype.
+    double e = GSTORE ? 0 : max_rel(acc, big, n);
+    const double tol = GSTORE ? ldexp(1.0, -6) : 1e-5;
+    if (GSTORE) {
+        ParamInfo pi[NUM_PARAM_TENSORS];
+        gpt_plan_params(&cfg, pi);
+        for (int t = 0; t < NUM_PARAM_TENSORS; t++)
+            e = fmax(e, max_rel(acc + pi[t].offset, big + pi[t].offset, pi[t].numel));
+    }
+    // Rows are independent until the parameter gradients, which add the micro-steps' sums instead of one sum over
+    // all rows: the rounding of those sums (fp32, or bf16), in either compute dtype.
     char name[128];
-    snprintf(name, sizeof name, "gradient accumulation [%s]: 2 micro-steps of B=2 = one step of B=4",
-             dtype_name(GPU.dtype));
-    harness_case(e <= 1e-5, name, "max error %.3g (<= 1e-5, relative to |ref| + rms)", e);
+    snprintf(name, sizeof name, "gradient accumulation [%s, %s gradients]: 2 micro-steps of B=2 = one step of B=4",
+             dtype_name(GPU.dtype), dtype_name(GPU.grad_dtype));
+    harness_case(e <= tol, name, "max error %.3g (<= %.3g, relative to |ref| + %s rms)", e, tol,
+                 GSTORE ? "the tensor's" : "the");
     free(big);
     free(acc);
 }
@@ -975,11 +999,12 @@ int main(void) {
         return 0;
     }
     const Shape shapes[] = {{2, 7, 24, 2, 96, 33, 128}, {3, 13, 96, 4, 384, 65, 128}, {4, 64, 128, 4, 512, 65, 128}};
-    // The matmul modes on fp32 storage, then (mode 4) the mixed-precision run: bf16 storage, bf16 tensor cores.
-    const char *precs[5] = {"fp32", "tf32", "bf16 on fp32 storage", "fp16", "bf16"};
+    // The matmul modes on fp32 storage, then (mode 4) the mixed-precision run: bf16 storage, bf16 tensor cores, and
+    // (5) the same with bf16 parameter gradients.
+    const char *precs[6] = {"fp32", "tf32", "bf16 on fp32 storage", "fp16", "bf16", "bf16-grads"};
     // TEST_GPU_ONLY="fp32,bf16" runs only those passes (tests/test_emu_bugs.sh: a planted bug's pass).
     const char *only = getenv("TEST_GPU_ONLY");
-    for (int p = 0; p < 5; p++) {
+    for (int p = 0; p < 6; p++) {
         char err[256];
         if (only) {
             int found = 0;
@@ -991,12 +1016,14 @@ int main(void) {
             if (!found) continue;
             printf("TEST_GPU_ONLY=%s: the %s pass\n", only, precs[p]);
         }
-        if (backend_cuda_init(&GPU, 0, p == 4 ? 2 : p, err, sizeof err)) {
+        if (backend_cuda_init(&GPU, 0, p >= 4 ? 2 : p, err, sizeof err)) {
             harness_case(0, "CUDA backend init", "%s", err);
             return harness_finish();
         }
-        STORE = p == 4;
+        STORE = p >= 4;
+        GSTORE = p == 5;
         GPU.dtype = STORE ? DTYPE_BF16 : DTYPE_F32;
+        GPU.grad_dtype = GSTORE ? DTYPE_BF16 : DTYPE_F32;
         if (p == 0) {
             char desc[512];
             backend_cuda_describe(&GPU, desc, sizeof desc);
@@ -1004,9 +1031,9 @@ int main(void) {
         }
         PREC = STORE ? 2 : p;
         for (size_t i = 0; i < sizeof shapes / sizeof shapes[0]; i++) test_ops(&shapes[i], precs[p]);
-        test_model(precs[p], p == 0 ? 1e-4 : p == 1 ? 1e-2 : p == 4 ? 0.15 : 5e-2);   // fp16 (3) as bf16 on fp32 storage
+        test_model(precs[p], p == 0 ? 1e-4 : p == 1 ? 1e-2 : p >= 4 ? 0.15 : 5e-2);   // fp16 (3) as bf16 on fp32 storage
         if (STORE) {
-            test_stochastic_rounding();
+            if (!GSTORE) test_stochastic_rounding();   // (the weights' copy: the same in both bf16 passes)
             test_determinism();
             test_bf16_training();
             test_flash_model(128, 2);   // head size 64: the sm90 forward reading the bf16 qkv in place (emulated sm_90)

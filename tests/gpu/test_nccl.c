@@ -55,7 +55,7 @@ int main(void) {
     float *g = backend_alloc(&be, n * sizeof(float), "gradients");
     backend_to_device(&be, g, h, n * sizeof(float));   // queued on the compute stream
     op_scale(&be, g, 2.0f, n);                          // a kernel on the compute stream
-    dist_nccl_allreduce_mean(&d, g, n);                 // the communication stream must wait for both
+    dist_nccl_allreduce_mean(&d, g, n, 0);                 // the communication stream must wait for both
     backend_to_host(&be, back, g, n * sizeof(float));
     size_t bad = 0;
     for (size_t i = 0; i < n; i++)

@@ -3,7 +3,8 @@
 # model flags, STEPS steps) and T (a scratch folder). Cases: a fp32 run on --device cuda against the same run on the
 # CPU (per-step losses within 1e-4 relative), recompute full against none (identical losses), the run through NCCL
 # with one rank (GPTRAIN_NCCL_WORLD1=1) against without (identical; "skip" where NCCL is not built in), the device
-# line and the predicted vs measured memory printed, TF32 and bf16 within 2e-2 of fp32, --attention flash (bf16)
+# line and the predicted vs measured memory printed, TF32 and bf16 within 2e-2 of fp32, --grad-dtype bf16 too (its
+# gradients half the fp32 bytes), --attention flash (bf16)
 # against naive (losses within 2e-2), its header line, --deterministic on repeating exactly, and sampling on the GPU.
 losses() { /usr/bin/python3 -c "import json,sys; print(' '.join(repr(json.loads(l)['loss']) for l in open(sys.argv[1])))" "$1"; }
 close() { /usr/bin/python3 -c "import sys; a=[float(x) for x in sys.argv[1].split()]; b=[float(x) for x in sys.argv[2].split()]; sys.exit(not (len(a) == len(b) == int(sys.argv[4]) and max(abs(x-y)/abs(y) for x,y in zip(a,b)) <= float(sys.argv[3])))" "$1" "$2" "$3" "$4"; }
@@ -31,6 +32,14 @@ for p in tf32 bf16; do
     close "$(losses "$T/$p.jsonl")" "$(losses "$T/c.jsonl")" 2e-2 $STEPS && ok "--precision $p: losses within 2e-2 of fp32 CPU" \
         || bad "--precision $p" "$(losses "$T/$p.jsonl")"
 done
+# --grad-dtype bf16: the gradients in bf16 (half the bytes the header reports for fp32 gradients), losses within 2e-2
+$G train $RUN --device cuda --precision bf16 --grad-dtype bf16 --log "$T/bg.jsonl" --out "$T/bg" >"$T/bg.out" 2>&1
+gb=$(grep -o "grads [0-9.]* MiB (bf16)" "$T/bg.out" | grep -o "[0-9.]*" | head -1)
+gf=$(grep -o "grads [0-9.]* MiB (fp32)" "$T/g.out" | grep -o "[0-9.]*" | head -1)
+close "$(losses "$T/bg.jsonl")" "$(losses "$T/c.jsonl")" 2e-2 $STEPS && [ -n "$gb" ] && [ -n "$gf" ] \
+    && /usr/bin/python3 -c "import sys; sys.exit(abs(2 * float(sys.argv[1]) - float(sys.argv[2])) > 0.011)" "$gb" "$gf" \
+    && ok "--grad-dtype bf16: gradients $gb MiB (fp32: $gf MiB), losses within 2e-2 of fp32 CPU" \
+    || bad "--grad-dtype bf16" "$gb / $gf MiB; $(losses "$T/bg.jsonl"); $(tail -2 "$T/bg.out")"
 # flash attention in the trainer (bf16): its losses track naive attention's, the header names it, and with
 # --deterministic on two runs repeat exactly (the atomic dQ sum is replaced by the fixed-order pass)
 BF="$RUN --device cuda --precision bf16"
