@@ -53,6 +53,8 @@ typedef struct OpTable {
     void (*encoder_backward)(Backend *, Grad *, Grad *, float *, const void *, const int32_t *, int, int, int);
     void (*layernorm_forward)(Backend *, void *, float *, float *, const void *, const void *, const void *, int,
                               int);
+    void (*residual_layernorm_forward)(Backend *, void *, void *, float *, float *, const void *, const void *,
+                                       const void *, const void *, int, int);
     void (*layernorm_backward)(Backend *, void *, Grad *, Grad *, const void *, const void *, const void *,
                                const float *, const float *, int, int);
     void (*matmul_forward)(Backend *, void *, const void *, const void *, const void *, int, int, int);

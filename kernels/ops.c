@@ -64,6 +64,11 @@ void op_layernorm_forward(Backend *be, void *out, float *mean, float *rstd, cons
     PROFILED("layernorm_forward", 0, EC * (2.0 * N * C + 2.0 * C) + F4 * 2.0 * N,
              be->ops->layernorm_forward(be, out, mean, rstd, inp, w, b, N, C));
 }
+void op_residual_layernorm_forward(Backend *be, void *resid, void *out, float *mean, float *rstd, const void *a,
+                                   const void *b, const void *w, const void *bias, int N, int C) {
+    PROFILED("residual_layernorm_forward", 0, EC * (4.0 * N * C + 2.0 * C) + F4 * 2.0 * N,
+             be->ops->residual_layernorm_forward(be, resid, out, mean, rstd, a, b, w, bias, N, C));
+}
 void op_layernorm_backward(Backend *be, void *dinp, Grad *dw, Grad *db, const void *dout, const void *inp,
                            const void *w, const float *mean, const float *rstd, int N, int C) {
     PROFILED("layernorm_backward", 0, EC * (4.0 * N * C + C) + EG * 4.0 * C + F4 * 2.0 * N,

@@ -47,6 +47,12 @@ void op_encoder_backward(Backend *be, Grad *dwte, Grad *dwpe, float *work, const
 // LayerNorm over the last dim, eps 1e-5 (GPT-2).  inp (N,C), w (C), b (C) -> out (N,C), mean (N), rstd (N)
 void op_layernorm_forward(Backend *be, void *out, float *mean, float *rstd, const void *inp, const void *w,
                           const void *b, int N, int C);
+// The residual add and the LayerNorm after it in one pass: resid (N,C) = a + b, then out, mean, rstd = the LayerNorm
+// of resid, bitwise what op_residual_forward followed by op_layernorm_forward gives (the norm reads the sum as stored,
+// so a recompute of the LayerNorm alone from resid reproduces it). Bytes: a, b read, resid and out written, 4·N·C
+// elements where the two ops move 5·N·C.
+void op_residual_layernorm_forward(Backend *be, void *resid, void *out, float *mean, float *rstd, const void *a,
+                                   const void *b, const void *w, const void *bias, int N, int C);
 // dinp (N,C) += (residual stream), dw (C) +=, db (C) += ; from dout (N,C), inp, w, mean, rstd.
 void op_layernorm_backward(Backend *be, void *dinp, Grad *dw, Grad *db, const void *dout, const void *inp,
                            const void *w, const float *mean, const float *rstd, int N, int C);

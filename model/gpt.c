@@ -261,17 +261,38 @@ void gpt_init_weights(GPT *g, uint64_t seed) {
 
 // ---------------------------------------------------------------------------------------------------------------
 // One transformer block. Forward writes layer l's activations (into per-layer or shared slots, per the plan).
+// Each residual add is fused with the LayerNorm after it (op_residual_layernorm_forward, bitwise the two ops): so on
+// entry ln1 of layer l already holds LN1(residual), computed by the block before (or after the encoder), and the
+// block's last add also computes the next LayerNorm (the next block's ln1, or lnf after the last block) when `next`
+// is set; a recompute of the block (recompute full, next 0) ends with the plain add, so it never overwrites the
+// shared ln1 slot that its own backward still reads.
 
-static void block_forward(GPT *g, int l, const void *residual, int B, int T) {
+// The LayerNorm that follows block l: the next block's ln1, or lnf after the last.
+static void next_layernorm(GPT *g, int l, void **out, float **mean, float **rstd, const void **w, const void **b) {
+    const size_t C = (size_t)g->cfg.d_model;
+    if (l + 1 < g->cfg.n_layer) {
+        *out = act(g, ACT_ln1, l + 1);
+        *mean = act(g, ACT_ln1_mean, l + 1);
+        *rstd = act(g, ACT_ln1_rstd, l + 1);
+        *w = W(g, PARAM_ln1w, (l + 1) * C);
+        *b = W(g, PARAM_ln1b, (l + 1) * C);
+    } else {
+        *out = g->acts.lnf;
+        *mean = g->acts.lnf_mean;
+        *rstd = g->acts.lnf_rstd;
+        *w = W(g, PARAM_lnfw, 0);
+        *b = W(g, PARAM_lnfb, 0);
+    }
+}
+
+static void block_forward(GPT *g, int l, const void *residual, int B, int T, int next) {
     Backend *be = g->be;
     const int C = g->cfg.d_model, F = g->cfg.d_ff, NH = g->cfg.n_head, N = B * T;
     void *ln1 = act(g, ACT_ln1, l), *qkv = act(g, ACT_qkv, l), *atty = act(g, ACT_atty, l);
     void *residual2 = act(g, ACT_residual2, l), *ln2 = act(g, ACT_ln2, l), *fch = act(g, ACT_fch, l);
     void *fch_gelu = act(g, ACT_fch_gelu, l), *residual3 = act(g, ACT_residual3, l), *proj = g->acts.proj_out;
 
-    // residual (B,T,C) -> ln1 (B,T,C) -> qkv (B,T,3C) -> atty (B,T,C) -> residual2 = residual + atty W^T + b
-    op_layernorm_forward(be, ln1, act(g, ACT_ln1_mean, l), act(g, ACT_ln1_rstd, l), residual,
-                         W(g, PARAM_ln1w, (size_t)l * C), W(g, PARAM_ln1b, (size_t)l * C), N, C);
+    // ln1 = LN1(residual) (B,T,C) -> qkv (B,T,3C) -> atty (B,T,C) -> residual2 = residual + atty W^T + b
     op_matmul_forward(be, qkv, ln1, W(g, PARAM_qkvw, (size_t)l * 3 * C * C), W(g, PARAM_qkvb, (size_t)l * 3 * C), N, C,
                       3 * C);
     if (g->attention == ATTN_FLASH)
@@ -280,15 +301,21 @@ static void block_forward(GPT *g, int l, const void *residual, int B, int T) {
         op_attention_forward(be, atty, act(g, ACT_att, l), qkv, B, T, C, NH);
     op_matmul_forward(be, proj, atty, W(g, PARAM_attprojw, (size_t)l * C * C), W(g, PARAM_attprojb, (size_t)l * C), N,
                       C, C);
-    op_residual_forward(be, residual2, residual, proj, (size_t)N * C);
     // residual2 -> ln2 (B,T,C) -> fch (B,T,F) -> gelu (B,T,F) -> residual3 = residual2 + gelu W^T + b
-    op_layernorm_forward(be, ln2, act(g, ACT_ln2_mean, l), act(g, ACT_ln2_rstd, l), residual2,
-                         W(g, PARAM_ln2w, (size_t)l * C), W(g, PARAM_ln2b, (size_t)l * C), N, C);
+    op_residual_layernorm_forward(be, residual2, ln2, act(g, ACT_ln2_mean, l), act(g, ACT_ln2_rstd, l), residual,
+                                  proj, W(g, PARAM_ln2w, (size_t)l * C), W(g, PARAM_ln2b, (size_t)l * C), N, C);
     op_matmul_forward(be, fch, ln2, W(g, PARAM_fcw, (size_t)l * F * C), W(g, PARAM_fcb, (size_t)l * F), N, C, F);
     op_gelu_forward(be, fch_gelu, fch, (size_t)N * F);
     op_matmul_forward(be, proj, fch_gelu, W(g, PARAM_fcprojw, (size_t)l * C * F), W(g, PARAM_fcprojb, (size_t)l * C),
                       N, F, C);
-    op_residual_forward(be, residual3, residual2, proj, (size_t)N * C);
+    if (next) {   // residual3 -> the next LayerNorm
+        void *out;
+        float *mean, *rstd;
+        const void *w, *b;
+        next_layernorm(g, l, &out, &mean, &rstd, &w, &b);
+        op_residual_layernorm_forward(be, residual3, out, mean, rstd, residual2, proj, w, b, N, C);
+    } else
+        op_residual_forward(be, residual3, residual2, proj, (size_t)N * C);
 }
 
 // Before block l's backward: bring back what the recompute mode did not keep.
@@ -296,7 +323,9 @@ static void block_recompute(GPT *g, int l, const void *residual, int B, int T) {
     Backend *be = g->be;
     const int C = g->cfg.d_model, F = g->cfg.d_ff, N = B * T;
     if (g->recompute == RECOMPUTE_FULL) {
-        block_forward(g, l, residual, B, T);
+        op_layernorm_forward(be, act(g, ACT_ln1, l), act(g, ACT_ln1_mean, l), act(g, ACT_ln1_rstd, l), residual,
+                             W(g, PARAM_ln1w, (size_t)l * C), W(g, PARAM_ln1b, (size_t)l * C), N, C);
+        block_forward(g, l, residual, B, T, 0);
     } else if (g->recompute == RECOMPUTE_SELECTIVE) {
         op_layernorm_forward(be, act(g, ACT_ln1, l), act(g, ACT_ln1_mean, l), act(g, ACT_ln1_rstd, l), residual,
                              W(g, PARAM_ln1w, (size_t)l * C), W(g, PARAM_ln1b, (size_t)l * C), N, C);
@@ -371,16 +400,21 @@ static void forward_queue(GPT *g, const int32_t *inputs, const int32_t *targets,
     // tokens (B,T) -> encoded (B,T,C)
     backend_range_push(be, "forward");
     op_encoder_forward(be, g->acts.encoded, g->inputs, W(g, PARAM_wte, 0), W(g, PARAM_wpe, 0), B, T, C);
+    {   // encoded -> the first LayerNorm (layer 0's ln1, or lnf without layers); every later one is fused with its add
+        void *out;
+        float *mean, *rstd;
+        const void *w, *b;
+        next_layernorm(g, -1, &out, &mean, &rstd, &w, &b);
+        op_layernorm_forward(be, out, mean, rstd, g->acts.encoded, w, b, N, C);
+    }
     const void *residual = g->acts.encoded;
     for (int l = 0; l < L; l++) {
         backend_range_push(be, layer_name(l));
-        block_forward(g, l, residual, B, T);
+        block_forward(g, l, residual, B, T, 1);
         backend_range_pop(be);
         residual = act(g, ACT_residual3, l);
     }
-    // residual (B,T,C) -> lnf (B,T,C) -> logits (B,T,Vp) = lnf wte^T
-    op_layernorm_forward(be, g->acts.lnf, g->acts.lnf_mean, g->acts.lnf_rstd, residual, W(g, PARAM_lnfw, 0),
-                         W(g, PARAM_lnfb, 0), N, C);
+    // lnf (B,T,C) (by the last block's add) -> logits (B,T,Vp) = lnf wte^T
     op_matmul_forward(be, g->acts.logits, g->acts.lnf, W(g, PARAM_wte, 0), NULL, N, C, c->padded_vocab);
     if (targets) {
         op_classifier_forward_backward(be, g->acts.losses, g->acts.logits, g->targets, N, c->vocab_size,

@@ -179,9 +179,11 @@ void gpt_forward_ops(const GPTConfig *cfg, int Bi, int Ti, void (*visit)(const G
     GPTOp op;
 #define VISIT(opname, oplayer, opflops, opbytes) \
     do { op.name = (opname); op.layer = (oplayer); op.flops = (opflops); op.bytes = f4 * (opbytes); visit(&op, ctx); } while (0)
+    // Each residual add is fused with the LayerNorm after it (4·N·C: a, b read, the sum and the norm written); the
+    // first LayerNorm, after the encoder, is on its own.
     VISIT("encoder", -1, 0, 3 * N * C);
+    VISIT(cfg->n_layer ? "ln1" : "lnf", cfg->n_layer ? 0 : -1, 0, 2 * N * C);
     for (int l = 0; l < cfg->n_layer; l++) {
-        VISIT("ln1", l, 0, 2 * N * C);
         VISIT("qkv", l, 2 * N * C * 3 * C, N * C + 3 * C * C + 3 * N * C);
         // 2*HS per pair, NH heads, T(T+1)/2 causal pairs, B sequences. Bytes are the floor, flash attention's (q, k
         // in; v in, O out); the naive path also writes and reads the B*NH*T(T+1)/2 probabilities.
@@ -189,14 +191,12 @@ void gpt_forward_ops(const GPTConfig *cfg, int Bi, int Ti, void (*visit)(const G
         VISIT("attn_softmax", l, 0, 0);
         VISIT("attn_av", l, B * C * T * (T + 1), 2 * N * C);
         VISIT("attproj", l, 2 * N * C * C, 2 * N * C + C * C);
-        VISIT("residual", l, 0, 3 * N * C);
-        VISIT("ln2", l, 0, 2 * N * C);
+        VISIT("residual_ln2", l, 0, 4 * N * C);
         VISIT("fc", l, 2 * N * C * F, N * C + C * F + N * F);
         VISIT("gelu", l, 0, 2 * N * F);
         VISIT("fcproj", l, 2 * N * F * C, N * F + F * C + N * C);
-        VISIT("residual", l, 0, 3 * N * C);
+        VISIT(l + 1 < cfg->n_layer ? "residual_ln1" : "residual_lnf", l, 0, 4 * N * C);
     }
-    VISIT("lnf", -1, 0, 2 * N * C);
     VISIT("lm_head", -1, 2 * N * C * V, N * C + Vp * C + N * Vp);
     VISIT("classifier", -1, 0, 2 * N * Vp);
 #undef VISIT

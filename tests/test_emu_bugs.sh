@@ -9,7 +9,9 @@
 # backward's sort (its merge passes across shared-memory tiles left out), two in the batch upload (the copy not
 # ordered after the reads of its token set, the forward not waiting for the copy), two in the cuBLASLt matmuls (the
 # bias epilogue left out, the DGELU epilogue left out), three in the bf16 data path (the AdamW step's bf16 weight copy left stale, its stochastic
-# rounding biased, the weight gradients' GEMM writing bf16 into the fp32 gradients), two with bf16 gradients (fp32
+# rounding biased, the weight gradients' GEMM writing bf16 into the fp32 gradients, the fused residual + LayerNorm
+# normalising the sum before it is rounded, so it differs from the LayerNorm a recompute computes, cuBLASLt's
+# heuristic not told the operands' real alignment), two with bf16 gradients (fp32
 # written into them by the weight gradients' GEMM, and by the column sums), and the old GPU index
 # of train/common.c (every rank on GPU 0 when the launcher names no local rank). The unchanged sources pass the same
 # programs in the rest of make test.
@@ -113,6 +115,16 @@ plant "bf16: the weight gradients' GEMM writes bf16 into the fp32 gradients" $K/
 "FAIL matmul_backward dw" \
 '                              c_grad ? tg : t, ldc, compute_type(be), CUBLAS_GEMM_DEFAULT));' \
 '                              t, ldc, compute_type(be), CUBLAS_GEMM_DEFAULT));'
+plant "cuBLASLt told nothing of its operands' alignment (the default 256 bytes assumed for a layer's slice)" \
+$K/matmul.cu tests/gpu/test_gpu.c "the heuristic chose the algorithm for 256-byte alignment" \
+'    const uint32_t al[4] = {key->align[0], key->align[1], key->align[2], key->align[2]};' \
+'    const uint32_t al[4] = {256, 256, 256, 256};'
+plant "bf16: the fused residual + LayerNorm normalises the unrounded sum" $K/layernorm.cu tests/gpu/test_gpu.c \
+"FAIL residual_layernorm_forward = residual_forward" \
+'            st(&x[c], f32(xa[c]) + f32(xb[c]));
+            s += f32(x[c]);' \
+'            st(&x[c], f32(xa[c]) + f32(xb[c]));
+            s += f32(xa[c]) + f32(xb[c]);'
 # bf16 gradients (--grad-dtype bf16): the weight gradients' GEMM writing fp32 into them, the column sums that finish
 # the LayerNorm and bias gradients adding into them as if they were fp32.
 export TEST_GPU_ONLY=bf16-grads

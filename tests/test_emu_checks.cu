@@ -485,6 +485,48 @@ static int case_cublas_values() {
     return 0;
 }
 
+// cuBLASLt with C = D 16 bytes past a cudaMalloc'd (256-byte aligned) pointer: with the default alignment preference
+// (256) the heuristic's algorithm may not work there on a real GPU, which the emulator reports; told the real
+// alignment (CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_C_BYTES and _D_BYTES = 16), the same product runs and is exact.
+static int lt_offset(int tell) {
+    cublasLtHandle_t h;
+    if (cublasLtCreate(&h) != CUBLAS_STATUS_SUCCESS) return 1;
+    const int m = 4, n = 4, k = 4;
+    float A[16], B[16], D[16];
+    for (int i = 0; i < 16; i++) { A[i] = (float)(i % 5); B[i] = (float)(i % 3 - 1); }
+    float *a = dev_alloc<float>(16), *b = dev_alloc<float>(16), *d = dev_alloc<float>(20) + 4;   // 16 bytes in
+    CHECK(cudaMemcpy(a, A, sizeof A, cudaMemcpyHostToDevice));
+    CHECK(cudaMemcpy(b, B, sizeof B, cudaMemcpyHostToDevice));
+    cublasLtMatmulDesc_t desc;
+    cublasLtMatrixLayout_t La, Lb, Ld;
+    cublasLtMatmulPreference_t pref;
+    if (cublasLtMatmulDescCreate(&desc, CUBLAS_COMPUTE_32F, CUDA_R_32F) ||
+        cublasLtMatrixLayoutCreate(&La, CUDA_R_32F, m, k, m) || cublasLtMatrixLayoutCreate(&Lb, CUDA_R_32F, k, n, k) ||
+        cublasLtMatrixLayoutCreate(&Ld, CUDA_R_32F, m, n, m) || cublasLtMatmulPreferenceCreate(&pref))
+        return 1;
+    const uint32_t sixteen = 16;
+    if (tell && (cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_C_BYTES, &sixteen,
+                                                      sizeof sixteen) ||
+                 cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_D_BYTES, &sixteen,
+                                                      sizeof sixteen)))
+        return 1;
+    cublasLtMatmulHeuristicResult_t res;
+    int found = 0;
+    if (cublasLtMatmulAlgoGetHeuristic(h, desc, La, Lb, Ld, Ld, pref, 1, &res, &found) || found != 1) return 1;
+    const float one = 1.0f, zero = 0.0f;
+    if (cublasLtMatmul(h, desc, &one, a, La, b, Lb, &zero, d, Ld, d, Ld, &res.algo, NULL, 0, 0)) return 1;
+    CHECK(cudaMemcpy(D, d, sizeof D, cudaMemcpyDeviceToHost));
+    for (int j = 0; j < n; j++)
+        for (int i = 0; i < m; i++) {
+            float s = 0;
+            for (int p = 0; p < k; p++) s += A[p * m + i] * B[j * k + p];
+            if (D[j * m + i] != s) return 1;
+        }
+    return 0;
+}
+static int case_lt_misaligned() { return lt_offset(0); }
+static int case_lt_aligned_told() { return lt_offset(1); }
+
 int main(void) {
     // Bugs the checker is for: each must be reported, with what and where.
     run_case("missing __syncthreads in a block reduction: reported as a shared-memory race", "shared-memory race",
@@ -539,5 +581,9 @@ int main(void) {
     run_case("cuBLAS: a compute type the emulator lacks is reported, naming the call", "cublasGemmEx: compute type",
              case_cublas_not_emulated);
     run_case("cuBLAS: transposed A, beta = 0 leaves C unread, values exact", NULL, case_cublas_values);
+    run_case("cuBLASLt: C = D less aligned than the heuristic's algorithm assumed (default preference 256): reported",
+             "is 16-byte aligned, but the heuristic chose the algorithm for 256-byte", case_lt_misaligned);
+    run_case("cuBLASLt: the same C = D with MIN_ALIGNMENT_C/D_BYTES = 16 given: clean, values exact", NULL,
+             case_lt_aligned_told);
     return harness_finish();
 }

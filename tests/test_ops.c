@@ -98,6 +98,28 @@ static void test_backend(Backend *be, const Shape *s) {
         compare("layernorm_backward", "dinp (+=)", tag, dinp.f, dinp.d, dinp.n);
         compare("layernorm_backward", "dw (+=)", tag, dw.f, dw.d, C);
         compare("layernorm_backward", "db (+=)", tag, db.f, db.d, C);
+        {   // the residual add fused with the LayerNorm: against the references, and bitwise the two ops in turn
+            char name[256];
+            Buf a = buf_rand((size_t)N * C, 1), r = buf_fill((size_t)N * C, NAN), o = buf_fill((size_t)N * C, NAN);
+            Buf m2 = buf_fill(N, NAN), s2 = buf_fill(N, NAN), r1 = buf_fill((size_t)N * C, NAN);
+            Buf o1 = buf_fill((size_t)N * C, NAN), m1 = buf_fill(N, NAN), s1 = buf_fill(N, NAN);
+            op_residual_layernorm_forward(be, r.f, o.f, m2.f, s2.f, x.f, a.f, w.f, b.f, N, C);
+            for (size_t i = 0; i < r.n; i++) r.d[i] = x.d[i] + a.d[i];
+            compare("residual_layernorm_forward", "resid", tag, r.f, r.d, r.n);
+            for (size_t i = 0; i < r.n; i++) r1.d[i] = r.f[i];   // the norm of the sum as stored
+            ref_layernorm_forward(o.d, m2.d, s2.d, r1.d, w.d, b.d, N, C);
+            compare("residual_layernorm_forward", "out", tag, o.f, o.d, o.n);
+            compare("residual_layernorm_forward", "mean", tag, m2.f, m2.d, N);
+            compare("residual_layernorm_forward", "rstd", tag, s2.f, s2.d, N);
+            op_residual_forward(be, r1.f, x.f, a.f, r1.n);
+            op_layernorm_forward(be, o1.f, m1.f, s1.f, r1.f, w.f, b.f, N, C);
+            snprintf(name, sizeof name, "residual_layernorm_forward = residual_forward + layernorm_forward, bitwise [%s]",
+                     tag);
+            harness_case(!memcmp(r.f, r1.f, r.n * 4) && !memcmp(o.f, o1.f, o.n * 4) && !memcmp(m2.f, m1.f, N * 4) &&
+                         !memcmp(s2.f, s1.f, N * 4), name, "resid, out, mean and rstd");
+            buf_free(&a); buf_free(&r); buf_free(&o); buf_free(&m2); buf_free(&s2); buf_free(&r1); buf_free(&o1);
+            buf_free(&m1); buf_free(&s1);
+        }
         buf_free(&x); buf_free(&w); buf_free(&b); buf_free(&out); buf_free(&mean); buf_free(&rstd);
         buf_free(&dout); buf_free(&dinp); buf_free(&dw); buf_free(&db);
     }

@@ -43,6 +43,8 @@ void cpu_encoder_backward(Backend *be, Grad *dwte, Grad *dwpe, float *work, cons
                           const int32_t *tokens, int B, int T, int C);
 void cpu_layernorm_forward(Backend *be, void *out, float *mean, float *rstd, const void *inp, const void *w,
                            const void *b, int N, int C);
+void cpu_residual_layernorm_forward(Backend *be, void *resid, void *out, float *mean, float *rstd, const void *a,
+                                    const void *b, const void *w, const void *bias, int N, int C);
 void cpu_layernorm_backward(Backend *be, void *dinp, Grad *dw, Grad *db, const void *dout, const void *inp,
                             const void *w, const float *mean, const float *rstd, int N, int C);
 void cpu_matmul_forward_ref(Backend *be, void *out, const void *inp, const void *w, const void *bias, int N,

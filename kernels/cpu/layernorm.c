@@ -13,26 +13,41 @@
 
 #define LN_EPS 1e-5f
 
+// One row: x (C) -> o (C), *mean, *rstd. The one definition both forwards use, so the fused one is bitwise the other.
+static inline void ln_row(float *o, float *mean, float *rstd, const float *x, const float *w, const float *b, int C) {
+    double md = 0;
+    for (int c = 0; c < C; c++) md += x[c];
+    const float m = (float)(md / C);
+    double vd = 0;
+    for (int c = 0; c < C; c++) vd += (double)(x[c] - m) * (x[c] - m);
+    const float s = (float)(1.0 / sqrt(vd / C + LN_EPS));
+    for (int c = 0; c < C; c++) o[c] = (x[c] - m) * s * w[c] + b[c];
+    *mean = m;
+    *rstd = s;
+}
+
 // inp (N,C), w (C), b (C) -> out (N,C), mean (N), rstd (N)
 void cpu_layernorm_forward(Backend *be, void *out_, float *mean, float *rstd, const void *inp_, const void *w_,
                            const void *b_, int N, int C) {
     float *out = out_;
     const float *inp = inp_;
-    const float *w = w_;
-    const float *b = b_;
+#pragma omp parallel for schedule(static) if ((size_t)N * C > CPU_PARALLEL_MIN)
+    for (int n = 0; n < N; n++)
+        ln_row(out + (size_t)n * C, &mean[n], &rstd[n], inp + (size_t)n * C, w_, b_, C);
+}
+
+// resid (N,C) = a + b, then its LayerNorm -> out (N,C), mean (N), rstd (N): each row added and normalised while it
+// is in cache (the same arithmetic as cpu_residual_forward and cpu_layernorm_forward).
+void cpu_residual_layernorm_forward(Backend *be, void *resid_, void *out_, float *mean, float *rstd, const void *a_,
+                                    const void *b_, const void *w_, const void *bias_, int N, int C) {
+    float *resid = resid_, *out = out_;
+    const float *a = a_, *b = b_;
 #pragma omp parallel for schedule(static) if ((size_t)N * C > CPU_PARALLEL_MIN)
     for (int n = 0; n < N; n++) {
-        const float *x = inp + (size_t)n * C;
-        double md = 0;
-        for (int c = 0; c < C; c++) md += x[c];
-        const float m = (float)(md / C);
-        double vd = 0;
-        for (int c = 0; c < C; c++) vd += (double)(x[c] - m) * (x[c] - m);
-        const float s = (float)(1.0 / sqrt(vd / C + LN_EPS));
-        float *o = out + (size_t)n * C;
-        for (int c = 0; c < C; c++) o[c] = (x[c] - m) * s * w[c] + b[c];
-        mean[n] = m;
-        rstd[n] = s;
+        float *r = resid + (size_t)n * C;
+        const float *ar = a + (size_t)n * C, *br = b + (size_t)n * C;
+        for (int c = 0; c < C; c++) r[c] = ar[c] + br[c];
+        ln_row(out + (size_t)n * C, &mean[n], &rstd[n], r, w_, bias_, C);
     }
 }
 

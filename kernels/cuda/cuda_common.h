@@ -58,6 +58,23 @@
 #define CUDA_DYNAMIC_SMEM(type, name, align) extern __shared__ __align__(align) type name[]
 #endif
 
+// A cuBLASLt matmul set up once (matmul.cu's matmul_lt): the descriptors and the algorithm its heuristic chose, for
+// one shape, epilogue, dtype and alignment of each operand (the heuristic's choice depends on all of them).
+typedef struct LtKey {
+    int32_t m, n, k, lda, ldb, ldd, opa, opb;
+    uint32_t epilogue, dtype, compute;
+    uint32_t align[5];   // bytes: A, B, D, the bias, the aux matrix (0 when absent)
+    int64_t aux_ld;
+} LtKey;
+typedef struct LtPlan {
+    LtKey key;
+    cublasLtMatmulDesc_t desc;
+    cublasLtMatrixLayout_t La, Lb, Ld;
+    cublasLtMatmulAlgo_t algo;
+    int ok;              // 0: the heuristic found no algorithm (the caller's fallback runs)
+} LtPlan;
+#define CUDA_LT_PLANS 64   // GPT-2: 5 shapes x 2 epilogues per micro-batch shape; beyond this, set up per call
+
 // The backend's state (Backend.impl).
 typedef struct CudaState {
     int device;
@@ -66,6 +83,8 @@ typedef struct CudaState {
     cublasLtHandle_t cublaslt;  // the matmuls with a fused epilogue (matmul.cu), with their workspace
     void *lt_workspace;
     size_t lt_workspace_bytes;
+    LtPlan lt_plans[CUDA_LT_PLANS];
+    int lt_nplans;
     int matmul_mode;          // CUDA_MATMUL_*: exact fp32, or TF32 / bf16 / fp16 tensor cores on fp32 storage
     double *partials;         // sum_squares: per-block partial sums (CUDA_SUMSQ_BLOCKS doubles), then the total
     double *partials_host;    // pinned host copy of the total
@@ -146,6 +165,8 @@ extern "C" {
 void cuda_encoder_forward(Backend *, void *, const int32_t *, const void *, const void *, int, int, int);
 void cuda_encoder_backward(Backend *, Grad *, Grad *, float *, const void *, const int32_t *, int, int, int);
 void cuda_layernorm_forward(Backend *, void *, float *, float *, const void *, const void *, const void *, int, int);
+void cuda_residual_layernorm_forward(Backend *, void *, void *, float *, float *, const void *, const void *,
+                                     const void *, const void *, int, int);
 void cuda_layernorm_backward(Backend *, void *, Grad *, Grad *, const void *, const void *, const void *,
                              const float *, const float *, int, int);
 void cuda_matmul_forward(Backend *, void *, const void *, const void *, const void *, int, int, int);

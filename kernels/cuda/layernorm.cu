@@ -8,15 +8,28 @@
 
 #include "cuda_common.h"
 
-// Forward: one warp per row (fp32 mean and variance by shuffles).
+// Forward: one warp per row (fp32 mean and variance by shuffles). With ra, rb given (the fused residual add), the
+// row is first x = ra + rb, stored into inp (the residual stream) and read back as stored, so everything after the
+// first loop is the same code on the same values as the plain LayerNorm of that stored row: bitwise equal. Each lane
+// reads back only the channels it wrote. Bytes: the plain form reads x once from DRAM (the second and third passes
+// hit L1) and writes out: 2·N·C·e; the fused form reads ra and rb and writes x and out: 4·N·C·e where a separate
+// residual add and LayerNorm move 5·N·C·e (GPT-2 124M, B=16 T=1024, bf16: 0.60 GB less per step over 24 fusions,
+// ~0.18 ms at 3.35 TB/s).
 template <class T>
-__global__ static void layernorm_forward_kernel(T *out, float *mean, float *rstd, const T *inp, const T *w,
-                                                const T *b, int N, int C) {
+__global__ static void layernorm_forward_kernel(T *out, float *mean, float *rstd, T *inp, const T *w, const T *b,
+                                                const T *ra, const T *rb, int N, int C) {
     const int row = blockIdx.x * (blockDim.x / 32) + threadIdx.x / 32, lane = threadIdx.x % 32;
     if (row >= N) return;
-    const T *x = inp + (size_t)row * C;
+    T *x = inp + (size_t)row * C;
     float s = 0.0f;
-    for (int c = lane; c < C; c += 32) s += f32(x[c]);
+    if (ra) {
+        const T *xa = ra + (size_t)row * C, *xb = rb + (size_t)row * C;
+        for (int c = lane; c < C; c += 32) {
+            st(&x[c], f32(xa[c]) + f32(xb[c]));
+            s += f32(x[c]);
+        }
+    } else
+        for (int c = lane; c < C; c += 32) s += f32(x[c]);
     const float m = warp_sum(s) / C;
     float v = 0.0f;
     for (int c = lane; c < C; c += 32) { float d = f32(x[c]) - m; v += d * d; }
@@ -81,17 +94,23 @@ __global__ static void layernorm_backward_kernel(T *dinp, float *partials, const
 }
 
 template <class T>
-static void layernorm_forward(void *out, float *mean, float *rstd, const void *inp, const void *w, const void *b,
-                              int N, int C) {
-    CUDA_LAUNCH(blocks_for((size_t)N, 8), 256, 0, 0, layernorm_forward_kernel<T>)((T *)out, mean, rstd,
-                                                                                  (const T *)inp, (const T *)w,
-                                                                                  (const T *)b, N, C);
+static void layernorm_forward(void *out, float *mean, float *rstd, void *inp, const void *w, const void *b,
+                              const void *ra, const void *rb, int N, int C) {
+    CUDA_LAUNCH(blocks_for((size_t)N, 8), 256, 0, 0, layernorm_forward_kernel<T>)(
+        (T *)out, mean, rstd, (T *)inp, (const T *)w, (const T *)b, (const T *)ra, (const T *)rb, N, C);
     CUDA_LAUNCH_CHECK();
 }
 
 extern "C" void cuda_layernorm_forward(Backend *be, void *out, float *mean, float *rstd, const void *inp,
                                        const void *w, const void *b, int N, int C) {
-    if (N) CUDA_BY_DTYPE(be, layernorm_forward, out, mean, rstd, inp, w, b, N, C);
+    // inp is only read when ra is NULL
+    if (N) CUDA_BY_DTYPE(be, layernorm_forward, out, mean, rstd, (void *)inp, w, b, NULL, NULL, N, C);
+}
+
+extern "C" void cuda_residual_layernorm_forward(Backend *be, void *resid, void *out, float *mean, float *rstd,
+                                                const void *a, const void *b, const void *w, const void *bias, int N,
+                                                int C) {
+    if (N) CUDA_BY_DTYPE(be, layernorm_forward, out, mean, rstd, resid, w, bias, a, b, N, C);
 }
 
 template <class T>

@@ -5,6 +5,7 @@
  */
 #include <math.h>
 #include <stdint.h>
+#include <string.h>
 
 #include "cuda_common.h"
 
@@ -90,12 +91,76 @@ void cuda_gemm_batched(Backend *be, cublasOperation_t ta, cublasOperation_t tb, 
                                             sb, &beta, C, t, ldc, sc, batch, compute_type(be), CUBLAS_GEMM_DEFAULT));
 }
 
+// The largest power of two up to 256 that divides a pointer: what cuBLASLt's alignment preferences speak of.
+static uint32_t lt_align(const void *p) {
+    const uintptr_t a = (uintptr_t)p;
+    uint32_t al = 1;
+    while (al < 256 && !(a & al)) al <<= 1;
+    return al;
+}
+
+// Descriptors, layouts and the heuristic's algorithm for key (cuBLASLt's heuristic reads the bias and aux pointers'
+// alignment from the descriptor, and A, B, D's from the preference, whose default of 256 bytes a layer's slice of
+// the weights or activations need not meet: each operand's real alignment goes in, so the algorithm is one that works
+// for it).
+static void lt_plan_make(Backend *be, LtPlan *p, const LtKey *key, const void *bias, const void *aux) {
+    CudaState *cs = cuda_state(be);
+    const cudaDataType t = (cudaDataType)key->dtype;
+    const int32_t ta = key->opa, tb = key->opb;
+    const uint32_t epilogue = key->epilogue;
+    const int64_t aux_ld = key->aux_ld;
+    const uint64_t ws = cs->lt_workspace_bytes;
+    const int m = key->m, n = key->n, k = key->k;
+    p->key = *key;
+    CUBLAS_CHECK(cublasLtMatmulDescCreate(&p->desc, (cublasComputeType_t)key->compute, CUDA_R_32F));
+    CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(p->desc, CUBLASLT_MATMUL_DESC_TRANSA, &ta, sizeof ta));
+    CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(p->desc, CUBLASLT_MATMUL_DESC_TRANSB, &tb, sizeof tb));
+    CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(p->desc, CUBLASLT_MATMUL_DESC_EPILOGUE, &epilogue, sizeof epilogue));
+    cublasLtMatmulDesc_t dd = p->desc;
+    if (bias) CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(dd, CUBLASLT_MATMUL_DESC_BIAS_POINTER, &bias, sizeof bias));
+    if (aux) {
+        CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(dd, CUBLASLT_MATMUL_DESC_EPILOGUE_AUX_POINTER, &aux, sizeof aux));
+        CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(dd, CUBLASLT_MATMUL_DESC_EPILOGUE_AUX_LD, &aux_ld, sizeof aux_ld));
+    }
+    const int na = key->opa == CUBLAS_OP_N, nb = key->opb == CUBLAS_OP_N;
+    CUBLAS_CHECK(cublasLtMatrixLayoutCreate(&p->La, t, na ? m : k, na ? k : m, key->lda));
+    CUBLAS_CHECK(cublasLtMatrixLayoutCreate(&p->Lb, t, nb ? k : n, nb ? n : k, key->ldb));
+    CUBLAS_CHECK(cublasLtMatrixLayoutCreate(&p->Ld, t, m, n, key->ldd));
+    cublasLtMatmulPreference_t pref;
+    CUBLAS_CHECK(cublasLtMatmulPreferenceCreate(&pref));
+    CUBLAS_CHECK(cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES, &ws, sizeof ws));
+    // A, B, C (= D here), D
+    const cublasLtMatmulPreferenceAttributes_t at[4] = {
+        CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_A_BYTES, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_B_BYTES,
+        CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_C_BYTES, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_D_BYTES};
+    const uint32_t al[4] = {key->align[0], key->align[1], key->align[2], key->align[2]};
+    for (int i = 0; i < 4; i++) CUBLAS_CHECK(cublasLtMatmulPreferenceSetAttribute(pref, at[i], &al[i], sizeof al[i]));
+    cublasLtMatmulHeuristicResult_t res;
+    int found = 0;
+    const cublasStatus_t st = cublasLtMatmulAlgoGetHeuristic(cs->cublaslt, p->desc, p->La, p->Lb, p->Ld, p->Ld, pref, 1,
+                                                             &res, &found);
+    if (st != CUBLAS_STATUS_NOT_SUPPORTED) CUBLAS_CHECK(st);
+    p->ok = st == CUBLAS_STATUS_SUCCESS && found > 0;
+    if (p->ok) p->algo = res.algo;
+    CUBLAS_CHECK(cublasLtMatmulPreferenceDestroy(pref));
+}
+
+static void lt_plan_free(LtPlan *p) {
+    CUBLAS_CHECK(cublasLtMatrixLayoutDestroy(p->Ld));
+    CUBLAS_CHECK(cublasLtMatrixLayoutDestroy(p->Lb));
+    CUBLAS_CHECK(cublasLtMatrixLayoutDestroy(p->La));
+    CUBLAS_CHECK(cublasLtMatmulDescDestroy(p->desc));
+}
+
 // One product on cuBLASLt with an epilogue: column-major D (m,n) = op(A) op(B) (A, B, D in the compute dtype), then
 // CUBLASLT_EPILOGUE_BIAS (+ bias[i] on row i: the linear layer's bias, per output feature, in D's dtype) or
 // CUBLASLT_EPILOGUE_DGELU (* gelu'(aux[i][j]), aux in D's layout and dtype with leading dimension aux_ld: GELU's
 // backward; cuBLASLt's GELU is the tanh approximation GPT-2 uses). Returns 0 when cuBLASLt has no algorithm for
 // these types (the caller then takes a GEMM and a separate kernel), as its heuristic may answer for some precision
-// modes and for an aux_ld that is not a multiple of 8.
+// modes and for an aux_ld that is not a multiple of 8, and for a bias or aux vector under 16-byte alignment (which
+// cuBLASLt's epilogues are reported to refuse). The set-up (descriptors and the heuristic, some tens of
+// microseconds of host time) is made once per shape, epilogue and operand alignment and kept in the backend's state
+// (CUDA_LT_PLANS of them); each call only points the descriptor at its bias or aux and queues the product.
 //   forward with bias: D = out^T (M,N) = op_T(w: K x M) x inp^T (K x N): the transposed-operand trick of cuda_gemm.
 //   For GPT-2 124M at B=16 T=1024 in fp32 the bias epilogue saves 10.9 GB (~3.3 ms) of memory traffic per step on
 //   paper, the DGELU one 2.4 GB in bf16 (~0.7 ms): the GELU backward's pass over the (N,F) activations.
@@ -103,42 +168,31 @@ static int matmul_lt(Backend *be, cublasOperation_t opa, cublasOperation_t opb, 
                      int lda, const void *B, int ldb, void *D, int ldd, uint32_t epilogue, const void *bias,
                      const void *aux, int64_t aux_ld) {
     CudaState *cs = cuda_state(be);
-    const cudaDataType t = data_type(be);
-    cublasLtMatmulDesc_t desc;
-    cublasLtMatrixLayout_t La, Lb, Ld;
-    cublasLtMatmulPreference_t pref;
-    const int32_t ta = opa, tb = opb;
-    const uint64_t ws = cs->lt_workspace_bytes;
-    CUBLAS_CHECK(cublasLtMatmulDescCreate(&desc, compute_type(be), CUDA_R_32F));
-    CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(desc, CUBLASLT_MATMUL_DESC_TRANSA, &ta, sizeof ta));
-    CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(desc, CUBLASLT_MATMUL_DESC_TRANSB, &tb, sizeof tb));
-    CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(desc, CUBLASLT_MATMUL_DESC_EPILOGUE, &epilogue, sizeof epilogue));
-    if (bias) CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(desc, CUBLASLT_MATMUL_DESC_BIAS_POINTER, &bias, sizeof bias));
-    if (aux) {
-        CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(desc, CUBLASLT_MATMUL_DESC_EPILOGUE_AUX_POINTER, &aux, sizeof aux));
-        CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(desc, CUBLASLT_MATMUL_DESC_EPILOGUE_AUX_LD, &aux_ld, sizeof aux_ld));
+    if ((bias && lt_align(bias) < 16) || (aux && lt_align(aux) < 16)) return 0;
+    LtKey key;
+    memset(&key, 0, sizeof key);   // compared with memcmp: no stray padding bytes
+    key.m = m, key.n = n, key.k = k, key.lda = lda, key.ldb = ldb, key.ldd = ldd, key.opa = opa, key.opb = opb;
+    key.epilogue = epilogue, key.dtype = data_type(be), key.compute = compute_type(be), key.aux_ld = aux ? aux_ld : 0;
+    key.align[0] = lt_align(A), key.align[1] = lt_align(B), key.align[2] = lt_align(D);
+    key.align[3] = bias ? lt_align(bias) : 0, key.align[4] = aux ? lt_align(aux) : 0;
+    LtPlan *p = NULL, once;
+    for (int i = 0; i < cs->lt_nplans && !p; i++)
+        if (!memcmp(&cs->lt_plans[i].key, &key, sizeof key)) p = &cs->lt_plans[i];
+    if (!p) {
+        p = cs->lt_nplans < CUDA_LT_PLANS ? &cs->lt_plans[cs->lt_nplans++] : &once;
+        lt_plan_make(be, p, &key, bias, aux);
     }
-    CUBLAS_CHECK(cublasLtMatrixLayoutCreate(&La, t, opa == CUBLAS_OP_N ? m : k, opa == CUBLAS_OP_N ? k : m, lda));
-    CUBLAS_CHECK(cublasLtMatrixLayoutCreate(&Lb, t, opb == CUBLAS_OP_N ? k : n, opb == CUBLAS_OP_N ? n : k, ldb));
-    CUBLAS_CHECK(cublasLtMatrixLayoutCreate(&Ld, t, m, n, ldd));
-    CUBLAS_CHECK(cublasLtMatmulPreferenceCreate(&pref));
-    CUBLAS_CHECK(cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES, &ws, sizeof ws));
-    cublasLtMatmulHeuristicResult_t res;
-    int found = 0;
-    const cublasStatus_t st = cublasLtMatmulAlgoGetHeuristic(cs->cublaslt, desc, La, Lb, Ld, Ld, pref, 1, &res,
-                                                             &found);
-    if (st != CUBLAS_STATUS_NOT_SUPPORTED) CUBLAS_CHECK(st);
-    const int ok = st == CUBLAS_STATUS_SUCCESS && found > 0;
-    if (ok) {
+    if (p->ok) {
+        const cublasLtMatmulDescAttributes_t ptr_attr =
+            bias ? CUBLASLT_MATMUL_DESC_BIAS_POINTER : CUBLASLT_MATMUL_DESC_EPILOGUE_AUX_POINTER;
+        const void *ptr = bias ? bias : aux;
+        if (ptr) CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(p->desc, ptr_attr, &ptr, sizeof ptr));
         const float one = 1.0f, zero = 0.0f;
-        CUBLAS_CHECK(cublasLtMatmul(cs->cublaslt, desc, &one, A, La, B, Lb, &zero, D, Ld, D, Ld, &res.algo,
-                                    cs->lt_workspace, cs->lt_workspace_bytes, 0));
+        CUBLAS_CHECK(cublasLtMatmul(cs->cublaslt, p->desc, &one, A, p->La, B, p->Lb, &zero, D, p->Ld, D, p->Ld,
+                                    &p->algo, cs->lt_workspace, cs->lt_workspace_bytes, 0));
     }
-    CUBLAS_CHECK(cublasLtMatmulPreferenceDestroy(pref));
-    CUBLAS_CHECK(cublasLtMatrixLayoutDestroy(Ld));
-    CUBLAS_CHECK(cublasLtMatrixLayoutDestroy(Lb));
-    CUBLAS_CHECK(cublasLtMatrixLayoutDestroy(La));
-    CUBLAS_CHECK(cublasLtMatmulDescDestroy(desc));
+    const int ok = p->ok;
+    if (p == &once) lt_plan_free(p);
     return ok;
 }
 

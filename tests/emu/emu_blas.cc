@@ -310,9 +310,37 @@ struct cublasLtMatrixLayoutEmu {
 };
 struct cublasLtMatmulPreferenceEmu {
     size_t max_workspace;
+    uint32_t min_align[4];   // A, B, C, D: the alignment in bytes the caller promises (cuBLASLt's default 256)
 };
 
 namespace emu {
+
+// The largest power of two up to 256 that divides the address (256 for NULL).
+static uint64_t ptr_align(const void *p) {
+    const uintptr_t a = (uintptr_t)p;
+    uint64_t al = 1;
+    while (al < 256 && !(a & al)) al <<= 1;
+    return a ? al : 256;
+}
+
+// A real GPU may refuse, or run a kernel that reads misaligned vectors, when a matmul's pointers are less aligned
+// than the algorithm its heuristic returned was chosen for: report it, naming the operand and the attribute to set.
+static void lt_check_alignment(const cublasLtMatmulAlgo_t *algo, cublasLtMatmulDesc_t d, const void *A, const void *B,
+                               const void *C, const void *D) {
+    if (algo->data[6] != 0x65ed1a11u) fatal("cublasLtMatmul: an algorithm that cublasLtMatmulAlgoGetHeuristic did not return");
+    const void *ptrs[4] = {A, B, C, D};
+    static const char names[4] = {'A', 'B', 'C', 'D'};
+    for (int i = 0; i < 4; i++)
+        if (ptr_align(ptrs[i]) < algo->data[i])
+            fatal("cublasLtMatmul: %c at %p is %llu-byte aligned, but the heuristic chose the algorithm for %llu-byte "
+                  "alignment (CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_%c_BYTES, default 256)", names[i], ptrs[i],
+                  (unsigned long long)ptr_align(ptrs[i]), (unsigned long long)algo->data[i], names[i]);
+    if (ptr_align(d->bias) < algo->data[4] || ptr_align(d->aux) < algo->data[5])
+        fatal("cublasLtMatmul: the %s pointer is less aligned than when the heuristic chose the algorithm (%llu vs "
+              "%llu bytes): ask the heuristic again for this pointer", ptr_align(d->bias) < algo->data[4] ? "bias" : "aux",
+              (unsigned long long)(ptr_align(d->bias) < algo->data[4] ? ptr_align(d->bias) : ptr_align(d->aux)),
+              (unsigned long long)(ptr_align(d->bias) < algo->data[4] ? algo->data[4] : algo->data[5]));
+}
 
 // Everything a matmul needs checked before it is queued: shapes that agree, types cublasGemmEx would take, an
 // epilogue the emulator implements. CUBLAS_STATUS_NOT_SUPPORTED for a combination the library may refuse.
@@ -553,7 +581,7 @@ cublasStatus_t cublasLtMatrixLayoutDestroy(cublasLtMatrixLayout_t layout) {
 
 cublasStatus_t cublasLtMatmulPreferenceCreate(cublasLtMatmulPreference_t *pref) {
     if (!pref) return CUBLAS_STATUS_INVALID_VALUE;
-    *pref = new cublasLtMatmulPreferenceEmu{0};
+    *pref = new cublasLtMatmulPreferenceEmu{0, {256, 256, 256, 256}};
     return CUBLAS_STATUS_SUCCESS;
 }
 cublasStatus_t cublasLtMatmulPreferenceDestroy(cublasLtMatmulPreference_t pref) {
@@ -564,6 +592,14 @@ cublasStatus_t cublasLtMatmulPreferenceSetAttribute(cublasLtMatmulPreference_t p
                                                     cublasLtMatmulPreferenceAttributes_t attr, const void *buf,
                                                     size_t size) {
     if (!pref || !buf) return CUBLAS_STATUS_INVALID_VALUE;
+    if (attr >= CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_A_BYTES && attr <= CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_D_BYTES) {
+        if (size != sizeof(uint32_t)) return CUBLAS_STATUS_INVALID_VALUE;
+        uint32_t v;
+        memcpy(&v, buf, sizeof v);
+        if (!v || (v & (v - 1))) return CUBLAS_STATUS_INVALID_VALUE;   // a power of two
+        pref->min_align[attr - CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_A_BYTES] = v;
+        return CUBLAS_STATUS_SUCCESS;
+    }
     if (attr != CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES)
         fatal("cublasLtMatmulPreferenceSetAttribute: attribute %d is not emulated", (int)attr);
     if (size != sizeof(uint64_t)) return CUBLAS_STATUS_INVALID_VALUE;
@@ -587,6 +623,13 @@ cublasStatus_t cublasLtMatmulAlgoGetHeuristic(cublasLtHandle_t handle, cublasLtM
     memset(&results[0], 0, sizeof results[0]);
     results[0].state = CUBLAS_STATUS_SUCCESS;   // one algorithm, needing no workspace
     results[0].wavesCount = 1.0f;
+    // What the algorithm may assume, as the real library's may (its documentation: A, B, C and D as aligned as the
+    // preference says, 256 bytes by default; the bias and aux vectors as aligned as the pointers in the descriptor
+    // were when the heuristic ran): cublasLtMatmul checks its pointers against these (lt_check_alignment).
+    for (int i = 0; i < 4; i++) results[0].algo.data[i] = pref->min_align[i];
+    results[0].algo.data[4] = ptr_align(desc->bias);
+    results[0].algo.data[5] = ptr_align(desc->aux);
+    results[0].algo.data[6] = 0x65ed1a11u;   // marks an algorithm this heuristic returned
     *returned = 1;
     return CUBLAS_STATUS_SUCCESS;
 }
@@ -596,7 +639,6 @@ cublasStatus_t cublasLtMatmul(cublasLtHandle_t handle, cublasLtMatmulDesc_t desc
                               const void *beta, const void *C, cublasLtMatrixLayout_t Cdesc, void *D,
                               cublasLtMatrixLayout_t Ddesc, const cublasLtMatmulAlgo_t *algo, void *workspace,
                               size_t workspaceSize, cudaStream_t stream) {
-    (void)algo;
     (void)workspace;
     (void)workspaceSize;
     if (!handle || !alpha || !beta) return CUBLAS_STATUS_INVALID_VALUE;
@@ -604,6 +646,7 @@ cublasStatus_t cublasLtMatmul(cublasLtHandle_t handle, cublasLtMatmulDesc_t desc
     int m, n, k;
     const cublasStatus_t st = lt_check("cublasLtMatmul", desc, Adesc, Bdesc, Cdesc, Ddesc, &r, &m, &n, &k);
     if (st != CUBLAS_STATUS_SUCCESS) return st;
+    if (algo) lt_check_alignment(algo, desc, A, B, C, D);
     Gemm g;
     memset(&g, 0, sizeof g);
     snprintf(g.fn, sizeof g.fn, "cublasLtMatmul");
