@@ -98,7 +98,6 @@ float gpt_forward(GPT *g, const int32_t *inputs, const int32_t *targets, int b, 
 void gpt_forward_train(GPT *g, const int32_t *inputs, const int32_t *targets, int b, int t, float dlogits_scale);
 void gpt_loss_reset(GPT *g);
 double gpt_loss_sum(GPT *g);
-#define GPT_SCALAR_BYTES 64
 // Backward of the last training forward; parameter gradients accumulate into g->grads_mem.
 void gpt_backward(GPT *g);
 void gpt_zero_grad(GPT *g);

@@ -16,8 +16,8 @@
 #include <stdio.h>
 #include <string.h>
 
-#include "gpt.h"
 #include "ops.h"
+#include "plan.h"
 
 // The planner's view of one table entry: slots for a recompute mode.
 static int act_slots(int per_layer, int kept, RecomputeMode rc, int L) {

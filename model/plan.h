@@ -160,6 +160,9 @@ typedef struct GradActTensors {
 // compute dtype: the fp32 master weights (param_bytes), their working copy in the compute dtype (param_copy_bytes;
 // 0 in fp32, where the master is the copy), the gradients in their dtype, fp32 AdamW moments, and activations and
 // their gradients in the compute dtype: 16 bytes per parameter in fp32, 18 in mixed bf16, 16 with bf16 gradients.
+// The step's scalars in backend memory (the loss sum and the gradient norm: GPT.scalars_mem), one allocation.
+#define GPT_SCALAR_BYTES 64
+
 typedef struct GPTMemory {
     DType dtype;
     DType grad_dtype;         // the parameter gradients': fp32, or bf16 (--grad-dtype bf16: 16 bytes per parameter)

@@ -7,12 +7,13 @@
 # call, a missing event wait between two streams, a host read of a device pointer, a kernel writing one element past
 # its buffer), one in a flash kernel (a stage refilled before every warp finished reading it), one in the encoder
 # backward's sort (its merge passes across shared-memory tiles left out), two in the batch upload (the copy not
-# ordered after the reads of its token set, the forward not waiting for the copy), two in the cuBLASLt matmuls (the
-# bias epilogue left out, the DGELU epilogue left out), three in the bf16 data path (the AdamW step's bf16 weight copy left stale, its stochastic
-# rounding biased, the weight gradients' GEMM writing bf16 into the fp32 gradients, the fused residual + LayerNorm
-# normalising the sum before it is rounded, so it differs from the LayerNorm a recompute computes, cuBLASLt's
-# heuristic not told the operands' real alignment), two with bf16 gradients (fp32
-# written into them by the weight gradients' GEMM, and by the column sums), and the old GPU index
+# ordered after the reads of its token set, the forward not waiting for the copy), four in the cuBLASLt matmuls (the
+# bias epilogue left out, the DGELU epilogue left out, the BGRADB epilogue's bias gradient never added, the weight
+# gradient overwritten instead of accumulated), six in the bf16 data path (the AdamW step's bf16 weight copy left
+# stale, its stochastic rounding biased, the weight gradients' GEMM and their cuBLASLt product writing bf16 into the
+# fp32 gradients, cuBLASLt's heuristic not told the operands' real alignment, the fused residual + LayerNorm
+# normalising the sum before it is rounded, so it differs from the LayerNorm a recompute computes), two with bf16
+# gradients (fp32 written into them by the weight gradients' GEMM, and by the column sums), and the old GPU index
 # of train/common.c (every rank on GPU 0 when the launcher names no local rank). The unchanged sources pass the same
 # programs in the rest of make test.
 . tests/lib.sh
@@ -99,9 +100,14 @@ train/main.c "stream race" \
 plant "batch upload: the forward not waiting for its copy" $K/backend_cuda.cu tests/gpu/test_gpu.c "stream race" \
 '    CUDA_CHECK(cudaStreamWaitEvent(0, cs->stage_done[k], 0));' ''
 plant "matmul forward on cuBLASLt without its bias epilogue" $K/matmul.cu tests/gpu/test_gpu.c "FAIL matmul_forward" \
-'CUBLASLT_EPILOGUE_BIAS, bias, NULL, 0))' 'CUBLASLT_EPILOGUE_DEFAULT, bias, NULL, 0))'
+'0, CUBLASLT_EPILOGUE_BIAS, bias, NULL,' '0, CUBLASLT_EPILOGUE_DEFAULT, bias, NULL,'
 plant "the MLP's down projection backward on cuBLASLt without its DGELU epilogue" $K/matmul.cu tests/gpu/test_gpu.c \
-"FAIL matmul_backward_gelu dinp" 'CUBLASLT_EPILOGUE_DGELU, NULL,' 'CUBLASLT_EPILOGUE_DEFAULT, NULL,'
+"FAIL matmul_backward_gelu dinp" '0, CUBLASLT_EPILOGUE_DGELU,' '0, CUBLASLT_EPILOGUE_DEFAULT,'
+plant "the BGRADB epilogue's bias gradient never added into the gradient" $K/matmul.cu tests/gpu/test_gpu.c \
+"FAIL matmul_backward dbias" '        CUDA_BY_GRAD(be, add_grad, dbias, cs->scratch, M);' ''
+plant "the weight gradients' cuBLASLt product overwriting instead of accumulating (beta 0)" $K/matmul.cu \
+tests/gpu/test_gpu.c "FAIL matmul_backward dw" \
+'        const float one = 1.0f, beta = dw ? 1.0f : 0.0f;' '        const float one = 1.0f, beta = 0.0f;'
 # The bf16 data path: the AdamW step not writing the weights' bf16 copy, its stochastic rounding biased (15 random
 # bits instead of 16: rounds up too rarely), the weight gradients' GEMM writing bf16 into the fp32 gradient buffer.
 export TEST_GPU_ONLY=bf16
@@ -115,6 +121,10 @@ plant "bf16: the weight gradients' GEMM writes bf16 into the fp32 gradients" $K/
 "FAIL matmul_backward dw" \
 '                              c_grad ? tg : t, ldc, compute_type(be), CUBLAS_GEMM_DEFAULT));' \
 '                              t, ldc, compute_type(be), CUBLAS_GEMM_DEFAULT));'
+plant "bf16: the weight gradients' cuBLASLt product writes bf16 into the fp32 gradients" $K/matmul.cu \
+tests/gpu/test_gpu.c "FAIL matmul_backward dw|out-of-bounds|cublasLtMatmul" \
+'    CUBLAS_CHECK(cublasLtMatrixLayoutCreate(&p->Ld, key->dw ? grad_type(be) : t, m, n, key->ldd));' \
+'    CUBLAS_CHECK(cublasLtMatrixLayoutCreate(&p->Ld, t, m, n, key->ldd));'
 plant "cuBLASLt told nothing of its operands' alignment (the default 256 bytes assumed for a layer's slice)" \
 $K/matmul.cu tests/gpu/test_gpu.c "the heuristic chose the algorithm for 256-byte alignment" \
 '    const uint32_t al[4] = {key->align[0], key->align[1], key->align[2], key->align[2]};' \

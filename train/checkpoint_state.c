@@ -94,6 +94,9 @@ int ckpt_load(const char *path, GPT *g, int with_optimizer, char *err, size_t er
     const size_t n = g->mem.num_params;
     float *stage = ok ? malloc(n * sizeof(float) + 1) : NULL;
     if (ok && !stage) { fclose(f); snprintf(err, errlen, "%s: out of memory for a staging buffer", path); return -1; }
+    // The step count first: loading the weights rebuilds their bf16 copy as the step that wrote them rounded it
+    // (gpt_state_from_host; bit-exact resume), once.
+    if (with_optimizer) g->adam_t = (int)h.adam_t;
     for (int i = 0; i < 3 && ok; i++) {
         ok = fread(stage, sizeof(float), n, f) == n;
         if (!ok) break;
@@ -110,8 +113,7 @@ int ckpt_load(const char *path, GPT *g, int with_optimizer, char *err, size_t er
     if (!with_optimizer) {
         op_zero(g->be, g->m_mem, n * sizeof(float));
         op_zero(g->be, g->v_mem, n * sizeof(float));
-    } else g->adam_t = (int)h.adam_t;
-    gpt_weights_changed(g);   // the bf16 copy as the step that wrote these weights rounded it (bit-exact resume)
+    }
     return 0;
 }
 

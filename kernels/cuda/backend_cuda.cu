@@ -134,7 +134,8 @@ static const MemOps CUDA_MEM = {cuda_alloc,      cuda_free,      cuda_to_device,
 
 static const OpTable CUDA_OPS = {
     cuda_encoder_forward,     cuda_encoder_backward,         cuda_layernorm_forward,
-    cuda_residual_layernorm_forward, cuda_layernorm_backward,  cuda_matmul_forward,           cuda_matmul_backward,     cuda_matmul_backward_gelu,
+    cuda_residual_layernorm_forward,                         cuda_layernorm_backward,
+    cuda_matmul_forward,      cuda_matmul_backward,          cuda_matmul_backward_gelu,
     cuda_attention_forward,   cuda_attention_backward,       cuda_flash_attention_forward,
     cuda_flash_attention_backward, cuda_gelu_forward,        cuda_gelu_backward,
     cuda_residual_forward,    cuda_classifier_forward_backward, cuda_loss_accumulate,

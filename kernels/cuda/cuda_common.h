@@ -63,6 +63,7 @@
 typedef struct LtKey {
     int32_t m, n, k, lda, ldb, ldd, opa, opb;
     uint32_t epilogue, dtype, compute;
+    uint32_t dw;         // 1: D is a weight gradient (the gradients' dtype, accumulated: beta = 1)
     uint32_t align[5];   // bytes: A, B, D, the bias, the aux matrix (0 when absent)
     int64_t aux_ld;
 } LtKey;
@@ -148,8 +149,9 @@ __device__ static inline void st(bf16 *p, float v) { *p = __float2bfloat16(v); }
 
 // The GEMM helpers of matmul.cu (attention.cu's products go through them too): column-major C (m,n) =
 // alpha op(A) op(B) + beta C with A and B in the compute dtype and C in it too, or in the gradients' dtype when
-// c_grad (the weight gradients: fp32, or bf16 with --grad-dtype bf16). On fp32 storage the products run in the backend's matmul precision (exact, TF32, bf16 or fp16 tensor
-// cores, inputs rounded on the fly); on bf16 storage bf16 tensor cores. fp32 accumulation throughout.
+// c_grad (the weight gradients: fp32, or bf16 with --grad-dtype bf16). On fp32 storage the products run in the
+// backend's matmul precision (exact, TF32, bf16 or fp16 tensor cores, inputs rounded on the fly); on bf16 storage
+// bf16 tensor cores. fp32 accumulation throughout.
 void cuda_gemm(Backend *be, cublasOperation_t ta, cublasOperation_t tb, int m, int n, int k, float alpha,
                const void *A, int lda, const void *B, int ldb, float beta, void *C, int ldc, int c_grad);
 void cuda_gemm_batched(Backend *be, cublasOperation_t ta, cublasOperation_t tb, int m, int n, int k, float alpha,

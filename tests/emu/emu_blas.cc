@@ -134,6 +134,7 @@ struct Gemm {
     cudaDataType bias_type;
     const void *aux;           // cuBLASLt's DGELU epilogue: * gelu'(aux[j][i]) (aux in C's type, leading dim aux_ld)
     long long aux_ld;
+    void *bgrad;               // cuBLASLt's BGRADB epilogue: bgrad[j] = sum over k of op(B)[k][j] (n values, C's type)
 };
 
 // GELU's derivative for the tanh approximation, the GELU cuBLASLt's epilogues document:
@@ -200,6 +201,16 @@ static void run_gemm(const Gemm &g) {
         check_matrix(g.C, b, true, wc);
         for (int j = 0; j < g.n; j++)
             for (int i = 0; i < g.m; i++) store(C, g.C.type, (size_t)j * g.C.ld + i, out[(size_t)j * g.m + i]);
+        if (g.bgrad) {   // the bias gradient of op(B), summed over k in order from the inputs as the product reads them
+            char wg[96];
+            snprintf(wg, sizeof wg, "%s bias gradient", g.fn);
+            op_write(g.bgrad, (size_t)g.n * type_size(g.C.type), wg);
+            for (int j = 0; j < g.n; j++) {
+                float s = 0.0f;
+                for (int p = 0; p < g.k; p++) s += bt[(size_t)j * g.k + p];
+                store(g.bgrad, g.C.type, j, s);
+            }
+        }
     }
 }
 
@@ -350,8 +361,8 @@ static cublasStatus_t lt_check(const char *fn, cublasLtMatmulDesc_t d, cublasLtM
     if (!d || !A || !B || !C || !D) return CUBLAS_STATUS_INVALID_VALUE;
     if (d->scale != CUDA_R_32F) fatal("%s: scale type %d is not emulated (only CUDA_R_32F)", fn, (int)d->scale);
     if (d->epilogue != CUBLASLT_EPILOGUE_DEFAULT && d->epilogue != CUBLASLT_EPILOGUE_BIAS &&
-        d->epilogue != CUBLASLT_EPILOGUE_DGELU)
-        fatal("%s: epilogue %u is not emulated (DEFAULT, BIAS and DGELU are)", fn, d->epilogue);
+        d->epilogue != CUBLASLT_EPILOGUE_DGELU && d->epilogue != CUBLASLT_EPILOGUE_BGRADB)
+        fatal("%s: epilogue %u is not emulated (DEFAULT, BIAS, DGELU and BGRADB are)", fn, d->epilogue);
     const bool ta = d->ta != CUBLAS_OP_N, tb = d->tb != CUBLAS_OP_N;
     *m = (int)(ta ? A->cols : A->rows);
     *k = (int)(ta ? A->rows : A->cols);
@@ -372,6 +383,8 @@ static cublasStatus_t lt_check(const char *fn, cublasLtMatmulDesc_t d, cublasLtM
         if (!d->aux || d->aux_ld < (int64_t)D->rows) return CUBLAS_STATUS_INVALID_VALUE;
         if (d->aux_ld % 8) return CUBLAS_STATUS_NOT_SUPPORTED;
     }
+    // The bias gradient's output vector (BGRADB: the bias pointer, written, in C's type: cuBLASLt's documentation)
+    if (d->epilogue == CUBLASLT_EPILOGUE_BGRADB && !d->bias) return CUBLAS_STATUS_INVALID_VALUE;
     return CUBLAS_STATUS_SUCCESS;
 }
 
@@ -620,6 +633,19 @@ cublasStatus_t cublasLtMatmulAlgoGetHeuristic(cublasLtHandle_t handle, cublasLtM
     int m, n, k;
     const cublasStatus_t st = lt_check("cublasLtMatmulAlgoGetHeuristic", desc, Adesc, Bdesc, Cdesc, Ddesc, &r, &m, &n, &k);
     if (st != CUBLAS_STATUS_SUCCESS) return st;
+    // GPTRAIN_EMU_LT_NO=BIAS,DGELU,BGRADB: a library whose heuristic has no algorithm for these epilogues, as a real
+    // one may answer for some types or shapes (the tests run the callers' fallbacks with it).
+    if (const char *no = getenv("GPTRAIN_EMU_LT_NO")) {
+        const char *ep = desc->epilogue == CUBLASLT_EPILOGUE_BIAS     ? "BIAS"
+                         : desc->epilogue == CUBLASLT_EPILOGUE_DGELU  ? "DGELU"
+                         : desc->epilogue == CUBLASLT_EPILOGUE_BGRADB ? "BGRADB"
+                                                                      : NULL;
+        for (const char *s = no; ep && *s;) {
+            const size_t len = strcspn(s, ",");
+            if (len == strlen(ep) && !strncmp(s, ep, len)) return CUBLAS_STATUS_NOT_SUPPORTED;
+            s += len + (s[len] == ',');
+        }
+    }
     memset(&results[0], 0, sizeof results[0]);
     results[0].state = CUBLAS_STATUS_SUCCESS;   // one algorithm, needing no workspace
     results[0].wavesCount = 1.0f;
@@ -673,12 +699,13 @@ cublasStatus_t cublasLtMatmul(cublasLtHandle_t handle, cublasLtMatmulDesc_t desc
         g.aux = desc->aux;
         g.aux_ld = desc->aux_ld;
     }
+    if (desc->epilogue == CUBLASLT_EPILOGUE_BGRADB) g.bgrad = (void *)desc->bias;
     if (current_device() != handle->device)
         fatal("cublasLtMatmul on device %d with a cuBLASLt handle created on device %d", current_device(),
               handle->device);
     char name[256];
     snprintf(name, sizeof name, "cublasLtMatmul %c%c m=%d n=%d k=%d%s", g.ta ? 'T' : 'N', g.tb ? 'T' : 'N', m, n, k,
-             g.bias ? " +bias" : g.aux ? " *dgelu(aux)" : "");
+             g.bias ? " +bias" : g.aux ? " *dgelu(aux)" : g.bgrad ? " bgradb" : "");
     const size_t d_bytes = ((size_t)(n - 1) * (size_t)Ddesc->ld + (size_t)m) * type_size(Ddesc->type);
     if (submit_op(stream, "cuBLASLt", name, [g]() { run_gemm(g); }, D, d_bytes) != cudaSuccess)
         return CUBLAS_STATUS_EXECUTION_FAILED;

@@ -719,7 +719,7 @@ static GPTConfig micro_config(void) {
     return cfg;
 }
 
-static void test_model(const char *prec, double tol) {
+static void test_model(const char *prec, double tol, double wtol) {
     GPTConfig cfg = micro_config();
     char err[256];
     const int B = 4, T = 32, steps = 10;
@@ -761,7 +761,7 @@ static void test_model(const char *prec, double tol) {
     float *pa = state(&gg, GPT_STATE_PARAMS), *pb = state(&gc, GPT_STATE_PARAMS);
     double wp = max_rel(pa, pb, gc.mem.num_params);
     snprintf(name, sizeof name, "model [%s]: weights after 10 AdamW steps (clipped) vs the CPU", prec);
-    harness_case(wp <= 10 * tol, name, "max error %.3g (<= %g)", wp, 10 * tol);
+    harness_case(wp <= wtol, name, "max error %.3g (<= %g)", wp, wtol);
     free(pa);
     free(pb);
     gpt_destroy(&gc);
@@ -1008,8 +1008,8 @@ static void test_unaligned_model(void) {
     if (!got) return;
     const double e = max_rel(got, want, gc.mem.num_params), tol = STORE ? 0.15 : 1e-4;
     char name[160];
-    snprintf(name, sizeof name, "model C=40 (weight slices off 256-byte boundaries) [%s]: gradients vs the CPU",
-             dtype_name(GPU.dtype));
+    snprintf(name, sizeof name, "model C=40 (weight slices off 256-byte boundaries) [%s, %s gradients]: gradients vs "
+             "the CPU", dtype_name(GPU.dtype), dtype_name(GPU.grad_dtype));
     harness_case(e <= tol, name, "max error %.3g (<= %g, relative to |ref| + rms)", e, tol);
     free(want);
     free(got);
@@ -1073,6 +1073,11 @@ int main(void) {
             if (!found) continue;
             printf("TEST_GPU_ONLY=%s: the %s pass\n", only, precs[p]);
         }
+        // The TF32 pass on the emulated GPU: its cuBLASLt offers no epilogue, so every matmul takes its fallback (a
+        // GEMM and our bias, GELU-backward and bias-gradient kernels); the other passes take the epilogues. (A real
+        // GPU ignores the variable: which path it takes is its library's answer.)
+        if (p == 1) setenv("GPTRAIN_EMU_LT_NO", "BIAS,DGELU,BGRADB", 1);
+        else unsetenv("GPTRAIN_EMU_LT_NO");
         if (backend_cuda_init(&GPU, 0, p >= 4 ? 2 : p, err, sizeof err)) {
             harness_case(0, "CUDA backend init", "%s", err);
             return harness_finish();
@@ -1088,7 +1093,13 @@ int main(void) {
         }
         PREC = STORE ? 2 : p;
         for (size_t i = 0; i < sizeof shapes / sizeof shapes[0]; i++) test_ops(&shapes[i], precs[p]);
-        test_model(precs[p], p == 0 ? 1e-4 : p == 1 ? 1e-2 : p >= 4 ? 0.15 : 5e-2);   // fp16 (3) as bf16 on fp32 storage
+        // The op tests bound each op's rounding tightly (twice the naive error); here the step-1 gradients of a whole
+        // model, whose worst element relative to |ref| + rms is heavy-tailed (where the batch's sums cancel), and
+        // moves with the inputs: seen over varied inputs tf32 0.004-0.017, fp16 0.005-0.006, bf16 on fp32 storage
+        // 0.036-0.048, bf16 storage 0.070-0.103. Tolerances about 3x the worst seen: a wrong op is off by O(1).
+        // The weights after 10 AdamW steps: fp32 1e-3, tf32 0.1, bf16 or fp16 on fp32 storage 0.5, bf16 storage 1.5.
+        test_model(precs[p], p == 0 ? 1e-4 : p == 1 || p == 3 ? 5e-2 : p == 2 ? 0.15 : 0.3,
+                   p == 0 ? 1e-3 : p == 1 ? 0.1 : p <= 3 ? 0.5 : 1.5);
         if (STORE) {
             if (!GSTORE) test_stochastic_rounding();   // (the weights' copy: the same in both bf16 passes)
             test_determinism();
