@@ -47,6 +47,10 @@ int dist_nccl_init(Dist *d, int device_count, char *err, size_t errlen);
 void dist_nccl_allreduce_mean(Dist *d, void *dev_buf, size_t n, int bf16);
 double dist_nccl_sum(Dist *d, double x);
 void dist_nccl_finalize(Dist *d);
+// Bind this process's threads to the CPUs that sysfs names as nearest the GPU of PCI bus id `bus_id`
+// ("0000:3b:00.0"; sysfs_root normally "/sys"), within what the launcher allowed (affinity.c). 0: bound; 1: left as
+// it was. msg gets one line saying which, for the run's log.
+int dist_bind_near_gpu(const char *sysfs_root, const char *bus_id, char *msg, size_t n);
 // End the whole job (all ranks) with status code after a fatal error on this rank.
 void dist_abort(Dist *d, int code);
 void dist_finalize(Dist *d);

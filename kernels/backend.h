@@ -151,6 +151,8 @@ int backend_cuda_device_count(void);
 int backend_cuda_init(Backend *be, int device, int matmul_mode, char *err, size_t errlen);
 // One line: name, compute capability, SMs, memory, CUDA runtime/driver and cuBLAS versions, matmul precision.
 void backend_cuda_describe(Backend *be, char *buf, size_t n);
+// The GPU's PCI bus id as sysfs names it ("0000:3b:00.0", lowercase).
+void backend_cuda_pci_bus_id(Backend *be, char *buf, size_t n);
 // Device memory in use now (cudaMemGetInfo), and what was in use right after the context and cuBLAS were created.
 size_t backend_cuda_used_bytes(Backend *be, size_t *context_bytes);
 // Device memory free now (cudaMemGetInfo).

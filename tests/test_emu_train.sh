@@ -3,7 +3,8 @@
 # the micro model: the GPU cases every real GPU runs (tests/gpu/train_cases.sh: against the CPU, recompute, NCCL with
 # one rank, TF32/bf16, flash and naive attention, --deterministic, sampling), then what only the emulator can show
 # on any machine: the device line (an unknown GPU: MFU n/a, never a made-up number), a checkpoint and a resume that
-# is bit-exact on the GPU path, the out-of-memory message on a small device, no device at all, and data
+# is bit-exact on the GPU path, --cpu-affinity against a made-up sysfs, the out-of-memory message on a small device,
+# no device at all, and data
 # parallelism through NCCL: 2 ranks x 1 emulated GPU under mpirun against 1 rank with the whole batch, also when
 # the launcher gives no local rank (MPICH), where each rank must still find its own GPU.
 . tests/lib.sh
@@ -33,6 +34,22 @@ $G train $RUN --device cuda --precision bf16 --out "$T/h" --log "$T/h.jsonl" --r
     && grep -q "^resume: " "$T/h2.out" \
     && ok "GPU checkpoint at step 3 + --resume auto = $STEPS straight steps: identical losses, byte-identical model.bin" \
     || bad "GPU resume" "$(losses "$T/st.jsonl") / $(losses "$T/h.jsonl"); $(tail -2 "$T/h2.out")"
+
+# CPU affinity from the GPU's sysfs entry (the emulated GPU is eeee:01:00.0, which no real /sys has): bound to the
+# cores its local_cpulist names within what the process may use; none of them usable, an unreadable list, or no
+# entry: left as the launcher set it, saying so; --cpu-affinity off: not a word.
+P="$T/sys/bus/pci/devices/eeee:01:00.0"
+mkdir -p "$P" && echo 0 >"$P/numa_node"
+A="$RUN --steps 1 --eval-every 0 --device cuda --out $T/aff"
+aff() { printf '%s\n' "$1" >"$P/local_cpulist"; GPTRAIN_SYSFS="$T/sys" $G train $A 2>&1 | grep "^affinity:"; }
+a1=$(aff 0); a2=$(aff 1000-1001); a3=$(aff x); a4=$($G train $A 2>&1 | grep "^affinity:")
+a5=$(GPTRAIN_SYSFS="$T/sys" $G train $A --cpu-affinity off 2>&1 | grep -c "^affinity:")
+echo "$a1" | grep -q "is near CPUs 0 (NUMA node 0): this rank's threads bound to CPUs 0 " \
+    && echo "$a2" | grep -q "near CPUs 1000-1001 (NUMA node 0), none of which this process may use" \
+    && echo "$a3" | grep -q "cannot parse its local_cpulist 'x': left to the launcher" \
+    && echo "$a4" | grep -q "no /sys/bus/pci/devices/eeee:01:00.0/local_cpulist for this rank's GPU" && [ "$a5" = 0 ] \
+    && ok "--cpu-affinity: bound to the GPU's local CPUs; left alone (with the reason) when none is usable, the list is unreadable or absent; off: silent" \
+    || bad "--cpu-affinity" "$a1 / $a2 / $a3 / $a4 / off: $a5"
 
 # Out of memory on a small device: one line naming what did not fit and what to change.
 GPTRAIN_EMU_MEMORY=1M expect_error "out of GPU memory (a 1 MiB emulated device)" 2 \

@@ -641,6 +641,16 @@ int cmd_train(Options *o) {
         die_user("the model's vocabulary %d is smaller than the data's %d", cfg.vocab_size, data_vocab);
     Backend be;
     resolve_backend(o, &be, dist.local_rank);
+#ifdef GPTRAIN_CUDA
+    // Before the loader's thread and OpenMP's workers exist, so they inherit the binding.
+    if (be.kind == BACKEND_CUDA && !strcmp(o->cpu_affinity, "on")) {
+        char bus[32], line[1024];
+        backend_cuda_pci_bus_id(&be, bus, sizeof bus);
+        const char *root = getenv("GPTRAIN_SYSFS");   // tests point it at a made-up tree
+        dist_bind_near_gpu(root && root[0] ? root : "/sys", bus, line, sizeof line);
+        printf("%s\n", line);
+    }
+#endif
     const AttentionKind attn = resolve_attention(o, &be, &cfg);
     RecomputeMode rc;
     gpt_recompute_parse(o->recompute, &rc);  // the CLI already checked the choice

@@ -142,6 +142,11 @@ static const OpTable CUDA_OPS = {
     cuda_sum_squares,         cuda_scale,                    cuda_zero,
     cuda_to_compute,          cuda_global_norm,              cuda_adamw_step};
 
+extern "C" void backend_cuda_pci_bus_id(Backend *be, char *buf, size_t n) {
+    const cudaDeviceProp *p = &cuda_state(be)->prop;
+    snprintf(buf, n, "%04x:%02x:%02x.0", p->pciDomainID, p->pciBusID, p->pciDeviceID);
+}
+
 extern "C" size_t backend_cuda_free_bytes(Backend *be) {
     (void)be;
     size_t free_b = 0, total_b = 0;
