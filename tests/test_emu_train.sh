@@ -5,8 +5,10 @@
 # on any machine: the device line (an unknown GPU: MFU n/a, never a made-up number), a checkpoint and a resume that
 # is bit-exact on the GPU path, --cpu-affinity against a made-up sysfs, the out-of-memory message on a small device,
 # no device at all, and data
-# parallelism through NCCL: 2 ranks x 1 emulated GPU under mpirun against 1 rank with the whole batch, also when
-# the launcher gives no local rank (MPICH), where each rank must still find its own GPU.
+# parallelism through NCCL: 2 and 4 ranks x 1 emulated GPU under mpirun against 1 rank with the whole batch (fp32,
+# and bf16 gradients averaged in bf16), also when the launcher gives no local rank (MPICH), where each rank must still
+# find its own GPU; a 2-rank checkpoint and resume byte-identical to the straight run; a rank killed mid-run ends
+# the job with a message, never a hang.
 . tests/lib.sh
 G=build/emu/gptrain
 if [ ! -x "$G" ]; then
@@ -94,4 +96,47 @@ $MPI sh -c 'unset OMPI_COMM_WORLD_LOCAL_RANK OMPI_COMM_WORLD_NODE_RANK; exec "$@
     --out "$T/m2" --log "$T/m2.jsonl" >"$T/m2.out" 2>&1 && cmp -s "$T/m2/model.bin" "$T/r2/model.bin" \
     && ok "no local rank from the launcher: each rank still drives its own GPU (same weights as with Open MPI's)" \
     || bad "local rank without launcher variables" "$(grep -i "duplicate\|error" "$T/m2.out" | head -3)"
+# 4 ranks x 1 emulated GPU (B=1 each) against the same 1 rank with B=4: the same bound as 2 ranks.
+MPI4="mpirun --allow-run-as-root --oversubscribe -np 4 -x GPTRAIN_EMU_DEVICES=4"
+GPTRAIN_EMU_DEVICES=4 $MPI4 $G train $D --batch 1 --out "$T/r4" --log "$T/r4.jsonl" >"$T/r4.out" 2>&1 \
+    || bad "4 emulated GPUs under mpirun" "$(tail -3 "$T/r4.out")"
+grep -q "ranks: 4 (mpi, gradients over NCCL)" "$T/r4.out" \
+    && msg=$(compare "$T/r4.jsonl" "$T/r1.jsonl" "$T/r4/model.bin" "$T/r1/model.bin") \
+    && ok "4 ranks x 1 emulated GPU through NCCL (B=1 each) = 1 rank with B=4: $msg" \
+    || bad "4 ranks through NCCL vs 1" "$(grep ranks "$T/r4.out"; echo "$msg")"
+# A checkpoint and resume with 2 ranks on emulated GPUs: stop after step 2, resume, = the straight 2-rank run.
+$MPI $G train $D --batch 2 --out "$T/c2" --stop-at-step 2 >"$T/c2a.out" 2>&1
+$MPI $G train $D --batch 2 --out "$T/c2" --resume auto >"$T/c2b.out" 2>&1
+cmp -s "$T/c2/model.bin" "$T/r2/model.bin" && grep -q "^resume: " "$T/c2b.out" \
+    && ok "2 ranks on emulated GPUs: stop at step 2 + --resume auto = the straight run, model.bin byte for byte" \
+    || bad "2-rank GPU resume" "$(tail -2 "$T/c2a.out"; tail -2 "$T/c2b.out")"
+# One rank dies mid-run (once rank 0 has printed a step): the job ends (a message naming the rank), never a hang.
+$MPI $G train $D --batch 2 --steps 100000 --print-every 1 --out "$T/k" >"$T/k.out" 2>&1 &
+job=$!
+i=0
+victim=
+while [ $i -lt 200 ] && [ -z "$victim" ]; do
+    for p in $(pgrep -f "$T/k" 2>/dev/null); do
+        tr '\0' '\n' <"/proc/$p/environ" 2>/dev/null | grep -q '^OMPI_COMM_WORLD_RANK=1$' && victim=$p
+    done
+    sleep 0.1
+    i=$((i + 1))
+done
+if [ -n "$victim" ]; then
+    i=0
+    while [ $i -lt 300 ] && ! grep -q " 2/100000 " "$T/k.out"; do sleep 0.1; i=$((i + 1)); done
+    kill -9 "$victim"
+    i=0
+    while [ $i -lt 600 ] && kill -0 $job 2>/dev/null; do sleep 0.1; i=$((i + 1)); done
+    if kill -0 $job 2>/dev/null; then
+        pkill -9 -f "$T/k"
+        bad "a killed rank on emulated GPUs" "the job was still running 60 s after rank 1 died"
+    else
+        grep -qi "rank 1" "$T/k.out" && ok "rank 1 of 2 on emulated GPUs killed: the job ended in $((i / 10)) s: $(grep -i -m1 'rank 1' "$T/k.out" | head -c 150)" \
+            || bad "a killed rank on emulated GPUs" "no message naming rank 1: $(tail -3 "$T/k.out")"
+    fi
+else
+    pkill -9 -f "$T/k"
+    bad "a killed rank on emulated GPUs" "could not find rank 1's process"
+fi
 finish
