@@ -45,6 +45,16 @@ void dist_barrier(Dist *d);
 // device buffer of n fp32 (or, bf16 set, bf16) values in place; scalar sums go through NCCL too when MPI is absent.
 int dist_nccl_init(Dist *d, int device_count, char *err, size_t errlen);
 void dist_nccl_allreduce_mean(Dist *d, void *dev_buf, size_t n, int bf16);
+// The overlapped form (a bucket of gradients as soon as they are final, while the backward goes on): one call
+// averages count device buffers (bufs[i], ns[i] values, fp32 or bf16) in place on the communication stream, in one
+// NCCL group, ordered after everything the compute (legacy) stream has queued so far; it does not wait. At most
+// DIST_NCCL_BUCKETS calls per step. dist_nccl_wait_buckets then orders the compute stream after all of them, waits
+// for them on the host (NCCL's errors polled, with the timeout), and gives the time the all-reduces took on the
+// communication stream (*comm_s, their sum) and how long they ran past the end of the work queued on the compute
+// stream before the call (*exposed_s: what the backward did not hide). Both from CUDA events.
+#define DIST_NCCL_BUCKETS 256
+void dist_nccl_allreduce_mean_async(Dist *d, void *const *bufs, const size_t *ns, int count, int bf16);
+void dist_nccl_wait_buckets(Dist *d, double *comm_s, double *exposed_s);
 double dist_nccl_sum(Dist *d, double x);
 void dist_nccl_finalize(Dist *d);
 // Bind this process's threads to the CPUs that sysfs names as nearest the GPU of PCI bus id `bus_id`

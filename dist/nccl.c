@@ -44,6 +44,11 @@ static ncclComm_t comm;
 static cudaStream_t stream;        // the communication stream (non-blocking: it never waits for the legacy stream)
 static cudaEvent_t grads_ready;    // recorded on the compute (legacy) stream when the gradients are final
 static double *scalar_dev, *scalar_host;   // one double on the device, and its pinned host side
+// The overlapped all-reduce's buckets: an event on the compute stream before each (its gradients are final), one on
+// the communication stream after each, and the compute stream's end mark and the communication stream's last mark.
+static cudaEvent_t bucket_ready[DIST_NCCL_BUCKETS], bucket_start[DIST_NCCL_BUCKETS], bucket_end[DIST_NCCL_BUCKETS];
+static cudaEvent_t compute_end, comm_end;
+static int buckets;
 static double timeout_s = 600.0;
 
 static double now_s(void) {
@@ -86,10 +91,17 @@ int dist_nccl_init(Dist *d, int device_count, char *err, size_t errlen) {
     if (cudaStreamCreateWithFlags(&stream, cudaStreamNonBlocking) != cudaSuccess ||
         cudaEventCreateWithFlags(&grads_ready, cudaEventDisableTiming) != cudaSuccess ||
         cudaMalloc((void **)&scalar_dev, sizeof(double)) != cudaSuccess ||
-        cudaHostAlloc((void **)&scalar_host, sizeof(double), cudaHostAllocDefault) != cudaSuccess) {
+        cudaHostAlloc((void **)&scalar_host, sizeof(double), cudaHostAllocDefault) != cudaSuccess ||
+        cudaEventCreate(&compute_end) != cudaSuccess || cudaEventCreate(&comm_end) != cudaSuccess) {
         snprintf(err, errlen, "NCCL: cannot create the communication stream and its buffers");
         return -1;
     }
+    for (int i = 0; i < DIST_NCCL_BUCKETS; i++)
+        if (cudaEventCreate(&bucket_ready[i]) != cudaSuccess || cudaEventCreate(&bucket_start[i]) != cudaSuccess ||
+            cudaEventCreate(&bucket_end[i]) != cudaSuccess) {
+            snprintf(err, errlen, "NCCL: cannot create the buckets' events");
+            return -1;
+        }
     d->nccl = 1;
     return 0;
 }
@@ -122,6 +134,43 @@ void dist_nccl_allreduce_mean(Dist *d, void *dev_buf, size_t n, int bf16) {
     CUDA_OK(cudaStreamWaitEvent(stream, grads_ready, 0));
     NCCL_CHECK(ncclAllReduce(dev_buf, dev_buf, n, bf16 ? ncclBfloat16 : ncclFloat, ncclAvg, comm, stream));
     wait_stream(d);
+}
+
+void dist_nccl_allreduce_mean_async(Dist *d, void *const *bufs, const size_t *ns, int count, int bf16) {
+    if (buckets == DIST_NCCL_BUCKETS) {
+        fprintf(stderr, "gptrain: internal error at %s:%d: more than %d gradient buckets in a step\n", __FILE__,
+                __LINE__, DIST_NCCL_BUCKETS);
+        dist_abort(d, 1);
+    }
+    const int b = buckets++;
+    // Ordered after the backward queued so far (this bucket's gradients are final), without the host waiting.
+    CUDA_OK(cudaEventRecord(bucket_ready[b], 0));
+    CUDA_OK(cudaStreamWaitEvent(stream, bucket_ready[b], 0));
+    CUDA_OK(cudaEventRecord(bucket_start[b], stream));
+    NCCL_CHECK(ncclGroupStart());
+    for (int i = 0; i < count; i++)
+        NCCL_CHECK(ncclAllReduce(bufs[i], bufs[i], ns[i], bf16 ? ncclBfloat16 : ncclFloat, ncclAvg, comm, stream));
+    NCCL_CHECK(ncclGroupEnd());
+    CUDA_OK(cudaEventRecord(bucket_end[b], stream));
+}
+
+void dist_nccl_wait_buckets(Dist *d, double *comm_s, double *exposed_s) {
+    CUDA_OK(cudaEventRecord(compute_end, 0));    // the end of the backward (everything queued before this call)
+    CUDA_OK(cudaEventRecord(comm_end, stream));
+    CUDA_OK(cudaStreamWaitEvent(0, comm_end, 0));   // the optimizer reads the averaged gradients
+    wait_stream(d);
+    CUDA_OK(cudaEventSynchronize(compute_end));
+    double sum = 0;
+    for (int b = 0; b < buckets; b++) {
+        float ms = 0;
+        CUDA_OK(cudaEventElapsedTime(&ms, bucket_start[b], bucket_end[b]));
+        sum += ms / 1e3;
+    }
+    float past = 0;
+    CUDA_OK(cudaEventElapsedTime(&past, compute_end, comm_end));
+    *comm_s = sum;
+    *exposed_s = past > 0 ? past / 1e3 : 0.0;
+    buckets = 0;
 }
 
 double dist_nccl_sum(Dist *d, double x) {

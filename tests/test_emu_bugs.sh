@@ -13,7 +13,8 @@
 # stale, its stochastic rounding biased, the weight gradients' GEMM and their cuBLASLt product writing bf16 into the
 # fp32 gradients, cuBLASLt's heuristic not told the operands' real alignment, the fused residual + LayerNorm
 # normalising the sum before it is rounded, so it differs from the LayerNorm a recompute computes), two with bf16
-# gradients (fp32 written into them by the weight gradients' GEMM, and by the column sums), and the old GPU index
+# gradients (fp32 written into them by the weight gradients' GEMM, and by the column sums), the overlapped NCCL
+# all-reduce not ordered after the backward that wrote its bucket, and the old GPU index
 # of train/common.c (every rank on GPU 0 when the launcher names no local rank). The unchanged sources pass the same
 # programs in the rest of make test.
 . tests/lib.sh
@@ -154,6 +155,10 @@ tests/test_flash_emu.cc "shared-memory race" \
 # both ranks drive GPU 0, which NCCL refuses.
 if command -v mpirun >/dev/null 2>&1 && ldd build/emu/gptrain 2>/dev/null | grep -q libmpi; then
     export OMPI_MCA_btl_vader_single_copy_mechanism=none
+    plant "the overlapped all-reduce not ordered after the backward that wrote its bucket (gptrain, 2 ranks)" \
+    dist/nccl.c train/main.c "stream race" \
+'    CUDA_OK(cudaStreamWaitEvent(stream, bucket_ready[b], 0));' '' \
+'mpirun --allow-run-as-root --oversubscribe -np 2 -x GPTRAIN_EMU_DEVICES=2 "$BIN" train --data "$T/data" --preset micro --seq-len 32 --steps 2 --batch 2 --eval-steps 1 --device cuda --out "$T/ov"'
     plant "every rank on GPU 0 when the launcher names no local rank (gptrain, 2 ranks)" train/common.c train/main.c \
     "Duplicate GPU detected" \
 '        const int device = gpu, count = backend_cuda_device_count();' \

@@ -76,6 +76,15 @@ $G train $D --batch 4 --out "$T/r1" --log "$T/r1.jsonl" >"$T/r1.out" 2>&1 || bad
 grep -q "ranks: 2 (mpi, gradients over NCCL)" "$T/r2.out" && msg=$(compare "$T/r2.jsonl" "$T/r1.jsonl" "$T/r2/model.bin" "$T/r1/model.bin") \
     && ok "2 ranks x 1 emulated GPU through NCCL (B=2 each) = 1 rank with B=4: $msg" \
     || bad "2 ranks through NCCL vs 1" "$(grep ranks "$T/r2.out"; echo "$msg")"
+# The overlapped all-reduce (buckets on NCCL's communication stream while the backward goes on; r2 above) against the
+# blocking one after the backward (--comm-overlap off) and against a bucket per layer (--bucket-mb 0.01): the same
+# averages of the same gradients, so byte-identical weights; the log carries comm_ms and exposed_comm_ms.
+GPTRAIN_EMU_DEVICES=2 $MPI $G train $D --batch 2 --comm-overlap off --out "$T/o2" --log "$T/o2.jsonl" >"$T/o2.out" 2>&1
+GPTRAIN_EMU_DEVICES=2 $MPI $G train $D --batch 2 --bucket-mb 0.01 --out "$T/u2" --log "$T/u2.jsonl" >"$T/u2.out" 2>&1
+cmp -s "$T/o2/model.bin" "$T/r2/model.bin" && cmp -s "$T/u2/model.bin" "$T/r2/model.bin" \
+    && grep -q '"exposed_comm_ms": ' "$T/r2.jsonl" \
+    && ok "overlapped NCCL buckets (25 MiB; and one per layer) = the blocking all-reduce after the backward, byte for byte" \
+    || bad "overlapped vs blocking NCCL all-reduce" "$(tail -2 "$T/o2.out"; tail -2 "$T/u2.out")"
 # bf16 gradients averaged in bf16 over NCCL (--grad-dtype bf16: half the bytes) against 1 rank with the whole batch
 # in the same precision: the ranks' gradients are rounded to bf16 before the average where the one rank rounds the
 # whole sum once, so they differ by bf16 rounding, and AdamW moves a weight by at most about lr per step in these first

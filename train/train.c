@@ -565,6 +565,11 @@ typedef struct CommCtx {
     Dist *dist;
     GPT *g;
     double launch_s;
+    // GPU ranks (NCCL): the open bucket's gradient slices, sent once they reach bucket_bytes (or the backward ends).
+    void *bufs[4 * NUM_PARAM_TENSORS];
+    size_t ns[4 * NUM_PARAM_TENSORS];
+    int nbufs;
+    double open_bytes, bucket_bytes;
 } CommCtx;
 
 static void launch_bucket(void *ctx, int layer) {
@@ -577,6 +582,33 @@ static void launch_bucket(void *ctx, int layer) {
             dist_iallreduce_sum(c->dist, (float *)c->g->grads_mem + p->offset + (size_t)layer * n, n);
         } else if (layer < 0 && !p->per_layer)
             dist_iallreduce_sum(c->dist, (float *)c->g->grads_mem + p->offset, p->numel);
+    }
+    c->launch_s += backend_now_s() - t0;
+}
+
+// The same on GPU ranks: the layer's slices join the open bucket, which goes out as one NCCL group on the
+// communication stream once it holds bucket_bytes (or, layer -1, the backward is done), so a small model does not
+// pay a launch per tensor and a large one starts sending while the layers below are still computing.
+static void launch_bucket_nccl(void *ctx, int layer) {
+    CommCtx *c = ctx;
+    const double t0 = backend_now_s();
+    const size_t es = dtype_bytes(c->g->grad_dtype);
+    for (int i = 0; i < NUM_PARAM_TENSORS; i++) {
+        const ParamInfo *p = &c->g->param_info[i];
+        size_t off, n;
+        if (layer >= 0 && p->per_layer) n = p->rows * p->cols, off = p->offset + (size_t)layer * n;
+        else if (layer < 0 && !p->per_layer) n = p->numel, off = p->offset;
+        else continue;
+        c->bufs[c->nbufs] = (char *)c->g->grads_mem + off * es;
+        c->ns[c->nbufs++] = n;
+        c->open_bytes += (double)n * es;
+        if (c->nbufs == (int)(sizeof c->bufs / sizeof c->bufs[0])) break;   // never: a layer has < 4x the tensors
+    }
+    if (c->nbufs && (layer < 0 || c->open_bytes >= c->bucket_bytes ||
+                     c->nbufs + NUM_PARAM_TENSORS > (int)(sizeof c->bufs / sizeof c->bufs[0]))) {
+        dist_nccl_allreduce_mean_async(c->dist, c->bufs, c->ns, c->nbufs, c->g->grad_dtype == DTYPE_BF16);
+        c->nbufs = 0;
+        c->open_bytes = 0;
     }
     c->launch_s += backend_now_s() - t0;
 }
@@ -839,7 +871,10 @@ int cmd_train(Options *o) {
     float *z_grads = zero ? backend_host_alloc(z_shard * dist.world * sizeof(float), "ZeRO-1 gradient shards") : NULL;
     float *z_stage = zero ? backend_host_alloc(z_shard * dist.world * sizeof(float), "ZeRO-1 all-gather") : NULL;
     const int overlap = dist.world > 1 && !zero && be.host_visible && !strcmp(o->comm_overlap, "on");
-    CommCtx comm = {&dist, &g, 0};
+    // GPU ranks: the buckets on NCCL's communication stream (also one rank under GPTRAIN_NCCL_WORLD1, the device test)
+    const int overlap_nccl = dist.nccl && !zero && !strcmp(o->comm_overlap, "on");
+    if (o->bucket_mb <= 0) die_user("--bucket-mb %g: expected a positive size in MiB", o->bucket_mb);
+    CommCtx comm = {&dist, &g, 0, {0}, {0}, 0, 0, o->bucket_mb * 1048576.0};
     g.hook_ctx = &comm;
     float *grad_stage = dist.world > 1 && !be.host_visible && !dist.nccl
                             ? backend_staging_alloc(&be, g.mem.num_params * sizeof(float), "gradient all-reduce staging")
@@ -874,7 +909,7 @@ int cmd_train(Options *o) {
         // queue (CUDA events), each micro-step's read once two more are queued.
         for (int micro = 0; micro < accum; micro++) {
             // Gradients are final only in the last micro-step's backward: its buckets go out as they complete.
-            g.on_grads_ready = overlap && micro == accum - 1 ? launch_bucket : NULL;
+            g.on_grads_ready = micro < accum - 1 ? NULL : overlap ? launch_bucket : overlap_nccl ? launch_bucket_nccl : NULL;
             const int32_t *in, *tg;
             double wait;
             if (data_loader_next_batch(&train_dl, &in, &tg, &wait, err, sizeof err)) die_user("%s", err);
@@ -891,9 +926,12 @@ int cmd_train(Options *o) {
         // Gradient averaging over ranks (the backend's memory staged through the host when it is not host memory).
         const double t_comm = backend_now_s();
         double exposed_s = 0;
+        double gpu_comm_s = -1;
         if (overlap) {
             dist_wait_mean(&dist);   // what the backward did not hide
             exposed_s = backend_now_s() - t_comm;
+        } else if (overlap_nccl) {
+            dist_nccl_wait_buckets(&dist, &gpu_comm_s, &exposed_s);   // device time, from the streams' events
         } else if (zero) {
             // ZeRO-1: reduce-scatter, so this rank holds the averaged gradient of its shard [z_lo, z_hi) only.
             memcpy(z_grads, g.grads_mem, g.mem.num_params * sizeof(float));
@@ -907,8 +945,8 @@ int cmd_train(Options *o) {
                 backend_to_device(&be, g.grads_mem, grad_stage, g.mem.num_params * sizeof(float));
             }
         }
-        if (!overlap) exposed_s = backend_now_s() - t_comm;
-        m.comm_ms = (exposed_s + comm.launch_s) * 1e3;
+        if (!overlap && !overlap_nccl) exposed_s = backend_now_s() - t_comm;
+        m.comm_ms = (gpu_comm_s >= 0 ? gpu_comm_s : exposed_s + comm.launch_s) * 1e3;
         m.exposed_comm_ms = exposed_s * 1e3;
         m.lr = lr_schedule_at(&sched, step);
         // One process: the loss and the norm stay where they are computed, and the update is skipped there when

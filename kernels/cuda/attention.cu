@@ -4,6 +4,12 @@
  * products, with a causal softmax kernel (one warp per row) and its backward; the (B,NH,T,T) probabilities live in
  * the planned buffer. Everything in the compute dtype (in bf16 the scores, the probabilities and their gradients are
  * stored in bf16 between the products, as the GEMMs read and write them; the softmax works in fp32).
+ * FLOPs per layer: 2·B·C·T² for QK^T and as much for PV forward (the GEMMs compute the full T x T, twice the causal
+ * count the model FLOPs credit), 4 products of that size backward. Bytes: the (B,NH,T,T) matrix dominates, written by
+ * QK^T, read and written by the softmax, read by PV forward (4·B·NH·T²·e) and about twice that backward; GPT-2 124M
+ * at B=16 T=1024 in bf16 (B·NH·T² = 201M elements, 0.40 GB): 1.6 GB per layer forward, ~4.8 GB forward + backward,
+ * 58 GB and ~17 ms per step at 3.35 TB/s for the 12 layers, where flash attention moves 5.1 GB in all (README's step
+ * on paper).
  */
 #include <math.h>
 #include <stdint.h>
