@@ -7,6 +7,9 @@
  *   sum: dist_nccl_sum of a host scalar returns it (its copies are ordered around the all-reduce).
  *   all-reduce: a gradient buffer written by a copy and then a kernel on the compute stream, then
  *               dist_nccl_allreduce_mean: the mean over one rank is the buffer itself.
+ *   buckets: two halves of a buffer, each scaled by a kernel and then sent with dist_nccl_allreduce_mean_async
+ *            (the second after its own kernel, the first while it runs), dist_nccl_wait_buckets, then a kernel
+ *            that reads the buffer: the values, and device times that are finite and not negative.
  * Prints "skipped" without a GPU or without NCCL in the build.
  */
 #include <math.h>
@@ -62,6 +65,29 @@ int main(void) {
         if (back[i] != 2.0f * h[i]) bad++;
     harness_case(bad == 0, "dist_nccl_allreduce_mean with one rank after a copy and a kernel: the written values",
                  "%zu of %zu elements differ", bad, n);
+    {   // two buckets, the first sent before the kernel that writes the second half is queued
+        const size_t h1 = n / 2, h2 = n - h1;
+        backend_to_device(&be, g, h, n * sizeof(float));
+        op_scale(&be, g, 2.0f, h1);
+        void *b1[1] = {g};
+        size_t n1[1] = {h1};
+        dist_nccl_allreduce_mean_async(&d, b1, n1, 1, 0);
+        op_scale(&be, g + h1, 3.0f, h2);
+        void *b2[1] = {g + h1};
+        size_t n2[1] = {h2};
+        dist_nccl_allreduce_mean_async(&d, b2, n2, 1, 0);
+        double comm_s = -1, exposed_s = -1;
+        dist_nccl_wait_buckets(&d, &comm_s, &exposed_s);
+        op_scale(&be, g, 0.5f, n);   // the compute stream after the buckets
+        backend_to_host(&be, back, g, n * sizeof(float));
+        bad = 0;
+        for (size_t i = 0; i < n; i++)
+            if (back[i] != (i < h1 ? 1.0f : 1.5f) * h[i]) bad++;
+        harness_case(bad == 0 && comm_s >= 0 && exposed_s >= 0 && isfinite(comm_s) && isfinite(exposed_s),
+                     "two overlapped buckets (dist_nccl_allreduce_mean_async + dist_nccl_wait_buckets): the values, "
+                     "and the device times", "%zu of %zu elements differ; comm %.3g s, exposed %.3g s", bad, n,
+                     comm_s, exposed_s);
+    }
     dist_nccl_finalize(&d);
     backend_free(&be, g);
     free(h);
