@@ -177,4 +177,20 @@ zero = float(re.search(r"with --zero 1 ([0-9.]+) MiB", t).group(1))
 opt = float(re.search(r"AdamW state ([0-9.]+) MiB", t).group(1))
 assert abs(zero - opt / 8) < 0.01, (zero, opt)
 PY
+# The bucketed overlap on paper (124M, 8 ranks, NVLink): one bucket per layer (12 C^2 + 13 C fp32 gradients = 28.4 MB,
+# over 25 MiB) and the embeddings' (Vp C + maxT C + 2 C), sent when the backward ends after layer 0's, whose transfer
+# the layers' backward cannot hide either: exposed = (layer + embeddings) x 2(N-1)/N x 4 bytes / 450 GB/s.
+$G info --preset gpt2-124m --seq-len 1024 --batch 16 --gpus 8 --link nvlink >"$T/info8" 2>&1
+/usr/bin/python3 - "$T/info8" <<'PY' >"$T/py" 2>&1 && ok "info --gpus 8: $(grep -o 'overlapped (.*' "$T/info8")" || bad "info buckets" "$(cat "$T/py")"
+import re, sys
+t = open(sys.argv[1]).read()
+m = re.search(r"overlapped \(--bucket-mb 25: (\d+) buckets\): ([0-9.]+) ms exposed past the backward, ([0-9.]+) ms of it", t)
+assert m, t
+C, Vp, maxT = 768, 50304, 1024
+per = 2 * 7 / 8 * 4 / 450e9 * 1e3
+layer, emb = (12 * C * C + 13 * C) * per, (Vp * C + maxT * C + 2 * C) * per
+assert int(m.group(1)) == 13, m.group(1)
+assert abs(float(m.group(3)) - emb) < 1e-3, (m.group(3), emb)
+assert abs(float(m.group(2)) - (layer + emb)) < 1e-3, (m.group(2), layer + emb)
+PY
 finish

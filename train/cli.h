@@ -57,7 +57,7 @@ enum { CMD_PREPARE = 1, CMD_TRAIN = 2, CMD_SAMPLE = 4, CMD_INFO = 8, CMD_EXPORT 
     X(eps, "eps", F_NUM, "1e-8", CMD_TRAIN, NULL, "AdamW epsilon")                                                 \
     X(grad_clip, "grad-clip", F_NUM, "1.0", CMD_TRAIN, NULL, "clip the global gradient norm to this (0: off)")     \
     X(comm_overlap, "comm-overlap", F_CHOICE, "on", CMD_TRAIN, "on|off", "all-reduce each layer's gradients as soon as its backward is done (on), or all at once after it") \
-    X(bucket_mb, "bucket-mb", F_NUM, "25", CMD_TRAIN, NULL, "GPU ranks (NCCL) with --comm-overlap on: gradients go out in buckets of at least this many MiB as the backward finishes them (a layer per bucket when a layer is larger)") \
+    X(bucket_mb, "bucket-mb", F_NUM, "25", CMD_TRAIN | CMD_INFO, NULL, "GPU ranks (NCCL) with --comm-overlap on: gradients go out in buckets of at least this many MiB as the backward finishes them (a layer per bucket when a layer is larger)") \
     X(zero, "zero", F_INT, "0", CMD_TRAIN | CMD_INFO, NULL, "ZeRO stage: 0 (all-reduce), 1 (reduce-scatter gradients, shard AdamW, all-gather weights)") \
     X(nan_policy, "nan-policy", F_CHOICE, "stop", CMD_TRAIN, "stop|skip", "on a NaN/Inf loss or gradient: stop the run, or skip the update") \
     X(max_skipped, "max-skipped", F_INT, "10", CMD_TRAIN, NULL, "with --nan-policy skip: stop as diverged (exit 3) once more than this many updates were skipped (0: no limit)") \

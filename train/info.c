@@ -4,7 +4,10 @@
  * on paper: memory per rank with and without ZeRO-1, and the ring all-reduce's cost per step,
  *   t = 2 (N - 1) / N * gradient bytes / link bandwidth
  * (each rank sends and receives that much; ZeRO-1's reduce-scatter + all-gather move the same volume), against the
- * backward time it can hide behind, giving the scaling efficiency with and without overlap.
+ * backward time it can hide behind, giving the scaling efficiency with and without overlap. The overlapped figure
+ * follows the trainer's buckets (--bucket-mb): the backward's time split over the LM head and the layers by their
+ * FLOPs, each bucket sent when its last layer is done and the link free, the embeddings' bucket (wte, wpe, lnf) only
+ * once the backward ends, so at least its transfer is always exposed.
  */
 #include <math.h>
 #include <stdio.h>
@@ -26,7 +29,51 @@ static const Link LINKS[] = {
     {"eth", "Ethernet 100 GbE per node", 12.5e9},
 };
 
-static void data_parallel_on_paper(const Options *o, const GPTMemory *mem, const GPTFlops *fl) {
+// The forward FLOPs of one layer and of the LM head, from the planner's walk.
+typedef struct LayerFlops { double layer0, head; } LayerFlops;
+static void layer_flops_visit(const GPTOp *op, void *ctx) {
+    LayerFlops *f = ctx;
+    if (op->layer == 0) f->layer0 += op->flops;
+    else if (op->layer < 0) f->head += op->flops;
+}
+
+// The exposed all-reduce time of the bucketed overlap: returns it, and the number of buckets and the last one's
+// transfer time in *nb and *last_s.
+static double bucket_timeline(const GPTConfig *cfg, const GPTMemory *mem, int B, int T, double bucket_bytes,
+                              double bwd_s, double per_byte_s, int *nb, double *last_s) {
+    ParamInfo pi[NUM_PARAM_TENSORS];
+    gpt_plan_params(cfg, pi);
+    const double es = (double)dtype_bytes(mem->grad_dtype);
+    double layer_bytes = 0, rest_bytes = 0;
+    for (int i = 0; i < NUM_PARAM_TENSORS; i++) {
+        if (pi[i].per_layer) layer_bytes += (double)pi[i].rows * pi[i].cols * es;
+        else rest_bytes += (double)pi[i].numel * es;
+    }
+    LayerFlops lf = {0, 0};
+    gpt_forward_ops(cfg, B, T, layer_flops_visit, &lf);
+    const int L = cfg->n_layer;
+    const double total = lf.head + L * lf.layer0;
+    const double t_head = total > 0 ? bwd_s * lf.head / total : 0, t_layer = total > 0 ? bwd_s * lf.layer0 / total : 0;
+    double t = t_head, link_free = 0, open = 0;   // the backward's clock, the link's, the open bucket's bytes
+    int n = 0;
+    for (int l = L - 1; l >= 0; l--) {
+        t += t_layer;
+        open += layer_bytes;
+        if (open >= bucket_bytes) {
+            link_free = fmax(link_free, t) + open * per_byte_s;
+            open = 0;
+            n++;
+        }
+    }
+    open += rest_bytes;   // with layer -1, once the encoder's backward is done: the end of the backward
+    *last_s = open * per_byte_s;
+    link_free = fmax(link_free, bwd_s) + *last_s;
+    *nb = n + 1;
+    return link_free - bwd_s;
+}
+
+static void data_parallel_on_paper(const Options *o, const GPTConfig *cfg, int B, int T, const GPTMemory *mem,
+                                   const GPTFlops *fl) {
     const int n = o->gpus;
     const Link *link = &LINKS[0];
     for (size_t i = 0; i < sizeof LINKS / sizeof LINKS[0]; i++)
@@ -43,14 +90,20 @@ static void data_parallel_on_paper(const Options *o, const GPTMemory *mem, const
     const double opt = (double)mem->optim_bytes, base = (double)mem->param_bytes + grad_bytes;
     printf("  memory per rank: weights + gradients %.2f MiB; AdamW state %.2f MiB, with --zero 1 %.2f MiB (1/%d)\n",
            base / 1048576.0, opt / 1048576.0, opt / n / 1048576.0, n);
-    printf("  all-reduce of %.2f MiB of fp32 gradients, ring 2(N-1)/N x bytes / bandwidth: %.3f ms per optimizer step\n",
-           grad_bytes / 1048576.0, comm_s * 1e3);
+    printf("  all-reduce of %.2f MiB of %s gradients, ring 2(N-1)/N x bytes / bandwidth: %.3f ms per optimizer step\n",
+           grad_bytes / 1048576.0, dtype_name(mem->grad_dtype), comm_s * 1e3);
     printf("  backward %.3f ms, step %.3f ms per rank (%s)\n", bwd_s * 1e3, step_s * 1e3,
            o->backward_ms > 0 ? "--backward-ms as measured; forward taken as half of it"
                               : "estimated: model FLOPs at 40% of the peak");
-    const double hidden = comm_s > bwd_s ? comm_s - bwd_s : 0.0;
+    int nb = 1;
+    double last_s = 0;
+    const double per_byte_s = n > 1 ? 2.0 * (n - 1) / n / link->bytes_per_s : 0.0;
+    const double exposed = bucket_timeline(cfg, mem, B, T, o->bucket_mb * 1048576.0, bwd_s, per_byte_s, &nb, &last_s);
+    printf("  overlapped (--bucket-mb %g: %d bucket%s): %.3f ms exposed past the backward, %.3f ms of it the "
+           "embeddings' bucket (sent when the backward ends)\n", o->bucket_mb, nb, nb == 1 ? "" : "s", exposed * 1e3,
+           last_s * 1e3);
     printf("  scaling efficiency: %.1f%% with the all-reduce after the backward, %.1f%% overlapped with it\n",
-           100 * step_s / (step_s + comm_s), 100 * step_s / (step_s + hidden));
+           100 * step_s / (step_s + comm_s), 100 * step_s / (step_s + exposed));
 }
 
 // Dimensions that break the alignment matmul tiles and tensor cores like: each costs a partial tile (wasted work) or
@@ -160,6 +213,6 @@ int cmd_info(Options *o) {
            "%.2f MiB\n", gpt_attention_name(attn == ATTN_FLASH ? ATTN_NAIVE : ATTN_FLASH), other.act_bytes[0] / 1048576.0,
            other.act_bytes[1] / 1048576.0, other.act_bytes[2] / 1048576.0, other.grad_act_bytes / 1048576.0);
     if (o->gpus < 1) die_user("--gpus %d: expected at least 1", o->gpus);
-    if (o->gpus > 1 || cli_given(o, "link")) data_parallel_on_paper(o, &mem, &fl);
+    if (o->gpus > 1 || cli_given(o, "link")) data_parallel_on_paper(o, &cfg, B, T, &mem, &fl);
     return 0;
 }
