@@ -638,13 +638,136 @@ static void micro_phase_times(Backend *be, int micro, double *fwd_s, double *bwd
 static void *staging_alloc(size_t bytes, const char *what) { return backend_staging_alloc(staging_backend, bytes, what); }
 static void staging_free(void *p) { backend_staging_free(staging_backend, p); }
 
-int cmd_train(Options *o) {
-    char err[1024];
+// A training run, stage by stage: what the stages below share. cmd_train runs them in order: set up (flags, data,
+// backend, model, resume, the run's header), then per step one step (forward and backward per micro-step, the
+// gradient all-reduce, the update, the metrics row), an evaluation when due, a checkpoint when due, and at the end
+// the final model and the summary.
+typedef struct Trainer {
+    Options *o;
     Dist dist;
-    if (dist_init(&dist, err, sizeof err)) die_user("%s", err);
+    Backend be;
+    GPTConfig cfg;
+    GPT g;
+    AttentionKind attn;
+    RecomputeMode rc;
+    int B, T, accum, shuffle, eval_batches;
+    LRSchedule sched;
+    DataLoader train_dl, val_dl;
+    char *cfg_text;
+    char tok_text[8192], tok_path[4096], resume_path[4096], model_path[4096], ckpt_path[4096];
+    CkptHeader rh;            // the checkpoint resumed from (zero when none)
+    uint64_t run_id;
+    LossScale ls;
+    int start_step, end_step, skipped, steps_run, timed_steps;
+    double last_val, ema_ms, tok_sum, time_sum, t_start, peak_mem, bw_gbs, peak;
+    const char *peak_src;
+    GPTFlops fl;
+    FILE *logf;
+    OpProfile prof;
+    // Gradient averaging over ranks: the per-layer overlap (CPU ranks over MPI, GPU ranks in NCCL buckets), ZeRO-1's
+    // shards [z_lo, z_hi) of z_shard floats and their host buffers, the host staging of GPU gradients for MPI.
+    int zero, overlap, overlap_nccl, nan_skip;
+    size_t z_shard, z_lo, z_hi;
+    float *z_grads, *z_stage, *grad_stage;
+    CommCtx comm;
+    float dscale;
+} Trainer;
+
+static void trainer_free(Trainer *t) {
+    free_run(&t->be, &t->g, &t->train_dl, &t->val_dl, t->cfg_text, t->grad_stage, t->z_grads, t->z_stage);
+}
+
+// The run's header: the resolved configuration (reusable as --config), the machine, the model's size, FLOPs and
+// memory; and the peak FLOPS the MFU divides by.
+static void print_run_header(Trainer *t) {
+    Options *o = t->o;
+    printf("gptrain train: resolved configuration\n%s", t->cfg_text);
+    gpt_flops(&t->cfg, t->B, t->T, t->attn, &t->fl);
+#ifdef GPTRAIN_CUDA
+    // The GPU's deterministic flash backward recomputes S and dP once more in its dQ pass.
+    if (t->be.kind == BACKEND_CUDA && t->attn == ATTN_FLASH && t->be.deterministic)
+        for (int m = 0; m < 3; m++) t->fl.hardware[m] += 2 * t->fl.attn_qk;
+#endif
+    t->peak = o->peak_tflops;
+    t->peak_src = "--peak-tflops";
+    const GPTMemory *mem = &t->g.mem;
+#ifdef GPTRAIN_CUDA
+    if (t->be.kind == BACKEND_CUDA) {
+        char desc[512];
+        backend_cuda_describe(&t->be, desc, sizeof desc);
+        printf("device: cuda: %s; ranks: %d (%s%s)\n", desc, t->dist.world, t->dist.backend,
+               t->dist.nccl && strcmp(t->dist.backend, "nccl") ? ", gradients over NCCL" : "");
+        if (t->peak <= 0) {
+            t->peak = backend_cuda_peak_tflops(&t->be, o->precision);
+            t->peak_src = "datasheet, dense";
+            if (t->peak <= 0) {
+                t->peak_src = "unknown GPU";
+                printf("warning: no peak-FLOPS entry for this GPU: MFU and HFU print n/a (give --peak-tflops)\n");
+            }
+        }
+        size_t ctx, used = backend_cuda_used_bytes(&t->be, &ctx);
+        const double predicted = (double)gpt_memory_total(mem, t->rc);
+        printf("device memory: predicted %.1f MiB for the model's buffers; measured %.1f MiB in use = %.1f MiB CUDA "
+               "context, cuBLAS and the backend's scratch + %.1f MiB allocated since\n",
+               predicted / 1048576.0, used / 1048576.0, ctx / 1048576.0, (used - ctx) / 1048576.0);
+    } else
+#endif
+    {
+        if (t->peak <= 0) {
+            t->peak = measure_peak_tflops(&t->be);
+            t->peak_src = "measured: best fp32 GEMM 768^3 at start-up";
+        }
+        printf("device: %s, %d threads, matmuls: %s; ranks: %d (%s)\n", t->be.name, t->be.threads,
+               t->be.kind == BACKEND_CPU ? backend_cpu_blas_name() : "reference loops", t->dist.world, t->dist.backend);
+    }
+    printf("model: L=%d NH=%d C=%d F=%d V=%d (Vp=%d) maxT=%d; %zu parameters (%zu with vocabulary padding)%s%s\n",
+           t->cfg.n_layer, t->cfg.n_head, t->cfg.d_model, t->cfg.d_ff, t->cfg.vocab_size, t->cfg.padded_vocab,
+           t->cfg.max_seq_len,
+           mem->num_params_real, mem->num_params, o->init_from[0] && !t->resume_path[0] ? "; weights from " : "",
+           o->init_from[0] && !t->resume_path[0] ? o->init_from : "");
+    printf("batch: B=%d T=%d grad_accum=%d -> %ld tokens per step; recompute %s; attention %s%s\n", t->B, t->T,
+           t->accum,
+           (long)t->B * t->T * t->accum * t->dist.world, gpt_recompute_name(t->rc), gpt_attention_name(t->attn),
+           t->be.deterministic ? " (deterministic)" : "");
+    char copy_mib[64] = "";
+    if (mem->param_copy_bytes)
+        snprintf(copy_mib, sizeof copy_mib, " + %.2f MiB bf16 copy", mem->param_copy_bytes / 1048576.0);
+    printf("memory (%s activations): weights %.2f MiB%s, grads %.2f MiB (%s), AdamW %.2f MiB, activations %.2f MiB, "
+           "scratch %.2f MiB\n", dtype_name(mem->dtype), mem->param_bytes / 1048576.0, copy_mib,
+           mem->grad_bytes / 1048576.0, dtype_name(mem->grad_dtype), mem->optim_bytes / 1048576.0,
+           mem->act_bytes[t->rc] / 1048576.0, mem->grad_act_bytes / 1048576.0);
+    printf("memory plan: %.2f MiB in all; allocated through the backend: %.2f MiB\n",
+           gpt_memory_total(mem, t->rc) / 1048576.0, t->be.bytes_allocated / 1048576.0);
+    printf("flops per step: model %.4g, hardware %.4g (%.4g per token); peak %.4g TFLOPS (%s)\n",
+           t->fl.model * t->accum,
+           t->fl.hardware[t->rc] * t->accum, t->fl.model / ((double)t->B * t->T), t->peak, t->peak_src);
+    printf("data: train %zu tokens in %zu shard%s, val %zu tokens in %zu (%d eval batches); prefetch thread on\n",
+           t->train_dl.ntok, t->train_dl.nshards, t->train_dl.nshards == 1 ? "" : "s", t->val_dl.ntok,
+           t->val_dl.nshards,
+           t->eval_batches);
+    printf("checkpoints: %s", o->checkpoint_dir);
+    if (o->checkpoint_every) printf(", every %d steps", o->checkpoint_every);
+    printf(", on SIGINT/SIGTERM; keep %d\n", o->keep_last);
+    if (t->resume_path[0])
+        printf("resume: %s: step %d, loader at batch %llu\n", t->resume_path, t->start_step,
+               (unsigned long long)t->rh.train_batches);
+    print_row_header();
+    fflush(stdout);
+}
+
+// Set up: every user error is found here, before anything is written; then the model (from a checkpoint, llm.c
+// weights or the seed), the loaders' prefetch, the log, the header and the step's buffers. Returns 1 when a resumed
+// run was already at its last step (its model is written: nothing to run), else 0.
+static int trainer_setup(Trainer *t, Options *o) {
+    char err[1024];
+    memset(t, 0, sizeof *t);
+    t->o = o;
+    if (dist_init(&t->dist, err, sizeof err)) die_user("%s", err);
     // Rank 0 speaks for the group: the other ranks' stdout goes nowhere (errors still reach stderr).
-    if (dist.rank != 0 && !freopen("/dev/null", "w", stdout)) die_user("cannot silence rank %d's stdout", dist.rank);
-    if (o->train_data[0] && o->data[0]) die_user("--train-data: give either --data DIR or --train-data/--val-data globs");
+    if (t->dist.rank != 0 && !freopen("/dev/null", "w", stdout))
+        die_user("cannot silence rank %d's stdout", t->dist.rank);
+    if (o->train_data[0] && o->data[0])
+        die_user("--train-data: give either --data DIR or --train-data/--val-data globs");
     if (o->train_data[0] && !o->val_data[0]) die_user("--val-data: expected a glob of val shards with --train-data");
     if (o->val_data[0] && !o->train_data[0]) die_user("--val-data: given without --train-data");
     if (!o->data[0] && !o->train_data[0])
@@ -654,418 +777,405 @@ int cmd_train(Options *o) {
 #ifdef GPTRAIN_CUDA
     gpu_usable = strcmp(o->device, "cpu") && backend_cuda_device_count() > 0;
 #endif
-    if (!strcmp(dist.backend, "nccl") && !gpu_usable)
+    if (!strcmp(t->dist.backend, "nccl") && !gpu_usable)
         die_user("WORLD_SIZE=%d without mpirun: a torchrun-style launch needs --device cuda (NCCL); use mpirun for "
-                 "CPU ranks", dist.world);
-    static char tok_text[8192];
-    char tok_path[4096];
-    data_tokenizer_text(o, tok_text, sizeof tok_text, tok_path);
+                 "CPU ranks", t->dist.world);
+    data_tokenizer_text(o, t->tok_text, sizeof t->tok_text, t->tok_path);
     Tokenizer tk;
-    if (tokenizer_load_text(&tk, tok_text, tok_path, err, sizeof err)) die_user("%s", err);
+    if (tokenizer_load_text(&tk, t->tok_text, t->tok_path, err, sizeof err)) die_user("%s", err);
     const int data_vocab = tk.vocab_size;
     tokenizer_free(&tk);
     if (o->train_data[0] && !o->vocab_size) o->vocab_size = data_vocab;
     if (o->init_from[0]) apply_init_from(o);
-    GPTConfig cfg;
-    int T;
-    resolve_model(o, &cfg, &T, 0);
-    if (cfg.vocab_size < data_vocab)
-        die_user("the model's vocabulary %d is smaller than the data's %d", cfg.vocab_size, data_vocab);
-    Backend be;
-    resolve_backend(o, &be, dist.local_rank);
+    resolve_model(o, &t->cfg, &t->T, 0);
+    if (t->cfg.vocab_size < data_vocab)
+        die_user("the model's vocabulary %d is smaller than the data's %d", t->cfg.vocab_size, data_vocab);
+    resolve_backend(o, &t->be, t->dist.local_rank);
 #ifdef GPTRAIN_CUDA
     // Before the loader's thread and OpenMP's workers exist, so they inherit the binding.
-    if (be.kind == BACKEND_CUDA && !strcmp(o->cpu_affinity, "on")) {
+    if (t->be.kind == BACKEND_CUDA && !strcmp(o->cpu_affinity, "on")) {
         char bus[32], line[1024];
-        backend_cuda_pci_bus_id(&be, bus, sizeof bus);
+        backend_cuda_pci_bus_id(&t->be, bus, sizeof bus);
         const char *root = getenv("GPTRAIN_SYSFS");   // tests point it at a made-up tree
         dist_bind_near_gpu(root && root[0] ? root : "/sys", bus, line, sizeof line);
         printf("%s\n", line);
     }
 #endif
-    const AttentionKind attn = resolve_attention(o, &be, &cfg);
-    RecomputeMode rc;
-    gpt_recompute_parse(o->recompute, &rc);  // the CLI already checked the choice
-    if (o->batch == CLI_AUTO) resolve_batch_auto(o, &be, &cfg, T, rc, attn);
-    const int B = o->batch;
-    const int accum = resolve_grad_accum(o, B, T, dist.world);
-    o->grad_accum = accum;
-    LRSchedule sched = {LR_COSINE, o->lr, o->min_lr, o->warmup_steps, o->steps};
-    lr_schedule_parse(o->lr_schedule, &sched.kind);
+    t->attn = resolve_attention(o, &t->be, &t->cfg);
+    gpt_recompute_parse(o->recompute, &t->rc);  // the CLI already checked the choice
+    if (o->batch == CLI_AUTO) resolve_batch_auto(o, &t->be, &t->cfg, t->T, t->rc, t->attn);
+    t->B = o->batch;
+    t->accum = resolve_grad_accum(o, t->B, t->T, t->dist.world);
+    o->grad_accum = t->accum;
+    t->sched = (LRSchedule){LR_COSINE, o->lr, o->min_lr, o->warmup_steps, o->steps};
+    lr_schedule_parse(o->lr_schedule, &t->sched.kind);
     if (!o->out[0]) o->out = "out";
     static char ckpt_dir_buf[4096];
     if (!o->checkpoint_dir[0]) {
         snprintf(ckpt_dir_buf, sizeof ckpt_dir_buf, "%s/checkpoints", o->out);
         o->checkpoint_dir = ckpt_dir_buf;
     }
-    const int shuffle = !strcmp(o->shuffle, "on");
+    t->shuffle = !strcmp(o->shuffle, "on");
 
     // Everything that can fail on user input is checked before anything is written.
-    DataLoader train_dl, val_dl;
-    open_data(o, &train_dl, &val_dl, B, T, dist.rank, dist.world, cfg.vocab_size, err, sizeof err);
-    int eval_batches = o->eval_steps;
-    size_t max_val_batches = (val_dl.ntok - 1) / ((size_t)B * T * dist.world);
-    if (!eval_batches || (size_t)eval_batches > max_val_batches) eval_batches = (int)max_val_batches;
+    open_data(o, &t->train_dl, &t->val_dl, t->B, t->T, t->dist.rank, t->dist.world, t->cfg.vocab_size, err, sizeof err);
+    t->eval_batches = o->eval_steps;
+    size_t max_val_batches = (t->val_dl.ntok - 1) / ((size_t)t->B * t->T * t->dist.world);
+    if (!t->eval_batches || (size_t)t->eval_batches > max_val_batches) t->eval_batches = (int)max_val_batches;
     // GPU gradients between ranks: NCCL when built in (else staged through host memory for MPI); a torchrun-style
     // launch has no other collectives than NCCL's.
 #ifdef GPTRAIN_NCCL
     // GPTRAIN_NCCL_WORLD1=1 runs a single rank through NCCL too (the device test: the same numbers as without).
-    if (be.kind == BACKEND_CUDA && (dist.world > 1 || getenv("GPTRAIN_NCCL_WORLD1")) &&
-        dist_nccl_init(&dist, backend_cuda_device_count(), err, sizeof err))
+    if (t->be.kind == BACKEND_CUDA && (t->dist.world > 1 || getenv("GPTRAIN_NCCL_WORLD1")) &&
+        dist_nccl_init(&t->dist, backend_cuda_device_count(), err, sizeof err))
         die_user("%s", err);
 #endif
-    if (!strcmp(dist.backend, "nccl") && !dist.nccl)
+    if (!strcmp(t->dist.backend, "nccl") && !t->dist.nccl)
         die_user("WORLD_SIZE=%d without mpirun: a torchrun-style launch needs --device cuda (NCCL); use mpirun for "
-                 "CPU ranks", dist.world);
-    if (o->zero && !be.host_visible)
+                 "CPU ranks", t->dist.world);
+    if (o->zero && !t->be.host_visible)
         die_user("--zero 1: the sharded optimizer runs on host memory (CPU backends); on a GPU it needs NCCL");
-    if (be.grad_dtype != DTYPE_F32 && dist.world > 1 && !dist.nccl)
+    if (t->be.grad_dtype != DTYPE_F32 && t->dist.world > 1 && !t->dist.nccl)
         die_user("--grad-dtype bf16: %d ranks average bf16 gradients through NCCL, which this binary lacks (the "
-                 "staged MPI path is fp32); use --grad-dtype fp32", dist.world);
-    char *cfg_text = resolved_text(o);
-    lock_run_dirs(o, dist.rank);
+                 "staged MPI path is fp32); use --grad-dtype fp32", t->dist.world);
+    t->cfg_text = resolved_text(o);
+    lock_run_dirs(o, t->dist.rank);
     // --resume: find the checkpoint and check it against this run before any work.
-    char resume_path[4096] = "";
-    CkptHeader rh;
-    memset(&rh, 0, sizeof rh);
+    t->resume_path[0] = 0;
+    memset(&t->rh, 0, sizeof t->rh);
     if (o->resume[0]) {
         if (!strcmp(o->resume, "auto")) {
-            int found = ckpt_find_latest(o->checkpoint_dir, resume_path, sizeof resume_path, err, sizeof err);
+            int found = ckpt_find_latest(o->checkpoint_dir, t->resume_path, sizeof t->resume_path, err, sizeof err);
             if (found < 0) die_user("--resume auto: %s", err);
             if (found > 0) {
                 printf("resume: no checkpoint in %s; starting from step 0\n", o->checkpoint_dir);
-                resume_path[0] = 0;
+                t->resume_path[0] = 0;
             }
-        } else snprintf(resume_path, sizeof resume_path, "%s", o->resume);
+        } else snprintf(t->resume_path, sizeof t->resume_path, "%s", o->resume);
     }
-    if (resume_path[0]) {
+    if (t->resume_path[0]) {
         char *ck_cfg, *ck_tok;
-        if (ckpt_read_meta(resume_path, &rh, &ck_cfg, &ck_tok, err, sizeof err)) die_user("--resume: %s", err);
-        if (rh.n_layer != cfg.n_layer || rh.n_head != cfg.n_head || rh.d_model != cfg.d_model || rh.d_ff != cfg.d_ff ||
-            rh.vocab_size != cfg.vocab_size || rh.max_seq_len != cfg.max_seq_len)
+        if (ckpt_read_meta(t->resume_path, &t->rh, &ck_cfg, &ck_tok, err, sizeof err)) die_user("--resume: %s", err);
+        const CkptHeader *h = &t->rh;
+        const GPTConfig *c = &t->cfg;
+        if (h->n_layer != c->n_layer || h->n_head != c->n_head || h->d_model != c->d_model || h->d_ff != c->d_ff ||
+            h->vocab_size != c->vocab_size || h->max_seq_len != c->max_seq_len)
             die_user("--resume %s: the checkpoint's model is L=%d NH=%d C=%d F=%d V=%d maxT=%d, this run's L=%d NH=%d "
-                     "C=%d F=%d V=%d maxT=%d", resume_path, rh.n_layer, rh.n_head, rh.d_model, rh.d_ff, rh.vocab_size,
-                     rh.max_seq_len, cfg.n_layer, cfg.n_head, cfg.d_model, cfg.d_ff, cfg.vocab_size, cfg.max_seq_len);
-        if (strcmp(ck_tok, tok_text)) die_user("--resume %s: the checkpoint was trained with another tokenizer", resume_path);
-        check_resume_config(resume_path, &rh, ck_cfg, cfg_text, B, T, accum, dist.world, shuffle, (uint64_t)o->seed);
-        if (rh.step > o->steps) die_user("--resume %s: the checkpoint is at step %lld, past --steps %d: nothing to do",
-                                         resume_path, (long long)rh.step, o->steps);
-        if (o->stop_at_step && rh.step >= o->stop_at_step && rh.step < o->steps)
-            die_user("--stop-at-step %d: the checkpoint %s is already at step %lld", o->stop_at_step, resume_path,
-                     (long long)rh.step);
+                     "C=%d F=%d V=%d maxT=%d", t->resume_path, h->n_layer, h->n_head, h->d_model, h->d_ff,
+                     h->vocab_size, h->max_seq_len, c->n_layer, c->n_head, c->d_model, c->d_ff, c->vocab_size, c->max_seq_len);
+        if (strcmp(ck_tok, t->tok_text))
+            die_user("--resume %s: the checkpoint was trained with another tokenizer", t->resume_path);
+        check_resume_config(t->resume_path, &t->rh, ck_cfg, t->cfg_text, t->B, t->T, t->accum, t->dist.world,
+                            t->shuffle, (uint64_t)o->seed);
+        if (t->rh.step > o->steps)
+            die_user("--resume %s: the checkpoint is at step %lld, past --steps %d: nothing to do", t->resume_path,
+                     (long long)t->rh.step, o->steps);
+        if (o->stop_at_step && t->rh.step >= o->stop_at_step && t->rh.step < o->steps)
+            die_user("--stop-at-step %d: the checkpoint %s is already at step %lld", o->stop_at_step, t->resume_path,
+                     (long long)t->rh.step);
         free(ck_cfg);
         free(ck_tok);
     }
-    const uint64_t run_id = adopt_checkpoint_dir(o, resume_path, &rh, dist.rank);
-    char model_path[4096];
-    snprintf(model_path, sizeof model_path, "%s/model.bin", o->out);
-    GPT g;
-    if (gpt_create(&g, &cfg, &be, B, T, rc, attn, err, sizeof err)) die_user("%s", err);
-    g.stochastic_rounding = !strcmp(o->stochastic_rounding, "on");   // before any weights arrive (the copy's seed)
-    int start_step = 0, skipped = 0;
-    double last_val = NAN;
-    LossScale ls = loss_scale_from(o);
-    if (resume_path[0]) {
-        if (ckpt_load(resume_path, &g, 1, err, sizeof err)) die_user("--resume: %s", err);
-        start_step = (int)rh.step;
-        skipped = (int)rh.skipped;
-        if (ls.dynamic && rh.loss_scale > 0) {   // the dynamic scale where the checkpointed run left it
-            ls.scale = rh.loss_scale;
-            ls.good = rh.loss_scale_good;
+    t->run_id = adopt_checkpoint_dir(o, t->resume_path, &t->rh, t->dist.rank);
+    snprintf(t->model_path, sizeof t->model_path, "%s/model.bin", o->out);
+    if (gpt_create(&t->g, &t->cfg, &t->be, t->B, t->T, t->rc, t->attn, err, sizeof err)) die_user("%s", err);
+    t->g.stochastic_rounding = !strcmp(o->stochastic_rounding, "on");   // before any weights arrive (the copy's seed)
+    t->start_step = t->skipped = 0;
+    t->last_val = NAN;
+    t->ls = loss_scale_from(o);
+    if (t->resume_path[0]) {
+        if (ckpt_load(t->resume_path, &t->g, 1, err, sizeof err)) die_user("--resume: %s", err);
+        t->start_step = (int)t->rh.step;
+        t->skipped = (int)t->rh.skipped;
+        if (t->ls.dynamic && t->rh.loss_scale > 0) {   // the dynamic scale where the checkpointed run left it
+            t->ls.scale = t->rh.loss_scale;
+            t->ls.good = t->rh.loss_scale_good;
         }
-        ls.overflows = rh.overflow_skips;
-        last_val = rh.last_val_loss;
-        data_loader_seek(&train_dl, rh.train_batches);
-        if (start_step == o->steps) {   // a run stopped after its last step (its model may be missing): finish it
-            printf("resume: %s is at the last step (%d of %d): the run is complete; writing its model\n", resume_path,
-                   start_step, o->steps);
-            if (dist.rank == 0) write_final_model(&g, o->out, tok_text);
-            printf("done: 0 steps; final val_loss %.4f; %d updates skipped; model -> %s\n", last_val, skipped,
-                   model_path);
-            free_run(&be, &g, &train_dl, &val_dl, cfg_text, NULL, NULL, NULL);
-            dist_finalize(&dist);
-            return 0;
+        t->ls.overflows = t->rh.overflow_skips;
+        t->last_val = t->rh.last_val_loss;
+        data_loader_seek(&t->train_dl, t->rh.train_batches);
+        if (t->start_step == o->steps) {   // a run stopped after its last step (its model may be missing): finish it
+            printf("resume: %s is at the last step (%d of %d): the run is complete; writing its model\n",
+                   t->resume_path, t->start_step, o->steps);
+            if (t->dist.rank == 0) write_final_model(&t->g, o->out, t->tok_text);
+            printf("done: 0 steps; final val_loss %.4f; %d updates skipped; model -> %s\n", t->last_val, t->skipped,
+                   t->model_path);
+            return 1;
         }
     } else if (o->init_from[0]) {
-        if (modelfile_load_weights(&g, o->init_from, err, sizeof err)) die_user("--init-from: %s", err);
-    } else gpt_init_weights(&g, (uint64_t)o->seed);
-    staging_backend = &be;   // the loader's slots in the backend's fastest host memory (pinned on a GPU)
-    if (data_loader_start_prefetch(&train_dl, 3, staging_alloc, staging_free, err, sizeof err) ||
-        data_loader_start_prefetch(&val_dl, 3, staging_alloc, staging_free, err, sizeof err))
+        if (modelfile_load_weights(&t->g, o->init_from, err, sizeof err)) die_user("--init-from: %s", err);
+    } else gpt_init_weights(&t->g, (uint64_t)o->seed);
+    staging_backend = &t->be;   // the loader's slots in the backend's fastest host memory (pinned on a GPU)
+    if (data_loader_start_prefetch(&t->train_dl, 3, staging_alloc, staging_free, err, sizeof err) ||
+        data_loader_start_prefetch(&t->val_dl, 3, staging_alloc, staging_free, err, sizeof err))
         die_user("%s", err);
-    FILE *logf = dist.rank == 0 && o->log[0] ? open_log(o->log, start_step, &train_dl, &val_dl) : NULL;
-
-    // Header: the resolved configuration (reusable as --config), the machine, the model's size, FLOPs and memory.
-    printf("gptrain train: resolved configuration\n%s", cfg_text);
-    GPTFlops fl;
-    gpt_flops(&cfg, B, T, attn, &fl);
-#ifdef GPTRAIN_CUDA
-    // The GPU's deterministic flash backward recomputes S and dP once more in its dQ pass.
-    if (be.kind == BACKEND_CUDA && attn == ATTN_FLASH && be.deterministic)
-        for (int m = 0; m < 3; m++) fl.hardware[m] += 2 * fl.attn_qk;
-#endif
-    double peak = o->peak_tflops;
-    const char *peak_src = "--peak-tflops";
-    const GPTMemory *mem = &g.mem;
-#ifdef GPTRAIN_CUDA
-    if (be.kind == BACKEND_CUDA) {
-        char desc[512];
-        backend_cuda_describe(&be, desc, sizeof desc);
-        printf("device: cuda: %s; ranks: %d (%s%s)\n", desc, dist.world, dist.backend,
-               dist.nccl && strcmp(dist.backend, "nccl") ? ", gradients over NCCL" : "");
-        if (peak <= 0) {
-            peak = backend_cuda_peak_tflops(&be, o->precision);
-            peak_src = "datasheet, dense";
-            if (peak <= 0) {
-                peak_src = "unknown GPU";
-                printf("warning: no peak-FLOPS entry for this GPU: MFU and HFU print n/a (give --peak-tflops)\n");
-            }
-        }
-        size_t ctx, used = backend_cuda_used_bytes(&be, &ctx);
-        const double predicted = (double)gpt_memory_total(mem, rc);
-        printf("device memory: predicted %.1f MiB for the model's buffers; measured %.1f MiB in use = %.1f MiB CUDA "
-               "context, cuBLAS and the backend's scratch + %.1f MiB allocated since\n",
-               predicted / 1048576.0, used / 1048576.0, ctx / 1048576.0, (used - ctx) / 1048576.0);
-    } else
-#endif
-    {
-        if (peak <= 0) { peak = measure_peak_tflops(&be); peak_src = "measured: best fp32 GEMM 768^3 at start-up"; }
-        printf("device: %s, %d threads, matmuls: %s; ranks: %d (%s)\n", be.name, be.threads,
-               be.kind == BACKEND_CPU ? backend_cpu_blas_name() : "reference loops", dist.world, dist.backend);
-    }
-    printf("model: L=%d NH=%d C=%d F=%d V=%d (Vp=%d) maxT=%d; %zu parameters (%zu with vocabulary padding)%s%s\n",
-           cfg.n_layer, cfg.n_head, cfg.d_model, cfg.d_ff, cfg.vocab_size, cfg.padded_vocab, cfg.max_seq_len,
-           mem->num_params_real, mem->num_params, o->init_from[0] && !resume_path[0] ? "; weights from " : "",
-           o->init_from[0] && !resume_path[0] ? o->init_from : "");
-    printf("batch: B=%d T=%d grad_accum=%d -> %ld tokens per step; recompute %s; attention %s%s\n", B, T, accum,
-           (long)B * T * accum * dist.world, gpt_recompute_name(rc), gpt_attention_name(attn),
-           be.deterministic ? " (deterministic)" : "");
-    char copy_mib[64] = "";
-    if (mem->param_copy_bytes) snprintf(copy_mib, sizeof copy_mib, " + %.2f MiB bf16 copy", mem->param_copy_bytes / 1048576.0);
-    printf("memory (%s activations): weights %.2f MiB%s, grads %.2f MiB (%s), AdamW %.2f MiB, activations %.2f MiB, "
-           "scratch %.2f MiB\n", dtype_name(mem->dtype), mem->param_bytes / 1048576.0, copy_mib,
-           mem->grad_bytes / 1048576.0, dtype_name(mem->grad_dtype), mem->optim_bytes / 1048576.0,
-           mem->act_bytes[rc] / 1048576.0, mem->grad_act_bytes / 1048576.0);
-    printf("memory plan: %.2f MiB in all; allocated through the backend: %.2f MiB\n",
-           gpt_memory_total(mem, rc) / 1048576.0, be.bytes_allocated / 1048576.0);
-    printf("flops per step: model %.4g, hardware %.4g (%.4g per token); peak %.4g TFLOPS (%s)\n", fl.model * accum,
-           fl.hardware[rc] * accum, fl.model / ((double)B * T), peak, peak_src);
-    printf("data: train %zu tokens in %zu shard%s, val %zu tokens in %zu (%d eval batches); prefetch thread on\n",
-           train_dl.ntok, train_dl.nshards, train_dl.nshards == 1 ? "" : "s", val_dl.ntok, val_dl.nshards,
-           eval_batches);
-    printf("checkpoints: %s", o->checkpoint_dir);
-    if (o->checkpoint_every) printf(", every %d steps", o->checkpoint_every);
-    printf(", on SIGINT/SIGTERM; keep %d\n", o->keep_last);
-    if (resume_path[0])
-        printf("resume: %s: step %d, loader at batch %llu\n", resume_path, start_step,
-               (unsigned long long)rh.train_batches);
-    print_row_header();
-    fflush(stdout);
-
+    t->logf = t->dist.rank == 0 && o->log[0] ? open_log(o->log, t->start_step, &t->train_dl, &t->val_dl) : NULL;
+    print_run_header(t);
     install_stop_handlers();
     // ZeRO-1 buffers: the flat parameter range cut into world shards of z_shard floats (padded to world * z_shard).
-    const int zero = o->zero;
-    const size_t z_shard = (g.mem.num_params + dist.world - 1) / dist.world;
-    const size_t z_lo = (size_t)dist.rank * z_shard,
-                 z_hi = z_lo + z_shard < g.mem.num_params ? z_lo + z_shard : g.mem.num_params;
-    float *z_grads = zero ? backend_host_alloc(z_shard * dist.world * sizeof(float), "ZeRO-1 gradient shards") : NULL;
-    float *z_stage = zero ? backend_host_alloc(z_shard * dist.world * sizeof(float), "ZeRO-1 all-gather") : NULL;
-    const int overlap = dist.world > 1 && !zero && be.host_visible && !strcmp(o->comm_overlap, "on");
+    t->zero = o->zero;
+    t->z_shard = (t->g.mem.num_params + t->dist.world - 1) / t->dist.world;
+    t->z_lo = (size_t)t->dist.rank * t->z_shard;
+    t->z_hi = t->z_lo + t->z_shard < t->g.mem.num_params ? t->z_lo + t->z_shard : t->g.mem.num_params;
+    const size_t z_bytes = t->z_shard * t->dist.world * sizeof(float);
+    t->z_grads = t->zero ? backend_host_alloc(z_bytes, "ZeRO-1 gradient shards") : NULL;
+    t->z_stage = t->zero ? backend_host_alloc(z_bytes, "ZeRO-1 all-gather") : NULL;
+    t->overlap = t->dist.world > 1 && !t->zero && t->be.host_visible && !strcmp(o->comm_overlap, "on");
     // GPU ranks: the buckets on NCCL's communication stream (also one rank under GPTRAIN_NCCL_WORLD1, the device test)
-    const int overlap_nccl = dist.nccl && !zero && !strcmp(o->comm_overlap, "on");
+    t->overlap_nccl = t->dist.nccl && !t->zero && !strcmp(o->comm_overlap, "on");
     if (o->bucket_mb <= 0) die_user("--bucket-mb %g: expected a positive size in MiB", o->bucket_mb);
-    CommCtx comm = {&dist, &g, 0, {0}, {0}, 0, 0, o->bucket_mb * 1048576.0};
-    g.hook_ctx = &comm;
-    float *grad_stage = dist.world > 1 && !be.host_visible && !dist.nccl
-                            ? backend_staging_alloc(&be, g.mem.num_params * sizeof(float), "gradient all-reduce staging")
+    t->comm = (CommCtx){&t->dist, &t->g, 0, {0}, {0}, 0, 0, o->bucket_mb * 1048576.0};
+    t->g.hook_ctx = &t->comm;
+    t->grad_stage = t->dist.world > 1 && !t->be.host_visible && !t->dist.nccl
+                            ? backend_staging_alloc(&t->be, t->g.mem.num_params * sizeof(float),
+                                                    "gradient all-reduce staging")
                             : NULL;
-    const int nan_skip = !strcmp(o->nan_policy, "skip");
-    const float dscale = 1.0f / ((float)B * T * accum);
-    const int end_step = o->stop_at_step ? o->stop_at_step : o->steps;
-    double ema_ms = 0, tok_sum = 0, time_sum = 0;
-    int timed_steps = 0, steps_run = 0;
-    double t_start = backend_now_s();
-    char ckpt_path[4096];
-    OpProfile prof;
-    double peak_mem = 0;
-    double bw_gbs = o->bandwidth_gbs;
-    if (o->profile && bw_gbs <= 0) bw_gbs = backend_measure_bandwidth_gbs(&be);
-    for (int step = start_step; step < end_step; step++) {
-        RunMetrics m = {0};
-        m.step = step + 1;
-        if (o->profile == step + 1) {
-            memset(&prof, 0, sizeof prof);
-            be.profile = &prof;
+    t->nan_skip = !strcmp(o->nan_policy, "skip");
+    t->dscale = 1.0f / ((float)t->B * t->T * t->accum);
+    t->end_step = o->stop_at_step ? o->stop_at_step : o->steps;
+    t->ema_ms = t->tok_sum = t->time_sum = 0;
+    t->timed_steps = t->steps_run = 0;
+    t->t_start = backend_now_s();
+    t->peak_mem = 0;
+    t->bw_gbs = o->bandwidth_gbs;
+    if (o->profile && t->bw_gbs <= 0) t->bw_gbs = backend_measure_bandwidth_gbs(&t->be);
+    return 0;
+}
+
+// One optimizer step: per micro-step the batch, forward and backward (timed by marks in the backend's queue), then
+// the gradients averaged over ranks, the update (or its skip), and the metrics and their row. Returns 0, or
+// EXIT_DIVERGED (after logging the step) when the run must stop.
+static int trainer_step(Trainer *t, int step, RunMetrics *out) {
+    Options *o = t->o;
+    char err[1024];
+    RunMetrics m = {0};
+    m.step = step + 1;
+    if (o->profile == step + 1) {
+        memset(&t->prof, 0, sizeof t->prof);
+        t->be.profile = &t->prof;
+    }
+    double t0 = backend_now_s(), data_s = 0, fwd_s = 0, bwd_s = 0;
+    gpt_zero_grad(&t->g);
+    gpt_loss_reset(&t->g);
+    // The loss gradient times the loss scale S (a power of two: exact); the update divides it out.
+    const double S = t->ls.on ? t->ls.scale : 1.0;
+    const float step_dscale = t->dscale * (float)S;
+    m.loss_scale = t->ls.on ? S : 0;
+    t->comm.launch_s = 0;
+    // Nothing in the step waits for the backend until the optimizer is queued: phases are timed by marks in its
+    // queue (CUDA events), each micro-step's read once two more are queued.
+    for (int micro = 0; micro < t->accum; micro++) {
+        // Gradients are final only in the last micro-step's backward: its buckets go out as they complete.
+        t->g.on_grads_ready = micro < t->accum - 1 ? NULL
+                              : t->overlap        ? launch_bucket
+                              : t->overlap_nccl   ? launch_bucket_nccl
+                                                  : NULL;
+        const int32_t *in, *tg;
+        double wait;
+        if (data_loader_next_batch(&t->train_dl, &in, &tg, &wait, err, sizeof err)) die_user("%s", err);
+        data_s += wait;
+        backend_mark(&t->be, MARK_MICRO(micro, 0));
+        gpt_forward_train(&t->g, in, tg, t->B, t->T, step_dscale);
+        backend_mark(&t->be, MARK_MICRO(micro, 1));
+        gpt_backward(&t->g);
+        backend_mark(&t->be, MARK_MICRO(micro, 2));
+        if (micro >= 2) micro_phase_times(&t->be, micro - 2, &fwd_s, &bwd_s);
+    }
+    for (int micro = t->accum >= 2 ? t->accum - 2 : 0; micro < t->accum; micro++)
+        micro_phase_times(&t->be, micro, &fwd_s, &bwd_s);
+    // Gradient averaging over ranks (the backend's memory staged through the host when it is not host memory).
+    const double t_comm = backend_now_s();
+    double exposed_s = 0;
+    double gpu_comm_s = -1;
+    if (t->overlap) {
+        dist_wait_mean(&t->dist);   // what the backward did not hide
+        exposed_s = backend_now_s() - t_comm;
+    } else if (t->overlap_nccl) {
+        dist_nccl_wait_buckets(&t->dist, &gpu_comm_s, &exposed_s);   // device time, from the streams' events
+    } else if (t->zero) {
+        // ZeRO-1: reduce-scatter, so this rank holds the averaged gradient of its shard [z_lo, z_hi) only.
+        memcpy(t->z_grads, t->g.grads_mem, t->g.mem.num_params * sizeof(float));
+        dist_reduce_scatter_mean(&t->dist, t->z_grads, t->z_shard);
+    } else if (t->dist.world > 1 || t->dist.nccl) {
+        if (t->dist.nccl)
+            dist_nccl_allreduce_mean(&t->dist, t->g.grads_mem, t->g.mem.num_params, t->g.grad_dtype == DTYPE_BF16);
+        else if (t->be.host_visible) dist_allreduce_mean(&t->dist, t->g.grads_mem, t->g.mem.num_params);
+        else {
+            backend_to_host(&t->be, t->grad_stage, t->g.grads_mem, t->g.mem.num_params * sizeof(float));
+            dist_allreduce_mean(&t->dist, t->grad_stage, t->g.mem.num_params);
+            backend_to_device(&t->be, t->g.grads_mem, t->grad_stage, t->g.mem.num_params * sizeof(float));
         }
-        double t0 = backend_now_s(), data_s = 0, fwd_s = 0, bwd_s = 0;
-        gpt_zero_grad(&g);
-        gpt_loss_reset(&g);
-        // The loss gradient times the loss scale S (a power of two: exact); the update divides it out.
-        const double S = ls.on ? ls.scale : 1.0;
-        const float step_dscale = dscale * (float)S;
-        m.loss_scale = ls.on ? S : 0;
-        comm.launch_s = 0;
-        // Nothing in the step waits for the backend until the optimizer is queued: phases are timed by marks in its
-        // queue (CUDA events), each micro-step's read once two more are queued.
-        for (int micro = 0; micro < accum; micro++) {
-            // Gradients are final only in the last micro-step's backward: its buckets go out as they complete.
-            g.on_grads_ready = micro < accum - 1 ? NULL : overlap ? launch_bucket : overlap_nccl ? launch_bucket_nccl : NULL;
-            const int32_t *in, *tg;
-            double wait;
-            if (data_loader_next_batch(&train_dl, &in, &tg, &wait, err, sizeof err)) die_user("%s", err);
-            data_s += wait;
-            backend_mark(&be, MARK_MICRO(micro, 0));
-            gpt_forward_train(&g, in, tg, B, T, step_dscale);
-            backend_mark(&be, MARK_MICRO(micro, 1));
-            gpt_backward(&g);
-            backend_mark(&be, MARK_MICRO(micro, 2));
-            if (micro >= 2) micro_phase_times(&be, micro - 2, &fwd_s, &bwd_s);
+    }
+    if (!t->overlap && !t->overlap_nccl) exposed_s = backend_now_s() - t_comm;
+    m.comm_ms = (gpu_comm_s >= 0 ? gpu_comm_s : exposed_s + t->comm.launch_s) * 1e3;
+    m.exposed_comm_ms = exposed_s * 1e3;
+    m.lr = lr_schedule_at(&t->sched, step);
+    // One process: the loss and the norm stay where they are computed, and the update is skipped there when
+    // either is not finite; the host reads both once the update is queued. Several ranks agree on the loss
+    // first (an all-reduce on the host), so that they all skip or all update.
+    const int alone = t->dist.world == 1 && !t->zero;
+    if (!alone) m.loss = dist_allreduce_sum(&t->dist, gpt_loss_sum(&t->g) / t->accum) / t->dist.world;
+    int updated = 0;
+    if (t->zero) {   // the global norm from each rank's shard
+        double ss = 0;
+        for (size_t i = t->z_lo; i < t->z_hi; i++) ss += (double)t->z_grads[i] * t->z_grads[i];
+        m.grad_norm = (float)sqrt(dist_allreduce_sum(&t->dist, ss)) / S;   // a float, as gpt_grad_norm returns
+    } else if (alone || isfinite(m.loss)) {
+        double loss_sum;
+        m.grad_norm = gpt_adamw_step_clipped(&t->g, (float)m.lr, (float)o->beta1, (float)o->beta2, (float)o->eps,
+                                             (float)o->weight_decay, o->grad_clip, (float)S, alone, &loss_sum);
+        if (alone) m.loss = loss_sum / t->accum;   // read back with the norm, once the update was queued
+        updated = 1;
+    } else m.grad_norm = gpt_grad_norm(&t->g) / S;
+    if (t->ls.on && isfinite(m.loss) && !isfinite(m.grad_norm)) {
+        // An overflow of the scaled gradients, not a diverging run: the update was skipped (or, ZeRO-1, is not
+        // made); a dynamic scale halves.
+        m.overflow = 1;
+        t->ls.overflows++;
+        t->ls.good = 0;
+        if (t->ls.dynamic) t->ls.scale = fmax(t->ls.scale / 2, LOSS_SCALE_MIN);
+    } else if (!isfinite(m.loss) || !isfinite(m.grad_norm)) {
+        if (!t->nan_skip) {
+            fprintf(stderr,
+                    "gptrain: error: step %d: loss %s, gradient norm %s: not finite (--nan-policy stop); "
+                    "stopping without writing %s\n",
+                    m.step, isfinite(m.loss) ? "finite" : isnan(m.loss) ? "NaN" : "Inf",
+                    isfinite(m.grad_norm) ? "finite" : isnan(m.grad_norm) ? "NaN" : "Inf", t->model_path);
+            write_json(&t->logf, &m, NAN);
+            log_close(&t->logf, o->log);
+            *out = m;
+            return EXIT_DIVERGED;
         }
-        for (int micro = accum >= 2 ? accum - 2 : 0; micro < accum; micro++)
-            micro_phase_times(&be, micro, &fwd_s, &bwd_s);
-        // Gradient averaging over ranks (the backend's memory staged through the host when it is not host memory).
-        const double t_comm = backend_now_s();
-        double exposed_s = 0;
-        double gpu_comm_s = -1;
-        if (overlap) {
-            dist_wait_mean(&dist);   // what the backward did not hide
-            exposed_s = backend_now_s() - t_comm;
-        } else if (overlap_nccl) {
-            dist_nccl_wait_buckets(&dist, &gpu_comm_s, &exposed_s);   // device time, from the streams' events
-        } else if (zero) {
-            // ZeRO-1: reduce-scatter, so this rank holds the averaged gradient of its shard [z_lo, z_hi) only.
-            memcpy(z_grads, g.grads_mem, g.mem.num_params * sizeof(float));
-            dist_reduce_scatter_mean(&dist, z_grads, z_shard);
-        } else if (dist.world > 1 || dist.nccl) {
-            if (dist.nccl) dist_nccl_allreduce_mean(&dist, g.grads_mem, g.mem.num_params, g.grad_dtype == DTYPE_BF16);
-            else if (be.host_visible) dist_allreduce_mean(&dist, g.grads_mem, g.mem.num_params);
-            else {
-                backend_to_host(&be, grad_stage, g.grads_mem, g.mem.num_params * sizeof(float));
-                dist_allreduce_mean(&dist, grad_stage, g.mem.num_params);
-                backend_to_device(&be, g.grads_mem, grad_stage, g.mem.num_params * sizeof(float));
-            }
+        m.skipped = 1;
+        t->skipped++;
+        if (o->max_skipped && t->skipped > o->max_skipped) {
+            fprintf(stderr,
+                    "gptrain: error: step %d: %d updates skipped for a non-finite loss or gradient, more than "
+                    "--max-skipped %d: the run diverged; stopping without writing %s\n",
+                    m.step, t->skipped, o->max_skipped, t->model_path);
+            write_json(&t->logf, &m, NAN);
+            log_close(&t->logf, o->log);
+            *out = m;
+            return EXIT_DIVERGED;
         }
-        if (!overlap && !overlap_nccl) exposed_s = backend_now_s() - t_comm;
-        m.comm_ms = (gpu_comm_s >= 0 ? gpu_comm_s : exposed_s + comm.launch_s) * 1e3;
-        m.exposed_comm_ms = exposed_s * 1e3;
-        m.lr = lr_schedule_at(&sched, step);
-        // One process: the loss and the norm stay where they are computed, and the update is skipped there when
-        // either is not finite; the host reads both once the update is queued. Several ranks agree on the loss
-        // first (an all-reduce on the host), so that they all skip or all update.
-        const int alone = dist.world == 1 && !zero;
-        if (!alone) m.loss = dist_allreduce_sum(&dist, gpt_loss_sum(&g) / accum) / dist.world;
-        int updated = 0;
-        if (zero) {   // the global norm from each rank's shard
-            double ss = 0;
-            for (size_t i = z_lo; i < z_hi; i++) ss += (double)z_grads[i] * z_grads[i];
-            m.grad_norm = (float)sqrt(dist_allreduce_sum(&dist, ss)) / S;   // a float, as gpt_grad_norm returns
-        } else if (alone || isfinite(m.loss)) {
-            double loss_sum;
-            m.grad_norm = gpt_adamw_step_clipped(&g, (float)m.lr, (float)o->beta1, (float)o->beta2, (float)o->eps,
-                                                 (float)o->weight_decay, o->grad_clip, (float)S, alone, &loss_sum);
-            if (alone) m.loss = loss_sum / accum;   // read back with the norm, once the update was queued
-            updated = 1;
-        } else m.grad_norm = gpt_grad_norm(&g) / S;
-        if (ls.on && isfinite(m.loss) && !isfinite(m.grad_norm)) {
-            // An overflow of the scaled gradients, not a diverging run: the update was skipped (or, ZeRO-1, is not
-            // made); a dynamic scale halves.
-            m.overflow = 1;
-            ls.overflows++;
-            ls.good = 0;
-            if (ls.dynamic) ls.scale = fmax(ls.scale / 2, LOSS_SCALE_MIN);
-        } else if (!isfinite(m.loss) || !isfinite(m.grad_norm)) {
-            if (!nan_skip) {
-                fprintf(stderr,
-                        "gptrain: error: step %d: loss %s, gradient norm %s: not finite (--nan-policy stop); "
-                        "stopping without writing %s\n",
-                        m.step, isfinite(m.loss) ? "finite" : isnan(m.loss) ? "NaN" : "Inf",
-                        isfinite(m.grad_norm) ? "finite" : isnan(m.grad_norm) ? "NaN" : "Inf", model_path);
-                write_json(&logf, &m, NAN);
-                log_close(&logf, o->log);
-                free_run(&be, &g, &train_dl, &val_dl, cfg_text, grad_stage, z_grads, z_stage);
-                return EXIT_DIVERGED;
-            }
-            m.skipped = 1;
-            skipped++;
-            if (o->max_skipped && skipped > o->max_skipped) {
-                fprintf(stderr,
-                        "gptrain: error: step %d: %d updates skipped for a non-finite loss or gradient, more than "
-                        "--max-skipped %d: the run diverged; stopping without writing %s\n",
-                        m.step, skipped, o->max_skipped, model_path);
-                write_json(&logf, &m, NAN);
-                log_close(&logf, o->log);
-                free_run(&be, &g, &train_dl, &val_dl, cfg_text, grad_stage, z_grads, z_stage);
-                return EXIT_DIVERGED;
-            }
-        } else {
-            if (!updated) {   // ZeRO-1: this rank's shard of the weights and moments, then all-gather the weights
-                float clip =
-                    (o->grad_clip > 0 && m.grad_norm > o->grad_clip) ? (float)(o->grad_clip / m.grad_norm) : 1.0f;
-                gpt_adamw_step_range(&g, z_grads, z_lo, z_hi, (float)m.lr, (float)o->beta1, (float)o->beta2,
-                                     (float)o->eps, (float)o->weight_decay, clip / (float)S);
-                z_allgather(&dist, g.params_mem, z_stage, g.mem.num_params, z_shard);
-                gpt_weights_changed(&g);   // the whole bf16 copy from the gathered master (nothing in fp32)
-            }
-            if (ls.dynamic && ++ls.good >= ls.window) {   // a window without an overflow: try twice the scale
-                ls.scale = fmin(ls.scale * 2, LOSS_SCALE_MAX);
-                ls.good = 0;
-            }
+    } else {
+        if (!updated) {   // ZeRO-1: this rank's shard of the weights and moments, then all-gather the weights
+            float clip =
+                (o->grad_clip > 0 && m.grad_norm > o->grad_clip) ? (float)(o->grad_clip / m.grad_norm) : 1.0f;
+            gpt_adamw_step_range(&t->g, t->z_grads, t->z_lo, t->z_hi, (float)m.lr, (float)o->beta1, (float)o->beta2,
+                                 (float)o->eps, (float)o->weight_decay, clip / (float)S);
+            z_allgather(&t->dist, t->g.params_mem, t->z_stage, t->g.mem.num_params, t->z_shard);
+            gpt_weights_changed(&t->g);   // the whole bf16 copy from the gathered master (nothing in fp32)
         }
-        // The step ends when its queued work (the optimizer) has run: waiting for the last mark is the step's only
-        // wait for the backend besides the loss and norm read back above.
-        backend_mark(&be, MARK_DONE);
-        const double opt_s = backend_mark_seconds(&be, MARK_MICRO(accum - 1, 2), MARK_DONE);
-        const double t_end = backend_now_s(), dt = t_end - t0;
-        m.step_ms = dt * 1e3;
-        m.fwd_ms = fwd_s * 1e3;
-        m.bwd_ms = bwd_s * 1e3;
-        m.opt_ms = opt_s * 1e3;
-        m.data_ms = data_s * 1e3;
-        m.tokens_per_s = (double)B * T * accum * dist.world / dt;
-        m.model_tflops = fl.model * accum / dt / 1e12;
-        m.hw_tflops = fl.hardware[rc] * accum / dt / 1e12;
-        m.mfu = peak > 0 ? m.model_tflops / peak : NAN;   // unknown peak: n/a, never a made-up number
-        m.hfu = peak > 0 ? m.hw_tflops / peak : NAN;
-        peak_mem = fmax(peak_mem, rss_mib());
-        m.mem_mib = peak_mem;
+        if (t->ls.dynamic && ++t->ls.good >= t->ls.window) {   // a window without an overflow: try twice the scale
+            t->ls.scale = fmin(t->ls.scale * 2, LOSS_SCALE_MAX);
+            t->ls.good = 0;
+        }
+    }
+    // The step ends when its queued work (the optimizer) has run: waiting for the last mark is the step's only
+    // wait for the backend besides the loss and norm read back above.
+    backend_mark(&t->be, MARK_DONE);
+    const double opt_s = backend_mark_seconds(&t->be, MARK_MICRO(t->accum - 1, 2), MARK_DONE);
+    const double t_end = backend_now_s(), dt = t_end - t0;
+    m.step_ms = dt * 1e3;
+    m.fwd_ms = fwd_s * 1e3;
+    m.bwd_ms = bwd_s * 1e3;
+    m.opt_ms = opt_s * 1e3;
+    m.data_ms = data_s * 1e3;
+    m.tokens_per_s = (double)t->B * t->T * t->accum * t->dist.world / dt;
+    m.model_tflops = t->fl.model * t->accum / dt / 1e12;
+    m.hw_tflops = t->fl.hardware[t->rc] * t->accum / dt / 1e12;
+    m.mfu = t->peak > 0 ? m.model_tflops / t->peak : NAN;   // unknown peak: n/a, never a made-up number
+    m.hfu = t->peak > 0 ? m.hw_tflops / t->peak : NAN;
+    t->peak_mem = fmax(t->peak_mem, rss_mib());
+    m.mem_mib = t->peak_mem;
 #ifdef GPTRAIN_CUDA
-        if (be.kind == BACKEND_CUDA) m.mem_mib = backend_cuda_used_bytes(&be, NULL) / 1048576.0;
+    if (t->be.kind == BACKEND_CUDA) m.mem_mib = backend_cuda_used_bytes(&t->be, NULL) / 1048576.0;
 #endif
-        if (be.profile) {
-            be.profile = NULL;
-            print_profile(&prof, m.step, dt, peak, bw_gbs);
+    if (t->be.profile) {
+        t->be.profile = NULL;
+        print_profile(&t->prof, m.step, dt, t->peak, t->bw_gbs);
+    }
+    t->ema_ms = t->steps_run == 0 ? m.step_ms : 0.9 * t->ema_ms + 0.1 * m.step_ms;
+    if (t->steps_run >= 10 || t->end_step - t->start_step <= 10) {
+        t->tok_sum += (double)t->B * t->T * t->accum * t->dist.world;
+        t->time_sum += dt;
+        t->timed_steps++;
+    }
+    t->steps_run++;
+    if (step % o->print_every == 0 || step + 1 == t->end_step)
+        print_row(&m, o->steps, t->ema_ms * (t->end_step - step - 1) / 1e3);
+    *out = m;
+    return 0;
+}
+
+// The validation loss when due (every --eval-every steps and after the last), and the step's log line.
+static void trainer_evaluate(Trainer *t, int step, const RunMetrics *mp) {
+    Options *o = t->o;
+    const RunMetrics m = *mp;
+    double val = NAN;
+    int last = step + 1 == o->steps;
+    if ((o->eval_every > 0 && (step + 1) % o->eval_every == 0) || last) {
+        double te = backend_now_s();
+        val = t->last_val = eval_loss(&t->g, &t->val_dl, t->eval_batches, &t->dist);
+        printf("eval  step %d/%d: val_loss %.4f (%d batches, %.1f s)\n", m.step, o->steps, val, t->eval_batches,
+               backend_now_s() - te);
+    }
+    write_json(&t->logf, &m, val);
+}
+
+// A checkpoint after step (ZeRO-1 gathers the moments first). 0, or EXIT_USER when it cannot be written.
+static int trainer_checkpoint(Trainer *t, int step) {
+    Options *o = t->o;
+    if (t->zero) {   // each rank's moments are current only on its shard: gather them for the checkpoint
+        z_allgather(&t->dist, t->g.m_mem, t->z_stage, t->g.mem.num_params, t->z_shard);
+        z_allgather(&t->dist, t->g.v_mem, t->z_stage, t->g.mem.num_params, t->z_shard);
+    }
+    if (write_checkpoint(o->checkpoint_dir, t->dist.rank, &t->g, step + 1, t->B, t->T, t->accum, t->dist.world,
+                         t->shuffle, (uint64_t)o->seed, t->train_dl.batches, t->skipped, &t->ls, t->last_val,
+                         t->cfg_text, t->tok_text, o->keep_last, t->run_id, t->ckpt_path, sizeof t->ckpt_path))
+        return EXIT_USER;
+    return 0;
+}
+
+// The end of the run: the final model and the summary line.
+static void trainer_finish(Trainer *t) {
+    Options *o = t->o;
+    double total_s = backend_now_s() - t->t_start;
+    log_close(&t->logf, o->log);
+    if (t->dist.rank == 0) write_final_model(&t->g, o->out, t->tok_text);
+    char scaling[96] = "";
+    if (t->ls.on)
+        snprintf(scaling, sizeof scaling, "; %lld overflow skips (loss scale now %g)", t->ls.overflows, t->ls.scale);
+    printf("done: %d steps in %.1f s; %.0f tokens/s (mean after warm-up); final val_loss %.4f; %d updates skipped%s; "
+           "model -> %s\n",
+           t->steps_run, total_s, t->time_sum > 0 ? t->tok_sum / t->time_sum : 0.0, t->last_val, t->skipped, scaling,
+           t->model_path);
+}
+
+int cmd_train(Options *o) {
+    static Trainer trainer;   // one run per process; static, so an early exit leaves nothing unreachable
+    Trainer *t = &trainer;
+    if (trainer_setup(t, o)) {   // resumed at its last step: the model is written, nothing to run
+        trainer_free(t);
+        dist_finalize(&t->dist);
+        return 0;
+    }
+    for (int step = t->start_step; step < t->end_step; step++) {
+        RunMetrics m;
+        const int rc = trainer_step(t, step, &m);
+        if (rc) {
+            trainer_free(t);
+            return rc;
         }
-        ema_ms = steps_run == 0 ? m.step_ms : 0.9 * ema_ms + 0.1 * m.step_ms;
-        if (steps_run >= 10 || end_step - start_step <= 10) {
-            tok_sum += (double)B * T * accum * dist.world;
-            time_sum += dt;
-            timed_steps++;
-        }
-        steps_run++;
-        if (step % o->print_every == 0 || step + 1 == end_step)
-            print_row(&m, o->steps, ema_ms * (end_step - step - 1) / 1e3);
-        double val = NAN;
-        int last = step + 1 == o->steps;
-        if ((o->eval_every > 0 && (step + 1) % o->eval_every == 0) || last) {
-            double te = backend_now_s();
-            val = last_val = eval_loss(&g, &val_dl, eval_batches, &dist);
-            printf("eval  step %d/%d: val_loss %.4f (%d batches, %.1f s)\n", m.step, o->steps, val, eval_batches,
-                   backend_now_s() - te);
-        }
-        write_json(&logf, &m, val);
+        trainer_evaluate(t, step, &m);
+        const int last = step + 1 == o->steps;
         // Every rank stops after the same step: the signal may reach the ranks at different moments.
-        const int sig = dist_allreduce_max_int(&dist, stop_signal), stopping = step + 1 == o->stop_at_step;
-        if (sig || stopping || (o->checkpoint_every && ((step + 1) % o->checkpoint_every == 0 || last))) {
-            if (zero) {   // each rank's moments are current only on its shard: gather them for the checkpoint
-                z_allgather(&dist, g.m_mem, z_stage, g.mem.num_params, z_shard);
-                z_allgather(&dist, g.v_mem, z_stage, g.mem.num_params, z_shard);
-            }
-            if (write_checkpoint(o->checkpoint_dir, dist.rank, &g, step + 1, B, T, accum, dist.world, shuffle,
-                                 (uint64_t)o->seed, train_dl.batches, skipped, &ls, last_val, cfg_text, tok_text,
-                                 o->keep_last, run_id, ckpt_path, sizeof ckpt_path)) {
-                free_run(&be, &g, &train_dl, &val_dl, cfg_text, grad_stage, z_grads, z_stage);
-                return EXIT_USER;
-            }
+        const int sig = dist_allreduce_max_int(&t->dist, stop_signal), stopping = step + 1 == o->stop_at_step;
+        if ((sig || stopping || (o->checkpoint_every && ((step + 1) % o->checkpoint_every == 0 || last))) &&
+            trainer_checkpoint(t, step)) {
+            trainer_free(t);
+            return EXIT_USER;
         }
         fflush(stdout);
         if ((sig || stopping) && last) {   // the run is complete: it ends as one, with its model
@@ -1073,25 +1183,17 @@ int cmd_train(Options *o) {
             break;
         }
         if (sig || stopping) {
-            log_close(&logf, o->log);
+            log_close(&t->logf, o->log);
             printf("stopped after step %d/%d (%s): continue with --resume auto (or --resume %s)\n", step + 1,
-                   o->steps, sig ? signal_name(sig) : "--stop-at-step", ckpt_path);
+                   o->steps, sig ? signal_name(sig) : "--stop-at-step", t->ckpt_path);
             fflush(stdout);
-            free_run(&be, &g, &train_dl, &val_dl, cfg_text, grad_stage, z_grads, z_stage);
-            dist_finalize(&dist);
+            trainer_free(t);
+            dist_finalize(&t->dist);
             return sig ? 128 + sig : 0;
         }
     }
-    double total_s = backend_now_s() - t_start;
-    log_close(&logf, o->log);
-    if (dist.rank == 0) write_final_model(&g, o->out, tok_text);
-    char scaling[96] = "";
-    if (ls.on)
-        snprintf(scaling, sizeof scaling, "; %lld overflow skips (loss scale now %g)", ls.overflows, ls.scale);
-    printf("done: %d steps in %.1f s; %.0f tokens/s (mean after warm-up); final val_loss %.4f; %d updates skipped%s; "
-           "model -> %s\n",
-           steps_run, total_s, time_sum > 0 ? tok_sum / time_sum : 0.0, last_val, skipped, scaling, model_path);
-    free_run(&be, &g, &train_dl, &val_dl, cfg_text, grad_stage, z_grads, z_stage);
-    dist_finalize(&dist);
+    trainer_finish(t);
+    trainer_free(t);
+    dist_finalize(&t->dist);
     return 0;
 }
