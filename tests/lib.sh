@@ -20,6 +20,46 @@ expect_error() {
     ok "$name: $(cat "$T/err")"
 }
 
+# kill_rank NAME JOB MARK OUT READY SECS: find Open MPI rank 1's process among those whose command line holds MARK
+# (within 20 s), wait until OUT has a line matching READY (empty: half a second), kill it, and pass when the job JOB
+# then ends within SECS seconds with a message naming rank 1 in OUT (never a hang: a job still running is killed).
+kill_rank() {
+    name=$1 job=$2 mark=$3 out=$4 ready=$5 secs=$6
+    i=0
+    victim=
+    while [ $i -lt 200 ] && [ -z "$victim" ]; do
+        for p in $(pgrep -f "$mark" 2>/dev/null); do
+            tr '\0' '\n' <"/proc/$p/environ" 2>/dev/null | grep -q '^OMPI_COMM_WORLD_RANK=1$' && victim=$p
+        done
+        sleep 0.1
+        i=$((i + 1))
+    done
+    if [ -z "$victim" ]; then
+        kill -9 "$job" 2>/dev/null
+        pkill -9 -f "$mark"
+        bad "$name" "could not find rank 1's process"
+        return
+    fi
+    if [ -n "$ready" ]; then
+        i=0
+        while [ $i -lt 300 ] && ! grep -q -e "$ready" "$out"; do sleep 0.1; i=$((i + 1)); done
+    else
+        sleep 0.5
+    fi
+    kill -9 "$victim"
+    i=0
+    while [ $i -lt $((secs * 10)) ] && kill -0 "$job" 2>/dev/null; do sleep 0.1; i=$((i + 1)); done
+    if kill -0 "$job" 2>/dev/null; then
+        kill -9 "$job"
+        pkill -9 -f "$mark"
+        bad "$name" "the job was still running $secs s after rank 1 died"
+    elif grep -qi "rank 1" "$out"; then
+        ok "$name: the job ended in $((i / 10)) s: $(grep -i -m1 'rank 1' "$out" | head -c 150)"
+    else
+        bad "$name" "no message naming rank 1: $(tail -3 "$out")"
+    fi
+}
+
 # finish: the tally line, and the exit status
 finish() {
     echo "$passed passed, $failed failed"

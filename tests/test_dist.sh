@@ -68,30 +68,5 @@ grep -q "ranks 2 (checkpoint) vs 1 (now)" "$T/c1.err" && ok "a 2-rank checkpoint
 
 # One rank dies: the job ends within the timeout and the message names the rank.
 $MPI $G train $RUN --batch 2 --steps 100000 --eval-every 0 --out "$T/k" >"$T/k.out" 2>&1 &
-job=$!
-i=0
-victim=
-while [ $i -lt 100 ] && [ -z "$victim" ]; do
-    for p in $(pgrep -f "$T/k" 2>/dev/null); do
-        tr '\0' '\n' <"/proc/$p/environ" 2>/dev/null | grep -q '^OMPI_COMM_WORLD_RANK=1$' && victim=$p
-    done
-    sleep 0.1
-    i=$((i + 1))
-done
-if [ -n "$victim" ]; then
-    sleep 0.5
-    kill -9 "$victim"
-    i=0
-    while [ $i -lt 300 ] && kill -0 $job 2>/dev/null; do sleep 0.1; i=$((i + 1)); done
-    if kill -0 $job 2>/dev/null; then
-        kill -9 $job
-        bad "a killed rank" "the job was still running 30 s after rank 1 died"
-    else
-        grep -q "rank 1" "$T/k.out" && ok "rank 1 killed: the job ended in $((i / 10)) s; mpirun: $(grep -m1 'rank 1' "$T/k.out" | head -c 150)" \
-            || bad "a killed rank" "no message naming rank 1: $(tail -3 "$T/k.out")"
-    fi
-else
-    kill -9 $job 2>/dev/null
-    bad "a killed rank" "could not find rank 1's process"
-fi
+kill_rank "rank 1 killed" $! "$T/k" "$T/k.out" "" 30
 finish

@@ -121,31 +121,5 @@ cmp -s "$T/c2/model.bin" "$T/r2/model.bin" && grep -q "^resume: " "$T/c2b.out" \
     || bad "2-rank GPU resume" "$(tail -2 "$T/c2a.out"; tail -2 "$T/c2b.out")"
 # One rank dies mid-run (once rank 0 has printed a step): the job ends (a message naming the rank), never a hang.
 $MPI $G train $D --batch 2 --steps 100000 --print-every 1 --out "$T/k" >"$T/k.out" 2>&1 &
-job=$!
-i=0
-victim=
-while [ $i -lt 200 ] && [ -z "$victim" ]; do
-    for p in $(pgrep -f "$T/k" 2>/dev/null); do
-        tr '\0' '\n' <"/proc/$p/environ" 2>/dev/null | grep -q '^OMPI_COMM_WORLD_RANK=1$' && victim=$p
-    done
-    sleep 0.1
-    i=$((i + 1))
-done
-if [ -n "$victim" ]; then
-    i=0
-    while [ $i -lt 300 ] && ! grep -q " 2/100000 " "$T/k.out"; do sleep 0.1; i=$((i + 1)); done
-    kill -9 "$victim"
-    i=0
-    while [ $i -lt 600 ] && kill -0 $job 2>/dev/null; do sleep 0.1; i=$((i + 1)); done
-    if kill -0 $job 2>/dev/null; then
-        pkill -9 -f "$T/k"
-        bad "a killed rank on emulated GPUs" "the job was still running 60 s after rank 1 died"
-    else
-        grep -qi "rank 1" "$T/k.out" && ok "rank 1 of 2 on emulated GPUs killed: the job ended in $((i / 10)) s: $(grep -i -m1 'rank 1' "$T/k.out" | head -c 150)" \
-            || bad "a killed rank on emulated GPUs" "no message naming rank 1: $(tail -3 "$T/k.out")"
-    fi
-else
-    pkill -9 -f "$T/k"
-    bad "a killed rank on emulated GPUs" "could not find rank 1's process"
-fi
+kill_rank "rank 1 of 2 on emulated GPUs killed mid-run" $! "$T/k" "$T/k.out" " 2/100000 " 60
 finish
