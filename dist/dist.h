@@ -47,8 +47,8 @@ int dist_nccl_init(Dist *d, int device_count, char *err, size_t errlen);
 void dist_nccl_allreduce_mean(Dist *d, void *dev_buf, size_t n, int bf16);
 // The overlapped form (a bucket of gradients as soon as they are final, while the backward goes on): one call
 // averages count device buffers (bufs[i], ns[i] values, fp32 or bf16) in place on the communication stream, in one
-// NCCL group, ordered after everything the compute (legacy) stream has queued so far; it does not wait. At most
-// DIST_NCCL_BUCKETS calls per step. dist_nccl_wait_buckets then orders the compute stream after all of them, waits
+// NCCL group, ordered after everything the compute (legacy) stream has queued so far; it does not wait. Any number of
+// calls per step (past DIST_NCCL_BUCKETS - 1 the rest are timed as one span). dist_nccl_wait_buckets then orders the compute stream after all of them, waits
 // for them on the host (NCCL's errors polled, with the timeout), and gives the time the all-reduces took on the
 // communication stream (*comm_s, their sum) and how long they ran past the end of the work queued on the compute
 // stream before the call (*exposed_s: what the backward did not hide). Both from CUDA events.

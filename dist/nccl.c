@@ -137,16 +137,14 @@ void dist_nccl_allreduce_mean(Dist *d, void *dev_buf, size_t n, int bf16) {
 }
 
 void dist_nccl_allreduce_mean_async(Dist *d, void *const *bufs, const size_t *ns, int count, int bf16) {
-    if (buckets == DIST_NCCL_BUCKETS) {
-        fprintf(stderr, "gptrain: internal error at %s:%d: more than %d gradient buckets in a step\n", __FILE__,
-                __LINE__, DIST_NCCL_BUCKETS);
-        dist_abort(d, 1);
-    }
-    const int b = buckets++;
+    (void)d;
+    // Past DIST_NCCL_BUCKETS - 1 buckets in a step (a model of thousands of layers) the last slot's events span all
+    // the rest: they are timed as one, waits for the backward between them included.
+    const int b = buckets < DIST_NCCL_BUCKETS ? buckets : DIST_NCCL_BUCKETS - 1;
     // Ordered after the backward queued so far (this bucket's gradients are final), without the host waiting.
     CUDA_OK(cudaEventRecord(bucket_ready[b], 0));
     CUDA_OK(cudaStreamWaitEvent(stream, bucket_ready[b], 0));
-    CUDA_OK(cudaEventRecord(bucket_start[b], stream));
+    if (buckets++ <= DIST_NCCL_BUCKETS - 1) CUDA_OK(cudaEventRecord(bucket_start[b], stream));
     NCCL_CHECK(ncclGroupStart());
     for (int i = 0; i < count; i++)
         NCCL_CHECK(ncclAllReduce(bufs[i], bufs[i], ns[i], bf16 ? ncclBfloat16 : ncclFloat, ncclAvg, comm, stream));
@@ -161,7 +159,7 @@ void dist_nccl_wait_buckets(Dist *d, double *comm_s, double *exposed_s) {
     wait_stream(d);
     CUDA_OK(cudaEventSynchronize(compute_end));
     double sum = 0;
-    for (int b = 0; b < buckets; b++) {
+    for (int b = 0; b < buckets && b < DIST_NCCL_BUCKETS; b++) {
         float ms = 0;
         CUDA_OK(cudaEventElapsedTime(&ms, bucket_start[b], bucket_end[b]));
         sum += ms / 1e3;
