@@ -9,6 +9,7 @@
  */
 #include "dist.h"
 
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -172,6 +173,27 @@ void dist_allgather(Dist *d, float *buf, size_t shard) {
 #else
     (void)buf;
     (void)shard;
+#endif
+}
+
+void dist_allgather_bytes(Dist *d, const void *send, void *recv, size_t bytes) {
+    if (d->world == 1) {
+        if (send != recv) memmove(recv, send, bytes);
+        return;
+    }
+#ifdef GPTRAIN_MPI
+    // In units of the largest power-of-two block up to 8 bytes that divides the size (MPI counts are int).
+    MPI_Datatype unit = bytes % 8 == 0 ? MPI_DOUBLE : bytes % 4 == 0 ? MPI_FLOAT : bytes % 2 == 0 ? MPI_SHORT : MPI_BYTE;
+    const size_t us = bytes % 8 == 0 ? 8 : bytes % 4 == 0 ? 4 : bytes % 2 == 0 ? 2 : 1, count = bytes / us;
+    if (count > (size_t)INT_MAX) {
+        fprintf(stderr, "gptrain: error: an all-gather of %zu bytes per rank: more than MPI takes in one call\n", bytes);
+        dist_abort(d, 2);
+    }
+    const int in_place = (const char *)send == (const char *)recv + (size_t)d->rank * bytes;
+    MPI_Allgather(in_place ? MPI_IN_PLACE : send, (int)count, unit, recv, (int)count, unit, MPI_COMM_WORLD);
+#else
+    (void)send;
+    (void)recv;
 #endif
 }
 

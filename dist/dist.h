@@ -28,6 +28,9 @@ int dist_allreduce_max_int(Dist *d, int x);
 // holds the averaged values; all-gather each rank's shard of buf back into every rank's full buffer.
 void dist_reduce_scatter_mean(Dist *d, float *buf, size_t shard);
 void dist_allgather(Dist *d, float *buf, size_t shard);
+// Every rank's `bytes` at send concatenated in rank order into recv (world * bytes) on every rank; send may be
+// recv + rank * bytes (in place). Host memory (MPI).
+void dist_allgather_bytes(Dist *d, const void *send, void *recv, size_t bytes);
 // Non-blocking sum of a host buffer over ranks, in place (MPI_Iallreduce); dist_wait_mean completes every pending
 // one and scales each by 1/world. Up to DIST_MAX_PENDING may be in flight; each call also lets MPI progress the
 // earlier ones. Sums are the same as dist_allreduce_mean's, so the two paths give identical results.
@@ -45,6 +48,12 @@ void dist_barrier(Dist *d);
 // device buffer of n fp32 (or, bf16 set, bf16) values in place; scalar sums go through NCCL too when MPI is absent.
 int dist_nccl_init(Dist *d, int device_count, char *err, size_t errlen);
 void dist_nccl_allreduce_mean(Dist *d, void *dev_buf, size_t n, int bf16);
+// ZeRO-1 on device memory, each ordered after the compute (legacy) stream's queued work and waited for (errors
+// polled, with the timeout): the mean of dev_buf (world * shard values, fp32 or bf16) reduce-scattered in place, so
+// this rank's shard [rank * shard, (rank + 1) * shard) holds the averages; and the all-gather of count elements of
+// elem bytes (1, 2, 4 or 8) per rank from send into recv (send == recv + rank * count * elem: in place).
+void dist_nccl_reduce_scatter_mean(Dist *d, void *dev_buf, size_t shard, int bf16);
+void dist_nccl_allgather(Dist *d, const void *send, void *recv, size_t count, size_t elem);
 // The overlapped form (a bucket of gradients as soon as they are final, while the backward goes on): one call
 // averages count device buffers (bufs[i], ns[i] values, fp32 or bf16) in place on the communication stream, in one
 // NCCL group, ordered after everything the compute (legacy) stream has queued so far; it does not wait. Any number of

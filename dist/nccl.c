@@ -136,6 +136,28 @@ void dist_nccl_allreduce_mean(Dist *d, void *dev_buf, size_t n, int bf16) {
     wait_stream(d);
 }
 
+void dist_nccl_reduce_scatter_mean(Dist *d, void *dev_buf, size_t shard, int bf16) {
+    CUDA_OK(cudaEventRecord(grads_ready, 0));
+    CUDA_OK(cudaStreamWaitEvent(stream, grads_ready, 0));
+    const size_t eb = bf16 ? 2 : 4;
+    NCCL_CHECK(ncclReduceScatter(dev_buf, (char *)dev_buf + (size_t)d->rank * shard * eb, shard,
+                                 bf16 ? ncclBfloat16 : ncclFloat, ncclAvg, comm, stream));
+    wait_stream(d);
+}
+
+void dist_nccl_allgather(Dist *d, const void *send, void *recv, size_t count, size_t elem) {
+    // The type only sets the unit: nothing is reduced.
+    if (elem != 1 && elem != 2 && elem != 4 && elem != 8) {
+        fprintf(stderr, "gptrain: internal error: an all-gather of %zu-byte elements\n", elem);
+        abort();
+    }
+    const ncclDataType_t t = elem == 8 ? ncclFloat64 : elem == 4 ? ncclFloat32 : elem == 2 ? ncclBfloat16 : ncclInt8;
+    CUDA_OK(cudaEventRecord(grads_ready, 0));
+    CUDA_OK(cudaStreamWaitEvent(stream, grads_ready, 0));
+    NCCL_CHECK(ncclAllGather(send, recv, count, t, comm, stream));
+    wait_stream(d);
+}
+
 void dist_nccl_allreduce_mean_async(Dist *d, void *const *bufs, const size_t *ns, int count, int bf16) {
     (void)d;
     // Past DIST_NCCL_BUCKETS - 1 buckets in a step (a model of thousands of layers) the last slot's events span all

@@ -38,6 +38,9 @@ typedef struct AdamWTensors {
     int n;                           // tensor i covers [end[i-1], end[i]) of the flat buffer (end[-1] = 0)
     size_t end[ADAMW_MAX_TENSORS];
     uint32_t decay;                  // bit i set: weight decay applies to tensor i
+    // Where the fp32 state starts (ZeRO-1 keeps a shard of it): params holds element i at params[i - master_base],
+    // m and v at [i - moment_base]; 0 for whole buffers. grads and the working copy are always whole.
+    size_t master_base, moment_base;
 } AdamWTensors;
 typedef struct AdamWHyper {
     float lr, beta1, beta2, eps, weight_decay;
@@ -76,7 +79,7 @@ typedef struct OpTable {
     double (*sum_squares)(Backend *, const Grad *, size_t);
     void (*scale)(Backend *, float *, float, size_t);
     void (*zero)(Backend *, void *, size_t);
-    void (*to_compute)(Backend *, void *, const float *, size_t, uint32_t);
+    void (*to_compute)(Backend *, void *, const float *, size_t, size_t, uint32_t);
     void (*global_norm)(Backend *, float *, const Grad *, size_t);
     void (*adamw_step)(Backend *, float *, void *, const Grad *, float *, float *, size_t, size_t,
                        const AdamWTensors *, const AdamWHyper *, const float *, const double *);

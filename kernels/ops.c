@@ -136,8 +136,8 @@ double op_sum_squares(Backend *be, const Grad *x, size_t n) {
 void op_scale(Backend *be, float *x, float s, size_t n) { PROFILED("scale", 0, F4 * 2.0 * n,
              be->ops->scale(be, x, s, n)); }
 void op_zero(Backend *be, void *x, size_t bytes) { PROFILED("zero", 0, (double)bytes, be->ops->zero(be, x, bytes)); }
-void op_to_compute(Backend *be, void *dst, const float *src, size_t n, uint32_t seed) {
-    PROFILED("to_compute", 0, (F4 + EC) * (double)n, be->ops->to_compute(be, dst, src, n, seed));
+void op_to_compute(Backend *be, void *dst, const float *src, size_t n, size_t first, uint32_t seed) {
+    PROFILED("to_compute", 0, (F4 + EC) * (double)n, be->ops->to_compute(be, dst, src, n, first, seed));
 }
 void op_global_norm(Backend *be, float *norm, const Grad *x, size_t n) {
     PROFILED("global_norm", 0, EG * (double)n, be->ops->global_norm(be, norm, x, n));

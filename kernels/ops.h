@@ -135,7 +135,9 @@ void op_zero(Backend *be, void *x, size_t bytes);
 // the same seed (stochastically from a hash of (seed, index), or to nearest even when seed is 0; a copy in fp32),
 // so the copy is a function of the master and the seed wherever it was written. The model calls it when the fp32
 // master weights change other than by op_adamw_step (initialisation, a load, a resume, a ZeRO all-gather).
-void op_to_compute(Backend *be, void *dst, const float *src, size_t n, uint32_t seed);
+// dst[k] and src[k] are element first + k of the parameter buffer (the index the rounding hashes), so a ZeRO-1 rank
+// rounds its shard exactly as the whole buffer is rounded.
+void op_to_compute(Backend *be, void *dst, const float *src, size_t n, size_t first, uint32_t seed);
 
 // The global L2 norm where the data lives: *norm (one float of backend memory) = (float)sqrt(op_sum_squares(x, n)).
 // On a GPU nothing comes back to the host: the optimizer step reads the norm on the device, the host when it logs.
@@ -150,7 +152,8 @@ void op_global_norm(Backend *be, float *norm, const Grad *x, size_t n);
 // the gradient is read once and the host never waits for the norm); and when *norm is not finite, or loss (backend
 // memory, e.g. op_loss_accumulate's sum; may be NULL) is given and *loss is not, the step changes nothing (the
 // caller counts it as skipped). norm NULL: s = grad_scale. Step t starts at 1.
-// params, grads, m, v: whole buffers (indexed from 0; only [lo, hi) is read or written). params_c (compute dtype,
+// grads: the whole buffer (indexed from 0; only [lo, hi) is read); params, m, v: from tensors->master_base and
+// ->moment_base (0: whole buffers; a ZeRO-1 rank's shards start at its range). params_c (compute dtype, whole,
 // may be NULL) is the weights' working copy: its [lo, hi) is written from the updated params, rounded to the
 // compute dtype (stochastically when h->seed != 0: rounded up with probability equal to the distance from the value
 // below, from a hash of (seed, index), so the rounding is unbiased and repeatable; to nearest even when 0).

@@ -36,16 +36,15 @@
 // ---------------------------------------------------------------------------------------------------------------
 // Creation and views
 
-static void gpt_bind_params(ParamTensors *t, float *base, const ParamInfo *info) {
-    int i = 0;
-#define GPT_PARAM_BIND(name, rows, cols, per_layer, decay, init) t->name = base + info[i++].offset;
-    GPT_PARAMS(GPT_PARAM_BIND)
-#undef GPT_PARAM_BIND
-}
-
 int gpt_create(GPT *g, const GPTConfig *cfg, Backend *be, int B, int T, RecomputeMode rc, AttentionKind attn,
                char *err, size_t errlen) {
+    return gpt_create_sharded(g, cfg, be, B, T, rc, attn, 0, 1, err, errlen);
+}
+
+int gpt_create_sharded(GPT *g, const GPTConfig *cfg, Backend *be, int B, int T, RecomputeMode rc, AttentionKind attn,
+                       int rank, int shards, char *err, size_t errlen) {
     memset(g, 0, sizeof(*g));
+    GPT_ASSERT(shards >= 1 && rank >= 0 && rank < shards);
     if (B < 1) { snprintf(err, errlen, "--batch %d: expected at least 1", B); return -1; }
     if (T < 1) { snprintf(err, errlen, "--seq-len %d: expected at least 1", T); return -1; }
     if (T > cfg->max_seq_len) {
@@ -81,16 +80,20 @@ int gpt_create(GPT *g, const GPTConfig *cfg, Backend *be, int B, int T, Recomput
     g->grad_dtype = be->grad_dtype;
     g->stochastic_rounding = 1;
     gpt_memory_plan(cfg, B, T, attn, g->dtype, g->grad_dtype, &g->mem);
+    gpt_memory_shard(&g->mem, shards);
+    const size_t np = gpt_plan_params(cfg, g->param_info);
+    g->shard_lo = (size_t)rank * g->mem.shard < np ? (size_t)rank * g->mem.shard : np;
+    g->shard_hi = g->shard_lo + g->mem.shard < np ? g->shard_lo + g->mem.shard : np;
 
-    size_t np = gpt_plan_params(cfg, g->param_info);
-    g->params_mem = backend_alloc(be, np * sizeof(float), "parameters");
+    g->params_mem = backend_alloc(be, g->mem.param_bytes, shards > 1 && g->mem.param_copy_bytes
+                                                              ? "parameters (this rank's shard of the fp32 master)"
+                                                              : "parameters");
     // The weights the ops read: the fp32 master itself, or its copy in the compute dtype (refreshed by every update).
     g->params_c_mem = g->mem.param_copy_bytes ? backend_alloc(be, g->mem.param_copy_bytes, "the weights' bf16 copy")
                                               : (void *)g->params_mem;
     g->grads_mem = backend_alloc(be, g->mem.grad_bytes, "gradients");
-    g->m_mem = backend_alloc(be, np * sizeof(float), "AdamW first moments");
-    g->v_mem = backend_alloc(be, np * sizeof(float), "AdamW second moments");
-    gpt_bind_params(&g->params, g->params_mem, g->param_info);
+    g->m_mem = backend_alloc(be, g->mem.optim_bytes / 2, "AdamW first moments");
+    g->v_mem = backend_alloc(be, g->mem.optim_bytes / 2, "AdamW second moments");
 
     const size_t na = gpt_plan_acts(cfg, B, T, rc, attn, g->dtype, g->act_info);
     g->acts_mem = backend_alloc(be, na, "activations");
@@ -138,12 +141,43 @@ static float *state_buffer(const GPT *g, GPTState which) {
     return which == GPT_STATE_PARAMS ? g->params_mem : which == GPT_STATE_M ? g->m_mem : g->v_mem;
 }
 
+// Whether the fp32 master is a shard (ZeRO-1 under a bf16 copy; in fp32 the master is what the ops read, whole).
+static int master_sharded(const GPT *g) { return g->mem.shards > 1 && g->params_c_mem != (void *)g->params_mem; }
+// The index of a state buffer's first element: this rank's shard_lo for a shard, else 0.
+static size_t state_base(const GPT *g, GPTState which) {
+    return g->mem.shards > 1 && (which != GPT_STATE_PARAMS || master_sharded(g)) ? g->shard_lo : 0;
+}
+static int state_sharded(const GPT *g, GPTState which) {
+    return g->mem.shards > 1 && (which != GPT_STATE_PARAMS || master_sharded(g));
+}
+
 void gpt_state_to_host(const GPT *g, GPTState which, float *dst) {
-    backend_to_host(g->be, dst, state_buffer(g, which), g->mem.num_params * sizeof(float));
+    const size_t np = g->mem.num_params;
+    if (!state_sharded(g, which)) {
+        if (dst) backend_to_host(g->be, dst, state_buffer(g, which), np * sizeof(float));
+        return;
+    }
+    // Every rank's shard, `chunk` elements of each at a time, gathered into the gradient buffer (free between
+    // steps): shards * chunk floats fit in it, chunk = the shard with fp32 gradients, half of it with bf16.
+    GPT_ASSERT(g->allgather);
+    const int R = g->mem.shards;
+    const size_t shard = g->mem.shard, chunk = g->mem.grad_bytes / sizeof(float) / (size_t)R;
+    const float *mine = state_buffer(g, which);
+    float *stage = (float *)g->grads_mem;
+    for (size_t c0 = 0; c0 < shard; c0 += chunk) {
+        const size_t k = chunk < shard - c0 ? chunk : shard - c0;
+        g->allgather(g->hook_ctx, mine + c0, stage, k, sizeof(float));
+        for (int r = 0; dst && r < R; r++) {
+            const size_t at = (size_t)r * shard + c0;
+            if (at < np) backend_to_host(g->be, dst + at, stage + (size_t)r * k, (k < np - at ? k : np - at) * 4);
+        }
+    }
 }
 
 void gpt_state_from_host(GPT *g, GPTState which, const float *src) {
-    backend_to_device(g->be, state_buffer(g, which), src, g->mem.num_params * sizeof(float));
+    const size_t base = state_base(g, which), n = state_sharded(g, which) ? g->shard_hi - g->shard_lo
+                                                                          : g->mem.num_params;
+    backend_to_device(g->be, state_buffer(g, which), src + base, n * sizeof(float));
     if (which == GPT_STATE_PARAMS) gpt_weights_changed(g);
 }
 
@@ -158,9 +192,21 @@ static uint32_t copy_seed(const GPT *g, int t) {
     return (uint32_t)((z ^ (z >> 31)) >> 32) | 1u;
 }
 
+// ZeRO-1: every rank's range of the weights the ops read (the bf16 copy, or the fp32 master) to every rank.
+static void gather_weights(GPT *g) {
+    if (g->mem.shards <= 1) return;
+    GPT_ASSERT(g->allgather);
+    const size_t eb = dtype_bytes(g->dtype);
+    g->allgather(g->hook_ctx, (char *)g->params_c_mem + g->shard_lo * eb, g->params_c_mem, g->mem.shard, eb);
+}
+
 void gpt_weights_changed(GPT *g) {
-    if (g->params_c_mem != (void *)g->params_mem)
-        op_to_compute(g->be, g->params_c_mem, g->params_mem, g->mem.num_params, copy_seed(g, g->adam_t));
+    if (g->params_c_mem == (void *)g->params_mem) return;   // fp32: the master is what the ops read (whole)
+    const size_t lo = state_base(g, GPT_STATE_PARAMS);
+    const size_t n = master_sharded(g) ? g->shard_hi - g->shard_lo : g->mem.num_params;
+    op_to_compute(g->be, (char *)g->params_c_mem + lo * dtype_bytes(g->dtype), g->params_mem, n, lo,
+                  copy_seed(g, g->adam_t));
+    if (master_sharded(g)) gather_weights(g);
 }
 
 // bf16 (the top half of an fp32) to fp32, exactly.
@@ -255,8 +301,8 @@ void gpt_init_weights(GPT *g, uint64_t seed) {
     g->adam_t = 0;   // before the weights arrive: their bf16 copy is rounded with step 0's seed
     gpt_state_from_host(g, GPT_STATE_PARAMS, host);
     backend_host_free(host);
-    op_zero(g->be, g->m_mem, g->mem.num_params * sizeof(float));
-    op_zero(g->be, g->v_mem, g->mem.num_params * sizeof(float));
+    op_zero(g->be, g->m_mem, g->mem.optim_bytes / 2);
+    op_zero(g->be, g->v_mem, g->mem.optim_bytes / 2);
 }
 
 // ---------------------------------------------------------------------------------------------------------------
@@ -479,6 +525,11 @@ void gpt_zero_grad(GPT *g) { op_zero(g->be, g->grads_mem, g->mem.grad_bytes); }
 
 float gpt_grad_norm(GPT *g) { return (float)sqrt(op_sum_squares(g->be, g->grads_mem, g->mem.num_params)); }
 
+double gpt_shard_sum_squares(GPT *g) {
+    return op_sum_squares(g->be, (const char *)g->grads_mem + g->shard_lo * dtype_bytes(g->grad_dtype),
+                          g->shard_hi - g->shard_lo);
+}
+
 // The optimizer's view of the parameter table: where each tensor ends in the flat buffer and which take decay.
 static void adamw_tensors(const GPT *g, AdamWTensors *t) {
     GPT_ASSERT(NUM_PARAM_TENSORS <= ADAMW_MAX_TENSORS);
@@ -494,6 +545,9 @@ static void adamw_run(GPT *g, const Grad *grads, size_t lo, size_t hi, float lr,
                       float weight_decay, float grad_scale, double grad_clip, const float *norm, const double *loss) {
     AdamWTensors tens;
     adamw_tensors(g, &tens);
+    if (g->mem.shards > 1) GPT_ASSERT(lo >= g->shard_lo && hi <= g->shard_hi);
+    tens.master_base = state_base(g, GPT_STATE_PARAMS);
+    tens.moment_base = state_base(g, GPT_STATE_M);
     const int t = ++g->adam_t;
     const AdamWHyper h = {lr, beta1, beta2, eps, weight_decay, grad_scale, grad_clip, t, copy_seed(g, t)};
     const int copy = g->params_c_mem != (void *)g->params_mem;
@@ -506,14 +560,17 @@ static void adamw_run(GPT *g, const Grad *grads, size_t lo, size_t hi, float lr,
 void gpt_adamw_step_range(GPT *g, const Grad *grads, size_t lo, size_t hi, float lr, float beta1, float beta2,
                           float eps, float weight_decay, float grad_scale) {
     adamw_run(g, grads, lo, hi, lr, beta1, beta2, eps, weight_decay, grad_scale, 0, NULL, NULL);
+    gather_weights(g);
 }
 
 void gpt_adamw_step(GPT *g, float lr, float beta1, float beta2, float eps, float weight_decay, float grad_scale) {
+    GPT_ASSERT(g->mem.shards == 1);
     adamw_run(g, g->grads_mem, 0, g->mem.num_params, lr, beta1, beta2, eps, weight_decay, grad_scale, 0, NULL, NULL);
 }
 
 float gpt_adamw_step_clipped(GPT *g, float lr, float beta1, float beta2, float eps, float weight_decay,
                              double grad_clip, float loss_scale, int check_loss, double *loss_sum) {
+    GPT_ASSERT(g->mem.shards == 1);
     op_global_norm(g->be, g->grad_norm, g->grads_mem, g->mem.num_params);
     adamw_run(g, g->grads_mem, 0, g->mem.num_params, lr, beta1, beta2, eps, weight_decay, 1.0f / loss_scale,
               grad_clip * loss_scale, g->grad_norm, check_loss ? g->loss_sum : NULL);

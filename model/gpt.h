@@ -40,7 +40,6 @@ typedef struct GPT {
     void *params_c_mem;       // the weights the ops read: params_mem itself in fp32, else its bf16 copy
     int stochastic_rounding;  // 1 (default): AdamW rounds the bf16 copy stochastically (--stochastic-rounding)
     void *acts_mem, *grad_acts_mem;   // laid out in bytes by the plan (act_info; the scratch by gpt_plan_grad_acts)
-    ParamTensors params;      // fp32 views of the master weights
     ActTensors acts;
     GradActTensors gacts;
     int32_t *inputs, *targets; // (B,T) copies of the last forward's batch (the backward reads them)
@@ -60,7 +59,15 @@ typedef struct GPT {
     // per-layer tensors), then with -1 after the embeddings' (wte, wpe, lnfw, lnfb). The trainer launches each
     // bucket's all-reduce from here so communication overlaps the rest of the backward. NULL: no calls.
     void (*on_grads_ready)(void *ctx, int layer);
-    void *hook_ctx;
+    void *hook_ctx;           // both hooks' context
+    // ZeRO-1 (gpt_create_sharded, mem.shards > 1): this rank's range [shard_lo, shard_hi) of the flat parameter
+    // buffer. m_mem and v_mem hold it only (mem.shard elements from shard_lo), and so does params_mem when a bf16
+    // copy is what the ops read; the gradients and the weights the ops read are whole (padded to shards * shard).
+    // allgather, which the caller sets before any weights arrive, concatenates every rank's `count` elements of
+    // `elem` bytes at send into recv (shards * count) in rank order on every rank, after the work queued so far and
+    // before any queued later (send == recv + rank * count * elem: in place); every rank calls it alike.
+    size_t shard_lo, shard_hi;
+    void (*allgather)(void *ctx, const void *send, void *recv, size_t count, size_t elem);
 } GPT;
 
 // The three parameter-sized state buffers, for moving them between the backend's memory and the host (files).
@@ -71,14 +78,20 @@ typedef enum { GPT_STATE_PARAMS = 0, GPT_STATE_M = 1, GPT_STATE_V = 2 } GPTState
 // gpt_init_weights or a load. Returns 0, or -1 with err on a user error (e.g. T > max_seq_len).
 int gpt_create(GPT *g, const GPTConfig *cfg, Backend *be, int B, int T, RecomputeMode rc, AttentionKind attn,
                char *err, size_t errlen);
+// The same as rank `rank` of a ZeRO-1 group of `shards` (the plan of gpt_memory_shard; shards 1 is gpt_create).
+int gpt_create_sharded(GPT *g, const GPTConfig *cfg, Backend *be, int B, int T, RecomputeMode rc, AttentionKind attn,
+                       int rank, int shards, char *err, size_t errlen);
 void gpt_destroy(GPT *g);
 // GPT-2 initialisation from a seed (deterministic, independent of thread count).
 void gpt_init_weights(GPT *g, uint64_t seed);
-// Copy weights or an AdamW moment (num_params floats) to or from host memory.
+// Copy weights or an AdamW moment (num_params floats) to or from host memory. A sharded model (ZeRO-1) takes its
+// range from src, and gathers the whole state into dst through the gradient buffer (so: between steps), a
+// collective every rank calls alike for every state (a no-op for one every rank holds whole); dst may be NULL on a
+// rank that keeps nothing.
 void gpt_state_to_host(const GPT *g, GPTState which, float *dst);
 void gpt_state_from_host(GPT *g, GPTState which, const float *src);
-// The fp32 master weights were changed in backend memory other than by the optimizer step (a ZeRO all-gather):
-// refresh their working copy (nothing in fp32).
+// The fp32 master weights were changed in backend memory other than by the optimizer step: refresh their working
+// copy (nothing in fp32); sharded, from this rank's range, then all-gathered.
 void gpt_weights_changed(GPT *g);
 // n activations at src (backend memory, the compute dtype; e.g. a row of g->acts.logits) to fp32 host memory.
 void gpt_acts_to_host(const GPT *g, float *dst, const void *src, size_t n);
@@ -103,6 +116,8 @@ void gpt_backward(GPT *g);
 void gpt_zero_grad(GPT *g);
 // Global L2 norm of the gradient buffer (read back to the host).
 float gpt_grad_norm(GPT *g);
+// The sum of squares of the gradients of this rank's range [shard_lo, shard_hi) (all of them unsharded), in double.
+double gpt_shard_sum_squares(GPT *g);
 // One AdamW step over every tensor (decay per the table), gradients scaled by grad_scale first.
 void gpt_adamw_step(GPT *g, float lr, float beta1, float beta2, float eps, float weight_decay, float grad_scale);
 // The training step's update: the global gradient norm and AdamW computed where the gradients live, clipped to
@@ -114,8 +129,10 @@ void gpt_adamw_step(GPT *g, float lr, float beta1, float beta2, float eps, float
 // one. loss_sum (may be NULL) gets the step's loss sum, read back with the norm in the same copy.
 float gpt_adamw_step_clipped(GPT *g, float lr, float beta1, float beta2, float eps, float weight_decay,
                              double grad_clip, float loss_scale, int check_loss, double *loss_sum);
-// The same restricted to the flat parameter range [lo, hi) (a ZeRO-1 shard), with the gradient read from grads
-// (indexed like the parameter buffer, in the gradients' dtype, so a rank's shard of an averaged copy can be passed).
+// The same restricted to the flat parameter range [lo, hi), with the gradient read from grads (indexed like the
+// parameter buffer, in the gradients' dtype). A sharded model takes its own range only, and ends the step by
+// all-gathering the weights the ops read (the update of every rank's range). gpt_adamw_step and _clipped need a
+// whole model.
 void gpt_adamw_step_range(GPT *g, const Grad *grads, size_t lo, size_t hi, float lr, float beta1, float beta2,
                           float eps, float weight_decay, float grad_scale);
 

@@ -151,6 +151,23 @@ void gpt_memory_plan(const GPTConfig *cfg, int B, int T, AttentionKind attn, DTy
     for (int m = 0; m < 3; m++) out->act_bytes[m] = gpt_plan_acts(cfg, B, T, (RecomputeMode)m, attn, dt, ainfo);
     out->grad_act_bytes = gpt_plan_grad_acts(cfg, B, T, attn, dt, NULL);
     out->io_bytes = 4 * (size_t)B * T * sizeof(int32_t) + GPT_SCALAR_BYTES;
+    out->shards = 1;
+    out->shard = out->num_params;
+}
+
+void gpt_memory_shard(GPTMemory *m, int shards) {
+    if (shards <= 1) return;
+    const size_t a = GPT_SHARD_ALIGN, shard = ((m->num_params + shards - 1) / shards + a - 1) / a * a;
+    const size_t padded = shard * (size_t)shards;
+    m->shards = shards;
+    m->shard = shard;
+    m->grad_bytes = padded * dtype_bytes(m->grad_dtype);
+    m->optim_bytes = 2 * shard * sizeof(float);
+    if (m->dtype == DTYPE_F32) m->param_bytes = padded * sizeof(float);   // the weights the ops read, whole
+    else {
+        m->param_bytes = shard * sizeof(float);                             // the master's shard
+        m->param_copy_bytes = padded * dtype_bytes(m->dtype);
+    }
 }
 
 size_t gpt_memory_total(const GPTMemory *m, RecomputeMode rc) {

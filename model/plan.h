@@ -48,13 +48,6 @@ enum { INIT_NORMAL, INIT_RESID, INIT_ZERO, INIT_ONE };
 typedef enum { GPT_PARAMS(GPT_PARAM_ENUM) NUM_PARAM_TENSORS } ParamId;
 #undef GPT_PARAM_ENUM
 
-// Views into one contiguous buffer (parameters, gradients, and each AdamW moment use the same layout).
-typedef struct ParamTensors {
-#define GPT_PARAM_FIELD(name, rows, cols, per_layer, decay, init) float *name;
-    GPT_PARAMS(GPT_PARAM_FIELD)
-#undef GPT_PARAM_FIELD
-} ParamTensors;
-
 typedef struct ParamInfo {
     const char *name;
     size_t numel;       // all layers together
@@ -172,8 +165,19 @@ typedef struct GPTMemory {
     size_t act_bytes[3];      // activations kept for backward, per recompute mode (none, selective, full)
     size_t grad_act_bytes;    // backward scratch
     size_t io_bytes;          // inputs and targets (two sets, used in turn), and the step's scalars
+    // ZeRO-1 (gpt_memory_shard): the flat parameter range cut into `shards` shards of `shard` elements (1 and
+    // num_params unless sharded); rank r keeps the optimizer state of [r*shard, (r+1)*shard) only.
+    int shards;
+    size_t shard;
 } GPTMemory;
 void gpt_memory_plan(const GPTConfig *cfg, int B, int T, AttentionKind attn, DType dt, DType gdt, GPTMemory *out);
+// The plan of one rank of a ZeRO-1 group of `shards` ranks (--zero 1): the shard is num_params / shards rounded up
+// to a multiple of GPT_SHARD_ALIGN elements; the AdamW moments shrink to 8 bytes per shard element, and so does the
+// fp32 master to 4 when a bf16 copy is what the ops read (in fp32 the master is the weights every rank reads: kept
+// whole). What every rank keeps whole for the collectives, the gradients and the weights the ops read, is padded to
+// shards * shard elements (the padding stays zero). shards 1: the plan unchanged.
+#define GPT_SHARD_ALIGN 128
+void gpt_memory_shard(GPTMemory *m, int shards);
 // The same total in double, exact below 2^53 bytes and never wrapping (B, T and the widths come from the user).
 double gpt_memory_total_estimate(const GPTConfig *cfg, int B, int T, RecomputeMode rc, AttentionKind attn, DType dt,
                                  DType gdt);

@@ -113,6 +113,35 @@ print("weights 4+2, gradients 4, AdamW 8 = 18 bytes/param (16 with --grad-dtype 
       % (b["activations, --recompute none"], f["activations, --recompute none"],
          b["activations, --recompute none"] / f["activations, --recompute none"]))
 PY
+# ZeRO-1 over 8 GPUs (--gpus 8 --zero 1): one rank keeps 1/8 of the moments (8P/8) and, under bf16, of the master
+# (4P/8); the bf16 copy (2P) and the gradients (4P) whole, padded to 8 shards of a multiple of 128: 7.5 bytes per
+# parameter (fp32: 4 + 4 + 1 = 9); the activations as without.
+$G info --preset gpt2-124m --batch 16 --seq-len 1024 --device cuda --precision bf16 --gpus 8 --zero 1 >"$T/iz" 2>&1 \
+  && $G info --preset gpt2-124m --batch 16 --seq-len 1024 --device cuda --precision fp32 --gpus 8 --zero 1 >"$T/iz32" 2>&1 \
+  && /usr/bin/python3 - "$T/ib" "$T/iz" "$T/iz32" <<'PY' >"$T/py" 2>&1 \
+  && ok "info --gpus 8 --zero 1 (124M): $(cat "$T/py")" || bad "info: ZeRO-1 per rank" "$(cat "$T/py")"
+import re, sys
+def lines(path):
+    out = {}
+    for line in open(path):
+        m = re.match(r"  (.+?)\s+([0-9.]+) MiB\s+([0-9.]+) bytes/param", line)
+        if m: out[m.group(1)] = float(m.group(2))
+    return out
+b, z = lines(sys.argv[1]), lines(sys.argv[2])
+P, MiB = 124475904, 1048576
+shard = -(-(-(-P // 8)) // 128) * 128
+want = {"weights (fp32 master, shard)": 4 * shard, "weights' bf16 copy (the ops read)": 2 * 8 * shard,
+        "gradients (fp32)": 4 * 8 * shard, "AdamW state (m, v; shard)": 8 * shard}
+for k, v in want.items():
+    assert abs(z[k] - v / MiB) < 0.006, (k, z[k], v / MiB)
+assert z["activations, --recompute none"] == b["activations, --recompute none"]
+text, t32 = open(sys.argv[2]).read(), open(sys.argv[3]).read()
+assert "per rank of 8 with --zero 1: optimizer state in shards of %d" % shard in text, text[:600]
+assert re.search(r"bytes per parameter for weights, gradients and optimizer: 7.5 here", text)
+assert re.search(r"bytes per parameter for weights, gradients and optimizer: 9 here", t32)
+print("shards of %d: master 4/8 + bf16 copy 2 + gradients 4 + AdamW 8/8 = 7.5 bytes/param (fp32: 9); the total "
+      "%.0f MiB vs %.0f MiB without" % (shard, z["total, --recompute none"], b["total, --recompute none"]))
+PY
 $G sample --from "$T/run" --tokens 50 --prompt "ROMEO:" --seed 7 >"$T/s1" 2>&1
 $G sample --from "$T/run" --tokens 50 --prompt "ROMEO:" --seed 7 >"$T/s2" 2>&1
 n=$(head -c -1 "$T/s1" | wc -c)

@@ -57,6 +57,14 @@ msg=$(compare "$T/z2.jsonl" "$T/r2.jsonl" "$T/z2/model.bin" "$T/r2/model.bin") \
 cmp -s "$T/z2/model.bin" "$T/r2/model.bin" && ok "ZeRO-1 weights are byte-identical to plain data parallelism" \
     || bad "ZeRO-1 bitwise" "model.bin differs"
 
+# ZeRO-1's checkpoint: the moments' shards gathered from both ranks into rank 0's file; resumed with --zero 1 onto
+# 2 ranks: the straight ZeRO-1 run byte for byte.
+$MPI $G train $RUN --batch 2 --zero 1 --out "$T/zc" --stop-at-step 10 >"$T/zc1.out" 2>&1
+$MPI $G train $RUN --batch 2 --zero 1 --out "$T/zc" --resume auto >"$T/zc2.out" 2>&1
+cmp -s "$T/zc/model.bin" "$T/z2/model.bin" && grep -q "^resume: " "$T/zc2.out" \
+    && ok "ZeRO-1 (2 ranks): stop at step 10 + resume = the straight ZeRO-1 run, byte for byte" \
+    || bad "ZeRO-1 resume" "$(tail -2 "$T/zc1.out"; tail -2 "$T/zc2.out")"
+
 # Checkpoint and resume with 2 ranks: the same reduction order, so byte-identical.
 $MPI $G train $RUN --batch 2 --out "$T/c2" --stop-at-step 10 >"$T/c2a.out" 2>&1
 $MPI $G train $RUN --batch 2 --out "$T/c2" --resume auto >"$T/c2b.out" 2>&1

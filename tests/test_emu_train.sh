@@ -7,7 +7,9 @@
 # no device at all, and data
 # parallelism through NCCL: 2 and 4 ranks x 1 emulated GPU under mpirun against 1 rank with the whole batch (fp32,
 # and bf16 gradients averaged in bf16), also when the launcher gives no local rank (MPICH), where each rank must still
-# find its own GPU; a 2-rank checkpoint and resume byte-identical to the straight run; a rank killed mid-run ends
+# find its own GPU; ZeRO-1 (2 and 4 ranks, fp32 and bf16) byte-identical to plain data parallelism, its checkpoint
+# and resume, and its memory per rank as `gptrain info` plans it; a 2-rank checkpoint and resume byte-identical to
+# the straight run; a rank killed mid-run ends
 # the job with a message, never a hang.
 . tests/lib.sh
 G=build/emu/gptrain
@@ -113,6 +115,43 @@ grep -q "ranks: 4 (mpi, gradients over NCCL)" "$T/r4.out" \
     && msg=$(compare "$T/r4.jsonl" "$T/r1.jsonl" "$T/r4/model.bin" "$T/r1/model.bin") \
     && ok "4 ranks x 1 emulated GPU through NCCL (B=1 each) = 1 rank with B=4: $msg" \
     || bad "4 ranks through NCCL vs 1" "$(grep ranks "$T/r4.out"; echo "$msg")"
+# ZeRO-1 on emulated GPUs (--zero 1): the gradients reduce-scattered, AdamW on each rank's shard of the moments (and
+# of the fp32 master under bf16), the weights the ops read all-gathered. The same averages and the same update of
+# every element, so byte-identical to plain data parallelism: fp32 (the master whole), bf16 with bf16 gradients (the
+# master sharded; the bf16 copy rounded stochastically by the element's index in the whole buffer), 4 ranks.
+$MPI $G train $D --batch 2 --zero 1 --out "$T/z2" --log "$T/z2.jsonl" >"$T/z2.out" 2>&1
+$MPI $G train $DB --batch 2 --zero 1 --out "$T/zb2" --log "$T/zb2.jsonl" >"$T/zb2.out" 2>&1
+GPTRAIN_EMU_DEVICES=4 $MPI4 $G train $D --batch 1 --zero 1 --out "$T/z4" --log "$T/z4.jsonl" >"$T/z4.out" 2>&1
+cmp -s "$T/z2/model.bin" "$T/r2/model.bin" && cmp -s "$T/zb2/model.bin" "$T/b2/model.bin" \
+    && cmp -s "$T/z4/model.bin" "$T/r4/model.bin" && [ "$(losses "$T/z2.jsonl")" = "$(losses "$T/r2.jsonl")" ] \
+    && [ "$(losses "$T/zb2.jsonl")" = "$(losses "$T/b2.jsonl")" ] \
+    && grep -q "^zero: optimizer state sharded over 2 ranks" "$T/zb2.out" \
+    && grep -q "^zero: optimizer state sharded over 4 ranks" "$T/z4.out" \
+    && ok "ZeRO-1 on 2 and 4 emulated GPUs (fp32; bf16 with bf16 gradients) = plain data parallelism: same losses, model.bin byte for byte" \
+    || bad "ZeRO-1 vs plain on emulated GPUs" "$(tail -2 "$T/z2.out"; tail -2 "$T/zb2.out"; tail -2 "$T/z4.out")"
+# Its checkpoint: every rank's shards gathered into rank 0's file (through the bf16 gradient buffer, half a shard at a
+# time), resumed onto the same rank count: the straight ZeRO-1 run's model byte for byte.
+$MPI $G train $DB --batch 2 --zero 1 --out "$T/zc" --stop-at-step 2 >"$T/zc1.out" 2>&1
+$MPI $G train $DB --batch 2 --zero 1 --out "$T/zc" --resume auto >"$T/zc2.out" 2>&1
+# The file holds the whole state, as a plain run's does: resumed without --zero it continues the plain run.
+$MPI $G train $DB --batch 2 --out "$T/zp" --resume "$T/zc/checkpoints/ckpt_00000002.bin" >"$T/zp.out" 2>&1
+cmp -s "$T/zc/model.bin" "$T/zb2/model.bin" && grep -q "^resume: " "$T/zc2.out" && cmp -s "$T/zp/model.bin" "$T/b2/model.bin" \
+    && ok "ZeRO-1 (bf16, 2 emulated GPUs): stop at step 2 + --resume auto = the straight run, model.bin byte for byte; resumed without --zero = the plain run" \
+    || bad "ZeRO-1 resume" "$(tail -2 "$T/zc1.out"; tail -2 "$T/zc2.out")"
+# What one rank allocates is what `gptrain info --gpus 2 --zero 1` plans for it (the same model, batch and attention).
+for run in z2 zb2; do
+    v=$(sed -n 's/^model: .* V=\([0-9]*\) .*/\1/p' "$T/$run.out")
+    at=$(sed -n 's/^batch: .*; attention \([a-z]*\).*/\1/p' "$T/$run.out")
+    pr=fp32; gd=fp32; [ $run = zb2 ] && pr=bf16 && gd=bf16
+    alloc=$(sed -n 's/^memory plan: .* allocated through the backend: \([0-9.]*\) MiB/\1/p' "$T/$run.out")
+    plan=$($G info --preset micro --vocab-size "$v" --batch 2 --seq-len 32 --precision $pr --grad-dtype $gd \
+           --attention "$at" --gpus 2 --zero 1 | sed -n 's/^  total, --recompute none *\([0-9.]*\) MiB.*/\1/p')
+    full=$($G info --preset micro --vocab-size "$v" --batch 2 --seq-len 32 --precision $pr --grad-dtype $gd \
+           --attention "$at" | sed -n 's/^  total, --recompute none *\([0-9.]*\) MiB.*/\1/p')
+    [ -n "$alloc" ] && [ "$alloc" = "$plan" ] && [ "$plan" != "$full" ] \
+        && ok "ZeRO-1 $pr: one rank allocates $alloc MiB = info --gpus 2 --zero 1 (without --zero: $full MiB)" \
+        || bad "ZeRO-1 $pr memory per rank" "allocated '$alloc' MiB, info --zero 1 '$plan' MiB, without '$full' MiB"
+done
 # A checkpoint and resume with 2 ranks on emulated GPUs: stop after step 2, resume, = the straight 2-rank run.
 $MPI $G train $D --batch 2 --out "$T/c2" --stop-at-step 2 >"$T/c2a.out" 2>&1
 $MPI $G train $D --batch 2 --out "$T/c2" --resume auto >"$T/c2b.out" 2>&1

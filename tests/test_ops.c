@@ -259,7 +259,7 @@ static void test_backend(Backend *be, const Shape *s) {
         // AdamW over [lo, hi) of two tensors (the first decayed, the second not), 3 steps: no norm (scale 0.7), a
         // norm above the clip (scale clip / norm), a norm below it (scale 1); then a NaN norm changes nothing.
         const size_t n1 = n / 3, lo = 5, hi = n - 3;
-        const AdamWTensors tens = {2, {n1, n}, 1u};
+        const AdamWTensors tens = {2, {n1, n}, 1u, 0, 0};
         Buf p = buf_rand(n, 1), m = buf_fill(n, 0), v = buf_fill(n, 0);
         float norm[1];
         const float norms[3] = {0, 7.5f, 0.25f};

@@ -40,11 +40,17 @@ int ckpt_save(const char *path, const GPT *g, CkptHeader *h, const char *config_
     // (it lives in the backend's memory), hashed and written, then the header is rewritten complete at offset 0
     // before the fsync and the rename.
     h->payload_hash = h->header_hash = 0;
+    // A sharded model's states are gathered from every rank (gpt_state_to_host: a collective the other ranks join
+    // alike), so all three are read whatever fails here.
     float *stage = malloc(nbytes ? nbytes : 1);
-    if (!stage) { snprintf(err, errlen, "%s: out of memory for a %zu-byte staging buffer", path, nbytes); return -1; }
     char tmp[4096];
-    FILE *f = file_create_tmp(path, tmp, sizeof tmp, err, errlen);
-    if (!f) { free(stage); return -1; }
+    FILE *f = stage ? file_create_tmp(path, tmp, sizeof tmp, err, errlen) : NULL;
+    if (!stage) snprintf(err, errlen, "%s: out of memory for a %zu-byte staging buffer", path, nbytes);
+    if (!f) {
+        for (int i = 0; i < 3; i++) gpt_state_to_host(g, (GPTState)i, NULL);
+        free(stage);
+        return -1;
+    }
     Hash64 s;
     hash64_init(&s);
     errno = 0;
@@ -55,8 +61,9 @@ int ckpt_save(const char *path, const GPT *g, CkptHeader *h, const char *config_
         hash64_update(&s, texts[i], tlen[i]);
         ok = !file_write(f, texts[i], tlen[i]);
     }
-    for (int i = 0; i < 3 && ok; i++) {
-        gpt_state_to_host(g, (GPTState)i, stage);
+    for (int i = 0; i < 3; i++) {
+        gpt_state_to_host(g, (GPTState)i, ok ? stage : NULL);
+        if (!ok) continue;
         hash64_update(&s, stage, nbytes);
         ok = !file_write(f, stage, nbytes);
     }
@@ -111,8 +118,8 @@ int ckpt_load(const char *path, GPT *g, int with_optimizer, char *err, size_t er
         return -1;
     }
     if (!with_optimizer) {
-        op_zero(g->be, g->m_mem, n * sizeof(float));
-        op_zero(g->be, g->v_mem, n * sizeof(float));
+        op_zero(g->be, g->m_mem, g->mem.optim_bytes / 2);
+        op_zero(g->be, g->v_mem, g->mem.optim_bytes / 2);
     }
     return 0;
 }

@@ -59,6 +59,9 @@ int resolve_batch_auto(Options *o, Backend *be, const GPTConfig *cfg, int T, Rec
 int modelfile_save(const GPT *g, const char *path, uint32_t tok_id, char *err, size_t errlen);
 // The same as version 3 (fp32) or, with bf16, version 5 (bf16 weights, round to nearest even).
 int modelfile_save_as(const GPT *g, const char *path, int bf16, uint32_t tok_id, char *err, size_t errlen);
+// The same from np weights in host memory (modelfile_save_as gathers them first: a collective for a sharded model).
+int modelfile_save_weights(const GPTConfig *c, const float *w, size_t np, const char *path, int bf16, uint32_t tok_id,
+                           char *err, size_t errlen);
 // The tokenizer id of a tokenizer.txt text (never 0).
 uint32_t modelfile_tokenizer_id(const char *tokenizer_text);
 // Read the header only (to size the model; *tok_id, when not NULL, gets header[9]), then the weights into a created

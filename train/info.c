@@ -87,9 +87,13 @@ static void data_parallel_on_paper(const Options *o, const GPTConfig *cfg, int B
     const double step_s = o->backward_ms > 0 ? bwd_s * 1.5 : est_step_s;   // forward ~ half the backward
     printf("data parallelism on paper: %d ranks over %s, %.0f GB/s per rank\n", n, link->what,
            link->bytes_per_s / 1e9);
-    const double opt = (double)mem->optim_bytes, base = (double)mem->param_bytes + grad_bytes;
-    printf("  memory per rank: weights + gradients %.2f MiB; AdamW state %.2f MiB, with --zero 1 %.2f MiB (1/%d)\n",
-           base / 1048576.0, opt / 1048576.0, opt / n / 1048576.0, n);
+    GPTMemory z = *mem;   // one rank's plan with --zero 1
+    gpt_memory_shard(&z, n);
+    const double w = (double)(mem->param_bytes + mem->param_copy_bytes), opt = (double)mem->optim_bytes;
+    const double zw = (double)(z.param_bytes + z.param_copy_bytes + z.grad_bytes + z.optim_bytes);
+    printf("  memory per rank: weights %.2f MiB + gradients %.2f MiB + AdamW %.2f MiB = %.2f MiB; with --zero 1 "
+           "%.2f MiB (the moments%s in %d shards)\n", w / 1048576.0, grad_bytes / 1048576.0, opt / 1048576.0,
+           (w + grad_bytes + opt) / 1048576.0, zw / 1048576.0, mem->param_copy_bytes ? " and the fp32 master" : "", n);
     printf("  all-reduce of %.2f MiB of %s gradients, ring 2(N-1)/N x bytes / bandwidth: %.3f ms per optimizer step\n",
            grad_bytes / 1048576.0, dtype_name(mem->grad_dtype), comm_s * 1e3);
     printf("  backward %.3f ms, step %.3f ms per rank (%s)\n", bwd_s * 1e3, step_s * 1e3,
@@ -142,8 +146,12 @@ int cmd_info(Options *o) {
     if (gpt_plan_check(&cfg, B, T, ATTN_NAIVE, dt, err, sizeof err) ||
         gpt_plan_check(&cfg, B, T, ATTN_FLASH, dt, err, sizeof err))
         die_user("%s", err);
-    GPTMemory mem, other;
+    GPTMemory mem, other, whole;
     gpt_memory_plan(&cfg, B, T, attn, dt, gdt, &mem);
+    whole = mem;
+    if (o->zero != 0 && o->zero != 1) die_user("--zero %d: expected 0 (off) or 1 (sharded optimizer state)", o->zero);
+    if (o->gpus < 1) die_user("--gpus %d: expected at least 1", o->gpus);
+    if (o->zero) gpt_memory_shard(&mem, o->gpus);   // one rank's plan: what a --zero 1 run of --gpus ranks allocates
     gpt_memory_plan(&cfg, B, T, attn == ATTN_FLASH ? ATTN_NAIVE : ATTN_FLASH, dt, gdt, &other);
     GPTFlops fl;
     gpt_flops(&cfg, B, T, attn, &fl);
@@ -161,17 +169,23 @@ int cmd_info(Options *o) {
     printf("  hardware flops per step: none %.4g, selective %.4g, full %.4g (HFU counts recomputed work%s)\n",
            fl.hardware[0], fl.hardware[1], fl.hardware[2],
            attn == ATTN_FLASH ? ", incl. flash attention's recompute of QK^T in the backward" : "");
+    char per[96] = "per process";
+    if (mem.shards > 1)
+        snprintf(per, sizeof per, "per rank of %d with --zero 1: optimizer state in shards of %zu", mem.shards,
+                 mem.shard);
     if (dt == DTYPE_F32)
-        printf("memory (--precision %s: fp32 weights, gradients, AdamW and activations; per process; --attention "
-               "%s):\n", o->precision, gpt_attention_name(attn));
+        printf("memory (--precision %s: fp32 weights, gradients, AdamW and activations; %s; --attention "
+               "%s):\n", o->precision, per, gpt_attention_name(attn));
     else
         printf("memory (--precision %s: fp32 master weights, their %s copy, %s gradients, fp32 AdamW, %s activations; "
-               "per process; --attention %s):\n", o->precision, dtype_name(dt), dtype_name(gdt), dtype_name(dt),
+               "%s; --attention %s):\n", o->precision, dtype_name(dt), dtype_name(gdt), dtype_name(dt), per,
                gpt_attention_name(attn));
-    mib_line("weights (fp32 master)", mem.param_bytes, mem.num_params);
+    mib_line(mem.shards > 1 && dt != DTYPE_F32 ? "weights (fp32 master, shard)" : "weights (fp32 master)",
+             mem.param_bytes, mem.num_params);
     if (mem.param_copy_bytes) mib_line("weights' bf16 copy (the ops read)", mem.param_copy_bytes, mem.num_params);
     mib_line(gdt == DTYPE_BF16 ? "gradients (bf16)" : "gradients (fp32)", mem.grad_bytes, mem.num_params);
-    mib_line("AdamW state (m, v)", mem.optim_bytes, mem.num_params);
+    mib_line(mem.shards > 1 ? "AdamW state (m, v; shard)" : "AdamW state (m, v)", mem.optim_bytes,
+             mem.num_params);
     const char *names[3] = {"none", "selective", "full"};
     for (int m = 0; m < 3; m++) {
         char what[64];
@@ -185,7 +199,7 @@ int cmd_info(Options *o) {
         snprintf(what, sizeof what, "total, --recompute %s", names[m]);
         mib_line(what, total, mem.num_params);
     }
-    printf("bytes per parameter for weights, gradients and optimizer: %.0f here (--precision %s); fp32 16 (weights "
+    printf("bytes per parameter for weights, gradients and optimizer: %.3g here (--precision %s); fp32 16 (weights "
            "4, gradients 4, AdamW 8), mixed bf16 18 (+ the bf16 copy 2), with bf16 gradients 16\n",
            (double)(mem.param_bytes + mem.param_copy_bytes + mem.grad_bytes + mem.optim_bytes) / mem.num_params,
            o->precision);
@@ -212,7 +226,6 @@ int cmd_info(Options *o) {
     printf("  with --attention %s instead: activations none %.2f MiB, selective %.2f MiB, full %.2f MiB; scratch "
            "%.2f MiB\n", gpt_attention_name(attn == ATTN_FLASH ? ATTN_NAIVE : ATTN_FLASH), other.act_bytes[0] / 1048576.0,
            other.act_bytes[1] / 1048576.0, other.act_bytes[2] / 1048576.0, other.grad_act_bytes / 1048576.0);
-    if (o->gpus < 1) die_user("--gpus %d: expected at least 1", o->gpus);
-    if (o->gpus > 1 || cli_given(o, "link")) data_parallel_on_paper(o, &cfg, B, T, &mem, &fl);
+    if (o->gpus > 1 || cli_given(o, "link")) data_parallel_on_paper(o, &cfg, B, T, &whole, &fl);
     return 0;
 }

@@ -46,38 +46,44 @@ uint32_t modelfile_tokenizer_id(const char *tokenizer_text) {
     return id ? id : 1;
 }
 
-int modelfile_save_as(const GPT *g, const char *path, int bf16, uint32_t tok_id, char *err, size_t errlen) {
+int modelfile_save_weights(const GPTConfig *c, const float *w, size_t np, const char *path, int bf16, uint32_t tok_id,
+                           char *err, size_t errlen) {
     int32_t h[256] = {0};
     h[0] = MODEL_MAGIC;
     h[1] = bf16 ? MODEL_VERSION_BF16 : MODEL_VERSION_FP32;
-    h[2] = g->cfg.max_seq_len;
-    h[3] = g->cfg.vocab_size;
-    h[4] = g->cfg.n_layer;
-    h[5] = g->cfg.n_head;
-    h[6] = g->cfg.d_model;
-    h[7] = g->cfg.padded_vocab;
-    h[8] = g->cfg.d_ff == 4 * g->cfg.d_model ? 0 : g->cfg.d_ff;   // 0 (4*C), as llm.c writes, unless F differs
+    h[2] = c->max_seq_len;
+    h[3] = c->vocab_size;
+    h[4] = c->n_layer;
+    h[5] = c->n_head;
+    h[6] = c->d_model;
+    h[7] = c->padded_vocab;
+    h[8] = c->d_ff == 4 * c->d_model ? 0 : c->d_ff;   // 0 (4*C), as llm.c writes, unless F differs
     memcpy(&h[9], &tok_id, sizeof tok_id);
     char tmp[4096];
     FILE *f = file_create_tmp(path, tmp, sizeof tmp, err, errlen);
     if (!f) return -1;
-    // The weights live in the backend's memory: stage them on the host.
-    float *w = malloc(g->mem.num_params * sizeof(float) + 1);
-    if (!w) { fclose(f); unlink(tmp); snprintf(err, errlen, "%s: out of memory for a staging buffer", path); return -1; }
-    gpt_state_to_host(g, GPT_STATE_PARAMS, w);
     errno = 0;
     int ok = !file_write(f, h, sizeof h);
-    if (!bf16) ok = ok && !file_write(f, w, sizeof(float) * g->mem.num_params);
+    if (!bf16) ok = ok && !file_write(f, w, sizeof(float) * np);
     else {
         uint16_t buf[4096];
-        for (size_t i = 0; ok && i < g->mem.num_params; i += 4096) {
-            size_t n = g->mem.num_params - i < 4096 ? g->mem.num_params - i : 4096;
+        for (size_t i = 0; ok && i < np; i += 4096) {
+            size_t n = np - i < 4096 ? np - i : 4096;
             for (size_t j = 0; j < n; j++) buf[j] = f32_to_bf16(w[i + j]);
             ok = !file_write(f, buf, n * sizeof(uint16_t));
         }
     }
-    free(w);
     return file_commit_tmp(f, tmp, path, ok, err, errlen);
+}
+
+int modelfile_save_as(const GPT *g, const char *path, int bf16, uint32_t tok_id, char *err, size_t errlen) {
+    // The weights live in the backend's memory: stage them on the host.
+    float *w = malloc(g->mem.num_params * sizeof(float) + 1);
+    gpt_state_to_host(g, GPT_STATE_PARAMS, w);   // (with w NULL too: sharded, the other ranks are gathering)
+    if (!w) { snprintf(err, errlen, "%s: out of memory for a staging buffer", path); return -1; }
+    const int rc = modelfile_save_weights(&g->cfg, w, g->mem.num_params, path, bf16, tok_id, err, errlen);
+    free(w);
+    return rc;
 }
 
 int modelfile_save(const GPT *g, const char *path, uint32_t tok_id, char *err, size_t errlen) {

@@ -218,12 +218,13 @@ static int text_value(const char *text, const char *key, char *val, size_t n) {
     return 0;
 }
 
-// Flags that change nothing of the trajectory (where files go, how often to print, how to run, resume itself).
+// Flags that change nothing of the trajectory (where files go, how often to print, how to run, resume itself; how
+// the ranks average and shard: the same sums either way, tested byte for byte).
 static int key_is_free(const char *key) {
     static const char *const FREE[] = {"resume", "stop-at-step", "checkpoint-dir", "checkpoint-every", "keep-last",
                                        "log", "out", "print-every", "threads", "device", "cpu-kernels", "peak-tflops",
                                        "eval-every", "eval-steps", "init-from", "data", "train-data", "val-data",
-                                       "max-skipped", NULL};
+                                       "max-skipped", "zero", "comm-overlap", "bucket-mb", "cpu-affinity", NULL};
     for (int i = 0; FREE[i]; i++)
         if (!strcmp(key, FREE[i])) return 1;
     return 0;
@@ -270,7 +271,10 @@ static int write_checkpoint(const char *dir, int rank, const GPT *g, int step, i
                             double last_val, const char *cfg_text, const char *tok_text, int keep, uint64_t run_id,
                             char *path, size_t pathlen) {
     ckpt_path_for_step(dir, step, path, pathlen);
-    if (rank != 0) return 0;
+    if (rank != 0) {   // a sharded model's states are gathered from every rank as rank 0 saves them (ckpt_save)
+        for (int i = 0; i < 3; i++) gpt_state_to_host(g, (GPTState)i, NULL);
+        return 0;
+    }
     CkptHeader h;
     memset(&h, 0, sizeof h);
     h.batch = B;
@@ -518,7 +522,14 @@ static uint64_t adopt_checkpoint_dir(const Options *o, const char *resume_path, 
 // The end of a run that completed its last step: tokenizer.txt, then model.bin (so a model never sits beside
 // another run's tokenizer: sample checks the pair). When --out cannot take them (a full disk), the weights of the
 // whole run are not lost: they go to ${TMPDIR:-/tmp}/gptrain-rescue-<pid>/, and the error says where.
-static void write_final_model(const GPT *g, const char *out, const char *tok_text) {
+static void write_final_model(const GPT *g, const char *out, const char *tok_text, int rank) {
+    // The weights on the host first: a sharded master (ZeRO-1 under bf16) is gathered from every rank, which all
+    // call this; rank 0 writes.
+    float *w = rank == 0 ? malloc(g->mem.num_params * sizeof(float) + 1) : NULL;
+    gpt_state_to_host(g, GPT_STATE_PARAMS, w);
+    if (rank != 0) return;
+    if (!w) die_user("--out: out of memory for the %zu-byte staging buffer of the final model",
+                     g->mem.num_params * sizeof(float));
     char err[4400], model_path[4200], tok_dst[4200];
     snprintf(model_path, sizeof model_path, "%s/model.bin", out);
     snprintf(tok_dst, sizeof tok_dst, "%s/tokenizer.txt", out);
@@ -527,8 +538,11 @@ static void write_final_model(const GPT *g, const char *out, const char *tok_tex
     int rc = !tf || file_commit_tmp(tf, tmp_tok, tok_dst, !file_write(tf, tok_text, strlen(tok_text)), err,
                                     sizeof err);
     const uint32_t tok_id = modelfile_tokenizer_id(tok_text);
-    if (!rc) rc = modelfile_save(g, model_path, tok_id, err, sizeof err);
-    if (!rc) return;
+    if (!rc) rc = modelfile_save_weights(&g->cfg, w, g->mem.num_params, model_path, 0, tok_id, err, sizeof err);
+    if (!rc) {
+        free(w);
+        return;
+    }
     const char *tmpdir = getenv("TMPDIR");
     char rescue[4000], rerr[4400] = "";
     snprintf(rescue, sizeof rescue, "%s/gptrain-rescue-%d", tmpdir && *tmpdir ? tmpdir : "/tmp", (int)getpid());
@@ -538,8 +552,10 @@ static void write_final_model(const GPT *g, const char *out, const char *tok_tex
         snprintf(tok_dst, sizeof tok_dst, "%s/tokenizer.txt", rescue);
         tf = file_create_tmp(tok_dst, tmp_tok, sizeof tmp_tok, rerr, sizeof rerr);
         saved = tf && !file_commit_tmp(tf, tmp_tok, tok_dst, !file_write(tf, tok_text, strlen(tok_text)), rerr,
-                                       sizeof rerr) && !modelfile_save(g, model_path, tok_id, rerr, sizeof rerr);
+                                       sizeof rerr) &&
+                !modelfile_save_weights(&g->cfg, w, g->mem.num_params, model_path, 0, tok_id, rerr, sizeof rerr);
     }
+    free(w);
     if (saved)
         die_user("--out: %s; the trained model is saved instead in %s (model.bin, tokenizer.txt): move it into %s",
                  err, rescue, out);
@@ -548,11 +564,8 @@ static void write_final_model(const GPT *g, const char *out, const char *tok_tex
 
 // What a run holds, released on every way out of it (a diverged run and a failed checkpoint too: ASan's leak check
 // in make test-sanitize sees every exit).
-static void free_run(Backend *be, GPT *g, DataLoader *train, DataLoader *val, char *cfg_text, float *grad_stage,
-                     float *z_grads, float *z_stage) {
+static void free_run(Backend *be, GPT *g, DataLoader *train, DataLoader *val, char *cfg_text, float *grad_stage) {
     backend_staging_free(be, grad_stage);
-    backend_host_free(z_grads);
-    backend_host_free(z_stage);
     gpt_destroy(g);
     data_loader_close(train);
     data_loader_close(val);
@@ -613,12 +626,16 @@ static void launch_bucket_nccl(void *ctx, int layer) {
     c->launch_s += backend_now_s() - t0;
 }
 
-// All-gather each rank's shard of buf (n floats) into every rank's copy, through the padded stage.
-static void z_allgather(Dist *d, float *buf, float *stage, size_t n, size_t shard) {
-    const size_t lo = (size_t)d->rank * shard, hi = lo + shard < n ? lo + shard : n;
-    if (hi > lo) memcpy(stage + lo, buf + lo, (hi - lo) * sizeof(float));
-    dist_allgather(d, stage, shard);
-    memcpy(buf, stage, n * sizeof(float));
+// ZeRO-1's all-gather for the sharded model (GPT.allgather): NCCL for device memory, MPI for host memory.
+static void zero_allgather(void *ctx, const void *send, void *recv, size_t count, size_t elem) {
+    CommCtx *c = ctx;
+#ifdef GPTRAIN_NCCL
+    if (c->dist->nccl) {
+        dist_nccl_allgather(c->dist, send, recv, count, elem);
+        return;
+    }
+#endif
+    dist_allgather_bytes(c->dist, send, recv, count * elem);
 }
 
 // The loader's allocator callbacks carry no Backend: they use the one cmd_train set up.
@@ -664,17 +681,16 @@ typedef struct Trainer {
     GPTFlops fl;
     FILE *logf;
     OpProfile prof;
-    // Gradient averaging over ranks: the per-layer overlap (CPU ranks over MPI, GPU ranks in NCCL buckets), ZeRO-1's
-    // shards [z_lo, z_hi) of z_shard floats and their host buffers, the host staging of GPU gradients for MPI.
+    // Gradient averaging over ranks: the per-layer overlap (CPU ranks over MPI, GPU ranks in NCCL buckets), ZeRO-1
+    // (the model sharded over the ranks: GPT.shard_lo, shard_hi), the host staging of GPU gradients for MPI.
     int zero, overlap, overlap_nccl, nan_skip;
-    size_t z_shard, z_lo, z_hi;
-    float *z_grads, *z_stage, *grad_stage;
+    float *grad_stage;
     CommCtx comm;
     float dscale;
 } Trainer;
 
 static void trainer_free(Trainer *t) {
-    free_run(&t->be, &t->g, &t->train_dl, &t->val_dl, t->cfg_text, t->grad_stage, t->z_grads, t->z_stage);
+    free_run(&t->be, &t->g, &t->train_dl, &t->val_dl, t->cfg_text, t->grad_stage);
 }
 
 // The run's header: the resolved configuration (reusable as --config), the machine, the model's size, FLOPs and
@@ -738,6 +754,11 @@ static void print_run_header(Trainer *t) {
            mem->act_bytes[t->rc] / 1048576.0, mem->grad_act_bytes / 1048576.0);
     printf("memory plan: %.2f MiB in all; allocated through the backend: %.2f MiB\n",
            gpt_memory_total(mem, t->rc) / 1048576.0, t->be.bytes_allocated / 1048576.0);
+    if (t->zero)
+        printf("zero: optimizer state sharded over %d rank%s: %zu elements each (rank 0: [%zu, %zu)); gradients "
+               "reduce-scattered, AdamW on the shard, the %s weights all-gathered\n", mem->shards,
+               mem->shards == 1 ? "" : "s", mem->shard, t->g.shard_lo, t->g.shard_hi,
+               mem->param_copy_bytes ? "bf16" : "fp32");
     printf("flops per step: model %.4g, hardware %.4g (%.4g per token); peak %.4g TFLOPS (%s)\n",
            t->fl.model * t->accum,
            t->fl.hardware[t->rc] * t->accum, t->fl.model / ((double)t->B * t->T), t->peak, t->peak_src);
@@ -833,8 +854,9 @@ static int trainer_setup(Trainer *t, Options *o) {
     if (!strcmp(t->dist.backend, "nccl") && !t->dist.nccl)
         die_user("WORLD_SIZE=%d without mpirun: a torchrun-style launch needs --device cuda (NCCL); use mpirun for "
                  "CPU ranks", t->dist.world);
-    if (o->zero && !t->be.host_visible)
-        die_user("--zero 1: the sharded optimizer runs on host memory (CPU backends); on a GPU it needs NCCL");
+    if (o->zero && !t->be.host_visible && t->dist.world > 1 && !t->dist.nccl)
+        die_user("--zero 1: %d GPU ranks shard the optimizer over NCCL, which this binary lacks (make finds NCCL "
+                 "with CUDA); run without --zero", t->dist.world);
     if (t->be.grad_dtype != DTYPE_F32 && t->dist.world > 1 && !t->dist.nccl)
         die_user("--grad-dtype bf16: %d ranks average bf16 gradients through NCCL, which this binary lacks (the "
                  "staged MPI path is fp32); use --grad-dtype fp32", t->dist.world);
@@ -878,7 +900,16 @@ static int trainer_setup(Trainer *t, Options *o) {
     }
     t->run_id = adopt_checkpoint_dir(o, t->resume_path, &t->rh, t->dist.rank);
     snprintf(t->model_path, sizeof t->model_path, "%s/model.bin", o->out);
-    if (gpt_create(&t->g, &t->cfg, &t->be, t->B, t->T, t->rc, t->attn, err, sizeof err)) die_user("%s", err);
+    // ZeRO-1: this rank keeps its shard of the optimizer state (gpt_memory_shard); the collectives the model needs
+    // to gather it go through the trainer's context, set before any weights arrive.
+    t->zero = o->zero;
+    if (gpt_create_sharded(&t->g, &t->cfg, &t->be, t->B, t->T, t->rc, t->attn, t->zero ? t->dist.rank : 0,
+                           t->zero ? t->dist.world : 1, err, sizeof err))
+        die_user("%s", err);
+    if (o->bucket_mb <= 0) die_user("--bucket-mb %g: expected a positive size in MiB", o->bucket_mb);
+    t->comm = (CommCtx){&t->dist, &t->g, 0, {0}, {0}, 0, 0, o->bucket_mb * 1048576.0};
+    t->g.hook_ctx = &t->comm;
+    t->g.allgather = zero_allgather;
     t->g.stochastic_rounding = !strcmp(o->stochastic_rounding, "on");   // before any weights arrive (the copy's seed)
     t->start_step = t->skipped = 0;
     t->last_val = NAN;
@@ -897,7 +928,7 @@ static int trainer_setup(Trainer *t, Options *o) {
         if (t->start_step == o->steps) {   // a run stopped after its last step (its model may be missing): finish it
             printf("resume: %s is at the last step (%d of %d): the run is complete; writing its model\n",
                    t->resume_path, t->start_step, o->steps);
-            if (t->dist.rank == 0) write_final_model(&t->g, o->out, t->tok_text);
+            write_final_model(&t->g, o->out, t->tok_text, t->dist.rank);
             printf("done: 0 steps; final val_loss %.4f; %d updates skipped; model -> %s\n", t->last_val, t->skipped,
                    t->model_path);
             return 1;
@@ -912,20 +943,9 @@ static int trainer_setup(Trainer *t, Options *o) {
     t->logf = t->dist.rank == 0 && o->log[0] ? open_log(o->log, t->start_step, &t->train_dl, &t->val_dl) : NULL;
     print_run_header(t);
     install_stop_handlers();
-    // ZeRO-1 buffers: the flat parameter range cut into world shards of z_shard floats (padded to world * z_shard).
-    t->zero = o->zero;
-    t->z_shard = (t->g.mem.num_params + t->dist.world - 1) / t->dist.world;
-    t->z_lo = (size_t)t->dist.rank * t->z_shard;
-    t->z_hi = t->z_lo + t->z_shard < t->g.mem.num_params ? t->z_lo + t->z_shard : t->g.mem.num_params;
-    const size_t z_bytes = t->z_shard * t->dist.world * sizeof(float);
-    t->z_grads = t->zero ? backend_host_alloc(z_bytes, "ZeRO-1 gradient shards") : NULL;
-    t->z_stage = t->zero ? backend_host_alloc(z_bytes, "ZeRO-1 all-gather") : NULL;
     t->overlap = t->dist.world > 1 && !t->zero && t->be.host_visible && !strcmp(o->comm_overlap, "on");
     // GPU ranks: the buckets on NCCL's communication stream (also one rank under GPTRAIN_NCCL_WORLD1, the device test)
     t->overlap_nccl = t->dist.nccl && !t->zero && !strcmp(o->comm_overlap, "on");
-    if (o->bucket_mb <= 0) die_user("--bucket-mb %g: expected a positive size in MiB", o->bucket_mb);
-    t->comm = (CommCtx){&t->dist, &t->g, 0, {0}, {0}, 0, 0, o->bucket_mb * 1048576.0};
-    t->g.hook_ctx = &t->comm;
     t->grad_stage = t->dist.world > 1 && !t->be.host_visible && !t->dist.nccl
                             ? backend_staging_alloc(&t->be, t->g.mem.num_params * sizeof(float),
                                                     "gradient all-reduce staging")
@@ -993,9 +1013,13 @@ static int trainer_step(Trainer *t, int step, RunMetrics *out) {
     } else if (t->overlap_nccl) {
         dist_nccl_wait_buckets(&t->dist, &gpu_comm_s, &exposed_s);   // device time, from the streams' events
     } else if (t->zero) {
-        // ZeRO-1: reduce-scatter, so this rank holds the averaged gradient of its shard [z_lo, z_hi) only.
-        memcpy(t->z_grads, t->g.grads_mem, t->g.mem.num_params * sizeof(float));
-        dist_reduce_scatter_mean(&t->dist, t->z_grads, t->z_shard);
+        // ZeRO-1: reduce-scatter in place, so this rank holds the averaged gradients of its shard only.
+#ifdef GPTRAIN_NCCL
+        if (t->dist.nccl)
+            dist_nccl_reduce_scatter_mean(&t->dist, t->g.grads_mem, t->g.mem.shard, t->g.grad_dtype == DTYPE_BF16);
+        else
+#endif
+            dist_reduce_scatter_mean(&t->dist, t->g.grads_mem, t->g.mem.shard);
     } else if (t->dist.world > 1 || t->dist.nccl) {
         if (t->dist.nccl)
             dist_nccl_allreduce_mean(&t->dist, t->g.grads_mem, t->g.mem.num_params, t->g.grad_dtype == DTYPE_BF16);
@@ -1017,9 +1041,7 @@ static int trainer_step(Trainer *t, int step, RunMetrics *out) {
     if (!alone) m.loss = dist_allreduce_sum(&t->dist, gpt_loss_sum(&t->g) / t->accum) / t->dist.world;
     int updated = 0;
     if (t->zero) {   // the global norm from each rank's shard
-        double ss = 0;
-        for (size_t i = t->z_lo; i < t->z_hi; i++) ss += (double)t->z_grads[i] * t->z_grads[i];
-        m.grad_norm = (float)sqrt(dist_allreduce_sum(&t->dist, ss)) / S;   // a float, as gpt_grad_norm returns
+        m.grad_norm = (float)sqrt(dist_allreduce_sum(&t->dist, gpt_shard_sum_squares(&t->g))) / S;
     } else if (alone || isfinite(m.loss)) {
         double loss_sum;
         m.grad_norm = gpt_adamw_step_clipped(&t->g, (float)m.lr, (float)o->beta1, (float)o->beta2, (float)o->eps,
@@ -1062,10 +1084,8 @@ static int trainer_step(Trainer *t, int step, RunMetrics *out) {
         if (!updated) {   // ZeRO-1: this rank's shard of the weights and moments, then all-gather the weights
             float clip =
                 (o->grad_clip > 0 && m.grad_norm > o->grad_clip) ? (float)(o->grad_clip / m.grad_norm) : 1.0f;
-            gpt_adamw_step_range(&t->g, t->z_grads, t->z_lo, t->z_hi, (float)m.lr, (float)o->beta1, (float)o->beta2,
-                                 (float)o->eps, (float)o->weight_decay, clip / (float)S);
-            z_allgather(&t->dist, t->g.params_mem, t->z_stage, t->g.mem.num_params, t->z_shard);
-            gpt_weights_changed(&t->g);   // the whole bf16 copy from the gathered master (nothing in fp32)
+            gpt_adamw_step_range(&t->g, t->g.grads_mem, t->g.shard_lo, t->g.shard_hi, (float)m.lr, (float)o->beta1,
+                                 (float)o->beta2, (float)o->eps, (float)o->weight_decay, clip / (float)S);
         }
         if (t->ls.dynamic && ++t->ls.good >= t->ls.window) {   // a window without an overflow: try twice the scale
             t->ls.scale = fmin(t->ls.scale * 2, LOSS_SCALE_MAX);
@@ -1124,13 +1144,9 @@ static void trainer_evaluate(Trainer *t, int step, const RunMetrics *mp) {
     write_json(&t->logf, &m, val);
 }
 
-// A checkpoint after step (ZeRO-1 gathers the moments first). 0, or EXIT_USER when it cannot be written.
+// A checkpoint after step (ZeRO-1: the shards gathered from every rank). 0, or EXIT_USER when it cannot be written.
 static int trainer_checkpoint(Trainer *t, int step) {
     Options *o = t->o;
-    if (t->zero) {   // each rank's moments are current only on its shard: gather them for the checkpoint
-        z_allgather(&t->dist, t->g.m_mem, t->z_stage, t->g.mem.num_params, t->z_shard);
-        z_allgather(&t->dist, t->g.v_mem, t->z_stage, t->g.mem.num_params, t->z_shard);
-    }
     if (write_checkpoint(o->checkpoint_dir, t->dist.rank, &t->g, step + 1, t->B, t->T, t->accum, t->dist.world,
                          t->shuffle, (uint64_t)o->seed, t->train_dl.batches, t->skipped, &t->ls, t->last_val,
                          t->cfg_text, t->tok_text, o->keep_last, t->run_id, t->ckpt_path, sizeof t->ckpt_path))
@@ -1143,7 +1159,7 @@ static void trainer_finish(Trainer *t) {
     Options *o = t->o;
     double total_s = backend_now_s() - t->t_start;
     log_close(&t->logf, o->log);
-    if (t->dist.rank == 0) write_final_model(&t->g, o->out, t->tok_text);
+    write_final_model(&t->g, o->out, t->tok_text, t->dist.rank);
     char scaling[96] = "";
     if (t->ls.on)
         snprintf(scaling, sizeof scaling, "; %lld overflow skips (loss scale now %g)", t->ls.overflows, t->ls.scale);

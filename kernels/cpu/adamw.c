@@ -9,19 +9,20 @@
 
 #include "cpu.h"
 
-// One tensor's range [a, b) with its weight decay; g already includes the step's gradient scale s.
-static void adamw_range(float *params, const float *grads, float *m, float *v, size_t a, size_t b, const AdamWHyper *h,
-                        float weight_decay, float s, float bc1, float bc2) {
+// One tensor's range [a, b) with its weight decay; g already includes the step's gradient scale s. p, m, v point
+// at element 0 of the flat buffer (the caller offset them by their bases; only [a, b) is touched).
+static void adamw_range(float *p, const float *grads, float *m, float *v, size_t a, size_t b, const AdamWHyper *h,
+                        float weight_decay, float s, float bc1, float bc2, size_t pb, size_t mb) {
     const float beta1 = h->beta1, beta2 = h->beta2, lr = h->lr, eps = h->eps;
 #pragma omp parallel for schedule(static) if (b - a > CPU_PARALLEL_MIN)
     for (size_t i = a; i < b; i++) {
         const float g = grads[i] * s;
-        const float mi = beta1 * m[i] + (1.0f - beta1) * g;
-        const float vi = beta2 * v[i] + (1.0f - beta2) * g * g;
-        m[i] = mi;
-        v[i] = vi;
+        const float mi = beta1 * m[i - mb] + (1.0f - beta1) * g;
+        const float vi = beta2 * v[i - mb] + (1.0f - beta2) * g * g;
+        m[i - mb] = mi;
+        v[i - mb] = vi;
         const float mhat = mi / bc1, vhat = vi / bc2;
-        params[i] -= lr * (mhat / (sqrtf(vhat) + eps) + weight_decay * params[i]);
+        p[i - pb] -= lr * (mhat / (sqrtf(vhat) + eps) + weight_decay * p[i - pb]);
     }
 }
 
@@ -43,12 +44,12 @@ void cpu_adamw_step(Backend *be, float *params, void *params_c, const Grad *grad
         const size_t a = begin > lo ? begin : lo, b = end < hi ? end : hi;
         if (a < b)
             adamw_range(params, grads, m, v, a, b, h, (tensors->decay >> k & 1u) ? h->weight_decay : 0.0f, s, bc1,
-                        bc2);
+                        bc2, tensors->master_base, tensors->moment_base);
         begin = end;
     }
     // The compute dtype is fp32 on the CPU: a separate working copy (the model passes none) is a plain copy.
     if (params_c && params_c != params && hi > lo)
-        memcpy((float *)params_c + lo, params + lo, (hi - lo) * sizeof(float));
+        memcpy((float *)params_c + lo, params + (lo - tensors->master_base), (hi - lo) * sizeof(float));
 }
 
 // A fixed partition into SUMSQ_CHUNKS pieces, each summed in order in double and combined in order: the result is
@@ -76,7 +77,8 @@ void cpu_global_norm(Backend *be, float *norm, const Grad *x, size_t n) {
 
 // The CPU computes in fp32 only: the weights' working copy is the master itself (the model passes the same buffer)
 // or an fp32 copy of it.
-void cpu_to_compute(Backend *be, void *dst, const float *src, size_t n, uint32_t seed) {
+void cpu_to_compute(Backend *be, void *dst, const float *src, size_t n, size_t first, uint32_t seed) {
     (void)seed;
+    (void)first;
     if (dst != src) memcpy(dst, src, n * sizeof(float));
 }

@@ -80,7 +80,7 @@ void cpu_loss_accumulate(Backend *be, double *acc, const float *losses, size_t n
 double cpu_sum_squares(Backend *be, const Grad *x, size_t n);
 void cpu_scale(Backend *be, float *x, float s, size_t n);
 void cpu_zero(Backend *be, void *x, size_t bytes);
-void cpu_to_compute(Backend *be, void *dst, const float *src, size_t n, uint32_t seed);
+void cpu_to_compute(Backend *be, void *dst, const float *src, size_t n, size_t first, uint32_t seed);
 void cpu_global_norm(Backend *be, float *norm, const Grad *x, size_t n);
 void cpu_adamw_step(Backend *be, float *params, void *params_c, const Grad *grads, float *m, float *v, size_t lo,
                     size_t hi, const AdamWTensors *tensors, const AdamWHyper *h, const float *norm,

@@ -69,13 +69,14 @@ __global__ static void adamw_step_kernel(float *p, T *pc, const G *g, float *m, 
         int k = 0;
         while (k < tens.n - 1 && i >= tens.end[k]) k++;
         const float wd = (tens.decay >> k & 1u) ? h.weight_decay : 0.0f;
+        const size_t ip = i - tens.master_base, im = i - tens.moment_base;   // the fp32 state's shards
         const float gi = f32(g[i]) * s;
-        const float mi = h.beta1 * m[i] + (1.0f - h.beta1) * gi, vi = h.beta2 * v[i] + (1.0f - h.beta2) * gi * gi;
-        m[i] = mi;
-        v[i] = vi;
+        const float mi = h.beta1 * m[im] + (1.0f - h.beta1) * gi, vi = h.beta2 * v[im] + (1.0f - h.beta2) * gi * gi;
+        m[im] = mi;
+        v[im] = vi;
         const float mhat = mi / bc1, vhat = vi / bc2;
-        const float pi = p[i] - h.lr * (mhat / (sqrtf(vhat) + h.eps) + wd * p[i]);
-        p[i] = pi;
+        const float pi = p[ip] - h.lr * (mhat / (sqrtf(vhat) + h.eps) + wd * p[ip]);
+        p[ip] = pi;
         if (pc) store_copy(pc, i, pi, h.seed);
     }
 }
@@ -102,19 +103,20 @@ extern "C" void cuda_adamw_step(Backend *be, float *params, void *params_c, cons
 }
 
 // The weights' working copy: dst = src rounded to the compute dtype as AdamW rounds it (store_copy). n·(4 + e) bytes.
+// dst and src start at element `first` (store_copy hashes the buffer's index: dst - first is the whole copy's start).
 template <class T>
-__global__ static void to_compute_kernel(T *dst, const float *src, size_t n, uint32_t seed) {
+__global__ static void to_compute_kernel(T *dst, const float *src, size_t n, size_t first, uint32_t seed) {
     size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x;
-    if (i < n) store_copy(dst, i, src[i], seed);
+    if (i < n) store_copy(dst - first, first + i, src[i], seed);
 }
 
 template <class T>
-static void to_compute(void *dst, const float *src, size_t n, uint32_t seed) {
-    CUDA_LAUNCH(blocks_for(n, 256), 256, 0, 0, to_compute_kernel<T>)((T *)dst, src, n, seed);
+static void to_compute(void *dst, const float *src, size_t n, size_t first, uint32_t seed) {
+    CUDA_LAUNCH(blocks_for(n, 256), 256, 0, 0, to_compute_kernel<T>)((T *)dst, src, n, first, seed);
     CUDA_LAUNCH_CHECK();
 }
 
-extern "C" void cuda_to_compute(Backend *be, void *dst, const float *src, size_t n, uint32_t seed) {
+extern "C" void cuda_to_compute(Backend *be, void *dst, const float *src, size_t n, size_t first, uint32_t seed) {
     if (!n || dst == (const void *)src) return;
-    CUDA_BY_DTYPE(be, to_compute, dst, src, n, seed);
+    CUDA_BY_DTYPE(be, to_compute, dst, src, n, first, seed);
 }

@@ -189,7 +189,7 @@ void cuda_loss_accumulate(Backend *, double *, const float *, size_t);
 double cuda_sum_squares(Backend *, const Grad *, size_t);
 void cuda_scale(Backend *, float *, float, size_t);
 void cuda_zero(Backend *, void *, size_t);
-void cuda_to_compute(Backend *, void *, const float *, size_t, uint32_t);
+void cuda_to_compute(Backend *, void *, const float *, size_t, size_t, uint32_t);
 void cuda_global_norm(Backend *, float *, const Grad *, size_t);
 void cuda_adamw_step(Backend *, float *, void *, const Grad *, float *, float *, size_t, size_t,
                      const AdamWTensors *, const AdamWHyper *, const float *, const double *);

@@ -498,7 +498,7 @@ static void test_ops(const Shape *s, const char *prec) {
         for (size_t i = 0; i < n; i++) { v.f[i] = fabsf(v.f[i]); v.d[i] = v.f[i]; }
         backend_to_device(&GPU, v.dev, v.f, n * sizeof(float));
         const size_t n1 = n / 3, lo = 3, hi = n - 5;
-        const AdamWTensors tens = {2, {n1, n}, 1u};
+        const AdamWTensors tens = {2, {n1, n}, 1u, 0, 0};
         const double clip = 0.5 * norm.f[0];
         const AdamWHyper h = {1e-3f, 0.9f, 0.95f, 1e-8f, 0.1f, 1.0f, clip, 3, 0};
         // With a bf16 compute dtype the step also writes the weights' bf16 copy over [lo, hi) (here to nearest even).
@@ -650,7 +650,7 @@ static void test_stochastic_rounding(void) {
         g.f[i] = m.f[i] = v.f[i] = 0;
     }
     put(&p); put(&g); put(&m); put(&v);
-    const AdamWTensors tens = {1, {n}, 0u};
+    const AdamWTensors tens = {1, {n}, 0u, 0, 0};
     double *sum = calloc(n, sizeof(double));
     double bias[2];
     for (int mode = 0; mode < 2; mode++) {   // 0: stochastic, 1: to nearest (seed 0)
@@ -913,6 +913,33 @@ static void test_plan_bytes(void) {
     snprintf(name, sizeof name, "gpt_create [%s, %s gradients]: allocated bytes = planned bytes, 3 recompute modes x 2 "
              "attentions", dtype_name(GPU.dtype), dtype_name(GPU.grad_dtype));
     harness_case(same, name, "last: planned %zu, allocated %zu", planned, got);
+    // ZeRO-1: each rank of 3 allocates its plan (gpt_memory_shard): the moments, and under a bf16 copy the master,
+    // one aligned shard; the gradients and the weights the ops read whole, padded to 3 shards.
+    int sharded_ok = 1;
+    size_t sp = 0, sg = 0;
+    for (int r = 0; r < 3; r++) {
+        GPT g;
+        const size_t before = GPU.bytes_allocated;
+        if (gpt_create_sharded(&g, &cfg, &GPU, 4, 32, RECOMPUTE_NONE, ATTN_NAIVE, r, 3, err, sizeof err)) {
+            harness_case(0, "gpt_create_sharded", "%s", err);
+            return;
+        }
+        const GPTMemory *m = &g.mem;
+        sp = gpt_memory_total(m, RECOMPUTE_NONE);
+        sg = GPU.bytes_allocated - before;
+        const size_t padded = 3 * m->shard;
+        if (sp != sg || m->shards != 3 || m->shard % GPT_SHARD_ALIGN || padded < m->num_params ||
+            padded - m->num_params >= 3 * GPT_SHARD_ALIGN + 3 || m->optim_bytes != 8 * m->shard ||
+            m->grad_bytes != padded * dtype_bytes(GPU.grad_dtype) ||
+            m->param_bytes != (GPU.dtype == DTYPE_F32 ? padded : m->shard) * sizeof(float) ||
+            g.shard_lo != (size_t)r * m->shard || g.shard_hi != (r == 2 ? m->num_params : g.shard_lo + m->shard))
+            sharded_ok = 0;
+        gpt_destroy(&g);
+        GPU.bytes_allocated = before;
+    }
+    harness_case(sharded_ok, "gpt_create_sharded (ZeRO-1, 3 ranks): each rank allocates its plan; moments (bf16: and "
+                 "master) one aligned shard, gradients and the ops' weights padded to 3 shards",
+                 "last: planned %zu, allocated %zu", sp, sg);
     harness_case(acts[1] * 2 > acts[0] && acts[1] * 2 < acts[0] * 21 / 20,
                  "plan: bf16 activations are half of fp32's but for the fp32 statistics (within 5%)",
                  "bf16 %zu vs fp32 %zu bytes", acts[1], acts[0]);
