@@ -14,8 +14,10 @@
 # fp32 gradients, cuBLASLt's heuristic not told the operands' real alignment, the fused residual + LayerNorm
 # normalising the sum before it is rounded, so it differs from the LayerNorm a recompute computes), two with bf16
 # gradients (fp32 written into them by the weight gradients' GEMM, and by the column sums), the overlapped NCCL
-# all-reduce not ordered after the backward that wrote its bucket, and the old GPU index
-# of train/common.c (every rank on GPU 0 when the launcher names no local rank). The unchanged sources pass the same
+# all-reduce not ordered after the backward that wrote its bucket, the old GPU index
+# of train/common.c (every rank on GPU 0 when the launcher names no local rank), and three in ZeRO-1 (the weights'
+# all-gather not ordered after the AdamW step, AdamW indexing the moments' shard as a whole buffer, a shard's bf16
+# copy rounded by its index in the shard: no longer byte-identical to plain data parallelism). The unchanged sources pass the same
 # programs in the rest of make test.
 . tests/lib.sh
 if [ ! -f build/emu/libgptrain.a ]; then
@@ -164,6 +166,28 @@ if command -v mpirun >/dev/null 2>&1 && ldd build/emu/gptrain 2>/dev/null | grep
 '        const int device = gpu, count = backend_cuda_device_count();' \
 '        const int device = 0, count = backend_cuda_device_count();' \
 'mpirun --allow-run-as-root --oversubscribe -np 2 -x GPTRAIN_EMU_DEVICES=2 sh -c "unset OMPI_COMM_WORLD_LOCAL_RANK OMPI_COMM_WORLD_NODE_RANK; exec \"\$@\"" sh "$BIN" train --data "$T/data" --preset micro --seq-len 32 --steps 2 --batch 2 --eval-steps 1 --device cuda --out "$T/o"'
+    # ZeRO-1 (--zero 1, 2 ranks): the weights' all-gather not ordered after the AdamW step that wrote them (the
+    # reduce-scatter's own wait is backed by the host's wait for the backward's end mark); the AdamW step indexing the
+    # moments' shard as if it were the whole buffer; a shard's bf16 copy rounded by its index in the shard instead of
+    # in the whole buffer (the straight plain run, made by the unchanged build, is what it must equal).
+    Z='mpirun --allow-run-as-root --oversubscribe -np 2 -x GPTRAIN_EMU_DEVICES=2'
+    ZA="--data $T/data --preset micro --seq-len 32 --steps 2 --batch 2 --eval-steps 1 --device cuda --zero 1"
+    plant "ZeRO-1: the weights' all-gather not ordered after the AdamW step (gptrain, 2 ranks)" dist/nccl.c \
+    train/main.c "stream race" \
+'    CUDA_OK(cudaStreamWaitEvent(stream, grads_ready, 0));
+    NCCL_CHECK(ncclAllGather(' '    NCCL_CHECK(ncclAllGather(' \
+"$Z \"\$BIN\" train $ZA --out \"\$T/zr\""
+    plant "ZeRO-1: AdamW indexes the moments' shard as the whole buffer (gptrain, 2 ranks)" $K/adamw.cu train/main.c \
+    "out-of-bounds" \
+'        const size_t ip = i - tens.master_base, im = i - tens.moment_base;' \
+'        const size_t ip = i - tens.master_base, im = i;' \
+"$Z \"\$BIN\" train $ZA --out \"\$T/zm\""
+    $Z build/emu/gptrain train $ZA --precision bf16 --zero 0 --out "$T/zplain" >"$T/zplain.out" 2>&1 \
+        || bad "ZeRO-1 plants: the plain 2-rank bf16 run" "$(tail -2 "$T/zplain.out")"
+    plant "ZeRO-1: a shard's bf16 copy rounded by its index in the shard (gptrain, 2 ranks vs plain)" $K/adamw.cu \
+    train/main.c "FAIL ZeRO-1 differs from plain" \
+'    if (i < n) store_copy(dst - first, first + i, src[i], seed);' '    if (i < n) store_copy(dst, i, src[i], seed);' \
+"$Z \"\$BIN\" train $ZA --precision bf16 --out \"\$T/zs\" && cmp -s \"\$T/zs/model.bin\" \"\$T/zplain/model.bin\" || { echo 'FAIL ZeRO-1 differs from plain'; false; }"
 else
     echo "skip every rank on GPU 0 when the launcher names no local rank: no MPI"
 fi
