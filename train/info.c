@@ -108,6 +108,13 @@ static void data_parallel_on_paper(const Options *o, const GPTConfig *cfg, int B
            last_s * 1e3);
     printf("  scaling efficiency: %.1f%% with the all-reduce after the backward, %.1f%% overlapped with it\n",
            100 * step_s / (step_s + comm_s), 100 * step_s / (step_s + exposed));
+    // ZeRO-1: a reduce-scatter of the gradients and an all-gather of the weights the ops read, each (N-1)/N of its
+    // bytes per rank, both after the backward (the trainer does not overlap them).
+    const double wbytes = (double)(mem->param_copy_bytes ? mem->param_copy_bytes : mem->param_bytes);
+    const double zcomm_s = n > 1 ? (n - 1.0) / n * (grad_bytes + wbytes) / link->bytes_per_s : 0.0;
+    printf("  --zero 1: reduce-scatter of the gradients + all-gather of the %s weights after the backward (not "
+           "overlapped): %.3f ms per optimizer step, scaling efficiency %.1f%%\n", mem->param_copy_bytes ? "bf16" : "fp32",
+           zcomm_s * 1e3, 100 * step_s / (step_s + zcomm_s));
 }
 
 // Dimensions that break the alignment matmul tiles and tensor cores like: each costs a partial tile (wasted work) or
