@@ -202,9 +202,15 @@ mib = float(re.search(r"all-reduce of ([0-9.]+) MiB", t).group(1))
 ms = float(re.search(r"bandwidth: ([0-9.]+) ms", t).group(1))
 want = 2 * 7 / 8 * mib * 1048576 / 50e9 * 1e3
 assert abs(ms - want) <= 1e-3 * want, (ms, want)
-zero = float(re.search(r"with --zero 1 ([0-9.]+) MiB", t).group(1))
-opt = float(re.search(r"AdamW state ([0-9.]+) MiB", t).group(1))
-assert abs(zero - opt / 8) < 0.01, (zero, opt)
+# Memory per rank: fp32 weights, gradients and AdamW = 4P + 4P + 8P; with --zero 1 the moments in 8 shards: 4P + 4P + P.
+# ZeRO-1's reduce-scatter of the gradients + all-gather of the fp32 weights: (N-1)/N x (4P + 4P) / bandwidth.
+m = re.search(r"memory per rank: weights ([0-9.]+) MiB \+ gradients ([0-9.]+) MiB \+ AdamW ([0-9.]+) MiB = ([0-9.]+) MiB; "
+              r"with --zero 1 ([0-9.]+) MiB \(the moments in 8 shards\)", t)
+w, g, opt, tot, zero = (float(x) for x in m.groups())
+assert abs(opt - 2 * w) < 0.01 and abs(tot - (w + g + opt)) < 0.02 and abs(zero - (w + g + opt / 8)) < 0.02, m.groups()
+zms = float(re.search(r"--zero 1: reduce-scatter .* \(not overlapped\): ([0-9.]+) ms", t).group(1))
+zwant = 7 / 8 * (g + w) * 1048576 / 50e9 * 1e3
+assert abs(zms - zwant) <= 1e-3 * zwant, (zms, zwant)
 PY
 # The bucketed overlap on paper (124M, 8 ranks, NVLink): one bucket per layer (12 C^2 + 13 C fp32 gradients = 28.4 MB,
 # over 25 MiB) and the embeddings' (Vp C + maxT C + 2 C), sent when the backward ends after layer 0's, whose transfer
