@@ -15,7 +15,8 @@
 # normalising the sum before it is rounded, so it differs from the LayerNorm a recompute computes), two with bf16
 # gradients (fp32 written into them by the weight gradients' GEMM, and by the column sums), the overlapped NCCL
 # all-reduce not ordered after the backward that wrote its bucket, the old GPU index
-# of train/common.c (every rank on GPU 0 when the launcher names no local rank), and three in ZeRO-1 (the weights'
+# of train/common.c (every rank on GPU 0 when the launcher names no local rank), the buckets' all-reduce queued on
+# the compute stream (ordered, so nothing overlaps: test_nccl's race probe no longer races), and three in ZeRO-1 (the weights'
 # all-gather not ordered after the AdamW step, AdamW indexing the moments' shard as a whole buffer, a shard's bf16
 # copy rounded by its index in the shard: no longer byte-identical to plain data parallelism). The unchanged sources pass the same
 # programs in the rest of make test.
@@ -81,6 +82,10 @@ plant "swapped transpose in a GEMM call (matmul forward, op(w) = w)" $K/matmul.c
 plant "missing event wait between two streams (gradients -> NCCL stream)" dist/nccl.c tests/gpu/test_nccl.c "stream race" \
 '    CUDA_OK(cudaStreamWaitEvent(stream, grads_ready, 0));
 ' ''
+plant "the overlapped all-reduce queued on the compute stream (nothing overlaps the backward)" dist/nccl.c \
+tests/gpu/test_nccl.c "FAIL the bucket's all-reduce runs on a stream of its own" \
+'        NCCL_CHECK(ncclAllReduce(bufs[i], bufs[i], ns[i], bf16 ? ncclBfloat16 : ncclFloat, ncclAvg, comm, stream));' \
+'        NCCL_CHECK(ncclAllReduce(bufs[i], bufs[i], ns[i], bf16 ? ncclBfloat16 : ncclFloat, ncclAvg, comm, 0));'
 plant "host read of a device pointer (sum of squares reads the device total)" $K/reductions.cu tests/gpu/test_gpu.c \
 "host code dereferenced device memory" \
 '    CUDA_CHECK(cudaMemcpy(&total, cs->partials + CUDA_SUMSQ_BLOCKS, sizeof total, cudaMemcpyDeviceToHost));' \

@@ -10,12 +10,20 @@
  *   buckets: two halves of a buffer, each scaled by a kernel and then sent with dist_nccl_allreduce_mean_async
  *            (the second after its own kernel, the first while it runs), dist_nccl_wait_buckets, then a kernel
  *            that reads the buffer: the values, and device times that are finite and not negative.
+ *   the communication stream is its own (emulated GPU only): a bucket sent, then a kernel queued on the compute
+ *            stream that rewrites it without waiting: run in a child, the emulator must report a stream race
+ *            between the two. Were the all-reduce queued on the compute stream, the two would be ordered, nothing
+ *            would overlap the backward, and this case fails.
+ *   ZeRO-1: dist_nccl_reduce_scatter_mean and dist_nccl_allgather (fp32 and bf16) after a kernel: one rank's
+ *            shard is the whole buffer, unchanged.
  * Prints "skipped" without a GPU or without NCCL in the build.
  */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
 #include "backend.h"
 #include "dist.h"
@@ -107,6 +115,51 @@ int main(void) {
                      "more overlapped buckets in a step than event slots: every value averaged, finite times",
                      "%d buckets; %zu of %zu elements differ; comm %.3g s", nb, bad, n, comm_s);
     }
+    {   // ZeRO-1's collectives with one rank: the buffer itself, in fp32 and in bf16 units
+        backend_to_device(&be, g, h, n * sizeof(float));
+        op_scale(&be, g, 2.0f, n);
+        dist_nccl_reduce_scatter_mean(&d, g, n, 0);
+        dist_nccl_allgather(&d, g, g, n, sizeof(float));   // in place
+        dist_nccl_allgather(&d, g, g, 2 * n, 2);           // the same bytes as bf16 elements
+        backend_to_host(&be, back, g, n * sizeof(float));
+        bad = 0;
+        for (size_t i = 0; i < n; i++)
+            if (back[i] != 2.0f * h[i]) bad++;
+        harness_case(bad == 0, "ZeRO-1 with one rank: reduce-scatter and in-place all-gathers after a kernel leave "
+                     "the written values", "%zu of %zu elements differ", bad, n);
+    }
+#ifdef GPTRAIN_EMU
+    {   // the bucket and a compute-stream kernel that rewrites it, unordered: a race only across two streams
+        fflush(stdout);
+        int pipefd[2];
+        if (pipe(pipefd)) abort();
+        const pid_t pid = fork();
+        if (pid == 0) {
+            close(pipefd[0]);
+            dup2(pipefd[1], 2);
+            void *b[1] = {g};
+            size_t nb[1] = {n};
+            dist_nccl_allreduce_mean_async(&d, b, nb, 1, 0);
+            op_scale(&be, g, 3.0f, n);   // not ordered after the bucket's all-reduce
+            double c, e;
+            dist_nccl_wait_buckets(&d, &c, &e);
+            exit(0);
+        }
+        close(pipefd[1]);
+        char rep[8192];
+        size_t got = 0;
+        ssize_t r;
+        while ((r = read(pipefd[0], rep + got, sizeof rep - 1 - got)) > 0) got += (size_t)r;
+        rep[got] = 0;
+        close(pipefd[0]);
+        int status = 0;
+        waitpid(pid, &status, 0);
+        const int code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+        harness_case(code == 86 && strstr(rep, "stream race") && strstr(rep, "ncclAllReduce"),
+                     "the bucket's all-reduce runs on a stream of its own: a compute-stream kernel not ordered after "
+                     "it races with it", "exit %d; %.300s", code, rep);
+    }
+#endif
     dist_nccl_finalize(&d);
     backend_free(&be, g);
     free(h);
