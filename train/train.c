@@ -27,35 +27,7 @@
 #include "ops.h"
 #include "plot.h"
 #include "schedule.h"
-
-typedef struct RunMetrics {
-    int step;
-    double loss, lr, grad_norm, step_ms, data_ms, tokens_per_s, model_tflops, hw_tflops, mfu, hfu;
-    double fwd_ms, bwd_ms, opt_ms;   // phases: forward + loss, backward, all-reduce + norm + AdamW
-    double comm_ms, exposed_comm_ms; // the gradient all-reduce: launches + wait, and the part the backward did not hide
-    double mem_mib;                  // peak memory: the process's peak RSS on the CPU, device memory in use on a GPU
-    int skipped;
-    double loss_scale;               // the step's loss scale (0: no loss scaling)
-    int overflow;                    // the update was skipped: the scaled gradients overflowed
-} RunMetrics;
-
-/*
- * Loss scaling (--loss-scale; Micikevicius et al. 2018, "Mixed Precision Training"): the loss gradient is multiplied by
- * a power of two S before the backward, so that gradients too small for fp16 stay representable, and the update
- * divides S out again (the norm and the clip threshold in scaled units, the gradient scale 1/S in AdamW). S being a
- * power of two, every product is exact: in fp32 a scaled run is bitwise the unscaled one, which tests check. An
- * overflow (a finite loss with a non-finite scaled gradient norm) skips the update where it runs and, dynamic,
- * halves S; --loss-scale-window good updates in a row double it. Overflow skips are counted apart from the
- * --nan-policy skips of a diverging run.
- */
-typedef struct LossScale {
-    int on, dynamic, window;
-    double scale;            // S
-    long long good;          // updates since S last changed
-    long long overflows;
-} LossScale;
-#define LOSS_SCALE_MIN 0x1p-24
-#define LOSS_SCALE_MAX 0x1p64
+#include "trainer.h"
 
 static int is_power_of_two(double x) {
     int e;
@@ -572,19 +544,6 @@ static void free_run(Backend *be, GPT *g, DataLoader *train, DataLoader *val, ch
     free(cfg_text);
 }
 
-// Bucketed all-reduce: gpt_backward calls this when a layer's gradients are final, and each of that layer's tensor
-// slices goes out as a non-blocking all-reduce while the backward of the layers below runs.
-typedef struct CommCtx {
-    Dist *dist;
-    GPT *g;
-    double launch_s;
-    // GPU ranks (NCCL): the open bucket's gradient slices, sent once they reach bucket_bytes (or the backward ends).
-    void *bufs[4 * NUM_PARAM_TENSORS];
-    size_t ns[4 * NUM_PARAM_TENSORS];
-    int nbufs;
-    double open_bytes, bucket_bytes;
-} CommCtx;
-
 static void launch_bucket(void *ctx, int layer) {
     CommCtx *c = ctx;
     const double t0 = backend_now_s();
@@ -655,41 +614,7 @@ static void micro_phase_times(Backend *be, int micro, double *fwd_s, double *bwd
 static void *staging_alloc(size_t bytes, const char *what) { return backend_staging_alloc(staging_backend, bytes, what); }
 static void staging_free(void *p) { backend_staging_free(staging_backend, p); }
 
-// A training run, stage by stage: what the stages below share. cmd_train runs them in order: set up (flags, data,
-// backend, model, resume, the run's header), then per step one step (forward and backward per micro-step, the
-// gradient all-reduce, the update, the metrics row), an evaluation when due, a checkpoint when due, and at the end
-// the final model and the summary.
-typedef struct Trainer {
-    Options *o;
-    Dist dist;
-    Backend be;
-    GPTConfig cfg;
-    GPT g;
-    AttentionKind attn;
-    RecomputeMode rc;
-    int B, T, accum, shuffle, eval_batches;
-    LRSchedule sched;
-    DataLoader train_dl, val_dl;
-    char *cfg_text;
-    char tok_text[8192], tok_path[4096], resume_path[4096], model_path[4096], ckpt_path[4096];
-    CkptHeader rh;            // the checkpoint resumed from (zero when none)
-    uint64_t run_id;
-    LossScale ls;
-    int start_step, end_step, skipped, steps_run, timed_steps;
-    double last_val, ema_ms, tok_sum, time_sum, t_start, peak_mem, bw_gbs, peak;
-    const char *peak_src;
-    GPTFlops fl;
-    FILE *logf;
-    OpProfile prof;
-    // Gradient averaging over ranks: the per-layer overlap (CPU ranks over MPI, GPU ranks in NCCL buckets), ZeRO-1
-    // (the model sharded over the ranks: GPT.shard_lo, shard_hi), the host staging of GPU gradients for MPI.
-    int zero, overlap, overlap_nccl, nan_skip;
-    float *grad_stage;
-    CommCtx comm;
-    float dscale;
-} Trainer;
-
-static void trainer_free(Trainer *t) {
+void trainer_free(Trainer *t) {
     free_run(&t->be, &t->g, &t->train_dl, &t->val_dl, t->cfg_text, t->grad_stage);
 }
 
@@ -779,7 +704,7 @@ static void print_run_header(Trainer *t) {
 // Set up: every user error is found here, before anything is written; then the model (from a checkpoint, llm.c
 // weights or the seed), the loaders' prefetch, the log, the header and the step's buffers. Returns 1 when a resumed
 // run was already at its last step (its model is written: nothing to run), else 0.
-static int trainer_setup(Trainer *t, Options *o) {
+int trainer_setup(Trainer *t, Options *o) {
     char err[1024];
     memset(t, 0, sizeof *t);
     t->o = o;
@@ -965,7 +890,7 @@ static int trainer_setup(Trainer *t, Options *o) {
 // One optimizer step: per micro-step the batch, forward and backward (timed by marks in the backend's queue), then
 // the gradients averaged over ranks, the update (or its skip), and the metrics and their row. Returns 0, or
 // EXIT_DIVERGED (after logging the step) when the run must stop.
-static int trainer_step(Trainer *t, int step, RunMetrics *out) {
+int trainer_step(Trainer *t, int step, RunMetrics *out) {
     Options *o = t->o;
     char err[1024];
     RunMetrics m = {0};
@@ -1130,7 +1055,7 @@ static int trainer_step(Trainer *t, int step, RunMetrics *out) {
 }
 
 // The validation loss when due (every --eval-every steps and after the last), and the step's log line.
-static void trainer_evaluate(Trainer *t, int step, const RunMetrics *mp) {
+void trainer_evaluate(Trainer *t, int step, const RunMetrics *mp) {
     Options *o = t->o;
     const RunMetrics m = *mp;
     double val = NAN;
@@ -1145,7 +1070,7 @@ static void trainer_evaluate(Trainer *t, int step, const RunMetrics *mp) {
 }
 
 // A checkpoint after step (ZeRO-1: the shards gathered from every rank). 0, or EXIT_USER when it cannot be written.
-static int trainer_checkpoint(Trainer *t, int step) {
+int trainer_checkpoint(Trainer *t, int step) {
     Options *o = t->o;
     if (write_checkpoint(o->checkpoint_dir, t->dist.rank, &t->g, step + 1, t->B, t->T, t->accum, t->dist.world,
                          t->shuffle, (uint64_t)o->seed, t->train_dl.batches, t->skipped, &t->ls, t->last_val,
@@ -1155,7 +1080,7 @@ static int trainer_checkpoint(Trainer *t, int step) {
 }
 
 // The end of the run: the final model and the summary line.
-static void trainer_finish(Trainer *t) {
+void trainer_finish(Trainer *t) {
     Options *o = t->o;
     double total_s = backend_now_s() - t->t_start;
     log_close(&t->logf, o->log);
