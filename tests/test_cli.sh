@@ -142,6 +142,20 @@ assert re.search(r"bytes per parameter for weights, gradients and optimizer: 9 h
 print("shards of %d: master 4/8 + bf16 copy 2 + gradients 4 + AdamW 8/8 = 7.5 bytes/param (fp32: 9); the total "
       "%.0f MiB vs %.0f MiB without" % (shard, z["total, --recompute none"], b["total, --recompute none"]))
 PY
+# --batch auto for one rank of a ZeRO-1 group: the room its shards leave goes to the batch (1.5B in 40 GiB: more
+# than without), and what it plans still fits.
+$G info --preset gpt2-1.5b --batch auto --seq-len 1024 --device cuda --precision bf16 --memory-gib 40 >"$T/ia" 2>&1
+$G info --preset gpt2-1.5b --batch auto --seq-len 1024 --device cuda --precision bf16 --memory-gib 40 --gpus 8 --zero 1 >"$T/iaz" 2>&1
+/usr/bin/python3 - "$T/ia" "$T/iaz" <<'PY' >"$T/py" 2>&1 && ok "--batch auto with --zero 1: $(cat "$T/py")" || bad "--batch auto with --zero 1" "$(cat "$T/py")"
+import re, sys
+a, z = open(sys.argv[1]).read(), open(sys.argv[2]).read()
+b = int(re.search(r"--batch auto: B=(\d+)", a).group(1))
+m = re.search(r"--batch auto: B=(\d+), .*, one rank of 8 with --zero 1; B=\d+ would need ([0-9.]+) GiB", z)
+bz, need = int(m.group(1)), float(m.group(2))
+total = float(re.search(r"  total, --recompute none\s+([0-9.]+) MiB", z).group(1))
+assert bz > b and total <= 40 * 1024 and need > 40, (b, bz, total, need)
+print("1.5B in 40 GiB: B=%d (one rank of 8 with ZeRO-1: its plan %.0f MiB) against B=%d without" % (bz, total, b))
+PY
 $G sample --from "$T/run" --tokens 50 --prompt "ROMEO:" --seed 7 >"$T/s1" 2>&1
 $G sample --from "$T/run" --tokens 50 --prompt "ROMEO:" --seed 7 >"$T/s2" 2>&1
 n=$(head -c -1 "$T/s1" | wc -c)

@@ -169,19 +169,29 @@ static const char *fmt_bytes(char *buf, size_t n, double bytes) {
     return buf;
 }
 
-int resolve_batch_auto(Options *o, Backend *be, const GPTConfig *cfg, int T, RecomputeMode rc, AttentionKind attn) {
+int resolve_batch_auto(Options *o, Backend *be, const GPTConfig *cfg, int T, RecomputeMode rc, AttentionKind attn,
+                       int shards) {
     const char *what;
     const double cap = memory_cap_bytes(o, be, &what);
     double need_next = 0;
     const DType dt = be ? be->dtype : resolve_dtype(o), gdt = be ? be->grad_dtype : resolve_grad_dtype(o);
-    const int B = gpt_max_batch(cfg, T, rc, attn, dt, gdt, cap, 0, 1 << 16, &need_next);
+    // ZeRO-1: what one rank's shards save of the batch-independent state (gpt_memory_shard) is room for activations.
+    GPTMemory whole, shard;
+    gpt_memory_plan(cfg, 1, T, attn, dt, gdt, &whole);
+    shard = whole;
+    gpt_memory_shard(&shard, shards);
+    const double saved = (double)(whole.param_bytes + whole.param_copy_bytes + whole.grad_bytes + whole.optim_bytes) -
+                         (double)(shard.param_bytes + shard.param_copy_bytes + shard.grad_bytes + shard.optim_bytes);
+    const int B = gpt_max_batch(cfg, T, rc, attn, dt, gdt, cap, -saved, 1 << 16, &need_next);
     char a[32], b[32];
     if (B < 1)
         die_user("--batch auto: even B=1 needs %s, more than the %s of %s (--recompute full, --attention flash or a "
                  "shorter --seq-len need less)", fmt_bytes(a, sizeof a, need_next), fmt_bytes(b, sizeof b, cap), what);
+    char z[64] = "";
+    if (shards > 1) snprintf(z, sizeof z, ", one rank of %d with --zero 1", shards);
     printf("--batch auto: B=%d, the largest that fits %s (%s) with --recompute %s, --attention %s and %s "
-           "activations; B=%d would need %s\n", B, fmt_bytes(a, sizeof a, cap), what, gpt_recompute_name(rc),
-           gpt_attention_name(attn), dtype_name(dt), B + 1, fmt_bytes(b, sizeof b, need_next));
+           "activations%s; B=%d would need %s\n", B, fmt_bytes(a, sizeof a, cap), what, gpt_recompute_name(rc),
+           gpt_attention_name(attn), dtype_name(dt), z, B + 1, fmt_bytes(b, sizeof b, need_next));
     o->batch = B;
     return B;
 }

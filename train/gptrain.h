@@ -49,7 +49,9 @@ AttentionKind resolve_attention(Options *o, Backend *be, const GPTConfig *cfg);
 double memory_cap_bytes(const Options *o, Backend *be, const char **what);
 // --batch auto: the planner's largest micro-batch for this model, T, recompute, attention and precision within
 // memory_cap_bytes, written back into o->batch with a line saying why. A user error when not even B = 1 fits.
-int resolve_batch_auto(Options *o, Backend *be, const GPTConfig *cfg, int T, RecomputeMode rc, AttentionKind attn);
+// shards > 1: one rank of a ZeRO-1 group of that many (its shards of the optimizer state leave room for more).
+int resolve_batch_auto(Options *o, Backend *be, const GPTConfig *cfg, int T, RecomputeMode rc, AttentionKind attn,
+                       int shards);
 
 // llm.c model file (magic 20240326, version 3: fp32): int32 header[256] = {magic, 3, maxT, V, L, NH, C, Vp, F, TOK,
 // 0...} then every parameter in GPT_PARAMS order. Our additions, which llm.c's readers ignore: F in header[8] (llm.c

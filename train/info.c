@@ -146,7 +146,7 @@ int cmd_info(Options *o) {
     const AttentionKind attn = resolve_attention(o, NULL, &cfg);
     RecomputeMode rc;
     gpt_recompute_parse(o->recompute, &rc);
-    if (o->batch == CLI_AUTO) resolve_batch_auto(o, NULL, &cfg, T, rc, attn);
+    if (o->batch == CLI_AUTO) resolve_batch_auto(o, NULL, &cfg, T, rc, attn, o->zero == 1 && o->gpus > 1 ? o->gpus : 1);
     const int B = o->batch;
     const DType dt = resolve_dtype(o), gdt = resolve_grad_dtype(o);
     char err[512];

@@ -749,7 +749,7 @@ int trainer_setup(Trainer *t, Options *o) {
 #endif
     t->attn = resolve_attention(o, &t->be, &t->cfg);
     gpt_recompute_parse(o->recompute, &t->rc);  // the CLI already checked the choice
-    if (o->batch == CLI_AUTO) resolve_batch_auto(o, &t->be, &t->cfg, t->T, t->rc, t->attn);
+    if (o->batch == CLI_AUTO) resolve_batch_auto(o, &t->be, &t->cfg, t->T, t->rc, t->attn, o->zero ? t->dist.world : 1);
     t->B = o->batch;
     t->accum = resolve_grad_accum(o, t->B, t->T, t->dist.world);
     o->grad_accum = t->accum;
