@@ -80,12 +80,8 @@ $G info --preset gpt2-124m --batch 16 --seq-len 1024 --device cuda --precision b
   && ok "info --precision bf16 (124M, B=16 T=1024): $(cat "$T/py")" \
   || bad "info: the mixed-precision anatomy" "$(cat "$T/py")"
 import re, sys
-def lines(path):
-    out = {}
-    for line in open(path):
-        m = re.match(r"  (.+?)\s+([0-9.]+) MiB\s+([0-9.]+) bytes/param", line)
-        if m: out[m.group(1)] = float(m.group(2))
-    return out
+sys.path.insert(0, "tests/ref")
+from info_table import lines
 b, f = lines(sys.argv[1]), lines(sys.argv[2])
 P, L, C, F, NH, Vp, N = 124475904, 12, 768, 3072, 12, 50304, 16 * 1024
 MiB = 1048576
@@ -121,12 +117,8 @@ $G info --preset gpt2-124m --batch 16 --seq-len 1024 --device cuda --precision b
   && /usr/bin/python3 - "$T/ib" "$T/iz" "$T/iz32" <<'PY' >"$T/py" 2>&1 \
   && ok "info --gpus 8 --zero 1 (124M): $(cat "$T/py")" || bad "info: ZeRO-1 per rank" "$(cat "$T/py")"
 import re, sys
-def lines(path):
-    out = {}
-    for line in open(path):
-        m = re.match(r"  (.+?)\s+([0-9.]+) MiB\s+([0-9.]+) bytes/param", line)
-        if m: out[m.group(1)] = float(m.group(2))
-    return out
+sys.path.insert(0, "tests/ref")
+from info_table import lines
 b, z = lines(sys.argv[1]), lines(sys.argv[2])
 P, MiB = 124475904, 1048576
 shard = -(-(-(-P // 8)) // 128) * 128
