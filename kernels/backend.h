@@ -74,6 +74,7 @@ typedef struct OpTable {
     void (*gelu_forward)(Backend *, void *, const void *, size_t);
     void (*gelu_backward)(Backend *, void *, const void *, const void *, size_t);
     void (*residual_forward)(Backend *, void *, const void *, const void *, size_t);
+    void (*dropout)(Backend *, void *, const void *, size_t, float, uint64_t);
     void (*classifier_forward_backward)(Backend *, float *, void *, const int32_t *, int, int, int, float);
     void (*loss_accumulate)(Backend *, double *, const float *, size_t);
     double (*sum_squares)(Backend *, const Grad *, size_t);

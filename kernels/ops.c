@@ -120,6 +120,9 @@ void op_gelu_backward(Backend *be, void *dinp, const void *inp, const void *dout
 void op_residual_forward(Backend *be, void *out, const void *a, const void *b, size_t N) {
     PROFILED("residual_forward", 0, EC * 3.0 * N, be->ops->residual_forward(be, out, a, b, N));
 }
+void op_dropout(Backend *be, void *out, const void *inp, size_t N, float p, uint64_t key) {
+    PROFILED("dropout", 0, EC * 2.0 * N, be->ops->dropout(be, out, inp, N, p, key));
+}
 void op_classifier_forward_backward(Backend *be, float *losses, void *logits, const int32_t *targets, int N, int V,
                                     int Vp, float dlogits_scale) {
     PROFILED("classifier", 0, EC * (double)N * Vp * (dlogits_scale != 0 ? 2 : 1) + F4 * 2.0 * N,

@@ -109,6 +109,11 @@ void op_gelu_backward(Backend *be, void *dinp, const void *inp, const void *dout
 // out (N) = a + b
 void op_residual_forward(Backend *be, void *out, const void *a, const void *b, size_t N);
 
+// Dropout (Srivastava et al. 2014), inverted: out (N) = keep(i) ? inp / (1 - p) : 0, keep(i) the counter-based mask of
+// kernels/dropout_mask.h for `key` (the same elements on every backend; nothing stored). Its backward is the same op
+// with the same key on the gradient. out may be inp. 0 <= p < 1; p = 0 copies.
+void op_dropout(Backend *be, void *out, const void *inp, size_t N, float p, uint64_t key);
+
 // Fused classifier: softmax over the first V of Vp logits per row, cross-entropy against targets, and (when
 // dlogits_scale != 0) the logits gradient written IN PLACE over the logits, never storing probabilities separately.
 // logits (N,Vp) -> losses (N); with dlogits_scale s: logits[n][v] := s * (p[n][v] - [v == target[n]]) for v < V,

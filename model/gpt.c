@@ -22,6 +22,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "dropout_mask.h"
 #include "gpt.h"
 #include "ops.h"
 
@@ -262,6 +263,14 @@ static Grad *dW(const GPT *g, ParamId id, size_t off) {
     return (char *)g->grads_mem + (g->param_info[id].offset + off) * dtype_bytes(g->grad_dtype);
 }
 
+// Dropout's sites, and one call's mask key (the micro-step's, the layer's, the site's).
+enum { DROP_EMBED = 0, DROP_ATTN_PROBS = 1, DROP_ATTPROJ = 2, DROP_MLP = 3 };
+static void drop(GPT *g, void *out, const void *inp, size_t n, int layer, int site) {
+    op_dropout(g->be, out, inp, n, g->dropout,
+               dropout_key(g->dropout_seed, (uint64_t)g->dropout_step, (uint64_t)g->dropout_micro, (uint64_t)layer,
+                           (uint64_t)site));
+}
+
 // ---------------------------------------------------------------------------------------------------------------
 // Initialisation: GPT-2's normal(0, 0.02) for matrices and embeddings, residual projections scaled by 1/sqrt(2L),
 // LayerNorm weight 1 and bias 0, all biases 0, padded vocabulary rows 0. A splitmix64 stream per tensor, consumed in
@@ -347,6 +356,7 @@ static void block_forward(GPT *g, int l, const void *residual, int B, int T, int
         op_attention_forward(be, atty, act(g, ACT_att, l), qkv, B, T, C, NH);
     op_matmul_forward(be, proj, atty, W(g, PARAM_attprojw, (size_t)l * C * C), W(g, PARAM_attprojb, (size_t)l * C), N,
                       C, C);
+    if (g->dropout_active) drop(g, proj, proj, (size_t)N * C, l, DROP_ATTPROJ);
     // residual2 -> ln2 (B,T,C) -> fch (B,T,F) -> gelu (B,T,F) -> residual3 = residual2 + gelu W^T + b
     op_residual_layernorm_forward(be, residual2, ln2, act(g, ACT_ln2_mean, l), act(g, ACT_ln2_rstd, l), residual,
                                   proj, W(g, PARAM_ln2w, (size_t)l * C), W(g, PARAM_ln2b, (size_t)l * C), N, C);
@@ -354,6 +364,7 @@ static void block_forward(GPT *g, int l, const void *residual, int B, int T, int
     op_gelu_forward(be, fch_gelu, fch, (size_t)N * F);
     op_matmul_forward(be, proj, fch_gelu, W(g, PARAM_fcprojw, (size_t)l * C * F), W(g, PARAM_fcprojb, (size_t)l * C),
                       N, F, C);
+    if (g->dropout_active) drop(g, proj, proj, (size_t)N * C, l, DROP_MLP);
     if (next) {   // residual3 -> the next LayerNorm
         void *out;
         float *mean, *rstd;
@@ -389,17 +400,29 @@ static void block_backward(GPT *g, int l, const void *residual, int B, int T) {
     GradActTensors *ga = &g->gacts;
     const size_t lc = (size_t)l * C, lf = (size_t)l * F;
 
-    // MLP: residual3 = residual2 + gelu(ln2 Wfc^T + bfc) Wproj^T + bproj
-    // the projection's and GELU's backward in one op: dbt_f = (dresidual Wproj) * gelu'(fch)
-    op_matmul_backward_gelu(be, ga->dbt_f, dW(g, PARAM_fcprojw, lc * F), dW(g, PARAM_fcprojb, lc), ga->dresidual,
+    // MLP: residual3 = residual2 + drop(gelu(ln2 Wfc^T + bfc) Wproj^T + bproj)
+    // the projection's and GELU's backward in one op: dbt_f = (d(proj) Wproj) * gelu'(fch); with dropout d(proj) is
+    // dresidual through the same mask (in dbt_c, free until the fc backward writes it), else dresidual itself
+    const void *dproj = ga->dresidual;
+    if (g->dropout_active) {
+        drop(g, ga->dbt_c, ga->dresidual, (size_t)N * C, l, DROP_MLP);
+        dproj = ga->dbt_c;
+    }
+    op_matmul_backward_gelu(be, ga->dbt_f, dW(g, PARAM_fcprojw, lc * F), dW(g, PARAM_fcprojb, lc), dproj,
                             act(g, ACT_fch_gelu, l), W(g, PARAM_fcprojw, lc * F), act(g, ACT_fch, l), N, F, C);
     op_matmul_backward(be, ga->dbt_c, dW(g, PARAM_fcw, lf * C), dW(g, PARAM_fcb, lf), ga->dbt_f, act(g, ACT_ln2, l),
                        W(g, PARAM_fcw, lf * C), N, C, F);
     op_layernorm_backward(be, ga->dresidual, dW(g, PARAM_ln2w, lc), dW(g, PARAM_ln2b, lc), ga->dbt_c,
                           act(g, ACT_residual2, l), W(g, PARAM_ln2w, lc), act(g, ACT_ln2_mean, l),
                           act(g, ACT_ln2_rstd, l), N, C);
-    // Attention: residual2 = residual + attn(ln1 Wqkv^T + bqkv) Wproj^T + bproj
-    op_matmul_backward(be, ga->dbt_c, dW(g, PARAM_attprojw, lc * C), dW(g, PARAM_attprojb, lc), ga->dresidual,
+    // Attention: residual2 = residual + drop(attn(ln1 Wqkv^T + bqkv) Wproj^T + bproj); with dropout d(proj) in
+    // dbt_c2 (free until the qkv backward writes it)
+    dproj = ga->dresidual;
+    if (g->dropout_active) {
+        drop(g, ga->dbt_c2, ga->dresidual, (size_t)N * C, l, DROP_ATTPROJ);
+        dproj = ga->dbt_c2;
+    }
+    op_matmul_backward(be, ga->dbt_c, dW(g, PARAM_attprojw, lc * C), dW(g, PARAM_attprojb, lc), dproj,
                        act(g, ACT_atty, l), W(g, PARAM_attprojw, lc * C), N, C, C);
     if (g->attention == ATTN_FLASH)
         op_flash_attention_backward(be, ga->dqkv, ga->attn_work, ga->dbt_c, act(g, ACT_qkv, l), act(g, ACT_atty, l),
@@ -428,8 +451,11 @@ static const char *layer_name(int l) {
 
 // The forward, queued: the batch uploaded into the next token set, the ops, and (with targets) the classifier and the
 // mean loss added to the step's loss sum.
-static void forward_queue(GPT *g, const int32_t *inputs, const int32_t *targets, int B, int T, float dlogits_scale) {
+static void forward_queue(GPT *g, const int32_t *inputs, const int32_t *targets, int B, int T, float dlogits_scale,
+                          int train) {
     GPT_ASSERT(B >= 1 && B <= g->B && T >= 1 && T <= g->T);
+    GPT_ASSERT(g->dropout >= 0.0f && g->dropout < 1.0f);
+    g->dropout_active = train && g->dropout > 0.0f;
     Backend *be = g->be;
     const GPTConfig *c = &g->cfg;
     const int C = c->d_model, L = c->n_layer, N = B * T;
@@ -446,6 +472,7 @@ static void forward_queue(GPT *g, const int32_t *inputs, const int32_t *targets,
     // tokens (B,T) -> encoded (B,T,C)
     backend_range_push(be, "forward");
     op_encoder_forward(be, g->acts.encoded, g->inputs, W(g, PARAM_wte, 0), W(g, PARAM_wpe, 0), B, T, C);
+    if (g->dropout_active) drop(g, g->acts.encoded, g->acts.encoded, (size_t)N * C, 0, DROP_EMBED);
     {   // encoded -> the first LayerNorm (layer 0's ln1, or lnf without layers); every later one is fused with its add
         void *out;
         float *mean, *rstd;
@@ -479,12 +506,12 @@ double gpt_loss_sum(GPT *g) {
 }
 
 void gpt_forward_train(GPT *g, const int32_t *inputs, const int32_t *targets, int B, int T, float dlogits_scale) {
-    forward_queue(g, inputs, targets, B, T, dlogits_scale);
+    forward_queue(g, inputs, targets, B, T, dlogits_scale, 1);
 }
 
 float gpt_forward(GPT *g, const int32_t *inputs, const int32_t *targets, int B, int T, float dlogits_scale) {
     if (targets) gpt_loss_reset(g);
-    forward_queue(g, inputs, targets, B, T, dlogits_scale);
+    forward_queue(g, inputs, targets, B, T, dlogits_scale, 0);
     // The sum started at 0 and received one mean rounded to float: it is that mean exactly.
     g->mean_loss = targets ? (float)gpt_loss_sum(g) : 0.0f;
     return g->mean_loss;
@@ -514,6 +541,8 @@ void gpt_backward(GPT *g) {
         backend_range_pop(be);
         if (g->on_grads_ready) g->on_grads_ready(g->hook_ctx, l);   // layer l's parameter gradients are final
     }
+    // encoded = drop(wte[tokens] + wpe): the embeddings' gradient through the same mask
+    if (g->dropout_active) drop(g, ga->dresidual, ga->dresidual, (size_t)N * C, 0, DROP_EMBED);
     op_encoder_backward(be, dW(g, PARAM_wte, 0), dW(g, PARAM_wpe, 0), ga->enc_work, ga->dresidual, g->inputs, B, T,
                         C);
     if (g->on_grads_ready) g->on_grads_ready(g->hook_ctx, -1);        // wte, wpe, lnf: the rest

@@ -39,6 +39,14 @@ typedef struct GPT {
     Grad *grads_mem;          // the parameter gradients, laid out as params_mem, in grad_dtype
     void *params_c_mem;       // the weights the ops read: params_mem itself in fp32, else its bf16 copy
     int stochastic_rounding;  // 1 (default): AdamW rounds the bf16 copy stochastically (--stochastic-rounding)
+    // Dropout (--dropout; nanoGPT's sites): in a training forward (gpt_forward_train) only, after the embeddings,
+    // the attention projection and the MLP, each mask from dropout_key(dropout_seed, dropout_step, dropout_micro,
+    // layer, site) (kernels/dropout_mask.h), which the caller sets per micro-step; the backward and a recompute
+    // regenerate the same masks. The attention probabilities are not dropped (no attention kernel has it yet).
+    float dropout;
+    uint64_t dropout_seed;
+    int dropout_step, dropout_micro;
+    int dropout_active;       // the last forward dropped (a training forward with dropout > 0)
     void *acts_mem, *grad_acts_mem;   // laid out in bytes by the plan (act_info; the scratch by gpt_plan_grad_acts)
     ActTensors acts;
     GradActTensors gacts;

@@ -16,7 +16,8 @@
 # gradients (fp32 written into them by the weight gradients' GEMM, and by the column sums), the overlapped NCCL
 # all-reduce not ordered after the backward that wrote its bucket, the old GPU index
 # of train/common.c (every rank on GPU 0 when the launcher names no local rank), the buckets' all-reduce queued on
-# the compute stream (ordered, so nothing overlaps: test_nccl's race probe no longer races), and three in ZeRO-1 (the weights'
+# the compute stream (ordered, so nothing overlaps: test_nccl's race probe no longer races), the GPU's dropout mask
+# one element off the CPU's, and three in ZeRO-1 (the weights'
 # all-gather not ordered after the AdamW step, AdamW indexing the moments' shard as a whole buffer, a shard's bf16
 # copy rounded by its index in the shard: no longer byte-identical to plain data parallelism). The unchanged sources pass the same
 # programs in the rest of make test.
@@ -86,6 +87,10 @@ plant "the overlapped all-reduce queued on the compute stream (nothing overlaps 
 tests/gpu/test_nccl.c "FAIL the bucket's all-reduce runs on a stream of its own" \
 '        NCCL_CHECK(ncclAllReduce(bufs[i], bufs[i], ns[i], bf16 ? ncclBfloat16 : ncclFloat, ncclAvg, comm, stream));' \
 '        NCCL_CHECK(ncclAllReduce(bufs[i], bufs[i], ns[i], bf16 ? ncclBfloat16 : ncclFloat, ncclAvg, comm, 0));'
+plant "dropout: the GPU's mask one element off the CPU's" $K/dropout.cu tests/gpu/test_gpu.c \
+"FAIL dropout" \
+'    if (i < n) st(&out[i], dropout_keep(key, i, thr) ? f32(inp[i]) * scale : 0.0f);' \
+'    if (i < n) st(&out[i], dropout_keep(key, i + 1, thr) ? f32(inp[i]) * scale : 0.0f);'
 plant "host read of a device pointer (sum of squares reads the device total)" $K/reductions.cu tests/gpu/test_gpu.c \
 "host code dereferenced device memory" \
 '    CUDA_CHECK(cudaMemcpy(&total, cs->partials + CUDA_SUMSQ_BLOCKS, sizeof total, cudaMemcpyDeviceToHost));' \

@@ -9,7 +9,11 @@
  *   - activation memory shrinks none > selective > full;
  *   - flash attention (no T x T buffer): recompute modes bitwise equal among themselves, gradients equal to naive
  *     attention's within fp32 rounding (rel L2 <= 1e-5: the softmax sums in another order), memory smaller by
- *     exactly the (B,NH,T,T) buffers, HFU counting one more QK^T per layer.
+ *     exactly the (B,NH,T,T) buffers, HFU counting one more QK^T per layer;
+ *   - dropout: p = 0 bitwise no dropout; p > 0 recompute modes bitwise equal (naive and flash: the masks are
+ *     regenerated, not stored), evaluation without dropout, the same masks for the same (seed, step, micro-step)
+ *     and others for another step, and the backward's gradients against central finite differences of the
+ *     dropped loss (which the no-dropout gradients fail: the masks matter).
  */
 #include <math.h>
 #include <stdlib.h>
@@ -51,6 +55,45 @@ static float *grads_of(Backend *be, RecomputeMode rc, AttentionKind attn, int B,
     *loss_out = (float)(loss / micro);
     float *copy = malloc(g.mem.num_params * sizeof(float));
     memcpy(copy, g.grads_mem, g.mem.num_params * sizeof(float));
+    gpt_destroy(&g);
+    return copy;
+}
+
+// One training forward and backward with dropout p (seed 7, step `step`, micro-step 0) on a fresh seed-42 model: the
+// gradients (malloc'd) and the loss. With fd_n > 0 also central differences of the dropped loss at fd_idx, into fd.
+static float *drop_grads(Backend *be, RecomputeMode rc, AttentionKind attn, int B, int T, const int32_t *in,
+                         const int32_t *tg, float p, int step, double *loss_out, const size_t *fd_idx, int fd_n,
+                         double *fd) {
+    GPTConfig cfg = micro_config();
+    GPT g;
+    char err[256];
+    if (gpt_create(&g, &cfg, be, B, T, rc, attn, err, sizeof err)) { fprintf(stderr, "%s\n", err); exit(1); }
+    gpt_init_weights(&g, 42);
+    g.dropout = p;
+    g.dropout_seed = 7;
+    g.dropout_step = step;
+    g.dropout_micro = 0;
+    const float s = 1.0f / ((float)B * T);
+    gpt_zero_grad(&g);
+    gpt_loss_reset(&g);
+    gpt_forward_train(&g, in, tg, B, T, s);
+    *loss_out = gpt_loss_sum(&g);
+    gpt_backward(&g);
+    float *copy = malloc(g.mem.num_params * sizeof(float));
+    memcpy(copy, g.grads_mem, g.mem.num_params * sizeof(float));
+    for (int k = 0; k < fd_n; k++) {
+        float *w = g.params_mem + fd_idx[k];   // CPU: host memory, and the weights the ops read (fp32)
+        const float w0 = *w, h = 1e-2f * fmaxf(fabsf(w0), 0.05f);
+        double l[2];
+        for (int sgn = 0; sgn < 2; sgn++) {
+            *w = w0 + (sgn ? -h : h);
+            gpt_loss_reset(&g);
+            gpt_forward_train(&g, in, tg, B, T, 0.0f);   // the same masks: the same (seed, step, micro-step)
+            l[sgn] = gpt_loss_sum(&g);
+        }
+        *w = w0;
+        fd[k] = (l[0] - l[1]) / (2.0 * ((double)(w0 + h) - (double)w0));
+    }
     gpt_destroy(&g);
     return copy;
 }
@@ -113,6 +156,76 @@ int main(void) {
         harness_case(ef <= 1e-5 && fabsf(lf0 - l0) <= 1e-6f * fabsf(l0), name,
                      "rel L2 error %.3g (<= 1e-5), loss %.7f vs %.7f", ef, lf0, l0);
         free(g0); free(g1); free(g2); free(ga); free(gb); free(f0); free(f1); free(f2);
+    }
+
+    {   // Dropout (CPU backend).
+        Backend be;
+        backend_init(&be, BACKEND_CPU, 0);
+        double l0, lp0, ld[3], lf[3], le, l2;
+        float g0_;
+        float *g0 = grads_of(&be, RECOMPUTE_NONE, ATTN_NAIVE, B, T, 1, in, tg, &g0_);
+        float *gp0 = drop_grads(&be, RECOMPUTE_NONE, ATTN_NAIVE, B, T, in, tg, 0.0f, 0, &lp0, NULL, 0, NULL);
+        l0 = g0_;
+        harness_case(!memcmp(g0, gp0, np * sizeof(float)) && (float)lp0 == (float)l0,
+                     "dropout 0: the training forward and backward bitwise without dropout", "loss %.7f vs %.7f", lp0, l0);
+        float *gd[3], *gf[3];
+        for (int rc = 0; rc < 3; rc++) {
+            gd[rc] = drop_grads(&be, (RecomputeMode)rc, ATTN_NAIVE, B, T, in, tg, 0.3f, 0, &ld[rc], NULL, 0, NULL);
+            gf[rc] = drop_grads(&be, (RecomputeMode)rc, ATTN_FLASH, B, T, in, tg, 0.3f, 0, &lf[rc], NULL, 0, NULL);
+        }
+        harness_case(!memcmp(gd[0], gd[1], np * sizeof(float)) && !memcmp(gd[0], gd[2], np * sizeof(float)) &&
+                         !memcmp(gf[0], gf[1], np * sizeof(float)) && !memcmp(gf[0], gf[2], np * sizeof(float)) &&
+                         ld[0] == ld[1] && ld[0] == ld[2] && lf[0] == lf[1] && lf[0] == lf[2],
+                     "dropout 0.3: recompute none, selective, full bitwise equal (naive and flash attention)",
+                     "losses %.7f %.7f %.7f; flash %.7f %.7f %.7f", ld[0], ld[1], ld[2], lf[0], lf[1], lf[2]);
+        const double changed = rel_l2(gd[0], g0, np);
+        float *gs = drop_grads(&be, RECOMPUTE_NONE, ATTN_NAIVE, B, T, in, tg, 0.3f, 0, &le, NULL, 0, NULL);
+        float *g2 = drop_grads(&be, RECOMPUTE_NONE, ATTN_NAIVE, B, T, in, tg, 0.3f, 1, &l2, NULL, 0, NULL);
+        harness_case(changed > 0.05 && ld[0] != l0 && !memcmp(gs, gd[0], np * sizeof(float)) && le == ld[0] &&
+                         rel_l2(g2, gd[0], np) > 0.05 && l2 != ld[0],
+                     "dropout 0.3 changes the step; the same (seed, step) draws the same masks, the next step others",
+                     "gradients %.3g from no dropout's (rel L2), loss %.5f vs %.5f; step 1's loss %.5f", changed, ld[0],
+                     l0, l2);
+        {   // evaluation: gpt_forward never drops
+            GPT g;
+            char err[256];
+            if (gpt_create(&g, &cfg, &be, B, T, RECOMPUTE_NONE, ATTN_NAIVE, err, sizeof err)) exit(1);
+            gpt_init_weights(&g, 42);
+            g.dropout = 0.3f;
+            const float le0 = gpt_forward(&g, in, tg, B, T, 0.0f);
+            harness_case(le0 == (float)l0 && !g.dropout_active, "dropout 0.3: evaluation (gpt_forward) runs without it",
+                         "loss %.7f vs %.7f without dropout", le0, l0);
+            gpt_destroy(&g);
+        }
+        // The backward through the masks against central differences of the dropped loss, at the 24 largest
+        // gradients (well above the differences' fp32 rounding); the gradients of the undropped model must fail it.
+        enum { NFD = 24 };
+        size_t idx[NFD];
+        for (int k = 0; k < NFD; k++) {
+            size_t best = 0;
+            for (size_t i = 0; i < np; i++) {
+                int taken = 0;
+                for (int j = 0; j < k; j++) taken |= idx[j] == i;
+                if (!taken && fabsf(gd[0][i]) > fabsf(gd[0][best])) best = i;
+            }
+            idx[k] = best;
+        }
+        double fd[NFD], lfd, worst = 0, worst_plain = 0;
+        free(drop_grads(&be, RECOMPUTE_NONE, ATTN_NAIVE, B, T, in, tg, 0.3f, 0, &lfd, idx, NFD, fd));
+        for (int k = 0; k < NFD; k++) {
+            const double e = fabs(fd[k] - gd[0][idx[k]]) / fabs(gd[0][idx[k]]);
+            const double ep = fabs(fd[k] - g0[idx[k]]) / fabs(gd[0][idx[k]]);
+            worst = fmax(worst, e);
+            worst_plain = fmax(worst_plain, ep);
+        }
+        harness_case(worst < 0.02 && worst_plain > 0.1,
+                     "dropout 0.3: gradients = central differences of the dropped loss (24 largest, within 2%)",
+                     "worst relative error %.3g; the no-dropout gradients' %.3g (must exceed 0.1)", worst, worst_plain);
+        for (int rc = 0; rc < 3; rc++) {
+            free(gd[rc]);
+            free(gf[rc]);
+        }
+        free(g0); free(gp0); free(gs); free(g2);
     }
 
     // FLOPs: the closed form, written independently of plan.c's walk.

@@ -14,6 +14,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "dropout_mask.h"
 #include "harness.h"
 #include "ops.h"
 #include "ref64.h"
@@ -215,7 +216,52 @@ static void test_backend(Backend *be, const Shape *s) {
         op_residual_forward(be, r.f, a.f, x.f, n);
         for (size_t i = 0; i < n; i++) r.d[i] = a.d[i] + x.d[i];
         compare("residual_forward", "out", tag, r.f, r.d, n);
+        // dropout: the reference keeps what kernels/dropout_mask.h keeps, scaled by 1/(1-p) in double
+        const float p = 0.25f;
+        const uint64_t key = dropout_key(3, 5, 1, 2, 3);
+        Buf dr = buf_fill(n, NAN);
+        op_dropout(be, dr.f, x.f, n, p, key);
+        for (size_t i = 0; i < n; i++) dr.d[i] = dropout_keep(key, i, dropout_threshold(p)) ? x.d[i] / (1.0 - p) : 0.0;
+        compare("dropout", "out", tag, dr.f, dr.d, n);
+        buf_free(&dr);
         buf_free(&x); buf_free(&out); buf_free(&dout); buf_free(&dinp); buf_free(&a); buf_free(&r);
+    }
+    {   // dropout's statistics on 2^20 ones: the kept fraction within 5 standard errors of 1 - p (overall and in each
+        // eighth: no structure along the index), kept values exactly 1/(1-p) in fp32, another key an independent mask
+        // (both kept (1-p)^2 of the time); p = 0 a copy; in place = out of place
+        const size_t n = (size_t)1 << 20;
+        const float p = 0.2f;
+        float *one = malloc(n * sizeof(float)), *o1 = malloc(n * sizeof(float)), *o2 = malloc(n * sizeof(float));
+        for (size_t i = 0; i < n; i++) one[i] = 1.0f;
+        op_dropout(be, o1, one, n, p, 11);
+        op_dropout(be, o2, one, n, p, 12);
+        size_t kept = 0, both = 0, bad_value = 0, part[8] = {0};
+        for (size_t i = 0; i < n; i++) {
+            kept += o1[i] != 0;
+            part[i * 8 / n] += o1[i] != 0;
+            both += o1[i] != 0 && o2[i] != 0;
+            bad_value += o1[i] != 0 && o1[i] != 1.0f / (1.0f - p);
+        }
+        const double q = 1.0 - p, se = sqrt(p * q / n), se8 = sqrt(p * q / (n / 8)), sb = sqrt(q * q * (1 - q * q) / n);
+        double worst8 = 0;
+        for (int k = 0; k < 8; k++) worst8 = fmax(worst8, fabs(part[k] / (double)(n / 8) - q) / se8);
+        const double z = fabs(kept / (double)n - q) / se, zb = fabs(both / (double)n - q * q) / sb;
+        char name[320];
+        snprintf(name, sizeof name, "dropout 0.2: keep fraction, its uniformity, scale and independence of keys [%s]", tag);
+        harness_case(z < 5 && worst8 < 5 && zb < 5 && bad_value == 0, name,
+                     "kept %.5f (z %.2f), worst eighth z %.2f, both keys %.5f (z %.2f), %zu wrong values",
+                     kept / (double)n, z, worst8, both / (double)n, zb, bad_value);
+        memcpy(o2, one, n * sizeof(float));
+        op_dropout(be, o2, o2, n, p, 11);
+        op_dropout(be, one, one, n, 0.0f, 11);
+        size_t diff = 0, ones = 0;
+        for (size_t i = 0; i < n; i++) {
+            diff += o2[i] != o1[i];
+            ones += one[i] != 1.0f;
+        }
+        snprintf(name, sizeof name, "dropout: in place = out of place; p = 0 leaves the values [%s]", tag);
+        harness_case(diff == 0 && ones == 0, name, "%zu differ in place, %zu changed at p = 0", diff, ones);
+        free(one); free(o1); free(o2);
     }
     {  // fused classifier, with the gradient in place and without
         Buf logits = buf_rand((size_t)N * Vp, 4), losses = buf_fill(N, NAN);

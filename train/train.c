@@ -104,6 +104,7 @@ static void check_options(const Options *o) {
     if (o->checkpoint_every < 0) die_user("--checkpoint-every %d: expected 0 (off) or more", o->checkpoint_every);
     if (o->keep_last < 0) die_user("--keep-last %d: expected 0 (keep all) or more", o->keep_last);
     if (o->zero != 0 && o->zero != 1) die_user("--zero %d: expected 0 (off) or 1 (sharded optimizer state)", o->zero);
+    if (!(o->dropout >= 0 && o->dropout < 1)) die_user("--dropout %g: expected a probability in [0, 1)", o->dropout);
     if (o->stop_at_step < 0 || o->stop_at_step > o->steps)
         die_user("--stop-at-step %d: expected 0 (off) up to --steps %d", o->stop_at_step, o->steps);
     // A micro-step is at least one forward and backward: 65536 of them per update is already days on any machine.
@@ -670,6 +671,9 @@ static void print_run_header(Trainer *t) {
            t->accum,
            (long)t->B * t->T * t->accum * t->dist.world, gpt_recompute_name(t->rc), gpt_attention_name(t->attn),
            t->be.deterministic ? " (deterministic)" : "");
+    if (o->dropout > 0)
+        printf("dropout %g in training: after the embeddings, the attention projection and the MLP; not on the "
+               "attention probabilities (no attention kernel drops them yet); none in evaluation\n", o->dropout);
     char copy_mib[64] = "";
     if (mem->param_copy_bytes)
         snprintf(copy_mib, sizeof copy_mib, " + %.2f MiB bf16 copy", mem->param_copy_bytes / 1048576.0);
@@ -836,6 +840,8 @@ int trainer_setup(Trainer *t, Options *o) {
     t->g.hook_ctx = &t->comm;
     t->g.allgather = zero_allgather;
     t->g.stochastic_rounding = !strcmp(o->stochastic_rounding, "on");   // before any weights arrive (the copy's seed)
+    t->g.dropout = (float)o->dropout;
+    t->g.dropout_seed = (uint64_t)o->seed;
     t->start_step = t->skipped = 0;
     t->last_val = NAN;
     t->ls = loss_scale_from(o);
@@ -919,6 +925,8 @@ int trainer_step(Trainer *t, int step, RunMetrics *out) {
         double wait;
         if (data_loader_next_batch(&t->train_dl, &in, &tg, &wait, err, sizeof err)) die_user("%s", err);
         data_s += wait;
+        t->g.dropout_step = step;   // the masks' key: (seed, step, micro-step, layer, site)
+        t->g.dropout_micro = micro;
         backend_mark(&t->be, MARK_MICRO(micro, 0));
         gpt_forward_train(&t->g, in, tg, t->B, t->T, step_dscale);
         backend_mark(&t->be, MARK_MICRO(micro, 1));

@@ -18,7 +18,8 @@
     {cpu_encoder_forward,     cpu_encoder_backward,   cpu_layernorm_forward,   cpu_residual_layernorm_forward,      \
      cpu_layernorm_backward,  matmul_fwd,             matmul_bwd,              cpu_matmul_backward_gelu,            \
      cpu_attention_forward,   cpu_attention_backward, flash_fwd,               flash_bwd,                           \
-     cpu_gelu_forward,        cpu_gelu_backward,      cpu_residual_forward,    cpu_classifier_forward_backward,     \
+     cpu_gelu_forward,        cpu_gelu_backward,      cpu_residual_forward,    cpu_dropout,                         \
+     cpu_classifier_forward_backward,                                                                             \
      cpu_loss_accumulate,     cpu_sum_squares,        cpu_scale,               cpu_zero,                            \
      cpu_to_compute,          cpu_global_norm,        cpu_adamw_step}
 

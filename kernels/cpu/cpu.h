@@ -74,6 +74,7 @@ void cpu_flash_attention_backward_blas(Backend *be, void *dqkv, float *work, con
 void cpu_gelu_forward(Backend *be, void *out, const void *inp, size_t N);
 void cpu_gelu_backward(Backend *be, void *dinp, const void *inp, const void *dout, size_t N);
 void cpu_residual_forward(Backend *be, void *out, const void *a, const void *b, size_t N);
+void cpu_dropout(Backend *be, void *out, const void *inp, size_t N, float p, uint64_t key);
 void cpu_classifier_forward_backward(Backend *be, float *losses, void *logits, const int32_t *targets, int N, int V,
                                      int Vp, float dlogits_scale);
 void cpu_loss_accumulate(Backend *be, double *acc, const float *losses, size_t n);

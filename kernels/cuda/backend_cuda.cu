@@ -138,7 +138,7 @@ static const OpTable CUDA_OPS = {
     cuda_matmul_forward,      cuda_matmul_backward,          cuda_matmul_backward_gelu,
     cuda_attention_forward,   cuda_attention_backward,       cuda_flash_attention_forward,
     cuda_flash_attention_backward, cuda_gelu_forward,        cuda_gelu_backward,
-    cuda_residual_forward,    cuda_classifier_forward_backward, cuda_loss_accumulate,
+    cuda_residual_forward,    cuda_dropout,                  cuda_classifier_forward_backward, cuda_loss_accumulate,
     cuda_sum_squares,         cuda_scale,                    cuda_zero,
     cuda_to_compute,          cuda_global_norm,              cuda_adamw_step};
 

@@ -8,7 +8,7 @@
  * element type T (float or __nv_bfloat16), reads them with f32() and writes them with st() (fp32 arithmetic inside,
  * one rounding to nearest even per stored value), and its entry point picks T with CUDA_BY_DTYPE.
  * The op families live one per file beside their CPU references: kernels/cuda/<op>.cu next to kernels/cpu/<op>.c (encoder, layernorm, matmul,
- * attention and flash, gelu (with the residual add), classifier, adamw, reductions).
+ * attention and flash, gelu (with the residual add), dropout, classifier, adamw, reductions).
  */
 #ifndef GPTRAIN_CUDA_COMMON_H
 #define GPTRAIN_CUDA_COMMON_H
@@ -184,6 +184,7 @@ void cuda_flash_attention_backward(Backend *, void *, float *, const void *, con
 void cuda_gelu_forward(Backend *, void *, const void *, size_t);
 void cuda_gelu_backward(Backend *, void *, const void *, const void *, size_t);   // dinp may be dout (in place)
 void cuda_residual_forward(Backend *, void *, const void *, const void *, size_t);
+void cuda_dropout(Backend *, void *, const void *, size_t, float, uint64_t);
 void cuda_classifier_forward_backward(Backend *, float *, void *, const int32_t *, int, int, int, float);
 void cuda_loss_accumulate(Backend *, double *, const float *, size_t);
 double cuda_sum_squares(Backend *, const Grad *, size_t);

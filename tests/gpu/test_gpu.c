@@ -20,6 +20,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "dropout_mask.h"
 #include "gpt.h"
 #include "harness.h"
 #include "ops.h"
@@ -454,6 +455,29 @@ static void test_ops(const Shape *s, const char *prec) {
         op_residual_forward(&GPU, r.dev, a.dev, x.dev, n);
         for (size_t i = 0; i < n; i++) r.d[i] = (double)(a.f[i] + x.f[i]);
         compare("residual_forward", "out", tag, &r);
+        // dropout: the CPU's mask (kernels/dropout_mask.h), the product rounded once as the op stores it; in fp32
+        // bitwise the CPU backend's output
+        {
+            const float p = 0.3f;
+            const uint64_t key = dropout_key(9, 4, 2, 1, 2);
+            Buf dr = buf_c(n, 0, 1);
+            op_dropout(&GPU, dr.dev, x.dev, n, p, key);
+            for (size_t i = 0; i < n; i++)
+                dr.d[i] = dropout_keep(key, i, dropout_threshold(p)) ? (double)(x.f[i] * (1.0f / (1.0f - p))) : 0.0;
+            compare("dropout", "out", tag, &dr);
+            if (!lowp(&dr)) {
+                Backend cpu;
+                backend_init(&cpu, BACKEND_CPU_REF, 0);
+                float *c = malloc(n * sizeof(float));
+                op_dropout(&cpu, c, x.f, n, p, key);
+                fetch(&dr);
+                char name[320];
+                snprintf(name, sizeof name, "dropout: the same elements kept, the same values, as the CPU's [%s]", tag);
+                harness_case(!memcmp(c, dr.f, n * sizeof(float)), name, "%zu values", n);
+                free(c);
+            }
+            buf_free(&dr);
+        }
         buf_free(&x); buf_free(&out); buf_free(&dout); buf_free(&dinp); buf_free(&a); buf_free(&r);
     }
     {

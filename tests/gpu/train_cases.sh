@@ -1,7 +1,7 @@
 # train_cases.sh: gptrain end to end on a GPU, sourced by tests/gpu/test_gpu_train.sh (a real GPU) and
 # tests/test_emu_train.sh (the emulated GPU of build/emu/), which set G (the gptrain binary), RUN (the run's data and
 # model flags, STEPS steps) and T (a scratch folder). Cases: a fp32 run on --device cuda against the same run on the
-# CPU (per-step losses within 1e-4 relative), recompute full against none (identical losses), the run through NCCL
+# CPU (per-step losses within 1e-4 relative; also with --dropout 0.2), recompute full against none (identical losses), the run through NCCL
 # with one rank (GPTRAIN_NCCL_WORLD1=1) against without (identical; "skip" where NCCL is not built in), the device
 # line and the predicted vs measured memory printed, TF32 and bf16 within 2e-2 of fp32, --grad-dtype bf16 too (its
 # gradients half the fp32 bytes), --attention flash (bf16)
@@ -16,6 +16,13 @@ grep "device memory" "$T/g.out"
 $G train $RUN --device cpu --log "$T/c.jsonl" --out "$T/c" >"$T/c.out" 2>&1
 close "$(losses "$T/g.jsonl")" "$(losses "$T/c.jsonl")" 1e-4 $STEPS && ok "fp32: GPU losses = CPU losses within 1e-4 over $STEPS steps" \
     || bad "GPU vs CPU" "$(losses "$T/g.jsonl") / $(losses "$T/c.jsonl")"
+# --dropout: the GPU draws the CPU's masks (kernels/dropout_mask.h), so the runs agree as without dropout; and the
+# dropped run is another run.
+$G train $RUN --device cuda --precision fp32 --dropout 0.2 --log "$T/gd.jsonl" --out "$T/gd" >/dev/null 2>&1
+$G train $RUN --device cpu --dropout 0.2 --log "$T/cd.jsonl" --out "$T/cd" >/dev/null 2>&1
+close "$(losses "$T/gd.jsonl")" "$(losses "$T/cd.jsonl")" 1e-4 $STEPS && [ "$(losses "$T/gd.jsonl")" != "$(losses "$T/g.jsonl")" ] \
+    && ok "--dropout 0.2: GPU losses = CPU losses within 1e-4 (the same masks), and not the undropped run's" \
+    || bad "GPU vs CPU with dropout" "$(losses "$T/gd.jsonl") / $(losses "$T/cd.jsonl")"
 $G train $RUN --device cuda --precision fp32 --recompute full --log "$T/r.jsonl" --out "$T/r" >/dev/null 2>&1
 [ "$(losses "$T/g.jsonl")" = "$(losses "$T/r.jsonl")" ] && ok "GPU --recompute full = none, identical losses" \
     || bad "GPU recompute" "$(losses "$T/r.jsonl")"
