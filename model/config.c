@@ -25,6 +25,8 @@ static const Preset PRESETS[] = {
     {"large", 36, 20, 1280, 5120, 50257, 1024},
     {"xl", 48, 25, 1600, 6400, 50257, 1024},
     {"2.7b", 32, 32, 2560, 10240, 50257, 1024},
+    {"shakespeare-char", 6, 6, 384, 0, 0, 256},   // nanoGPT's "baby GPT" (train_shakespeare_char.py); the trainer
+                                                  // takes its batch 64, 5000 steps and dropout 0.2 too
     {"tiny", 4, 4, 128, 0, 0, 64},   // nanoGPT's CPU Shakespeare model: 4 layers, 4 heads, 128 wide, context 64
     {"micro", 2, 2, 64, 0, 0, 32},   // seconds-scale runs for tests
 };
@@ -46,7 +48,7 @@ int gpt_config_preset(GPTConfig *cfg, const char *name) {
 }
 
 const char *gpt_config_preset_names(void) {
-    return "gpt2-124m, gpt2-350m, gpt2-774m, gpt2-1.5b, small, medium, large, xl, 2.7b, tiny, micro";
+    return "gpt2-124m, gpt2-350m, gpt2-774m, gpt2-1.5b, small, medium, large, xl, 2.7b, shakespeare-char, tiny, micro";
 }
 
 // Caps on each size, checked before any arithmetic on them. Generous for real models (GPT-3 175B: L=96, C=12288,

@@ -26,6 +26,17 @@ $G train $RUN --dropout 0.2 --grad-accum 2 --batch 2 --out "$T/h" --resume auto 
 cmp -s "$T/a/model.bin" "$T/h/model.bin" && grep -q "^resume: " "$T/h2.out" \
     && ok "--dropout 0.2 with 2 micro-steps: stop at step 3 + --resume auto = the straight run, byte for byte" \
     || bad "--dropout resume" "$(tail -2 "$T/h2.out")"
+# --preset shakespeare-char is nanoGPT's baby GPT recipe: 6 x 6 x 384, context 256, batch 64, 5000 steps, dropout
+# 0.2 (the learning rate, warm-up, decay and beta2 are the defaults), each flag still the user's to override.
+SC="--data $T/data --preset shakespeare-char --seq-len 16 --eval-steps 1 --eval-every 0"
+$G train $SC --batch 1 --stop-at-step 1 --out "$T/sc" >"$T/sc.out" 2>&1
+$G train $SC --batch 1 --steps 1 --dropout 0 --out "$T/sc0" >"$T/sc0.out" 2>&1
+$G info --preset shakespeare-char --vocab-size 65 >"$T/sci.out" 2>&1
+grep -q "^model: L=6 NH=6 C=384 F=1536 .* maxT=256" "$T/sc.out" && grep -q "^  steps = 5000$" "$T/sc.out" \
+    && grep -q "^  dropout = 0.2$" "$T/sc.out" && grep -q "^  dropout = 0$" "$T/sc0.out" && grep -q "^  steps = 1$" "$T/sc0.out" \
+    && grep -q "^model: L=6 NH=6 C=384 .*; B=64 T=256$" "$T/sci.out" \
+    && ok "--preset shakespeare-char: nanoGPT's baby GPT (6x6x384, T=256, B=64, 5000 steps, dropout 0.2), flags still override" \
+    || bad "--preset shakespeare-char" "$(grep -E '^model|^  (steps|dropout|batch) =' "$T/sc.out" "$T/sc0.out" "$T/sci.out")"
 expect_error "--dropout 1" 2 "\-\-dropout 1: expected a probability in \[0, 1)" $G train $RUN --dropout 1 --out "$T/bad"
 expect_error "--dropout -0.1" 2 "\-\-dropout -0.1: expected a probability in \[0, 1)" $G train $RUN --dropout -0.1 --out "$T/bad"
 finish

@@ -32,6 +32,13 @@ void resolve_model(Options *o, GPTConfig *cfg, int *T, int fallback_vocab) {
     memset(cfg, 0, sizeof(*cfg));
     if (gpt_config_preset(cfg, o->preset))
         die_user("--preset '%s': unknown; expected one of %s", o->preset, gpt_config_preset_names());
+    // A preset that is a whole recipe (nanoGPT's train_shakespeare_char.py, whose learning rate, warm-up, decay and
+    // beta2 are our defaults already): its batch, steps and dropout too, each unless given.
+    if (!strcmp(o->preset, "shakespeare-char")) {
+        if (!cli_given(o, "batch")) o->batch = 64;
+        if (!cli_given(o, "steps")) o->steps = 5000;
+        if (!cli_given(o, "dropout")) o->dropout = 0.2;
+    }
     if (o->n_layer) cfg->n_layer = o->n_layer;
     if (o->n_head) cfg->n_head = o->n_head;
     if (o->d_model) cfg->d_model = o->d_model;
