@@ -310,13 +310,14 @@ static int naive_case_init(NaiveCase *nc, Backend *be, BenchMem *m, int B, int H
 
 static int naive_run_forward(void *ctx) {
     NaiveCase *nc = (NaiveCase *)ctx;
-    cuda_attention_forward(nc->be, nc->out, nc->att, nc->qkv, nc->B, nc->T, nc->C, nc->H);
+    cuda_attention_forward(nc->be, nc->out, nc->att, NULL, nc->qkv, nc->B, nc->T, nc->C, nc->H, 0.0f, 0);
     return 0;
 }
 
 static int naive_run_backward(void *ctx) {
     NaiveCase *nc = (NaiveCase *)ctx;
-    cuda_attention_backward(nc->be, nc->dqkv, nc->datt, nc->dout, nc->qkv, nc->att, nc->B, nc->T, nc->C, nc->H);
+    cuda_attention_backward(nc->be, nc->dqkv, nc->datt, nc->dout, nc->qkv, nc->att, nc->B, nc->T, nc->C, nc->H, 0.0f,
+                            0);
     return 0;
 }
 

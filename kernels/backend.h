@@ -65,9 +65,9 @@ typedef struct OpTable {
                             int);
     void (*matmul_backward_gelu)(Backend *, void *, Grad *, Grad *, const void *, const void *, const void *,
                                  const void *, int, int, int);
-    void (*attention_forward)(Backend *, void *, void *, const void *, int, int, int, int);
+    void (*attention_forward)(Backend *, void *, void *, void *, const void *, int, int, int, int, float, uint64_t);
     void (*attention_backward)(Backend *, void *, void *, const void *, const void *, const void *, int, int, int,
-                               int);
+                               int, float, uint64_t);
     void (*flash_attention_forward)(Backend *, void *, float *, float *, const void *, int, int, int, int);
     void (*flash_attention_backward)(Backend *, void *, float *, const void *, const void *, const void *,
                                      const float *, int, int, int, int);

@@ -92,14 +92,15 @@ void op_matmul_backward_gelu(Backend *be, void *dinp, Grad *dw, Grad *dbias, con
              EC * ((double)N * M + (double)N * K + (double)M * K + 2.0 * N * K) + EG * (2.0 * M * K + (dbias ? 2.0 * M : 0)),
              be->ops->matmul_backward_gelu(be, dinp, dw, dbias, dout, inp, w, pre, N, K, M));
 }
-void op_attention_forward(Backend *be, void *out, void *att, const void *qkv, int B, int T, int C, int NH) {
+void op_attention_forward(Backend *be, void *out, void *att, void *scratch, const void *qkv, int B, int T, int C,
+                          int NH, float p, uint64_t key) {
     PROFILED("attention_forward", 2.0 * B * C * T * (T + 1.0), EC * (3.0 * B * T * C + (double)B * T * C + (double)B * NH * T * (T + 1.0) / 2),
-             be->ops->attention_forward(be, out, att, qkv, B, T, C, NH));
+             be->ops->attention_forward(be, out, att, scratch, qkv, B, T, C, NH, p, key));
 }
 void op_attention_backward(Backend *be, void *dqkv, void *datt_scratch, const void *dout, const void *qkv,
-                           const void *att, int B, int T, int C, int NH) {
+                           const void *att, int B, int T, int C, int NH, float p, uint64_t key) {
     PROFILED("attention_backward", 4.0 * B * C * T * (T + 1.0), EC * (3.0 * B * T * C + 4.0 * B * T * C + (double)B * NH * T * (T + 1.0) / 2),
-             be->ops->attention_backward(be, dqkv, datt_scratch, dout, qkv, att, B, T, C, NH));
+             be->ops->attention_backward(be, dqkv, datt_scratch, dout, qkv, att, B, T, C, NH, p, key));
 }
 void op_flash_attention_forward(Backend *be, void *out, float *lse, float *work, const void *qkv, int B, int T,
                                 int C, int NH) {

@@ -76,10 +76,15 @@ void op_matmul_backward_gelu(Backend *be, void *dinp, Grad *dw, Grad *dbias, con
 // Causal multi-head self-attention core, scale 1/sqrt(HS).
 // qkv (B,T,3C) laid out [q | k | v] per token, each (NH,HS) -> out (B,T,C), att (B,NH,T,T) softmax probabilities
 // (only the causal lower triangle is written and read).
-void op_attention_forward(Backend *be, void *out, void *att, const void *qkv, int B, int T, int C, int NH);
-// dqkv (B,T,3C) = (written), from dout (B,T,C), qkv, att. datt_scratch (B,NH,T,T) is scratch the op may overwrite.
+// Dropout on the probabilities (p > 0; training): out = (P . M / (1 - p)) V with M op_dropout's mask for `key` over
+// the flat (B,NH,T,T) index ((b*NH + h)*T + t)*T + t2; att keeps P (the softmax backward needs it), and scratch
+// (B,NH,T,T; NULL when p = 0) is what the op may overwrite with the dropped probabilities.
+void op_attention_forward(Backend *be, void *out, void *att, void *scratch, const void *qkv, int B, int T, int C,
+                          int NH, float p, uint64_t key);
+// dqkv (B,T,3C) = (written), from dout (B,T,C), qkv, att, and the forward's p and key. datt_scratch (B,NH,T,T) is
+// scratch the op may overwrite.
 void op_attention_backward(Backend *be, void *dqkv, void *datt_scratch, const void *dout, const void *qkv,
-                           const void *att, int B, int T, int C, int NH);
+                           const void *att, int B, int T, int C, int NH, float p, uint64_t key);
 
 // Flash attention: the same causal attention without the (B,NH,T,T) probabilities (FlashAttention-2: tiles of keys,
 // an online softmax, the probabilities recomputed in the backward from Q, K and each row's logsumexp).

@@ -265,11 +265,15 @@ static Grad *dW(const GPT *g, ParamId id, size_t off) {
 
 // Dropout's sites, and one call's mask key (the micro-step's, the layer's, the site's).
 enum { DROP_EMBED = 0, DROP_ATTN_PROBS = 1, DROP_ATTPROJ = 2, DROP_MLP = 3 };
-static void drop(GPT *g, void *out, const void *inp, size_t n, int layer, int site) {
-    op_dropout(g->be, out, inp, n, g->dropout,
-               dropout_key(g->dropout_seed, (uint64_t)g->dropout_step, (uint64_t)g->dropout_micro, (uint64_t)layer,
-                           (uint64_t)site));
+static uint64_t drop_key(const GPT *g, int layer, int site) {
+    return dropout_key(g->dropout_seed, (uint64_t)g->dropout_step, (uint64_t)g->dropout_micro, (uint64_t)layer,
+                       (uint64_t)site);
 }
+static void drop(GPT *g, void *out, const void *inp, size_t n, int layer, int site) {
+    op_dropout(g->be, out, inp, n, g->dropout, drop_key(g, layer, site));
+}
+// The attention probabilities' dropout for layer l: p (0 when the forward does not drop) and its key.
+static float attn_drop(const GPT *g) { return g->dropout_active ? g->dropout : 0.0f; }
 
 // ---------------------------------------------------------------------------------------------------------------
 // Initialisation: GPT-2's normal(0, 0.02) for matrices and embeddings, residual projections scaled by 1/sqrt(2L),
@@ -353,7 +357,8 @@ static void block_forward(GPT *g, int l, const void *residual, int B, int T, int
     if (g->attention == ATTN_FLASH)
         op_flash_attention_forward(be, atty, act(g, ACT_lse, l), g->gacts.attn_work, qkv, B, T, C, NH);
     else
-        op_attention_forward(be, atty, act(g, ACT_att, l), qkv, B, T, C, NH);
+        op_attention_forward(be, atty, act(g, ACT_att, l), g->gacts.datt, qkv, B, T, C, NH, attn_drop(g),
+                             drop_key(g, l, DROP_ATTN_PROBS));
     op_matmul_forward(be, proj, atty, W(g, PARAM_attprojw, (size_t)l * C * C), W(g, PARAM_attprojb, (size_t)l * C), N,
                       C, C);
     if (g->dropout_active) drop(g, proj, proj, (size_t)N * C, l, DROP_ATTPROJ);
@@ -429,7 +434,7 @@ static void block_backward(GPT *g, int l, const void *residual, int B, int T) {
                                     act(g, ACT_lse, l), B, T, C, NH);
     else
         op_attention_backward(be, ga->dqkv, ga->datt, ga->dbt_c, act(g, ACT_qkv, l), act(g, ACT_att, l), B, T, C,
-                              NH);
+                              NH, attn_drop(g), drop_key(g, l, DROP_ATTN_PROBS));
     op_matmul_backward(be, ga->dbt_c2, dW(g, PARAM_qkvw, 3 * lc * C), dW(g, PARAM_qkvb, 3 * lc), ga->dqkv,
                        act(g, ACT_ln1, l), W(g, PARAM_qkvw, 3 * lc * C), N, C, 3 * C);
     op_layernorm_backward(be, ga->dresidual, dW(g, PARAM_ln1w, lc), dW(g, PARAM_ln1b, lc), ga->dbt_c2, residual,
@@ -456,6 +461,9 @@ static void forward_queue(GPT *g, const int32_t *inputs, const int32_t *targets,
     GPT_ASSERT(B >= 1 && B <= g->B && T >= 1 && T <= g->T);
     GPT_ASSERT(g->dropout >= 0.0f && g->dropout < 1.0f);
     g->dropout_active = train && g->dropout > 0.0f;
+    // The flash kernels do not drop the attention probabilities: a dropped run takes naive attention (the trainer
+    // chooses it, or refuses --attention flash).
+    GPT_ASSERT(!g->dropout_active || g->attention == ATTN_NAIVE);
     Backend *be = g->be;
     const GPTConfig *c = &g->cfg;
     const int C = c->d_model, L = c->n_layer, N = B * T;

@@ -40,9 +40,10 @@ typedef struct GPT {
     void *params_c_mem;       // the weights the ops read: params_mem itself in fp32, else its bf16 copy
     int stochastic_rounding;  // 1 (default): AdamW rounds the bf16 copy stochastically (--stochastic-rounding)
     // Dropout (--dropout; nanoGPT's sites): in a training forward (gpt_forward_train) only, after the embeddings,
-    // the attention projection and the MLP, each mask from dropout_key(dropout_seed, dropout_step, dropout_micro,
-    // layer, site) (kernels/dropout_mask.h), which the caller sets per micro-step; the backward and a recompute
-    // regenerate the same masks. The attention probabilities are not dropped (no attention kernel has it yet).
+    // on the attention probabilities, after the attention projection and after the MLP, each mask from
+    // dropout_key(dropout_seed, dropout_step, dropout_micro, layer, site) (kernels/dropout_mask.h), which the caller
+    // sets per micro-step; the backward and a recompute regenerate the same masks. Naive attention only (the flash
+    // kernels do not drop the probabilities).
     float dropout;
     uint64_t dropout_seed;
     int dropout_step, dropout_micro;

@@ -2,8 +2,8 @@
 # test_dropout.sh: --dropout end to end on the CPU (micro model): 0 is the run without it, byte for byte; with 0.2
 # the recompute modes and gradient accumulation's micro-steps draw their masks from (seed, step, micro-step, layer,
 # site), so none / selective / full give byte-identical models, a stop and resume continues the straight run byte
-# for byte, and the run differs from the undropped one; the header says where it drops and that the attention
-# probabilities are not; a probability outside [0, 1) is refused.
+# for byte, and the run differs from the undropped one; the header says where it drops; --attention flash, whose
+# kernels do not drop the attention probabilities, is refused with it; a probability outside [0, 1) is refused.
 . tests/lib.sh
 head -c 200000 data/tinyshakespeare/input.txt >"$T/small.txt"
 $G prepare --input "$T/small.txt" --out "$T/data" >/dev/null
@@ -17,7 +17,7 @@ for rc in none selective full; do
 done
 cmp -s "$T/dnone/model.bin" "$T/dselective/model.bin" && cmp -s "$T/dnone/model.bin" "$T/dfull/model.bin" \
     && ! cmp -s "$T/dnone/model.bin" "$T/p/model.bin" \
-    && grep -q "^dropout 0.2 in training: after the embeddings, the attention projection and the MLP; not on the attention probabilities" "$T/dnone.out" \
+    && grep -q "^dropout 0.2 in training: after the embeddings, on the attention probabilities, after the attention projection and after the MLP" "$T/dnone.out" \
     && ok "--dropout 0.2: recompute none = selective = full byte for byte (masks regenerated), unlike the undropped run; the header says where" \
     || bad "--dropout 0.2 recompute" "$(grep -i dropout "$T/dnone.out")"
 $G train $RUN --dropout 0.2 --grad-accum 2 --batch 2 --out "$T/a" >"$T/a.out" 2>&1
@@ -37,6 +37,8 @@ grep -q "^model: L=6 NH=6 C=384 F=1536 .* maxT=256" "$T/sc.out" && grep -q "^  s
     && grep -q "^model: L=6 NH=6 C=384 .*; B=64 T=256$" "$T/sci.out" \
     && ok "--preset shakespeare-char: nanoGPT's baby GPT (6x6x384, T=256, B=64, 5000 steps, dropout 0.2), flags still override" \
     || bad "--preset shakespeare-char" "$(grep -E '^model|^  (steps|dropout|batch) =' "$T/sc.out" "$T/sc0.out" "$T/sci.out")"
+expect_error "--dropout with --attention flash" 2 "\-\-attention flash: the flash kernels do not drop the attention probabilities" \
+    $G train $RUN --dropout 0.1 --attention flash --out "$T/bad"
 expect_error "--dropout 1" 2 "\-\-dropout 1: expected a probability in \[0, 1)" $G train $RUN --dropout 1 --out "$T/bad"
 expect_error "--dropout -0.1" 2 "\-\-dropout -0.1: expected a probability in \[0, 1)" $G train $RUN --dropout -0.1 --out "$T/bad"
 finish

@@ -173,7 +173,7 @@ static void test_backend(Backend *be, const Shape *s) {
     {  // attention
         Buf qkv = buf_rand((size_t)N * 3 * C, 1.5), out = buf_fill((size_t)N * C, NAN);
         Buf att = buf_fill((size_t)B * NH * T * T, NAN);
-        op_attention_forward(be, out.f, att.f, qkv.f, B, T, C, NH);
+        op_attention_forward(be, out.f, att.f, NULL, qkv.f, B, T, C, NH, 0.0f, 0);
         ref_attention_forward(out.d, att.d, qkv.d, B, T, C, NH);
         compare("attention_forward", "out", tag, out.f, out.d, out.n);
         // Only the causal lower triangle of att is part of the contract.
@@ -191,15 +191,85 @@ static void test_backend(Backend *be, const Shape *s) {
         free(al); free(ald);
         Buf dout = buf_rand((size_t)N * C, 1), dqkv = buf_fill((size_t)N * 3 * C, NAN);
         Buf scratch = buf_fill((size_t)B * NH * T * T, NAN);
-        op_attention_backward(be, dqkv.f, scratch.f, dout.f, qkv.f, att.f, B, T, C, NH);
+        op_attention_backward(be, dqkv.f, scratch.f, dout.f, qkv.f, att.f, B, T, C, NH, 0.0f, 0);
         ref_attention_backward(dqkv.d, dout.d, qkv.d, B, T, C, NH);
         compare("attention_backward", "dqkv (=)", tag, dqkv.f, dqkv.d, dqkv.n);
         float *again = malloc(sizeof(float) * dqkv.n);
         memcpy(again, dqkv.f, sizeof(float) * dqkv.n);
-        op_attention_backward(be, dqkv.f, scratch.f, dout.f, qkv.f, att.f, B, T, C, NH);
-        char name[160];
+        op_attention_backward(be, dqkv.f, scratch.f, dout.f, qkv.f, att.f, B, T, C, NH, 0.0f, 0);
+        char name[320];
         snprintf(name, sizeof name, "attention_backward deterministic [%s]", tag);
         harness_case(!memcmp(again, dqkv.f, sizeof(float) * dqkv.n), name, "two runs bitwise equal");
+        // Dropout on the probabilities: out = sum_t2 P M / (1 - p) v against the float64 P with the same mask; att
+        // still P; the backward against the float64 chain rule through the mask: dv += P M' dy, dP = M' dy.v,
+        // dS = P (dP - sum P dP), dq += scale dS k, dk += scale dS q (M' = M / (1 - p)).
+        const float pd = 0.3f;
+        const uint64_t key = dropout_key(1, 2, 0, 1, 1);
+        Buf dout2 = buf_fill((size_t)N * C, NAN), att2 = buf_fill((size_t)B * NH * T * T, NAN);
+        op_attention_forward(be, dout2.f, att2.f, NULL, qkv.f, B, T, C, NH, pd, key);
+        const int HS = C / NH;
+        for (int b = 0; b < B; b++)
+            for (int h = 0; h < NH; h++)
+                for (int t = 0; t < T; t++)
+                    for (int i = 0; i < HS; i++) {
+                        double y = 0;
+                        for (int t2 = 0; t2 <= t; t2++) {
+                            const size_t k = (((size_t)b * NH + h) * T + t) * T + t2;
+                            if (dropout_keep(key, k, dropout_threshold(pd)))
+                                y += att.d[k] / (1.0 - pd) * qkv.d[((size_t)b * T + t2) * 3 * C + 2 * C + h * HS + i];
+                        }
+                        dout2.d[((size_t)b * T + t) * C + h * HS + i] = y;
+                    }
+        compare("attention_forward, dropout 0.3 on the probabilities", "out", tag, dout2.f, dout2.d, dout2.n);
+        size_t same = 0;
+        for (int bh = 0; bh < B * NH; bh++)
+            for (int t = 0; t < T; t++)
+                for (int t2 = 0; t2 <= t; t2++) same += att2.f[((size_t)bh * T + t) * T + t2] == att.f[((size_t)bh * T + t) * T + t2];
+        snprintf(name, sizeof name, "attention_forward with dropout keeps the undropped probabilities [%s]", tag);
+        harness_case(same == (size_t)B * NH * T * (T + 1) / 2, name, "%zu of %zu equal", same, (size_t)B * NH * T * (T + 1) / 2);
+        {
+            Buf dq2 = buf_fill(dqkv.n, NAN);
+            op_attention_backward(be, dq2.f, scratch.f, dout.f, qkv.f, att2.f, B, T, C, NH, pd, key);
+            memset(dq2.d, 0, sizeof(double) * dq2.n);
+            const double sc = 1.0 / sqrt((double)HS);
+            const size_t C3 = 3 * (size_t)C;
+            double *dp = malloc(sizeof(double) * T);
+            for (int b = 0; b < B; b++)
+                for (int h = 0; h < NH; h++)
+                    for (int t = 0; t < T; t++) {
+                        const double *dy = dout.d + ((size_t)b * T + t) * C + h * HS;
+                        const double *q = qkv.d + ((size_t)b * T + t) * C3 + h * HS;
+                        double dot = 0;
+                        for (int t2 = 0; t2 <= t; t2++) {
+                            const size_t k = (((size_t)b * NH + h) * T + t) * T + t2;
+                            const double m = dropout_keep(key, k, dropout_threshold(pd)) ? 1.0 / (1.0 - pd) : 0.0;
+                            const double *v = qkv.d + ((size_t)b * T + t2) * C3 + 2 * C + h * HS;
+                            double *dv = dq2.d + ((size_t)b * T + t2) * C3 + 2 * C + h * HS;
+                            double s = 0;
+                            for (int i = 0; i < HS; i++) {
+                                s += dy[i] * v[i];
+                                dv[i] += att.d[k] * m * dy[i];
+                            }
+                            dp[t2] = m * s;
+                            dot += att.d[k] * dp[t2];
+                        }
+                        for (int t2 = 0; t2 <= t; t2++) {
+                            const size_t k = (((size_t)b * NH + h) * T + t) * T + t2;
+                            const double ds = att.d[k] * (dp[t2] - dot) * sc;
+                            const double *kk = qkv.d + ((size_t)b * T + t2) * C3 + C + h * HS;
+                            double *dq = dq2.d + ((size_t)b * T + t) * C3 + h * HS;
+                            double *dk = dq2.d + ((size_t)b * T + t2) * C3 + C + h * HS;
+                            for (int i = 0; i < HS; i++) {
+                                dq[i] += ds * kk[i];
+                                dk[i] += ds * q[i];
+                            }
+                        }
+                    }
+            free(dp);
+            compare("attention_backward, dropout 0.3 on the probabilities", "dqkv (=)", tag, dq2.f, dq2.d, dq2.n);
+            buf_free(&dq2);
+        }
+        buf_free(&dout2); buf_free(&att2);
         free(again);
         buf_free(&qkv); buf_free(&out); buf_free(&att); buf_free(&dout); buf_free(&dqkv); buf_free(&scratch);
     }

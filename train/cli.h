@@ -56,7 +56,7 @@ enum { CMD_PREPARE = 1, CMD_TRAIN = 2, CMD_SAMPLE = 4, CMD_INFO = 8, CMD_EXPORT 
     X(beta2, "beta2", F_NUM, "0.99", CMD_TRAIN, NULL, "AdamW beta2")                                               \
     X(eps, "eps", F_NUM, "1e-8", CMD_TRAIN, NULL, "AdamW epsilon")                                                 \
     X(grad_clip, "grad-clip", F_NUM, "1.0", CMD_TRAIN, NULL, "clip the global gradient norm to this (0: off)")     \
-    X(dropout, "dropout", F_NUM, "0", CMD_TRAIN, NULL, "dropout probability in training, after the embeddings, the attention projection and the MLP (nanoGPT's sites but the attention probabilities); 0: off") \
+    X(dropout, "dropout", F_NUM, "0", CMD_TRAIN, NULL, "dropout probability in training, at nanoGPT's sites: after the embeddings, on the attention probabilities (naive attention), after the attention projection and after the MLP; 0: off") \
     X(comm_overlap, "comm-overlap", F_CHOICE, "on", CMD_TRAIN, "on|off", "all-reduce each layer's gradients as soon as its backward is done (on), or all at once after it") \
     X(bucket_mb, "bucket-mb", F_NUM, "25", CMD_TRAIN | CMD_INFO, NULL, "GPU ranks (NCCL) with --comm-overlap on: gradients go out in buckets of at least this many MiB as the backward finishes them (a layer per bucket when a layer is larger)") \
     X(zero, "zero", F_INT, "0", CMD_TRAIN | CMD_INFO, NULL, "ZeRO stage: 0 (all-reduce), 1 (reduce-scatter gradients, shard AdamW, all-gather weights)") \

@@ -136,8 +136,18 @@ AttentionKind resolve_attention(Options *o, Backend *be, const GPTConfig *cfg) {
     const int gpu = be ? be->kind == BACKEND_CUDA : !strcmp(o->device, "cuda");
     const int hs = cfg->d_model / cfg->n_head, hs_ok = FLASH_GPU_HEAD_SIZE_OK(hs);
     if (be) be->deterministic = !strcmp(o->deterministic, "on");
-    if (!strcmp(o->attention, "auto"))
+    const int drop = o->dropout > 0;   // the flash kernels do not drop the attention probabilities: naive does
+    if (!strcmp(o->attention, "auto")) {
         o->attention = gpu && hs_ok && (!be || !strcmp(o->precision, "bf16")) ? "flash" : "naive";
+        if (drop && !strcmp(o->attention, "flash")) {
+            o->attention = "naive";
+            printf("--attention auto: naive, since --dropout %g drops the attention probabilities, which the flash "
+                   "kernels do not\n", o->dropout);
+        }
+    }
+    if (drop && !strcmp(o->attention, "flash"))
+        die_user("--attention flash: the flash kernels do not drop the attention probabilities that --dropout %g "
+                 "drops; use --attention naive or auto (or --dropout 0)", o->dropout);
     if (!strcmp(o->attention, "flash") && gpu && !hs_ok)
         die_user("--attention flash: head size %d (--d-model %d / --n-head %d) is not one the GPU kernels take "
                  "(32, 64, 80, 96, 128); use --attention naive", hs, cfg->d_model, cfg->n_head);

@@ -672,8 +672,8 @@ static void print_run_header(Trainer *t) {
            (long)t->B * t->T * t->accum * t->dist.world, gpt_recompute_name(t->rc), gpt_attention_name(t->attn),
            t->be.deterministic ? " (deterministic)" : "");
     if (o->dropout > 0)
-        printf("dropout %g in training: after the embeddings, the attention projection and the MLP; not on the "
-               "attention probabilities (no attention kernel drops them yet); none in evaluation\n", o->dropout);
+        printf("dropout %g in training: after the embeddings, on the attention probabilities, after the attention "
+               "projection and after the MLP; none in evaluation\n", o->dropout);
     char copy_mib[64] = "";
     if (mem->param_copy_bytes)
         snprintf(copy_mib, sizeof copy_mib, " + %.2f MiB bf16 copy", mem->param_copy_bytes / 1048576.0);

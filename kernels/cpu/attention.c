@@ -4,6 +4,8 @@
  *   forward   s[t][t2] = q_t·k_t2 * scale (t2 <= t); p = softmax_t2(s); y_t = sum_t2 p[t][t2] v_t2
  *             2·HS FLOPs per (t, t2) pair for QK^T and again for PV: T(T+1)/2 pairs per head.
  *   backward  dp = dy_t·v_t2; dv_t2 += p dy_t; ds = p (dp - sum_t2 p dp); dq_t += scale ds k_t2; dk_t2 += scale ds q_t
+ * With dropout on the probabilities (p_d > 0, mask m of kernels/dropout_mask.h over the flat (B,NH,T,T) index, as
+ * op_dropout draws it): y_t = sum_t2 p m/(1-p_d) v_t2; backward dv_t2 += p m/(1-p_d) dy_t, dp = m/(1-p_d) dy_t·v_t2.
  * Both are parallel over the B·NH (b, h) pairs, which own disjoint slices of q, k, v and their gradients, with t in
  * order inside, so the backward's accumulations are deterministic.
  *
@@ -22,6 +24,7 @@
 #include <string.h>
 
 #include "cpu.h"
+#include "dropout_mask.h"
 
 // Zero head h's slices of dq, dk and dv in one sequence's dqkv (T,3C): the backwards write (=) their gradients and
 // accumulate into them pair by pair, so each starts from zero.
@@ -31,7 +34,11 @@ static void zero_head_grads(float *dbase, int T, int C, int h, int HS) {
 }
 
 // qkv (B,T,3C) -> out (B,T,C), att (B,NH,T,T)
-void cpu_attention_forward(Backend *be, void *out_, void *att_, const void *qkv_, int B, int T, int C, int NH) {
+void cpu_attention_forward(Backend *be, void *out_, void *att_, void *scratch, const void *qkv_, int B, int T, int C,
+                           int NH, float pd, uint64_t key) {
+    (void)scratch;   // the dropped probabilities are used as they are made
+    const uint32_t thr = dropout_threshold(pd);
+    const float dscale = pd > 0.0f ? 1.0f / (1.0f - pd) : 1.0f;
     float *out = out_;
     float *att = att_;
     const float *qkv = qkv_;
@@ -66,9 +73,10 @@ void cpu_attention_forward(Backend *be, void *out_, void *att_, const void *qkv_
                 for (int t2 = t + 1; t2 < T; t2++) p[t2] = 0.0f;  // masked: keep the buffer fully defined
                 float *y = out + ((size_t)b * T + t) * C + h * HS;
                 for (int i = 0; i < HS; i++) y[i] = 0.0f;
+                const size_t row = (((size_t)b * NH + h) * T + t) * T;
                 for (int t2 = 0; t2 <= t; t2++) {
                     const float *v = base + t2 * C3 + 2 * C + h * HS;
-                    const float pv = p[t2];
+                    const float pv = pd == 0.0f ? p[t2] : dropout_keep(key, row + t2, thr) ? p[t2] * dscale : 0.0f;
                     for (int i = 0; i < HS; i++) y[i] += pv * v[i];
                 }
             }
@@ -78,7 +86,9 @@ void cpu_attention_forward(Backend *be, void *out_, void *att_, const void *qkv_
 
 // dqkv (B,T,3C) = ; from dout (B,T,C), qkv, att; datt_scratch (B,NH,T,T) scratch
 void cpu_attention_backward(Backend *be, void *dqkv_, void *datt_scratch_, const void *dout_, const void *qkv_,
-                            const void *att_, int B, int T, int C, int NH) {
+                            const void *att_, int B, int T, int C, int NH, float pd, uint64_t key) {
+    const uint32_t thr = dropout_threshold(pd);
+    const float dscale = pd > 0.0f ? 1.0f / (1.0f - pd) : 1.0f;
     float *dqkv = dqkv_;
     float *datt_scratch = datt_scratch_;
     const float *dout = dout_;
@@ -100,15 +110,20 @@ void cpu_attention_backward(Backend *be, void *dqkv_, void *datt_scratch_, const
                 const float *q = base + t * C3 + h * HS;
                 float *dq = dbase + t * C3 + h * HS;
                 float dot = 0;  // sum_t2 p dp
+                const size_t row = (((size_t)b * NH + h) * T + t) * T;
                 for (int t2 = 0; t2 <= t; t2++) {
                     const float *v = base + t2 * C3 + 2 * C + h * HS;
                     float *dv = dbase + t2 * C3 + 2 * C + h * HS;
+                    // the dropped probability and the mask's factor (p itself and 1 without dropout)
+                    const float md = pd == 0.0f ? 1.0f : dropout_keep(key, row + t2, thr) ? dscale : 0.0f;
+                    const float pm = pd == 0.0f ? p[t2] : p[t2] * md;
                     float s = 0;
 #pragma omp simd reduction(+ : s)
                     for (int i = 0; i < HS; i++) {
                         s += dy[i] * v[i];
-                        dv[i] += p[t2] * dy[i];
+                        dv[i] += pm * dy[i];
                     }
+                    if (pd != 0.0f) s *= md;
                     dp[t2] = s;
                     dot += p[t2] * s;
                 }

@@ -59,9 +59,10 @@ void cpu_matmul_backward_blas(Backend *be, void *dinp, Grad *dw, Grad *dbias, co
 #endif
 void cpu_matmul_backward_gelu(Backend *be, void *dinp, Grad *dw, Grad *dbias, const void *dout, const void *inp,
                               const void *w, const void *pre, int N, int K, int M);
-void cpu_attention_forward(Backend *be, void *out, void *att, const void *qkv, int B, int T, int C, int NH);
+void cpu_attention_forward(Backend *be, void *out, void *att, void *scratch, const void *qkv, int B, int T, int C,
+                           int NH, float p, uint64_t key);
 void cpu_attention_backward(Backend *be, void *dqkv, void *datt_scratch, const void *dout, const void *qkv,
-                            const void *att, int B, int T, int C, int NH);
+                            const void *att, int B, int T, int C, int NH, float p, uint64_t key);
 void cpu_flash_attention_forward(Backend *be, void *out, float *lse, float *work, const void *qkv, int B, int T,
                                  int C, int NH);
 void cpu_flash_attention_backward(Backend *be, void *dqkv, float *work, const void *dout, const void *qkv,

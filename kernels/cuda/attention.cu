@@ -10,6 +10,9 @@
  * at B=16 T=1024 in bf16 (B·NH·T² = 201M elements, 0.40 GB): 1.6 GB per layer forward, ~4.8 GB forward + backward,
  * 58 GB and ~17 ms per step at 3.35 TB/s for the 12 layers, where flash attention moves 5.1 GB in all (README's step
  * on paper).
+ * Dropout on the probabilities (p > 0): op_dropout's kernel writes the dropped P into the scratch for the PV product
+ * (att keeps P for the softmax backward); backward, the dropped P again for dV, then dP through the same mask
+ * before the softmax backward: two more passes over the (B,NH,T,T) matrix each way.
  */
 #include <math.h>
 #include <stdint.h>
@@ -64,8 +67,8 @@ static void causal_softmax_backward(void *datt, const void *att, int rows, int T
     CUDA_LAUNCH_CHECK();
 }
 
-extern "C" void cuda_attention_forward(Backend *be, void *out_, void *att_, const void *qkv_, int B, int T, int C,
-                                       int NH) {
+extern "C" void cuda_attention_forward(Backend *be, void *out_, void *att_, void *scratch, const void *qkv_, int B,
+                                       int T, int C, int NH, float p, uint64_t key) {
     const int HS = C / NH, C3 = 3 * C;
     const size_t es = dtype_bytes(be->dtype);
     const char *qkv = (const char *)qkv_;
@@ -80,9 +83,14 @@ extern "C" void cuda_attention_forward(Backend *be, void *out_, void *att_, cons
     }
     const int rows = B * NH * T;
     if (rows) CUDA_BY_DTYPE(be, causal_softmax, att, rows, T);
+    const char *pv = att;   // the probabilities the PV product reads: P, or P dropped into the scratch
+    if (p > 0.0f) {
+        cuda_dropout(be, scratch, att, (size_t)B * NH * TT, p, key);
+        pv = (const char *)scratch;
+    }
     for (int b = 0; b < B; b++) {
         const char *v = qkv + ((size_t)b * T * C3 + 2 * C) * es;
-        const char *ab = att + (size_t)b * NH * TT * es;
+        const char *ab = pv + (size_t)b * NH * TT * es;
         // y^T (HS,T) = V^T P^T
         cuda_gemm_batched(be, CUBLAS_OP_N, CUBLAS_OP_N, HS, T, T, 1.0f, v, C3, HS, ab, T, TT, 0.0f,
                           out + (size_t)b * T * C * es, C, HS, NH);
@@ -90,27 +98,39 @@ extern "C" void cuda_attention_forward(Backend *be, void *out_, void *att_, cons
 }
 
 extern "C" void cuda_attention_backward(Backend *be, void *dqkv_, void *datt_, const void *dout_, const void *qkv_,
-                                        const void *att_, int B, int T, int C, int NH) {
+                                        const void *att_, int B, int T, int C, int NH, float p, uint64_t key) {
     const int HS = C / NH, C3 = 3 * C;
     const size_t es = dtype_bytes(be->dtype);
     const char *qkv = (const char *)qkv_, *att = (const char *)att_, *dout = (const char *)dout_;
     char *dqkv = (char *)dqkv_, *datt = (char *)datt_;
     const float scale = 1.0f / sqrtf((float)HS);
     const long long TT = (long long)T * T;
+    if (p > 0.0f) {   // dV^T (HS,T) = dY^T (P dropped), from the dropped P in the scratch before dP takes it
+        cuda_dropout(be, datt, att, (size_t)B * NH * TT, p, key);
+        for (int b = 0; b < B; b++) {
+            const char *dy = dout + (size_t)b * T * C * es;
+            char *dv = dqkv + ((size_t)b * T * C3 + 2 * C) * es;
+            cuda_gemm_batched(be, CUBLAS_OP_N, CUBLAS_OP_T, HS, T, T, 1.0f, dy, C, HS, datt + (size_t)b * NH * TT * es,
+                              T, TT, 0.0f, dv, C3, HS, NH);
+        }
+    }
     for (int b = 0; b < B; b++) {
         const char *v = qkv + ((size_t)b * T * C3 + 2 * C) * es, *dy = dout + (size_t)b * T * C * es;
         // dP^T (col-major) = V dY^T: C[i=t2][j=t] = v_t2 . dy_t
         cuda_gemm_batched(be, CUBLAS_OP_T, CUBLAS_OP_N, T, T, HS, 1.0f, v, C3, HS, dy, C, HS, 0.0f,
                           datt + (size_t)b * NH * TT * es, T, TT, NH);
     }
+    // with dropout, the gradient of P is that of the dropped P through the same mask
+    if (p > 0.0f) cuda_dropout(be, datt, datt, (size_t)B * NH * TT, p, key);
     const int rows = B * NH * T;
     if (rows) CUDA_BY_DTYPE(be, causal_softmax_backward, datt, att, rows, T);
     for (int b = 0; b < B; b++) {
         const char *q = qkv + (size_t)b * T * C3 * es, *k = q + C * es, *dy = dout + (size_t)b * T * C * es;
         const char *ab = att + (size_t)b * NH * TT * es, *ds = datt + (size_t)b * NH * TT * es;
         char *dq = dqkv + (size_t)b * T * C3 * es, *dk = dq + C * es, *dv = dq + 2 * C * es;
-        // dV^T (HS,T) = dY^T P
-        cuda_gemm_batched(be, CUBLAS_OP_N, CUBLAS_OP_T, HS, T, T, 1.0f, dy, C, HS, ab, T, TT, 0.0f, dv, C3, HS, NH);
+        // dV^T (HS,T) = dY^T P (with dropout: above)
+        if (p == 0.0f)
+            cuda_gemm_batched(be, CUBLAS_OP_N, CUBLAS_OP_T, HS, T, T, 1.0f, dy, C, HS, ab, T, TT, 0.0f, dv, C3, HS, NH);
         // dQ^T (HS,T) = scale K^T dS^T
         cuda_gemm_batched(be, CUBLAS_OP_N, CUBLAS_OP_N, HS, T, T, scale, k, C3, HS, ds, T, TT, 0.0f, dq, C3, HS, NH);
         // dK^T (HS,T) = scale Q^T dS

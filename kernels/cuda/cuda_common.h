@@ -176,8 +176,9 @@ void cuda_matmul_backward(Backend *, void *, Grad *, Grad *, const void *, const
                           int);
 void cuda_matmul_backward_gelu(Backend *, void *, Grad *, Grad *, const void *, const void *, const void *,
                                const void *, int, int, int);
-void cuda_attention_forward(Backend *, void *, void *, const void *, int, int, int, int);
-void cuda_attention_backward(Backend *, void *, void *, const void *, const void *, const void *, int, int, int, int);
+void cuda_attention_forward(Backend *, void *, void *, void *, const void *, int, int, int, int, float, uint64_t);
+void cuda_attention_backward(Backend *, void *, void *, const void *, const void *, const void *, int, int, int, int,
+                             float, uint64_t);
 void cuda_flash_attention_forward(Backend *, void *, float *, float *, const void *, int, int, int, int);
 void cuda_flash_attention_backward(Backend *, void *, float *, const void *, const void *, const void *,
                                    const float *, int, int, int, int);

@@ -576,8 +576,8 @@ static void test_seam(Backend *be, int B, int T, int C, int NH, int hopper) {
         float *d_datt = (float *)backend_alloc(be, ntt * sizeof(float), "datt");
         float *d_on = (float *)backend_alloc(be, nc * sizeof(float), "naive out");
         float *d_gn = (float *)backend_alloc(be, nq * sizeof(float), "naive dqkv");
-        op_attention_forward(be, d_on, d_att, d_qkv, B, T, C, NH);
-        op_attention_backward(be, d_gn, d_datt, d_dout, d_qkv, d_att, B, T, C, NH);
+        op_attention_forward(be, d_on, d_att, NULL, d_qkv, B, T, C, NH, 0.0f, 0);
+        op_attention_backward(be, d_gn, d_datt, d_dout, d_qkv, d_att, B, T, C, NH, 0.0f, 0);
         CK(cudaGetLastError());
         CK(cudaDeviceSynchronize());
         float *on = (float *)malloc(sizeof(float) * nc), *gnv = (float *)malloc(sizeof(float) * nq);

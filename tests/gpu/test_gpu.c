@@ -405,12 +405,30 @@ static void test_ops(const Shape *s, const char *prec) {
         double *nv_out = malloc(sizeof(double) * (size_t)N * C), *nv_p = malloc(sizeof(double) * (size_t)B * NH * T * T);
         double *nv_dqkv = malloc(sizeof(double) * (size_t)N * 3 * C);
         naive_attention(nv_out, nv_p, nv_dqkv, qkv.d, dout.d, B, T, C, NH, 1);
-        op_attention_forward(&GPU, out.dev, att.dev, qkv.dev, B, T, C, NH);
+        op_attention_forward(&GPU, out.dev, att.dev, NULL, qkv.dev, B, T, C, NH, 0.0f, 0);
         ref_attention_forward(out.d, att.d, qkv.d, B, T, C, NH);
         compare_mm("attention_forward", "out", tag, &out, nv_out);
-        op_attention_backward(&GPU, dqkv.dev, datt.dev, dout.dev, qkv.dev, att.dev, B, T, C, NH);
+        op_attention_backward(&GPU, dqkv.dev, datt.dev, dout.dev, qkv.dev, att.dev, B, T, C, NH, 0.0f, 0);
         ref_attention_backward(dqkv.d, dout.d, qkv.d, B, T, C, NH);
         compare_mm("attention_backward", "dqkv (=)", tag, &dqkv, nv_dqkv);
+        if (PREC == 0) {   // dropout on the probabilities: the GPU's out and dqkv against the CPU op's, same mask
+            const float pd = 0.3f;
+            const uint64_t key = dropout_key(5, 1, 0, 0, 1);
+            Backend cpu;
+            backend_init(&cpu, BACKEND_CPU_REF, 0);
+            const size_t nc = (size_t)N * C, nq = (size_t)N * 3 * C, ntt = (size_t)B * NH * T * T;
+            float *co = malloc(nc * sizeof(float)), *ca = malloc(ntt * sizeof(float)), *cq = malloc(nq * sizeof(float));
+            float *cs = malloc(ntt * sizeof(float));
+            op_attention_forward(&cpu, co, ca, NULL, qkv.f, B, T, C, NH, pd, key);
+            op_attention_backward(&cpu, cq, cs, dout.f, qkv.f, ca, B, T, C, NH, pd, key);
+            op_attention_forward(&GPU, out.dev, att.dev, datt.dev, qkv.dev, B, T, C, NH, pd, key);
+            op_attention_backward(&GPU, dqkv.dev, datt.dev, dout.dev, qkv.dev, att.dev, B, T, C, NH, pd, key);
+            for (size_t i = 0; i < nc; i++) out.d[i] = co[i];
+            for (size_t i = 0; i < nq; i++) dqkv.d[i] = cq[i];
+            compare("attention_forward, dropout 0.3 (vs the CPU op)", "out", tag, &out);
+            compare("attention_backward, dropout 0.3 (vs the CPU op)", "dqkv (=)", tag, &dqkv);
+            free(co); free(ca); free(cq); free(cs);
+        }
         free(nv_out);
         free(nv_p);
         free(nv_dqkv);
