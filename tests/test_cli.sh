@@ -33,9 +33,22 @@ assert rows[-1]["loss"] < rows[0]["loss"] - 0.3, (rows[0]["loss"], rows[-1]["los
 assert "val_loss" in rows[9] and "val_loss" in rows[19] and "val_loss" not in rows[4]
 assert abs(rows[0]["lr"] - 1.5e-3) < 1e-9, rows[0]["lr"]  # warmup: lr * 1/2
 PY
-grep -q "val_loss" "$T/train" && grep -q "ETA" "$T/train" && grep -q "  batch = 4" "$T/train" \
-    && ok "train: stdout shows the resolved config, the metrics table with ETA, and eval lines" \
-    || bad "train stdout" "missing resolved config / ETA / val_loss"
+# stdout: one line for the configuration (the whole of it in OUT/config.txt, reusable as --config), a row per step
+# of a run this short, eval lines, and the summary block at the end.
+grep -q "val_loss" "$T/train" && grep -q "ETA" "$T/train" && grep -q "  batch = 4" "$T/run/config.txt" \
+    && grep -q "the resolved configuration is in $T/run/config.txt" "$T/train" && ! grep -q "  batch = 4" "$T/train" \
+    && [ "$(grep -cE '^ +[0-9]+/20 ' "$T/train")" = 20 ] \
+    && grep -qE "^summary: [0-9.]+ ms per step, [0-9]+ tokens/s, MFU [0-9.]+%, HFU [0-9.]+% of " "$T/train" \
+    && grep -qE "^  val_loss: final [0-9.]+, best [0-9.]+ at step (10|20)$" "$T/train" \
+    && grep -q "^  model $T/run/model.bin; configuration $T/run/config.txt; log $T/log.jsonl" "$T/train" \
+    && ok "train: stdout shows a line for the configuration (OUT/config.txt holds it), a row per step, eval lines, the summary block" \
+    || bad "train stdout" "$(head -3 "$T/train"; tail -4 "$T/train")"
+# --verbose on prints the whole configuration; a long run prints about 1% of its steps (the log keeps every one).
+$G train $RUN --steps 300 --eval-every 0 --verbose on --log "$T/long.jsonl" --out "$T/long" >"$T/tl" 2>&1
+rows=$(grep -cE '^ +[0-9]+/300 ' "$T/tl")
+grep -q "  batch = 4" "$T/tl" && [ "$rows" -ge 100 ] && [ "$rows" -le 110 ] && [ "$(wc -l <"$T/long.jsonl")" = 300 ] \
+    && ok "--verbose on: the whole configuration on stdout; 300 steps: $rows rows printed (every 3rd, and every 10 s), 300 logged" \
+    || bad "--verbose / row cadence" "$rows rows; $(head -2 "$T/tl")"
 # ---- --attention flash (no T x T buffer) against naive: the same run, losses within fp32 rounding ----
 $G train $RUN --steps 20 --lr 3e-3 --attention naive --log "$T/naive.jsonl" --out "$T/run_naive" >"$T/tn" 2>&1 \
   && $G train $RUN --steps 20 --lr 3e-3 --attention flash --log "$T/flash.jsonl" --out "$T/run_flash" >"$T/tf" 2>&1 \
@@ -162,8 +175,8 @@ $G info --preset gpt2-124m --batch 8 --seq-len 1024 >"$T/info" 2>&1 && grep -q "
     && grep -q "recompute selective" "$T/info" && grep -q "recompute full" "$T/info" \
     && ok "info: gpt2-124m parameters and activation memory per recompute mode" || bad "info" "$(cat "$T/info")"
 printf 'steps = 2\n# a comment\nbatch=2\n' >"$T/cfg"
-$G train $RUN --config "$T/cfg" --batch 3 --out "$T/runcfg" >"$T/tc" 2>&1 && grep -q "  steps = 2" "$T/tc" \
-    && grep -q "  batch = 3" "$T/tc" && ok "--config applies key=value lines; the command line overrides them" \
+$G train $RUN --config "$T/cfg" --batch 3 --out "$T/runcfg" >"$T/tc" 2>&1 && grep -q "  steps = 2" "$T/runcfg/config.txt" \
+    && grep -q "  batch = 3" "$T/runcfg/config.txt" && ok "--config applies key=value lines; the command line overrides them" \
     || bad "--config" "$(head -20 "$T/tc")"
 
 # ---- bad input: one line, exit 2, nothing overwritten ----

@@ -32,8 +32,8 @@ SC="--data $T/data --preset shakespeare-char --seq-len 16 --eval-steps 1 --eval-
 $G train $SC --batch 1 --stop-at-step 1 --out "$T/sc" >"$T/sc.out" 2>&1
 $G train $SC --batch 1 --steps 1 --dropout 0 --out "$T/sc0" >"$T/sc0.out" 2>&1
 $G info --preset shakespeare-char --vocab-size 65 >"$T/sci.out" 2>&1
-grep -q "^model: L=6 NH=6 C=384 F=1536 .* maxT=256" "$T/sc.out" && grep -q "^  steps = 5000$" "$T/sc.out" \
-    && grep -q "^  dropout = 0.2$" "$T/sc.out" && grep -q "^  dropout = 0$" "$T/sc0.out" && grep -q "^  steps = 1$" "$T/sc0.out" \
+grep -q "^model: L=6 NH=6 C=384 F=1536 .* maxT=256" "$T/sc.out" && grep -q "^  steps = 5000$" "$T/sc/config.txt" \
+    && grep -q "^  dropout = 0.2$" "$T/sc/config.txt" && grep -q "^  dropout = 0$" "$T/sc0/config.txt" && grep -q "^  steps = 1$" "$T/sc0/config.txt" \
     && grep -q "^model: L=6 NH=6 C=384 .*; B=64 T=256$" "$T/sci.out" \
     && ok "--preset shakespeare-char: nanoGPT's baby GPT (6x6x384, T=256, B=64, 5000 steps, dropout 0.2), flags still override" \
     || bad "--preset shakespeare-char" "$(grep -E '^model|^  (steps|dropout|batch) =' "$T/sc.out" "$T/sc0.out" "$T/sci.out")"

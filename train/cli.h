@@ -71,7 +71,8 @@ enum { CMD_PREPARE = 1, CMD_TRAIN = 2, CMD_SAMPLE = 4, CMD_INFO = 8, CMD_EXPORT 
     X(eval_every, "eval-every", F_INT, "250", CMD_TRAIN, NULL, "validation loss every N steps and at the end (0: only at the end)") \
     X(eval_steps, "eval-steps", F_INT, "0", CMD_TRAIN, NULL, "validation batches per evaluation (0: the whole split)") \
     X(log, "log", F_STR, "", CMD_TRAIN, NULL, "JSONL metrics file, one object per step")                           \
-    X(print_every, "print-every", F_INT, "1", CMD_TRAIN, NULL, "print a metrics row every N steps")               \
+    X(print_every, "print-every", F_INT, "0", CMD_TRAIN, NULL, "print a metrics row every N steps (0: every step up to 100 steps, else every 1% of the run and at least every 10 s; the log has every step)") \
+    X(verbose, "verbose", F_CHOICE, "off", CMD_TRAIN, "on|off", "on: print the whole resolved configuration before the run (always written to OUT/config.txt)") \
     X(out, "out", F_STR, "", CMD_PREPARE | CMD_TRAIN | CMD_EXPORT, NULL, "prepare: the shards' directory; train: model.bin's directory (default 'out'); export: the file") \
     /* checkpoints */                                                                                              \
     X(checkpoint_dir, "checkpoint-dir", F_STR, "", CMD_TRAIN, NULL, "checkpoint directory (default OUT/checkpoints)") \

@@ -99,7 +99,7 @@ static void check_options(const Options *o) {
     if (o->grad_clip < 0) die_user("--grad-clip %g: expected 0 (off) or a positive norm", o->grad_clip);
     if (o->eval_every < 0) die_user("--eval-every %d: expected 0 (only at the end) or more", o->eval_every);
     if (o->eval_steps < 0) die_user("--eval-steps %d: expected 0 (whole split) or more", o->eval_steps);
-    if (o->print_every < 1) die_user("--print-every %d: expected at least 1", o->print_every);
+    if (o->print_every < 0) die_user("--print-every %d: expected 0 (automatic) or a number of steps", o->print_every);
     if (o->peak_tflops < 0) die_user("--peak-tflops %g: expected 0 (measure) or a positive peak", o->peak_tflops);
     if (o->checkpoint_every < 0) die_user("--checkpoint-every %d: expected 0 (off) or more", o->checkpoint_every);
     if (o->keep_last < 0) die_user("--keep-last %d: expected 0 (keep all) or more", o->keep_last);
@@ -623,7 +623,10 @@ void trainer_free(Trainer *t) {
 // memory; and the peak FLOPS the MFU divides by.
 static void print_run_header(Trainer *t) {
     Options *o = t->o;
-    printf("gptrain train: resolved configuration\n%s", t->cfg_text);
+    if (!strcmp(o->verbose, "on")) printf("gptrain train: resolved configuration\n%s", t->cfg_text);
+    else
+        printf("gptrain train: %d steps of --preset %s; the resolved configuration is in %s/config.txt (reusable as "
+               "--config; --verbose on prints it here)\n", o->steps, o->preset, o->out);
     gpt_flops(&t->cfg, t->B, t->T, t->attn, &t->fl);
 #ifdef GPTRAIN_CUDA
     // The GPU's deterministic flash backward recomputes S and dP once more in its dQ pass.
@@ -872,6 +875,13 @@ int trainer_setup(Trainer *t, Options *o) {
         data_loader_start_prefetch(&t->val_dl, 3, staging_alloc, staging_free, err, sizeof err))
         die_user("%s", err);
     t->logf = t->dist.rank == 0 && o->log[0] ? open_log(o->log, t->start_step, &t->train_dl, &t->val_dl) : NULL;
+    if (t->dist.rank == 0) {   // OUT/config.txt: the resolved configuration, reusable as --config
+        char path[4200], tmp[4300];
+        snprintf(path, sizeof path, "%s/config.txt", o->out);
+        FILE *f = file_create_tmp(path, tmp, sizeof tmp, err, sizeof err);
+        if (!f || file_commit_tmp(f, tmp, path, !file_write(f, t->cfg_text, strlen(t->cfg_text)), err, sizeof err))
+            die_user("--out: %s", err);
+    }
     print_run_header(t);
     install_stop_handlers();
     t->overlap = t->dist.world > 1 && !t->zero && t->be.host_visible && !strcmp(o->comm_overlap, "on");
@@ -1056,8 +1066,12 @@ int trainer_step(Trainer *t, int step, RunMetrics *out) {
         t->timed_steps++;
     }
     t->steps_run++;
-    if (step % o->print_every == 0 || step + 1 == t->end_step)
+    // --print-every 0: every step of a short run; else about every 1% of the run, and at least every 10 s.
+    const int every = o->print_every > 0 ? o->print_every : o->steps <= 100 ? 1 : (o->steps + 99) / 100;
+    if (step % every == 0 || step + 1 == t->end_step || (o->print_every == 0 && t_end - t->last_row_s >= 10.0)) {
         print_row(&m, o->steps, t->ema_ms * (t->end_step - step - 1) / 1e3);
+        t->last_row_s = t_end;
+    }
     *out = m;
     return 0;
 }
@@ -1071,6 +1085,10 @@ void trainer_evaluate(Trainer *t, int step, const RunMetrics *mp) {
     if ((o->eval_every > 0 && (step + 1) % o->eval_every == 0) || last) {
         double te = backend_now_s();
         val = t->last_val = eval_loss(&t->g, &t->val_dl, t->eval_batches, &t->dist);
+        if (isfinite(val) && (!t->best_step || val < t->best_val)) {
+            t->best_val = val;
+            t->best_step = m.step;
+        }
         printf("eval  step %d/%d: val_loss %.4f (%d batches, %.1f s)\n", m.step, o->steps, val, t->eval_batches,
                backend_now_s() - te);
     }
@@ -1100,6 +1118,20 @@ void trainer_finish(Trainer *t) {
            "model -> %s\n",
            t->steps_run, total_s, t->time_sum > 0 ? t->tok_sum / t->time_sum : 0.0, t->last_val, t->skipped, scaling,
            t->model_path);
+    // The summary block: speed and utilisation over the timed steps, the validation losses, where everything went.
+    char mfu[96] = "MFU n/a, HFU n/a (no peak: --peak-tflops)";
+    if (t->peak > 0 && t->time_sum > 0) {
+        const double per_s = t->timed_steps / t->time_sum / 1e12 / t->peak * 100;
+        snprintf(mfu, sizeof mfu, "MFU %.1f%%, HFU %.1f%% of %.4g TFLOPS", t->fl.model * t->accum * per_s,
+                 t->fl.hardware[t->rc] * t->accum * per_s, t->peak);
+    }
+    printf("summary: %.1f ms per step, %.0f tokens/s, %s (means after warm-up, %d steps timed)\n",
+           t->timed_steps ? t->time_sum / t->timed_steps * 1e3 : 0.0, t->time_sum > 0 ? t->tok_sum / t->time_sum : 0.0,
+           mfu, t->timed_steps);
+    if (t->best_step)
+        printf("  val_loss: final %.4f, best %.4f at step %d\n", t->last_val, t->best_val, t->best_step);
+    printf("  model %s; configuration %s/config.txt%s%s; checkpoints %s\n", t->model_path, o->out,
+           o->log[0] ? "; log " : "", o->log, o->checkpoint_dir);
 }
 
 int cmd_train(Options *o) {

@@ -86,6 +86,8 @@ typedef struct Trainer {
     LossScale ls;
     int start_step, end_step, skipped, steps_run, timed_steps;
     double last_val, ema_ms, tok_sum, time_sum, t_start, peak_mem, bw_gbs, peak;
+    double last_row_s, best_val;   // when the last metrics row was printed; the best validation loss, at best_step
+    int best_step;
     const char *peak_src;
     GPTFlops fl;
     FILE *logf;
