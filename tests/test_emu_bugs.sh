@@ -82,7 +82,7 @@ plant "swapped transpose in a GEMM call (matmul forward, op(w) = w)" $K/matmul.c
 '    cuda_gemm(be, CUBLAS_OP_N, CUBLAS_OP_N, M, N, K, 1.0f, w, K, inp, K, 0.0f, out, M, 0);'
 plant "missing event wait between two streams (gradients -> NCCL stream)" dist/nccl.c tests/gpu/test_nccl.c "stream race" \
 '    CUDA_OK(cudaStreamWaitEvent(stream, grads_ready, 0));
-' ''
+    NCCL_CHECK(ncclAllReduce(dev_buf,' '    NCCL_CHECK(ncclAllReduce(dev_buf,'
 plant "the overlapped all-reduce queued on the compute stream (nothing overlaps the backward)" dist/nccl.c \
 tests/gpu/test_nccl.c "FAIL the bucket's all-reduce runs on a stream of its own" \
 '        NCCL_CHECK(ncclAllReduce(bufs[i], bufs[i], ns[i], bf16 ? ncclBfloat16 : ncclFloat, ncclAvg, comm, stream));' \
