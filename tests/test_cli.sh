@@ -247,4 +247,20 @@ assert int(m.group(1)) == 13, m.group(1)
 assert abs(float(m.group(3)) - emb) < 1e-3, (m.group(3), emb)
 assert abs(float(m.group(2)) - (layer + emb)) < 1e-3, (m.group(2), layer + emb)
 PY
+# llm.c shards with no tokenizer.txt beside them (ids below 100): the model's vocabulary is the user's (--vocab-size
+# 100), every token is checked against it (V=50 refused, naming the shard), and sampling speaks token ids since
+# GPT-2's tokenizer (kept for decoding) does not fit; ids outside the vocabulary are refused.
+/usr/bin/python3 bench/synthetic_shards.py --out "$T/ids" --train-tokens 20000 --val-tokens 4000 --vocab 100
+IDS="--train-data $T/ids/train_*.bin --val-data $T/ids/val_*.bin --preset micro --batch 4 --seq-len 32 --steps 3 --eval-steps 2"
+$G train $IDS --vocab-size 100 --out "$T/idr" >"$T/idr.out" 2>&1
+$G sample --from "$T/idr" --tokens 8 --prompt "1 2 3" >"$T/ids.txt" 2>"$T/ids.err"
+grep -q "^data: no tokenizer.txt beside the shards: the model's vocabulary V=100 is used" "$T/idr.out" \
+    && grep -qE "^1 2 3( [0-9]+){8}$" "$T/ids.txt" && grep -q "printed as token ids" "$T/ids.err" \
+    && /usr/bin/python3 -c "import sys; sys.exit(not all(int(x) < 100 for x in open(sys.argv[1]).read().split()))" "$T/ids.txt" \
+    && ok "llm.c shards without a tokenizer train with --vocab-size 100; sampling prints token ids: $(cat "$T/ids.txt")" \
+    || bad "shards without a tokenizer" "$(grep -E 'data:|error' "$T/idr.out"; cat "$T/ids.txt" "$T/ids.err")"
+expect_error "a token outside --vocab-size 50" 2 "$T/ids/train_000000.bin: token [0-9]* at position [0-9]* is outside the vocabulary (size 50)" \
+    $G train $IDS --vocab-size 50 --out "$T/idr50"
+expect_error "a token id outside the vocabulary in the prompt" 2 "\-\-prompt '1 200': expected token ids 0..99" \
+    $G sample --from "$T/idr" --tokens 2 --prompt "1 200"
 finish

@@ -55,12 +55,17 @@ static int sample_token(const float *logits, int V, double temperature, int top_
 // The model (created and loaded on be) and its tokenizer from --checkpoint or --from; *tok_id gets the id of the
 // tokenizer it was trained with (0: unknown). A model file is decoded only with the tokenizer.txt it was written
 // with (header[9]): a pair half-replaced by a failed write, or a model copied beside another run's tokenizer, is
-// refused instead of printing garbage.
-static void load_model(Options *o, Backend *be, GPT *g, Tokenizer *tok, int want_tokenizer, uint32_t *tok_id) {
+// refused instead of printing garbage. When no tokenizer fits the model (an llm.c file of another vocabulary with
+// no tokenizer.txt, or a tokenizer larger than the model's vocabulary, as after training on llm.c shards with a
+// vocabulary of one's own), *ids_only is set and tok is not loaded: the caller speaks token ids.
+static char ids_why[8400];   // why no tokenizer fits (load_model), for the line sample prints
+static void load_model(Options *o, Backend *be, GPT *g, Tokenizer *tok, int want_tokenizer, uint32_t *tok_id,
+                       int *ids_only) {
     char err[1024], path[4096], tokpath[4200];
     GPTConfig cfg;
     const char *flag = o->checkpoint[0] ? "--checkpoint" : "--from";
-    int is_ckpt = 0;
+    int is_ckpt = 0, loaded = 0;
+    if (ids_only) *ids_only = 0;
     if (o->checkpoint[0]) {
         snprintf(path, sizeof path, "%s", o->checkpoint);
         char magic[8] = {0};
@@ -84,6 +89,7 @@ static void load_model(Options *o, Backend *be, GPT *g, Tokenizer *tok, int want
         char why[256];
         if (gpt_config_finalize(&cfg, why, sizeof why)) die_user("--checkpoint %s: invalid model (%s)", path, why);
         if (want_tokenizer && tokenizer_load_text(tok, tok_text, path, err, sizeof err)) die_user("--checkpoint: %s", err);
+        loaded = want_tokenizer;
         *tok_id = modelfile_tokenizer_id(tok_text);
         free(cfg_text);
         free(tok_text);
@@ -103,15 +109,24 @@ static void load_model(Options *o, Backend *be, GPT *g, Tokenizer *tok, int want
                     die_user("%s %s: was trained with another tokenizer than %s beside it (a half-written pair, or "
                              "files of two runs): decoding would print garbage", flag, path, tokpath);
                 free(text);
+                loaded = 1;
             } else if (cfg.vocab_size == GPT2_VOCAB_SIZE) {
                 if (tokenizer_load_text(tok, GPT2_TOKENIZER_TEXT, "GPT-2 tokenizer", err, sizeof err))
                     die_user("%s: %s", flag, err);
-            } else die_user("%s %s: no tokenizer.txt beside it, and V=%d is not GPT-2's 50257", flag, path,
-                            cfg.vocab_size);
+                loaded = 1;
+            } else {
+                snprintf(ids_why, sizeof ids_why, "%s has no tokenizer.txt beside it and V=%d is not GPT-2's 50257",
+                         path, cfg.vocab_size);
+                *ids_only = 1;
+            }
         }
     }
-    if (want_tokenizer && tok->vocab_size > cfg.vocab_size)
-        die_user("%s %s: tokenizer has %d tokens but the model only %d", flag, path, tok->vocab_size, cfg.vocab_size);
+    if (loaded && tok->vocab_size > cfg.vocab_size) {
+        snprintf(ids_why, sizeof ids_why, "%s: its tokenizer has %d tokens but the model only %d (trained on shards "
+                 "without a tokenizer of theirs)", path, tok->vocab_size, cfg.vocab_size);
+        tokenizer_free(tok);
+        *ids_only = 1;
+    }
     if (gpt_create(g, &cfg, be, 1, cfg.max_seq_len, RECOMPUTE_NONE, ATTN_NAIVE, err, sizeof err)) die_user("%s", err);
     if (is_ckpt ? ckpt_load(path, g, 0, err, sizeof err) : modelfile_load_weights(g, path, err, sizeof err))
         die_user("%s: %s", flag, err);
@@ -128,8 +143,10 @@ int cmd_sample(Options *o) {
     resolve_backend(o, &be, 0);
     GPT g;
     Tokenizer tok;
+    memset(&tok, 0, sizeof tok);
     uint32_t tok_id;
-    load_model(o, &be, &g, &tok, 1, &tok_id);
+    int ids = 0;
+    load_model(o, &be, &g, &tok, 1, &tok_id, &ids);
     const GPTConfig cfg = g.cfg;
     size_t cap = plen + (size_t)o->tokens;
     int32_t *ctx = malloc(cap * sizeof(int32_t));
@@ -137,22 +154,43 @@ int cmd_sample(Options *o) {
     double *probs = malloc((size_t)cfg.vocab_size * sizeof(double));
     float *row = malloc((size_t)cfg.padded_vocab * sizeof(float));
     if (!ctx || !enc || !probs || !row) die_user("out of memory for --tokens %d", o->tokens);
-    size_t n;
-    if (tokenizer_encode(&tok, (const uint8_t *)o->prompt, plen, enc, &n, err, sizeof err)) die_user("--prompt: %s", err);
-    for (size_t i = 0; i < n; i++) ctx[i] = enc[i];
+    size_t n = 0;
+    if (ids) {   // the prompt as token ids, separated by spaces or commas, each below the model's vocabulary
+        for (const char *s = o->prompt; *s;) {
+            while (*s == ' ' || *s == ',' || *s == '\n' || *s == '\t') s++;
+            if (!*s) break;
+            char *end;
+            const long v = strtol(s, &end, 10);
+            if (end == s || v < 0 || v >= cfg.vocab_size)
+                die_user("--prompt '%s': expected token ids 0..%d separated by spaces (no tokenizer fits this model)",
+                         o->prompt, cfg.vocab_size - 1);
+            ctx[n++] = (int32_t)v;
+            s = end;
+        }
+        if (!n) die_user("--prompt: expected at least one token id");
+        fprintf(stderr, "sample: %s: the prompt is read as token ids and the output printed as token ids\n", ids_why);
+        for (size_t i = 0; i < n; i++) printf(i ? " %d" : "%d", ctx[i]);
+    } else {
+        if (tokenizer_encode(&tok, (const uint8_t *)o->prompt, plen, enc, &n, err, sizeof err))
+            die_user("--prompt: %s", err);
+        for (size_t i = 0; i < n; i++) ctx[i] = enc[i];
+        fwrite(o->prompt, 1, plen, stdout);
+    }
     uint64_t rng = 0x9E3779B97F4A7C15ull ^ (uint64_t)o->seed;
     if (!rng) rng = 1;
-    fwrite(o->prompt, 1, plen, stdout);
     for (int i = 0; i < o->tokens; i++) {
         int t = n < (size_t)cfg.max_seq_len ? (int)n : cfg.max_seq_len;
         gpt_forward(&g, ctx + n - t, NULL, 1, t, 0.0f);
         gpt_acts_to_host(&g, row, (char *)g.acts.logits + (size_t)(t - 1) * cfg.padded_vocab * dtype_bytes(g.dtype),
                          (size_t)cfg.padded_vocab);
-        int id = sample_token(row, tok.vocab_size, o->temperature, o->top_k, probs, &rng);
+        int id = sample_token(row, ids ? cfg.vocab_size : tok.vocab_size, o->temperature, o->top_k, probs, &rng);
         ctx[n++] = id;
-        const uint8_t *bytes;
-        int nb = tokenizer_decode(&tok, id, &bytes);
-        if (nb > 0) fwrite(bytes, 1, (size_t)nb, stdout);
+        if (ids) printf(" %d", id);
+        else {
+            const uint8_t *bytes;
+            int nb = tokenizer_decode(&tok, id, &bytes);
+            if (nb > 0) fwrite(bytes, 1, (size_t)nb, stdout);
+        }
         fflush(stdout);
     }
     putchar('\n');
@@ -160,7 +198,7 @@ int cmd_sample(Options *o) {
     free(enc);
     free(probs);
     free(row);
-    tokenizer_free(&tok);
+    if (!ids) tokenizer_free(&tok);
     gpt_destroy(&g);
     return 0;
 }
@@ -188,7 +226,7 @@ int cmd_export(Options *o) {
     resolve_backend(o, &be, 0);
     GPT g;
     uint32_t tok_id = 0;
-    load_model(o, &be, &g, NULL, 0, &tok_id);
+    load_model(o, &be, &g, NULL, 0, &tok_id, NULL);
     const int bf16 = !strcmp(o->dtype, "bf16");
     if (modelfile_save_as(&g, o->out, bf16, tok_id, err, sizeof err)) die_user("--out: %s", err);
     printf("export: %zu parameters -> %s (llm.c model file, version %d, %s)\n", g.mem.num_params, o->out,

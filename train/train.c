@@ -295,7 +295,9 @@ static void open_data(Options *o, DataLoader *train_dl, DataLoader *val_dl, int 
 
 // The tokenizer text of the data (carried into checkpoints and copied next to model.bin); path gets the file it came
 // from (GPT-2's built-in text: a name for messages).
-static void data_tokenizer_text(Options *o, char *text, size_t cap, char *path) {
+// Returns 1 when the shards have no tokenizer.txt beside them and GPT-2's is assumed (for decoding only: the model's
+// vocabulary is then the user's, and the loader checks every token against it), else 0.
+static int data_tokenizer_text(Options *o, char *text, size_t cap, char *path) {
     if (o->train_data[0]) {
         char pat[4096];
         snprintf(pat, sizeof pat, "%s", o->train_data);
@@ -303,7 +305,7 @@ static void data_tokenizer_text(Options *o, char *text, size_t cap, char *path) 
         if (access(path, F_OK)) {
             snprintf(text, cap, "%s", GPT2_TOKENIZER_TEXT);
             snprintf(path, 4096, "GPT-2's tokenizer");
-            return;
+            return 1;
         }
     } else snprintf(path, 4096, "%s/tokenizer.txt", o->data);
     char err[4400];
@@ -311,6 +313,7 @@ static void data_tokenizer_text(Options *o, char *text, size_t cap, char *path) 
     if (!t) die_user("%s %s", o->train_data[0] ? "--train-data:" : "--data:", err);
     snprintf(text, cap, "%s", t);
     free(t);
+    return 0;
 }
 
 // The model shape from --init-from's llm.c file: the shape flags default to it and must agree with it when given.
@@ -733,16 +736,20 @@ int trainer_setup(Trainer *t, Options *o) {
     if (!strcmp(t->dist.backend, "nccl") && !gpu_usable)
         die_user("WORLD_SIZE=%d without mpirun: a torchrun-style launch needs --device cuda (NCCL); use mpirun for "
                  "CPU ranks", t->dist.world);
-    data_tokenizer_text(o, t->tok_text, sizeof t->tok_text, t->tok_path);
+    const int assumed = data_tokenizer_text(o, t->tok_text, sizeof t->tok_text, t->tok_path);
     Tokenizer tk;
     if (tokenizer_load_text(&tk, t->tok_text, t->tok_path, err, sizeof err)) die_user("%s", err);
     const int data_vocab = tk.vocab_size;
     tokenizer_free(&tk);
-    if (o->train_data[0] && !o->vocab_size) o->vocab_size = data_vocab;
+    if (o->train_data[0] && !o->vocab_size) o->vocab_size = data_vocab;   // (GPT-2's 50257 when assumed)
     if (o->init_from[0]) apply_init_from(o);
     resolve_model(o, &t->cfg, &t->T, 0);
-    if (t->cfg.vocab_size < data_vocab)
+    if (t->cfg.vocab_size < data_vocab && !assumed)
         die_user("the model's vocabulary %d is smaller than the data's %d", t->cfg.vocab_size, data_vocab);
+    if (assumed && t->cfg.vocab_size != data_vocab)
+        printf("data: no tokenizer.txt beside the shards: the model's vocabulary V=%d is used (every token is checked "
+               "against it); GPT-2's tokenizer is kept for decoding only, and sampling prints token ids when it does "
+               "not fit\n", t->cfg.vocab_size);
     resolve_backend(o, &t->be, t->dist.local_rank);
 #ifdef GPTRAIN_CUDA
     // Before the loader's thread and OpenMP's workers exist, so they inherit the binding.
