@@ -204,7 +204,7 @@ deps:
 # deps may install libraries (OpenBLAS, Open MPI) that this make's detection ran before: a fresh make builds and runs.
 test: deps
 	@$(MAKE) --no-print-directory test-run
-test-run: gptrain $(TEST_BIN) emu
+test-run: gptrain $(TEST_BIN) emu $(BUILD)/bench/attention_table
 	@sh tests/run_all.sh $(TEST_BIN) $(EMU_TEST_BIN)
 
 # The flash-attention suite (tests/gpu/test_flash.cu): the raw kernels on each path against a float64 reference, the
@@ -242,6 +242,15 @@ $(BUILD)/bench/matmul_shapes: bench/matmul_shapes.c $(BUILD)/libgptrain.a $(wild
 	$(CC) $(CFLAGS) -o $@ $< $(BUILD)/libgptrain.a $(LDLIBS)
 bench-shapes: $(BUILD)/bench/matmul_shapes
 	@bash bench/shapes.sh
+
+# make bench-attention-table: the course notes' attention table (naive and flash attention alone over head widths x
+# sequence lengths: forward and backward ms, memory, OOM rows from the plan); bench/attention_table.sh runs it.
+.PHONY: bench-attention-table
+$(BUILD)/bench/attention_table: bench/attention_table.c $(BUILD)/libgptrain.a $(wildcard kernels/*.h)
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -o $@ $< $(BUILD)/libgptrain.a $(LDLIBS)
+bench-attention-table: $(BUILD)/bench/attention_table
+	@bash bench/attention_table.sh
 
 # make bench-attention: our flash-attention kernels (each path) and the naive CUDA attention beside PyTorch's SDPA
 # (flash and cuDNN backends): forward/backward TFLOPS over causal x d x T and peak memory up to T = 32768, with the
@@ -320,8 +329,9 @@ SAN_LIB_OBJ  := $(LIB_SRC:%.c=$(SAN)/%.o)
 SAN_TEST_BIN := $(TEST_SRC:tests/%.c=$(SAN)/tests/%)
 # Every shell test that runs the CPU program ($G of tests/lib.sh; GPTRAIN_BIN points it at build/sanitize/gptrain),
 # so a new tests/test_*.sh joins by itself, less those that run the emulated or the CUDA build instead:
-# test_emu*.sh and test_device_check.sh (build/emu/gptrain, the emulated GPU), test_flash_code.sh (nvcc's PTX).
-SAN_SH_EXCLUDE := $(wildcard tests/test_emu*.sh) tests/test_device_check.sh tests/test_flash_code.sh
+# test_emu*.sh and test_device_check.sh (build/emu/gptrain, the emulated GPU), test_flash_code.sh (nvcc's PTX), test_attention_table.sh (a benchmark binary, not $G).
+SAN_SH_EXCLUDE := $(wildcard tests/test_emu*.sh) tests/test_device_check.sh tests/test_flash_code.sh \
+                  tests/test_attention_table.sh
 SAN_SH       := $(filter-out $(SAN_SH_EXCLUDE),$(wildcard tests/test_*.sh))
 # A short bounded run of make fuzz's four libFuzzer targets (clang, ASan + UBSan, their own binaries in build/fuzz),
 # seeded by the sanitized program; skipped, with a line saying so, where there is no clang.
