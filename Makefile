@@ -329,7 +329,8 @@ SAN_LIB_OBJ  := $(LIB_SRC:%.c=$(SAN)/%.o)
 SAN_TEST_BIN := $(TEST_SRC:tests/%.c=$(SAN)/tests/%)
 # Every shell test that runs the CPU program ($G of tests/lib.sh; GPTRAIN_BIN points it at build/sanitize/gptrain),
 # so a new tests/test_*.sh joins by itself, less those that run the emulated or the CUDA build instead:
-# test_emu*.sh and test_device_check.sh (build/emu/gptrain, the emulated GPU), test_flash_code.sh (nvcc's PTX), test_attention_table.sh (a benchmark binary, not $G).
+# test_emu*.sh and test_device_check.sh (build/emu/gptrain, the emulated GPU), test_flash_code.sh (nvcc's PTX),
+# test_attention_table.sh (a benchmark binary, not $G).
 SAN_SH_EXCLUDE := $(wildcard tests/test_emu*.sh) tests/test_device_check.sh tests/test_flash_code.sh \
                   tests/test_attention_table.sh
 SAN_SH       := $(filter-out $(SAN_SH_EXCLUDE),$(wildcard tests/test_*.sh))
