@@ -376,6 +376,7 @@ static void lab_cleanup(Lab *L) {
     if (nftw(L->tmp, lab_remove_entry, 16, FTW_DEPTH | FTW_PHYS | FTW_MOUNT) != 0)
         fprintf(stderr, "warning: could not remove %s (%s)\n", L->tmp, strerror(errno));
     L->tmp[0] = 0;   // removed once, by the command or at exit
+    if (lab_at_exit == L) lab_at_exit = NULL;   // L lives in the command's frame, gone by the time exit runs
 }
 
 // ---- ab ----

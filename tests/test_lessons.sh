@@ -1,0 +1,36 @@
+#!/bin/sh
+# test_lessons.sh: every lesson of docs/lessons.md in its reduced form (bench/lessons.sh all --quick, the micro model
+# for a few steps), so the guide cannot rot: each lesson prints its table, and what the guide teaches from it holds
+# in the small too: the plan = what the run allocates (1); the first step slower than the warm ones (2); a row per
+# batch size and per recompute mode, full recompute's HFU above its MFU (3, 4); gradient accumulation's step equal to
+# the big batch's with less memory planned (5); naive and flash attention rows (6); the per-op profile (7); the
+# all-reduce's comm_ms and exposed_comm_ms with 2 ranks (8, where MPI is built in).
+. tests/lib.sh
+GPTRAIN_BIN=$G bash bench/lessons.sh all --quick --out "$T/l" >"$T/out" 2>"$T/err" || bad "bench/lessons.sh all --quick" "$(tail -5 "$T/err")"
+/usr/bin/python3 - "$T/out" <<'PY' >"$T/py" 2>&1 && ok "lessons (quick): $(cat "$T/py")" || bad "lessons" "$(cat "$T/py"; tail -30 "$T/out")"
+import re, sys
+t = open(sys.argv[1]).read()
+parts = dict((int(m.group(1)), m.group(2)) for m in re.finditer(r"== lesson (\d): [^\n]*\n(.*?)(?=\n== lesson|\Z)", t, re.S))
+assert sorted(parts) == list(range(1, 9)), sorted(parts)
+m = re.search(r"memory plan: ([\d.]+) MiB in all; allocated through the backend: ([\d.]+) MiB", parts[1])
+assert m and m.group(1) == m.group(2), parts[1]
+assert "peak RSS" in parts[1]
+m = re.search(r"first step ([\d.]+) ms: ([\d.]+)x the warm median", parts[2])
+assert m and float(m.group(2)) > 0, parts[2]
+assert len(re.findall(r"^batch=\d+ +\d+ ", parts[3], re.M)) == 2, parts[3]
+rows = {r: re.search(r"^recompute=" + r + r" .* ([\d.]+)% +([\d.]+)% ", parts[4], re.M) for r in ("none", "selective", "full")}
+assert all(rows.values()), parts[4]
+assert float(rows["full"].group(2)) > float(rows["full"].group(1)), rows["full"].group(0)
+m = re.search(r"step \d+ loss +([\d.]+) +([\d.]+) +([\d.e+-]+)", parts[5])
+p = re.search(r"planned memory \(MiB\) +([\d.]+) +([\d.]+)", parts[5])
+assert m and float(m.group(3)) <= 1e-5 and p and float(p.group(2)) < float(p.group(1)), parts[5]
+assert len(re.findall(r"^(naive|flash) +64 +\d+ +[\d.]+ \+- ", parts[6], re.M)) == 4, parts[6]
+assert re.search(r"^profile of step \d+", parts[7], re.M) and re.search(r"^matmul_forward ", parts[7], re.M), parts[7]
+if "skipped: no MPI" not in parts[8]:
+    assert re.search(r"off \(after the backward\) +[\d.]+ +[\d.]+ +[\d.]+", parts[8]), parts[8]
+    assert re.search(r"on \(per layer, overlapped\) +[\d.]+ +[\d.]+ +[\d.]+", parts[8]), parts[8]
+print("8 lessons; plan = allocated %s MiB; grad-accum loss difference %s; full recompute HFU %s%% > MFU %s%%"
+      % (re.search(r"allocated through the backend: ([\d.]+)", parts[1]).group(1), m.group(3),
+         rows["full"].group(2), rows["full"].group(1)))
+PY
+finish
