@@ -7,32 +7,19 @@
 # bench/results/attention_table-<date>-<commit>.txt.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-case "${1:-}" in
-    "" | --save) ;;
-    *) echo "attention_table.sh: $1: unknown argument (expected --save or nothing)" >&2; exit 2 ;;
-esac
+. bench/report.sh
+report_args attention_table "$@"
 make -s build/bench/attention_table >&2
 bin=build/bench/attention_table
-commit=$(git rev-parse --short HEAD 2>/dev/null || echo unknown)$(git diff --quiet 2>/dev/null || echo '+dirty')
-tmp=$(mktemp)
-trap 'rm -f "$tmp"' EXIT
-start=$(date +%s)
-{
-    echo "benchmark: attention table (bench/attention_table.sh), $(date -u +%Y-%m-%d), commit $commit, $(nproc) CPUs: $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ //')"
+report() {
+    echo "benchmark: attention table (bench/attention_table.sh), $(date -u +%Y-%m-%d), commit $COMMIT, $(nproc) CPUs: $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ //')"
     echo
     "$bin" --device cpu --d 16,32,64,128 --seq-len 256,1024,4096,8192,16384 --warmup 1 --reps 3 --memory-gib 1
-    if nvidia-smi -L >/dev/null 2>&1 && "$bin" --device cuda --d 16 --seq-len 16 --reps 2 --warmup 0 >/dev/null 2>&1; then
-        echo
+    echo
+    if nvidia-smi -L >/dev/null 2>&1 && "$bin" --device cuda --d 32 --seq-len 16 --reps 2 --warmup 0 >/dev/null 2>&1; then
         "$bin" --device cuda --d 16,32,64,128 --seq-len 256,1024,4096,8192,16384 --warmup 2 --reps 10
     else
-        echo
-        echo "gpu: skipped ($(nvidia-smi -L >/dev/null 2>&1 && echo 'binary built without CUDA' || echo 'nvidia-smi -L sees no GPU'))"
+        echo "gpu: skipped ($(gpu_skip_reason))"
     fi
-    echo
-    echo "elapsed: $(($(date +%s) - start)) s"
-} | tee "$tmp"
-if [ "${1:-}" = "--save" ]; then
-    f=bench/results/attention_table-$(date -u +%Y%m%d)-${commit%+dirty}.txt
-    cp "$tmp" "$f"
-    echo "saved: $f"
-fi
+}
+report_run attention_table report

@@ -6,19 +6,11 @@
 # the binary was built with CUDA (N = 4096, bf16 tensor cores). --save writes bench/results/shapes-<date>-<commit>.txt.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-case "${1:-}" in
-    "" | --save) ;;
-    *) echo "shapes.sh: $1: unknown argument (expected --save or nothing)" >&2; exit 2 ;;
-esac
+. bench/report.sh
+report_args shapes "$@"
 make -s build/bench/matmul_shapes >&2
 bin=build/bench/matmul_shapes
-commit=$(git rev-parse --short HEAD 2>/dev/null || echo unknown)
-GPTRAIN_COMMIT=$commit$(git diff --quiet 2>/dev/null || echo '+dirty')
-export GPTRAIN_COMMIT
-tmp=$(mktemp)
-trap 'rm -f "$tmp"' EXIT
-start=$(date +%s)
-{
+report() {
     echo "benchmark: matmul shapes (bench/shapes.sh), $(date -u +%Y-%m-%d), $(nproc) CPUs"
     echo
     "$bin" --device cpu --sweep dff --d 768 --tokens 512 --repeats 9
@@ -31,13 +23,7 @@ start=$(date +%s)
         "$bin" --device cuda --sweep vocab --d 768 --tokens 4096 --precision bf16
     else
         echo
-        echo "gpu: skipped ($(nvidia-smi -L >/dev/null 2>&1 && echo 'binary built without CUDA' || echo 'nvidia-smi -L sees no GPU'))"
+        echo "gpu: skipped ($(gpu_skip_reason))"
     fi
-    echo
-    echo "elapsed: $(($(date +%s) - start)) s"
-} | tee "$tmp"
-if [ "${1:-}" = "--save" ]; then
-    f=bench/results/shapes-$(date -u +%Y%m%d)-$commit.txt
-    cp "$tmp" "$f"
-    echo "saved $f"
-fi
+}
+report_run shapes report
