@@ -65,8 +65,7 @@ ms = [json.loads(l)["step_ms"] for l in open(sys.argv[1])]
 w = int(sys.argv[2])
 for name, x in (("all %d steps" % len(ms), ms), ("after %d warm-up" % w, ms[w:])):
     print("  %-22s mean %8.2f ms  std %7.2f ms  min %7.2f  max %7.2f" % (name, st.mean(x), st.stdev(x), min(x), max(x)))
-print("  first step %.2f ms: %.1fx the warm median (page faults, OpenBLAS's threads starting, the loader's first reads)"
-      % (ms[0], ms[0] / st.median(ms[w:])))
+print("  first step %.2f ms: %.1fx the warm median" % (ms[0], ms[0] / st.median(ms[w:])))
 PY
 }
 
