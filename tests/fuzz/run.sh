@@ -8,6 +8,7 @@ secs=${1:-${FUZZ_SECONDS:-20}}
 G=${GPTRAIN_BIN:-./gptrain}
 B=build/fuzz
 set -e
+rm -rf "$B/seed"   # a second make test-sanitize in the same tree: the seed run starts fresh (no earlier checkpoint)
 mkdir -p "$B/corpus-shard" "$B/corpus-ckpt" "$B/corpus-tokenizer" "$B/corpus-gpt2" "$B/seed"
 head -c 3000 data/tinyshakespeare/input.txt >"$B/seed/small.txt"
 $G prepare --input "$B/seed/small.txt" --out "$B/seed/data" >/dev/null
