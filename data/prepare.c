@@ -325,8 +325,9 @@ int data_prepare(const char *input_path, const char *out_dir, const char *tokeni
         snprintf(err, errlen, "--tokenizer %s: expected char or gpt2", tokenizer);
         return -1;
     }
-    if (!(val_fraction > 0 && val_fraction < 1)) {
-        snprintf(err, errlen, "--val-fraction %g: expected a fraction strictly between 0 and 1", val_fraction);
+    if (!(val_fraction >= 0 && val_fraction < 1)) {
+        snprintf(err, errlen, "--val-fraction %g: expected a fraction from 0 (no val split) up to, not including, 1",
+                 val_fraction);
         return -1;
     }
     if (shard_tokens < 1 || shard_tokens > 0x7fffffffL) {
@@ -380,7 +381,7 @@ int data_prepare(const char *input_path, const char *out_dir, const char *tokeni
         snprintf(tok_text + len, sizeof tok_text - len, "\n");
     }
     const size_t ntrain = (size_t)((double)n * (1.0 - val_fraction)), nval = n - ntrain;
-    if (nval == 0 || ntrain == 0) {
+    if ((nval == 0 && val_fraction > 0) || ntrain == 0) {
         snprintf(err, errlen, "--val-fraction %g: leaves an empty split of the %zu tokens of %s (train %zu, val %zu), "
                  "expected both non-empty", val_fraction, n, input_path, ntrain, nval);
         goto done;
@@ -413,8 +414,9 @@ int data_prepare(const char *input_path, const char *out_dir, const char *tokeni
     printf("prepare: %s: %zu document%s, %zu bytes -> %zu tokens, vocab %d (%s)", input_path, ndocs,
            ndocs == 1 ? "" : "s", total, n, gpt2 ? GPT2_VOCAB_SIZE : ct.vocab_size, tokenizer);
     if (gpt2) printf(", encoded in %.3f s (%.1f MB/s)", t1 - t0, total / 1e6 / (t1 - t0 > 0 ? t1 - t0 : 1e-9));
-    printf("; train %zu tokens in %zu shard%s, val %zu tokens in %zu shard%s -> %s\n", ntrain, ntr_sh,
-           ntr_sh == 1 ? "" : "s", nval, nva_sh, nva_sh == 1 ? "" : "s", out_dir);
+    printf("; train %zu tokens in %zu shard%s, ", ntrain, ntr_sh, ntr_sh == 1 ? "" : "s");
+    if (nval) printf("val %zu tokens in %zu shard%s -> %s\n", nval, nva_sh, nva_sh == 1 ? "" : "s", out_dir);
+    else printf("no val split (--val-fraction 0: train with --val-data GLOB or --eval-every -1) -> %s\n", out_dir);
     rc = 0;
 done:
     if (lock_fd >= 0) close(lock_fd);   // the lock is released with its descriptor

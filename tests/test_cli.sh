@@ -178,6 +178,25 @@ printf 'steps = 2\n# a comment\nbatch=2\n' >"$T/cfg"
 $G train $RUN --config "$T/cfg" --batch 3 --out "$T/runcfg" >"$T/tc" 2>&1 && grep -q "  steps = 2" "$T/runcfg/config.txt" \
     && grep -q "  batch = 3" "$T/runcfg/config.txt" && ok "--config applies key=value lines; the command line overrides them" \
     || bad "--config" "$(head -20 "$T/tc")"
+# ---- a train-only set (prepare --val-fraction 0): refused without a val source; --eval-every -1 or --val-data ----
+D0=$T/noval
+$G prepare --input data/tinyshakespeare/input.txt --out "$D0" --tokenizer char --val-fraction 0 >"$T/p0" 2>&1 \
+    && [ -f "$D0/train_000000.bin" ] && [ ! -e "$D0/val_000000.bin" ] && grep -q "no val split" "$T/p0" \
+    && ok "prepare --val-fraction 0: a train split only, and says so" || bad "prepare --val-fraction 0" "$(cat "$T/p0")"
+R0="--data $D0 --preset micro --batch 4 --seq-len 32 --threads 2 --steps 3"
+expect_error "train on a set without val" 2 "\-\-data $D0: has no val split (prepared with --val-fraction 0?): give --val-data GLOB, or --eval-every -1" \
+    $G train $R0 --out "$T/nv0"
+expect_error "--eval-every below -1" 2 "\-\-eval-every -2: expected -1 (never), 0 (only at the end) or more" \
+    $G train $R0 --eval-every -2 --out "$T/nv0"
+$G train $R0 --eval-every -1 --log "$T/nv1.jsonl" --out "$T/nv1" >"$T/tnv1" 2>&1 \
+    && grep -q "no validation (--eval-every -1); prefetch" "$T/tnv1" && grep -q "; no validation (--eval-every -1);" "$T/tnv1" \
+    && ! grep -q "^eval " "$T/tnv1" && ! grep -q val_loss "$T/nv1.jsonl" && [ "$(wc -l <"$T/nv1.jsonl")" = 3 ] \
+    && [ -f "$T/nv1/model.bin" ] && ok "train --eval-every -1 on a train-only set: 3 steps, no evaluation, the model written" \
+    || bad "train --eval-every -1" "$(tail -4 "$T/tnv1")"
+$G train $R0 --val-data "$D/val_*.bin" --eval-steps 2 --log "$T/nv2.jsonl" --out "$T/nv2" >"$T/tnv2" 2>&1 \
+    && grep -q "^eval  step 3/3: val_loss" "$T/tnv2" && grep -q val_loss "$T/nv2.jsonl" \
+    && ok "train --data DIR --val-data GLOB: the train-only set validated on another's val shards" \
+    || bad "train --data + --val-data" "$(tail -4 "$T/tnv2")"
 
 # ---- bad input: one line, exit 2, nothing overwritten ----
 mkdir -p "$T/keep" && echo precious >"$T/keep/model.bin"

@@ -836,10 +836,30 @@ int main(void) {
                 "prepare: a directory without documents");
     expect_fail(data_prepare(small_path, dir, "char", 0.1, 0, err, sizeof err), err, "--shard-tokens 0", "expected 1",
                 "prepare: --shard-tokens 0");
-    expect_fail(data_prepare(small_path, dir, "char", 0.0, 100000000, err, sizeof err), err, "--val-fraction 0", "between 0 and 1",
-                "prepare: val fraction 0");
-    expect_fail(data_prepare(small_path, dir, "char", 1.0, 100000000, err, sizeof err), err, "--val-fraction 1", "between 0 and 1",
-                "prepare: val fraction 1");
+    expect_fail(data_prepare(small_path, dir, "char", 1.0, 100000000, err, sizeof err), err, "--val-fraction 1",
+                "not including, 1", "prepare: val fraction 1");
+    expect_fail(data_prepare(small_path, dir, "char", -0.1, 100000000, err, sizeof err), err, "--val-fraction -0.1",
+                "from 0", "prepare: a negative val fraction");
+    // --val-fraction 0: every token in train, no val shard (an earlier set's is removed), the tokenizer beside it.
+    {
+        char nv[640];
+        snprintf(nv, sizeof nv, "%s/prep/noval", ROOT);
+        int ok = !data_prepare(small_path, nv, "char", 0.5, 100000000, err, sizeof err) &&
+                 !data_prepare(small_path, nv, "char", 0.0, 100000000, err, sizeof err);
+        DataLoader dt, dv;
+        size_t ntok = 0;
+        if (ok && !data_loader_open(&dt, nv, "train", 1, 1, 0, 1, 0, 1, 256, err, sizeof err)) {
+            ntok = dt.ntok;
+            data_loader_close(&dt);
+        }
+        char vp[700], tp[700];
+        snprintf(vp, sizeof vp, "%s/val_000000.bin", nv);
+        snprintf(tp, sizeof tp, "%s/tokenizer.txt", nv);
+        const int noval = data_loader_open(&dv, nv, "val", 1, 1, 0, 1, 0, 1, 256, err, sizeof err) != 0;
+        harness_case(ok && ntok == 85 && noval && access(vp, F_OK) && !access(tp, F_OK),
+                     "prepare --val-fraction 0: all 85 tokens in train, no val shard left, the tokenizer written",
+                     "ok %d, train %zu tokens, val refused %d", ok, ntok, noval);
+    }
     expect_fail(data_prepare(small_path, dir, "char", 0.999, 100000000, err, sizeof err), err, "--val-fraction 0.999",
                 "train 0, val 85", "prepare: a val fraction that leaves no train token");
     expect_fail(data_prepare(small_path, dir, "bpe", 0.1, 100000000, err, sizeof err), err, "--tokenizer bpe", "expected char",

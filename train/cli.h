@@ -22,7 +22,7 @@ enum { CMD_PREPARE = 1, CMD_TRAIN = 2, CMD_SAMPLE = 4, CMD_INFO = 8, CMD_EXPORT 
     /* prepare */                                                                                                  \
     X(input, "input", F_STR, "", CMD_PREPARE, NULL, "text file, or a directory whose *.txt files are the documents") \
     X(tokenizer, "tokenizer", F_CHOICE, "char", CMD_PREPARE, "char|gpt2", "char: one token per byte value seen; gpt2: OpenAI's GPT-2 BPE (vendored in data/gpt2)") \
-    X(val_fraction, "val-fraction", F_NUM, "0.1", CMD_PREPARE, NULL, "fraction of tokens, taken from the end, for validation") \
+    X(val_fraction, "val-fraction", F_NUM, "0.1", CMD_PREPARE, NULL, "fraction of tokens, taken from the end, for validation (0: no val split)") \
     X(shard_tokens, "shard-tokens", F_INT, "100000000", CMD_PREPARE, NULL, "tokens per shard file (llm.c uses 1e8)") \
     /* model */                                                                                                    \
     X(preset, "preset", F_STR, "tiny", CMD_MODEL, NULL, "model preset; the shape flags below override it")        \
@@ -36,7 +36,7 @@ enum { CMD_PREPARE = 1, CMD_TRAIN = 2, CMD_SAMPLE = 4, CMD_INFO = 8, CMD_EXPORT 
     /* run shape */                                                                                                \
     X(data, "data", F_STR, "", CMD_MODEL, NULL, "directory written by `gptrain prepare` (train_*.bin, val_*.bin, tokenizer.txt)") \
     X(train_data, "train-data", F_STR, "", CMD_TRAIN, NULL, "glob of train shards (instead of --data), e.g. 'fineweb_train_*.bin'") \
-    X(val_data, "val-data", F_STR, "", CMD_TRAIN, NULL, "glob of val shards (with --train-data)")               \
+    X(val_data, "val-data", F_STR, "", CMD_TRAIN, NULL, "glob of val shards (with --train-data, or for --data DIR)")               \
     X(batch, "batch", F_AUTO, "12", CMD_MODEL, NULL, "micro-batch B (sequences per forward/backward); auto: the largest that fits --memory-gib (or the device) per the planner") \
     X(memory_gib, "memory-gib", F_NUM, "0", CMD_MODEL, NULL, "memory to plan for: --batch auto and info's largest batch (0: the GPU's free memory, or 90% of the host's available memory on the CPU)") \
     X(grad_accum, "grad-accum", F_INT, "1", CMD_TRAIN, NULL, "micro-steps per optimizer step")                     \
@@ -68,7 +68,7 @@ enum { CMD_PREPARE = 1, CMD_TRAIN = 2, CMD_SAMPLE = 4, CMD_INFO = 8, CMD_EXPORT 
     /* data order, evaluation, output */                                                                           \
     X(seed, "seed", F_INT, "1337", CMD_TRAIN | CMD_SAMPLE, NULL, "random seed (weights, data order, sampling)")   \
     X(shuffle, "shuffle", F_CHOICE, "on", CMD_TRAIN, "on|off", "random windows, or llm.c's sequential order")      \
-    X(eval_every, "eval-every", F_INT, "250", CMD_TRAIN, NULL, "validation loss every N steps and at the end (0: only at the end)") \
+    X(eval_every, "eval-every", F_INT, "250", CMD_TRAIN, NULL, "validation loss every N steps and at the end (0: only at the end, -1: never)") \
     X(eval_steps, "eval-steps", F_INT, "0", CMD_TRAIN, NULL, "validation batches per evaluation (0: the whole split)") \
     X(log, "log", F_STR, "", CMD_TRAIN, NULL, "JSONL metrics file, one object per step")                           \
     X(print_every, "print-every", F_INT, "0", CMD_TRAIN, NULL, "print a metrics row every N steps (0: every step up to 100 steps, else every 1% of the run and at least every 10 s; the log has every step)") \

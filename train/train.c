@@ -97,7 +97,8 @@ static void check_options(const Options *o) {
     if (o->beta2 < 0 || o->beta2 >= 1) die_user("--beta2 %g: expected 0 <= beta2 < 1", o->beta2);
     if (o->eps <= 0) die_user("--eps %g: expected a positive epsilon", o->eps);
     if (o->grad_clip < 0) die_user("--grad-clip %g: expected 0 (off) or a positive norm", o->grad_clip);
-    if (o->eval_every < 0) die_user("--eval-every %d: expected 0 (only at the end) or more", o->eval_every);
+    if (o->eval_every < -1)
+        die_user("--eval-every %d: expected -1 (never), 0 (only at the end) or more", o->eval_every);
     if (o->eval_steps < 0) die_user("--eval-steps %d: expected 0 (whole split) or more", o->eval_steps);
     if (o->print_every < 0) die_user("--print-every %d: expected 0 (automatic) or a number of steps", o->print_every);
     if (o->peak_tflops < 0) die_user("--peak-tflops %g: expected 0 (measure) or a positive peak", o->peak_tflops);
@@ -281,15 +282,23 @@ static int write_checkpoint(const char *dir, int rank, const GPT *g, int step, i
 static void open_data(Options *o, DataLoader *train_dl, DataLoader *val_dl, int B, int T, int rank, int world,
                       int vocab, char *err, size_t errlen) {
     const int shuffle = !strcmp(o->shuffle, "on");
-    if (o->train_data[0]) {
-        if (data_loader_open_glob(train_dl, o->train_data, "--train-data", B, T, rank, world, shuffle,
-                                  (uint64_t)o->seed, vocab, err, errlen) ||
-            data_loader_open_glob(val_dl, o->val_data, "--val-data", B, T, rank, world, 0, (uint64_t)o->seed, vocab,
-                                  err, errlen))
-            die_user("%s", err);
-    } else if (data_loader_open(train_dl, o->data, "train", B, T, rank, world, shuffle, (uint64_t)o->seed, vocab, err,
-                                errlen) ||
-               data_loader_open(val_dl, o->data, "val", B, T, rank, world, 0, (uint64_t)o->seed, vocab, err, errlen))
+    if (o->train_data[0] ? data_loader_open_glob(train_dl, o->train_data, "--train-data", B, T, rank, world, shuffle,
+                                                 (uint64_t)o->seed, vocab, err, errlen)
+                         : data_loader_open(train_dl, o->data, "train", B, T, rank, world, shuffle, (uint64_t)o->seed,
+                                            vocab, err, errlen))
+        die_user("%s", err);
+    if (o->eval_every == -1) return;   // never evaluated: no val data is read (val_dl stays empty)
+    if (!o->val_data[0]) {   // --data DIR's own val split, which `prepare --val-fraction 0` does not write
+        char p[4200];
+        snprintf(p, sizeof p, "%s/val_000000.bin", o->data);
+        if (access(p, F_OK))
+            die_user("--data %s: has no val split (prepared with --val-fraction 0?): give --val-data GLOB, or "
+                     "--eval-every -1 to train without validation", o->data);
+    }
+    if (o->val_data[0] ? data_loader_open_glob(val_dl, o->val_data, "--val-data", B, T, rank, world, 0,
+                                               (uint64_t)o->seed, vocab, err, errlen)
+                       : data_loader_open(val_dl, o->data, "val", B, T, rank, world, 0, (uint64_t)o->seed, vocab, err,
+                                          errlen))
         die_user("%s", err);
 }
 
@@ -402,6 +411,13 @@ static void write_json(FILE **f, const RunMetrics *m, double val_loss) {
         fclose(*f);
         *f = NULL;
     }
+}
+
+// "final val_loss X" for the done line, or what stands for it in a run without validation.
+static const char *val_text(const Options *o, double val, char *buf, size_t n) {
+    if (o->eval_every == -1) snprintf(buf, n, "no validation (--eval-every -1)");
+    else snprintf(buf, n, "final val_loss %.4f", val);
+    return buf;
 }
 
 // The JSONL log, locked for this run (a second gptrain appending to it is refused) and never one of the shards the
@@ -697,10 +713,12 @@ static void print_run_header(Trainer *t) {
     printf("flops per step: model %.4g, hardware %.4g (%.4g per token); peak %.4g TFLOPS (%s)\n",
            t->fl.model * t->accum,
            t->fl.hardware[t->rc] * t->accum, t->fl.model / ((double)t->B * t->T), t->peak, t->peak_src);
-    printf("data: train %zu tokens in %zu shard%s, val %zu tokens in %zu (%d eval batches); prefetch thread on\n",
-           t->train_dl.ntok, t->train_dl.nshards, t->train_dl.nshards == 1 ? "" : "s", t->val_dl.ntok,
-           t->val_dl.nshards,
-           t->eval_batches);
+    printf("data: train %zu tokens in %zu shard%s, ", t->train_dl.ntok, t->train_dl.nshards,
+           t->train_dl.nshards == 1 ? "" : "s");
+    if (o->eval_every == -1) printf("no validation (--eval-every -1); prefetch thread on\n");
+    else
+        printf("val %zu tokens in %zu (%d eval batches); prefetch thread on\n", t->val_dl.ntok, t->val_dl.nshards,
+               t->eval_batches);
     printf("checkpoints: %s", o->checkpoint_dir);
     if (o->checkpoint_every) printf(", every %d steps", o->checkpoint_every);
     printf(", on SIGINT/SIGTERM; keep %d\n", o->keep_last);
@@ -724,8 +742,8 @@ int trainer_setup(Trainer *t, Options *o) {
         die_user("cannot silence rank %d's stdout", t->dist.rank);
     if (o->train_data[0] && o->data[0])
         die_user("--train-data: give either --data DIR or --train-data/--val-data globs");
-    if (o->train_data[0] && !o->val_data[0]) die_user("--val-data: expected a glob of val shards with --train-data");
-    if (o->val_data[0] && !o->train_data[0]) die_user("--val-data: given without --train-data");
+    if (o->train_data[0] && !o->val_data[0] && o->eval_every != -1)
+        die_user("--val-data: expected a glob of val shards with --train-data (or --eval-every -1: no validation)");
     if (!o->data[0] && !o->train_data[0])
         die_user("--data: expected the directory `gptrain prepare` wrote (or --train-data/--val-data globs)");
     check_options(o);
@@ -780,7 +798,7 @@ int trainer_setup(Trainer *t, Options *o) {
     // Everything that can fail on user input is checked before anything is written.
     open_data(o, &t->train_dl, &t->val_dl, t->B, t->T, t->dist.rank, t->dist.world, t->cfg.vocab_size, err, sizeof err);
     t->eval_batches = o->eval_steps;
-    size_t max_val_batches = (t->val_dl.ntok - 1) / ((size_t)t->B * t->T * t->dist.world);
+    size_t max_val_batches = t->val_dl.ntok ? (t->val_dl.ntok - 1) / ((size_t)t->B * t->T * t->dist.world) : 0;
     if (!t->eval_batches || (size_t)t->eval_batches > max_val_batches) t->eval_batches = (int)max_val_batches;
     // GPU gradients between ranks: NCCL when built in (else staged through host memory for MPI); a torchrun-style
     // launch has no other collectives than NCCL's.
@@ -870,8 +888,9 @@ int trainer_setup(Trainer *t, Options *o) {
             printf("resume: %s is at the last step (%d of %d): the run is complete; writing its model\n",
                    t->resume_path, t->start_step, o->steps);
             write_final_model(&t->g, o->out, t->tok_text, t->dist.rank);
-            printf("done: 0 steps; final val_loss %.4f; %d updates skipped; model -> %s\n", t->last_val, t->skipped,
-                   t->model_path);
+            char vt[64];
+            printf("done: 0 steps; %s; %d updates skipped; model -> %s\n", val_text(o, t->last_val, vt, sizeof vt),
+                   t->skipped, t->model_path);
             return 1;
         }
     } else if (o->init_from[0]) {
@@ -879,7 +898,7 @@ int trainer_setup(Trainer *t, Options *o) {
     } else gpt_init_weights(&t->g, (uint64_t)o->seed);
     staging_backend = &t->be;   // the loader's slots in the backend's fastest host memory (pinned on a GPU)
     if (data_loader_start_prefetch(&t->train_dl, 3, staging_alloc, staging_free, err, sizeof err) ||
-        data_loader_start_prefetch(&t->val_dl, 3, staging_alloc, staging_free, err, sizeof err))
+        (t->val_dl.nshards && data_loader_start_prefetch(&t->val_dl, 3, staging_alloc, staging_free, err, sizeof err)))
         die_user("%s", err);
     t->logf = t->dist.rank == 0 && o->log[0] ? open_log(o->log, t->start_step, &t->train_dl, &t->val_dl) : NULL;
     if (t->dist.rank == 0) {   // OUT/config.txt: the resolved configuration, reusable as --config
@@ -1089,7 +1108,7 @@ void trainer_evaluate(Trainer *t, int step, const RunMetrics *mp) {
     const RunMetrics m = *mp;
     double val = NAN;
     int last = step + 1 == o->steps;
-    if ((o->eval_every > 0 && (step + 1) % o->eval_every == 0) || last) {
+    if (o->eval_every != -1 && ((o->eval_every > 0 && (step + 1) % o->eval_every == 0) || last)) {
         double te = backend_now_s();
         val = t->last_val = eval_loss(&t->g, &t->val_dl, t->eval_batches, &t->dist);
         if (isfinite(val) && (!t->best_step || val < t->best_val)) {
@@ -1121,10 +1140,10 @@ void trainer_finish(Trainer *t) {
     char scaling[96] = "";
     if (t->ls.on)
         snprintf(scaling, sizeof scaling, "; %lld overflow skips (loss scale now %g)", t->ls.overflows, t->ls.scale);
-    printf("done: %d steps in %.1f s; %.0f tokens/s (mean after warm-up); final val_loss %.4f; %d updates skipped%s; "
-           "model -> %s\n",
-           t->steps_run, total_s, t->time_sum > 0 ? t->tok_sum / t->time_sum : 0.0, t->last_val, t->skipped, scaling,
-           t->model_path);
+    char vt[64];
+    printf("done: %d steps in %.1f s; %.0f tokens/s (mean after warm-up); %s; %d updates skipped%s; model -> %s\n",
+           t->steps_run, total_s, t->time_sum > 0 ? t->tok_sum / t->time_sum : 0.0,
+           val_text(o, t->last_val, vt, sizeof vt), t->skipped, scaling, t->model_path);
     // The summary block: speed and utilisation over the timed steps, the validation losses, where everything went.
     char mfu[96] = "MFU n/a, HFU n/a (no peak: --peak-tflops)";
     if (t->peak > 0 && t->time_sum > 0) {
