@@ -263,8 +263,7 @@ static Grad *dW(const GPT *g, ParamId id, size_t off) {
     return (char *)g->grads_mem + (g->param_info[id].offset + off) * dtype_bytes(g->grad_dtype);
 }
 
-// Dropout's sites, and one call's mask key (the micro-step's, the layer's, the site's).
-enum { DROP_EMBED = 0, DROP_ATTN_PROBS = 1, DROP_ATTPROJ = 2, DROP_MLP = 3 };
+// One dropout call's mask key (the micro-step's, the layer's, the site's: GptDropSite in gpt.h).
 static uint64_t drop_key(const GPT *g, int layer, int site) {
     return dropout_key(g->dropout_seed, (uint64_t)g->dropout_step, (uint64_t)g->dropout_micro, (uint64_t)layer,
                        (uint64_t)site);
@@ -358,10 +357,10 @@ static void block_forward(GPT *g, int l, const void *residual, int B, int T, int
         op_flash_attention_forward(be, atty, act(g, ACT_lse, l), g->gacts.attn_work, qkv, B, T, C, NH);
     else
         op_attention_forward(be, atty, act(g, ACT_att, l), g->gacts.datt, qkv, B, T, C, NH, attn_drop(g),
-                             drop_key(g, l, DROP_ATTN_PROBS));
+                             drop_key(g, l, GPT_DROP_ATTN_PROBS));
     op_matmul_forward(be, proj, atty, W(g, PARAM_attprojw, (size_t)l * C * C), W(g, PARAM_attprojb, (size_t)l * C), N,
                       C, C);
-    if (g->dropout_active) drop(g, proj, proj, (size_t)N * C, l, DROP_ATTPROJ);
+    if (g->dropout_active) drop(g, proj, proj, (size_t)N * C, l, GPT_DROP_ATTPROJ);
     // residual2 -> ln2 (B,T,C) -> fch (B,T,F) -> gelu (B,T,F) -> residual3 = residual2 + gelu W^T + b
     op_residual_layernorm_forward(be, residual2, ln2, act(g, ACT_ln2_mean, l), act(g, ACT_ln2_rstd, l), residual,
                                   proj, W(g, PARAM_ln2w, (size_t)l * C), W(g, PARAM_ln2b, (size_t)l * C), N, C);
@@ -369,7 +368,7 @@ static void block_forward(GPT *g, int l, const void *residual, int B, int T, int
     op_gelu_forward(be, fch_gelu, fch, (size_t)N * F);
     op_matmul_forward(be, proj, fch_gelu, W(g, PARAM_fcprojw, (size_t)l * C * F), W(g, PARAM_fcprojb, (size_t)l * C),
                       N, F, C);
-    if (g->dropout_active) drop(g, proj, proj, (size_t)N * C, l, DROP_MLP);
+    if (g->dropout_active) drop(g, proj, proj, (size_t)N * C, l, GPT_DROP_MLP);
     if (next) {   // residual3 -> the next LayerNorm
         void *out;
         float *mean, *rstd;
@@ -410,7 +409,7 @@ static void block_backward(GPT *g, int l, const void *residual, int B, int T) {
     // dresidual through the same mask (in dbt_c, free until the fc backward writes it), else dresidual itself
     const void *dproj = ga->dresidual;
     if (g->dropout_active) {
-        drop(g, ga->dbt_c, ga->dresidual, (size_t)N * C, l, DROP_MLP);
+        drop(g, ga->dbt_c, ga->dresidual, (size_t)N * C, l, GPT_DROP_MLP);
         dproj = ga->dbt_c;
     }
     op_matmul_backward_gelu(be, ga->dbt_f, dW(g, PARAM_fcprojw, lc * F), dW(g, PARAM_fcprojb, lc), dproj,
@@ -424,7 +423,7 @@ static void block_backward(GPT *g, int l, const void *residual, int B, int T) {
     // dbt_c2 (free until the qkv backward writes it)
     dproj = ga->dresidual;
     if (g->dropout_active) {
-        drop(g, ga->dbt_c2, ga->dresidual, (size_t)N * C, l, DROP_ATTPROJ);
+        drop(g, ga->dbt_c2, ga->dresidual, (size_t)N * C, l, GPT_DROP_ATTPROJ);
         dproj = ga->dbt_c2;
     }
     op_matmul_backward(be, ga->dbt_c, dW(g, PARAM_attprojw, lc * C), dW(g, PARAM_attprojb, lc), dproj,
@@ -434,7 +433,7 @@ static void block_backward(GPT *g, int l, const void *residual, int B, int T) {
                                     act(g, ACT_lse, l), B, T, C, NH);
     else
         op_attention_backward(be, ga->dqkv, ga->datt, ga->dbt_c, act(g, ACT_qkv, l), act(g, ACT_att, l), B, T, C,
-                              NH, attn_drop(g), drop_key(g, l, DROP_ATTN_PROBS));
+                              NH, attn_drop(g), drop_key(g, l, GPT_DROP_ATTN_PROBS));
     op_matmul_backward(be, ga->dbt_c2, dW(g, PARAM_qkvw, 3 * lc * C), dW(g, PARAM_qkvb, 3 * lc), ga->dqkv,
                        act(g, ACT_ln1, l), W(g, PARAM_qkvw, 3 * lc * C), N, C, 3 * C);
     op_layernorm_backward(be, ga->dresidual, dW(g, PARAM_ln1w, lc), dW(g, PARAM_ln1b, lc), ga->dbt_c2, residual,
@@ -480,7 +479,7 @@ static void forward_queue(GPT *g, const int32_t *inputs, const int32_t *targets,
     // tokens (B,T) -> encoded (B,T,C)
     backend_range_push(be, "forward");
     op_encoder_forward(be, g->acts.encoded, g->inputs, W(g, PARAM_wte, 0), W(g, PARAM_wpe, 0), B, T, C);
-    if (g->dropout_active) drop(g, g->acts.encoded, g->acts.encoded, (size_t)N * C, 0, DROP_EMBED);
+    if (g->dropout_active) drop(g, g->acts.encoded, g->acts.encoded, (size_t)N * C, 0, GPT_DROP_EMBED);
     {   // encoded -> the first LayerNorm (layer 0's ln1, or lnf without layers); every later one is fused with its add
         void *out;
         float *mean, *rstd;
@@ -550,7 +549,7 @@ void gpt_backward(GPT *g) {
         if (g->on_grads_ready) g->on_grads_ready(g->hook_ctx, l);   // layer l's parameter gradients are final
     }
     // encoded = drop(wte[tokens] + wpe): the embeddings' gradient through the same mask
-    if (g->dropout_active) drop(g, ga->dresidual, ga->dresidual, (size_t)N * C, 0, DROP_EMBED);
+    if (g->dropout_active) drop(g, ga->dresidual, ga->dresidual, (size_t)N * C, 0, GPT_DROP_EMBED);
     op_encoder_backward(be, dW(g, PARAM_wte, 0), dW(g, PARAM_wpe, 0), ga->enc_work, ga->dresidual, g->inputs, B, T,
                         C);
     if (g->on_grads_ready) g->on_grads_ready(g->hook_ctx, -1);        // wte, wpe, lnf: the rest

@@ -24,6 +24,9 @@
 extern "C" {
 #endif
 
+// Dropout's sites: the `site` of each mask's dropout_key (kernels/dropout_mask.h), the embeddings' with layer 0.
+typedef enum { GPT_DROP_EMBED = 0, GPT_DROP_ATTN_PROBS = 1, GPT_DROP_ATTPROJ = 2, GPT_DROP_MLP = 3 } GptDropSite;
+
 typedef struct GPT {
     GPTConfig cfg;
     Backend *be;
@@ -44,6 +47,8 @@ typedef struct GPT {
     // dropout_key(dropout_seed, dropout_step, dropout_micro, layer, site) (kernels/dropout_mask.h), which the caller
     // sets per micro-step; the backward and a recompute regenerate the same masks. Naive attention only (the flash
     // kernels do not drop the probabilities).
+    // The mask of a site is element-wise over its tensor in memory order: (B,T,C) after the embeddings (layer 0),
+    // the projections and the MLP, (B,NH,T,T) on the probabilities; the sites are GptDropSite's.
     float dropout;
     uint64_t dropout_seed;
     int dropout_step, dropout_micro;

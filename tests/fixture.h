@@ -1,6 +1,6 @@
 /*
- * fixture.h: reader for the PyTorch fixture written by tests/ref/gpt_ref.py (format in that script's docstring):
- * named records of float32, float64 or int32 arrays.
+ * fixture.h: reader (and writer) of the PyTorch fixture format of tests/ref/gpt_ref.py (in that script's
+ * docstring): named records of float32, float64 or int32 arrays.
  */
 #ifndef GPTRAIN_FIXTURE_H
 #define GPTRAIN_FIXTURE_H
@@ -29,5 +29,10 @@ int fixture_load(Fixture *fx, const char *path);
 // or different.
 const FixRecord *fixture_get(const Fixture *fx, const char *name, int dtype, size_t numel);
 void fixture_free(Fixture *fx);
+
+// Writing one (the format gpt_ref.py reads back): the records of fx, in order. 0, or -1 with the reason printed.
+int fixture_save(const Fixture *fx, const char *path);
+// Append a record holding a copy of numel elements of data, shaped dims[0..ndim) (their product is numel).
+void fixture_add(Fixture *fx, const char *name, int dtype, int ndim, const int64_t *dims, const void *data);
 
 #endif

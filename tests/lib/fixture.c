@@ -1,5 +1,6 @@
 /*
- * fixture.c: loads tests/ref/gpt_ref.py's fixture (b"GPTFIX01", record count, then name/dtype/dims/data records).
+ * fixture.c: loads tests/ref/gpt_ref.py's fixture (b"GPTFIX01", record count, then name/dtype/dims/data records),
+ * and writes one in that format (test_dropout_ref's inputs and masks for the script).
  */
 #include "fixture.h"
 
@@ -69,4 +70,36 @@ void fixture_free(Fixture *fx) {
     for (int i = 0; i < fx->n; i++) free(fx->rec[i].data);
     free(fx->rec);
     memset(fx, 0, sizeof(*fx));
+}
+
+void fixture_add(Fixture *fx, const char *name, int dtype, int ndim, const int64_t *dims, const void *data) {
+    FixRecord *grown = realloc(fx->rec, (size_t)(fx->n + 1) * sizeof *grown);
+    if (!grown || ndim > 8 || strlen(name) >= sizeof grown->name) { fprintf(stderr, "fixture_add %s\n", name); exit(1); }
+    fx->rec = grown;
+    FixRecord *r = &fx->rec[fx->n++];
+    memset(r, 0, sizeof *r);
+    snprintf(r->name, sizeof r->name, "%s", name);
+    r->dtype = dtype;
+    r->ndim = ndim;
+    r->numel = 1;
+    for (int d = 0; d < ndim; d++) r->numel *= (size_t)(r->dims[d] = dims[d]);
+    const size_t bytes = r->numel * (dtype == FIX_F64 ? 8 : 4);
+    if (!(r->data = malloc(bytes ? bytes : 1))) { fprintf(stderr, "fixture_add %s: out of memory\n", name); exit(1); }
+    memcpy(r->data, data, bytes);
+}
+
+int fixture_save(const Fixture *fx, const char *path) {
+    FILE *f = fopen(path, "wb");
+    if (!f) { fprintf(stderr, "fixture %s: cannot create\n", path); return -1; }
+    const uint32_t count = (uint32_t)fx->n;
+    int ok = fwrite("GPTFIX01", 1, 8, f) == 8 && fwrite(&count, 4, 1, f) == 1;
+    for (int i = 0; ok && i < fx->n; i++) {
+        const FixRecord *r = &fx->rec[i];
+        const uint32_t len = (uint32_t)strlen(r->name), dtype = (uint32_t)r->dtype, ndim = (uint32_t)r->ndim;
+        const size_t bytes = r->numel * (r->dtype == FIX_F64 ? 8 : 4);
+        ok = fwrite(&len, 4, 1, f) == 1 && fwrite(r->name, 1, len, f) == len && fwrite(&dtype, 4, 1, f) == 1 &&
+             fwrite(&ndim, 4, 1, f) == 1 && fwrite(r->dims, 8, ndim, f) == ndim && fwrite(r->data, 1, bytes, f) == bytes;
+    }
+    if (fclose(f) || !ok) { fprintf(stderr, "fixture %s: write failed\n", path); return -1; }
+    return 0;
 }

@@ -10,6 +10,7 @@ clipped to a global norm `clip` by multiplying them with clip/norm when norm > c
 clip_grad_norm_'s clip/(norm+1e-6)); the learning rate follows train/schedule.h's formula, implemented below.
 
   --fixture OUT   write the model-test fixture, computed in float64 (see FIXTURE FORMAT)
+  --dropout-ref IN OUT   the loss and gradients with gptrain's dropout masks (test_dropout_ref; see dropout_ref)
   --bench ...     train in float32 on gptrain shards and print one JSON line with tokens/s (bench/vs_pytorch.sh)
 
 FIXTURE FORMAT (little-endian): the 8 bytes b"GPTFIX01", a uint32 record count, then per record: uint32 name length,
@@ -55,12 +56,15 @@ def layernorm(x, w, b):
     return (x - mean) / torch.sqrt(var + 1e-5) * w + b
 
 
-def forward(p, idx, L, NH, V):
-    """idx (B,T) int64 -> logits (B,T,V) over the real vocabulary."""
+def forward(p, idx, L, NH, V, drop=None):
+    """idx (B,T) int64 -> logits (B,T,V) over the real vocabulary. drop: dropout's scaled masks (0 or 1/(1-p)) at
+    nanoGPT's sites, {"embed": (B,T,C), "attn": (L,B,NH,T,T), "attproj": (L,B,T,C), "mlp": (L,B,T,C)}, or None."""
     B, T = idx.shape
     C = p["wte"].shape[1]
     HS = C // NH
     x = p["wte"][idx] + p["wpe"][:T]
+    if drop is not None:
+        x = x * drop["embed"]
     mask = torch.ones(T, T, dtype=torch.bool).tril()
     for l in range(L):
         h = layernorm(x, p["ln1w"][l], p["ln1b"][l])
@@ -71,10 +75,19 @@ def forward(p, idx, L, NH, V):
         v = v.view(B, T, NH, HS).transpose(1, 2)
         s = (q @ k.transpose(-2, -1)) / math.sqrt(HS)
         s = s.masked_fill(~mask, float("-inf"))
-        y = (torch.softmax(s, dim=-1) @ v).transpose(1, 2).reshape(B, T, C)
-        x = x + y @ p["attprojw"][l].T + p["attprojb"][l]
+        att = torch.softmax(s, dim=-1)
+        if drop is not None:
+            att = att * drop["attn"][l]
+        y = (att @ v).transpose(1, 2).reshape(B, T, C)
+        if drop is None:
+            x = x + y @ p["attprojw"][l].T + p["attprojb"][l]
+        else:
+            x = x + (y @ p["attprojw"][l].T + p["attprojb"][l]) * drop["attproj"][l]
         h = layernorm(x, p["ln2w"][l], p["ln2b"][l])
-        x = x + gelu_tanh(h @ p["fcw"][l].T + p["fcb"][l]) @ p["fcprojw"][l].T + p["fcprojb"][l]
+        if drop is None:
+            x = x + gelu_tanh(h @ p["fcw"][l].T + p["fcb"][l]) @ p["fcprojw"][l].T + p["fcprojb"][l]
+        else:
+            x = x + (gelu_tanh(h @ p["fcw"][l].T + p["fcb"][l]) @ p["fcprojw"][l].T + p["fcprojb"][l]) * drop["mlp"][l]
     x = layernorm(x, p["lnfw"], p["lnfb"])
     return (x @ p["wte"].T)[:, :, :V]
 
@@ -203,6 +216,49 @@ def write_fixture(path):
           (path, L, NH, C, F, V, B, T, losses[0], steps, clipped))
 
 
+def read_fixture(path):
+    """A fixture file (the format above) -> {name: numpy array}."""
+    names = {0: "<f4", 1: "<f8", 2: "<i4"}
+    out = {}
+    with open(path, "rb") as f:
+        if f.read(8) != b"GPTFIX01":
+            sys.exit("%s: not a GPTFIX01 fixture" % path)
+        (count,) = struct.unpack("<I", f.read(4))
+        for _ in range(count):
+            (n,) = struct.unpack("<I", f.read(4))
+            name = f.read(n).decode("ascii")
+            dtype, ndim = struct.unpack("<II", f.read(8))
+            dims = struct.unpack("<%dq" % ndim, f.read(8 * ndim))
+            count_el = int(np.prod(dims)) if ndim else 1
+            dt = np.dtype(names[dtype])
+            out[name] = np.frombuffer(f.read(count_el * dt.itemsize), dtype=dt).reshape(dims)
+    return out
+
+
+def dropout_ref(src, dst):
+    """--dropout-ref IN OUT: IN (written by tests/test_dropout_ref.c) holds config (int32: L, NH, C, F, V, Vp, maxT,
+    B, T), dropout (float64: p), inputs, targets, param.<name> (float32, flat) and the masks gptrain drew, as 0/1 int32:
+    mask.embed (B,T,C), mask.attn (L,B,NH,T,T), mask.attproj and mask.mlp (L,B,T,C). OUT gets, in float64 from
+    the same fp32 weights, the loss (mean cross-entropy) with those masks applied at nanoGPT's sites and grad.<name>."""
+    fx = read_fixture(src)
+    L, NH, C, F, V, Vp, maxT, B, T = (int(x) for x in fx["config"])
+    scale = 1.0 / (1.0 - float(fx["dropout"][0]))
+    drop = {k: torch.from_numpy(fx["mask." + k].astype(np.float64) * scale) for k in ("embed", "attn", "attproj",
+                                                                                      "mlp")}
+    shapes = param_shapes(L, C, F, Vp, maxT)
+    p = {n: torch.from_numpy(fx["param." + n].astype(np.float64).reshape(shapes[n])).requires_grad_(True)
+         for n in PARAM_NAMES}
+    idx = torch.from_numpy(fx["inputs"].astype(np.int64).reshape(B, T))
+    tgt = torch.from_numpy(fx["targets"].astype(np.int64).reshape(B, T))
+    loss = torch.nn.functional.cross_entropy(forward(p, idx, L, NH, V, drop).reshape(-1, V), tgt.reshape(-1))
+    loss.backward()
+    w = FixtureWriter()
+    w.add("loss", [loss.item()], np.float64)
+    for n in PARAM_NAMES:
+        w.add("grad." + n, p[n].grad.numpy(), np.float64)
+    w.write(dst)
+
+
 def read_shard(path):
     with open(path, "rb") as f:
         header = np.frombuffer(f.read(1024), dtype="<i4")
@@ -264,6 +320,7 @@ def bench(a):
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--fixture", metavar="OUT")
+    ap.add_argument("--dropout-ref", nargs=2, metavar=("IN", "OUT"))
     ap.add_argument("--bench", action="store_true")
     ap.add_argument("--data")
     ap.add_argument("--steps", type=int, default=300)
@@ -290,12 +347,14 @@ def main():
     EXACT_GELU = a.gelu == "exact"
     if a.fixture:
         write_fixture(a.fixture)
+    elif a.dropout_ref:
+        dropout_ref(*a.dropout_ref)
     elif a.bench:
         if not a.data:
             ap.error("--bench needs --data DIR (shards from gptrain prepare)")
         bench(a)
     else:
-        ap.error("give --fixture OUT or --bench")
+        ap.error("give --fixture OUT, --dropout-ref IN OUT or --bench")
 
 
 if __name__ == "__main__":
