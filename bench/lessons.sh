@@ -1,11 +1,12 @@
 #!/usr/bin/env bash
 # lessons.sh: the experiments of docs/lessons.md, one per lesson, each printing the table the guide shows, on the
 # CPU (CPU-sized: a few minutes each on a 2-core laptop) on Tiny Shakespeare (character level, prepared once).
-#   bench/lessons.sh N [--quick] [--out DIR]   N = 1..8 or all; --quick: a reduced form (seconds), which
+#   bench/lessons.sh N [--quick] [--out DIR]   N = 1..9 or all; --quick: a reduced form (seconds), which
 #                                              tests/test_lessons.sh runs so the guide cannot rot
 # Lessons: 1 memory anatomy against the measured memory; 2 warm-up and timing noise; 3 batch size against throughput
 # and memory; 4 recompute none/selective/full; 5 gradient accumulation; 6 naive against flash attention as T grows;
-# 7 the per-op profile and roofline; 8 data parallelism with 2 ranks (mpirun). PNGs (gptrain bench --plot, gnuplot)
+# 7 the per-op profile and roofline; 8 data parallelism with 2 ranks (mpirun); 9 precision modes on the emulated GPU
+# (build/emu/gptrain, or GPTRAIN_EMU_BIN). PNGs (gptrain bench --plot, gnuplot)
 # go to --out (default build/lessons).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -22,8 +23,8 @@ while [ $# -gt 0 ]; do
     shift
 done
 case "$lesson" in
-    [1-8] | all) ;;
-    *) echo "lessons.sh: expected a lesson number 1..8 or all (got '${lesson}')" >&2; exit 2 ;;
+    [1-9] | all) ;;
+    *) echo "lessons.sh: expected a lesson number 1..9 or all (got '${lesson}')" >&2; exit 2 ;;
 esac
 G=${GPTRAIN_BIN:-./gptrain}
 [ -x "$G" ] || make -s gptrain >&2
@@ -138,5 +139,39 @@ for name, p in (("off (after the backward)", sys.argv[1]), ("on (per layer, over
 PY
 }
 
+l9() {
+    head_ 9 "precision modes on the emulated GPU: what bf16 changes in memory and in the loss (never a speed)"
+    local E=${GPTRAIN_EMU_BIN:-build/emu/gptrain}
+    if [ ! -x "$E" ]; then
+        echo "  skipped: no emulated GPU build ($E: make emu)"
+        return
+    fi
+    # The micro model always: the emulator runs every GPU thread on the CPU, about a second a step.
+    local n=20 b=8
+    [ $quick = 1 ] && n=3 && b=4
+    local R="--data $data --preset micro --seq-len 32 --eval-steps 2 --device cuda --attention naive --batch $b"
+    for v in "fp32:--precision fp32" "bf16:--precision bf16" "bf16g:--precision bf16 --grad-dtype bf16"; do
+        "$E" train $R ${v#*:} --steps $n --eval-every 0 --lr 3e-3 --warmup-steps 2 --log "$out/l9${v%%:*}.jsonl" \
+            --out "$out/l9${v%%:*}" >"$out/l9${v%%:*}.out" 2>&1
+    done
+    py "$out" <<'PY'
+import json, re, sys
+d = sys.argv[1]
+runs = (("fp32", "fp32"), ("bf16", "bf16"), ("bf16 + bf16 grads", "bf16g"))
+ref = [json.loads(l)["loss"] for l in open("%s/l9fp32.jsonl" % d)]
+print("  %-18s %9s %9s %9s %9s %11s %9s %12s" % ("--precision", "plan MiB", "weights", "grads", "acts", "final loss",
+                                                 "val loss", "max |dloss|"))
+for name, tag in runs:
+    out = open("%s/l9%s.out" % (d, tag)).read()
+    m = re.search(r"^memory \(.*\): weights ([\d.]+) MiB(?: \+ ([\d.]+) MiB bf16 copy)?, grads ([\d.]+) MiB.*activations ([\d.]+) MiB", out, re.M)
+    plan = re.search(r"memory plan: ([\d.]+) MiB in all", out).group(1)
+    loss = [json.loads(l)["loss"] for l in open("%s/l9%s.jsonl" % (d, tag))]
+    val = re.search(r"final val_loss ([\d.]+)", out).group(1)
+    w = float(m.group(1)) + float(m.group(2) or 0)
+    print("  %-18s %9s %9.2f %9s %9s %11.4f %9s %12.2e" % (name, plan, w, m.group(3), m.group(4), loss[-1], val,
+                                                          max(abs(a - b) for a, b in zip(loss, ref))))
+PY
+}
+
 echo "lessons.sh: $(git rev-parse --short HEAD 2>/dev/null || echo unknown)$(git diff --quiet 2>/dev/null || echo '+dirty'), $(date -u +%Y-%m-%d), $(nproc) CPUs: $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ //')$([ $quick = 1 ] && echo ', quick')"
-if [ "$lesson" = all ]; then for n in 1 2 3 4 5 6 7 8; do "l$n"; done; else "l$lesson"; fi
+if [ "$lesson" = all ]; then for n in 1 2 3 4 5 6 7 8 9; do "l$n"; done; else "l$lesson"; fi
