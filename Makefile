@@ -93,6 +93,11 @@ EMU_KERNEL_FLAGS := -fsanitize=thread --param=tsan-instrument-func-entry-exit=0 
 EMU_MPI      := $(if $(filter yes,$(HAVE_MPI)),-DGPTRAIN_MPI -DOMPI_SKIP_MPICXX -DMPICH_SKIP_MPICXX $(shell mpicc --showme:compile))
 EMU_LDLIBS   := $(BASE_LDLIBS) -lstdc++ -rdynamic
 
+# The build's identity for gptrain --version (train/version.c): the commit and toolchain versions, rewritten only
+# when they change, so a commit recompiles that one file in each build.
+BUILD_INFO := $(BUILD)/build_info.h
+$(shell sh train/build_info.sh $(BUILD_INFO) '$(NVCC)' '$(CUDA_ARCH)')
+
 # Objects depend on the flags they were built with: a change (MPI or CUDA found since the last build) rebuilds.
 FLAGS_STAMP := $(BUILD)/flags.txt
 ALL_FLAGS   := $(CFLAGS) | $(LDLIBS) | $(NVFLAGS) | $(EMU_CFLAGS) | $(EMU_CXXFLAGS) $(EMU_KERNEL_FLAGS) $(EMU_MPI)
@@ -356,6 +361,8 @@ $(SAN_STAMP): FORCE
 $(SAN)/%.o: %.c $(wildcard */*.h) $(wildcard kernels/*/*.h) $(SAN_STAMP)
 	@mkdir -p $(dir $@)
 	$(CC) $(SAN_CFLAGS) -c $< -o $@
+# (build_info.h is under build/, outside the patterns' header lists)
+$(BUILD)/train/version.o $(EMU)/train/version.o $(SAN)/train/version.o: $(BUILD_INFO)
 $(SAN)/libgptrain.a: $(SAN_LIB_OBJ)
 	@rm -f $@
 	ar rcs $@ $^

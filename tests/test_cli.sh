@@ -43,6 +43,12 @@ grep -q "val_loss" "$T/train" && grep -q "ETA" "$T/train" && grep -q "  batch = 
     && grep -q "^  model $T/run/model.bin; configuration $T/run/config.txt; log $T/log.jsonl" "$T/train" \
     && ok "train: stdout shows a line for the configuration (OUT/config.txt holds it), a row per step, eval lines, the summary block" \
     || bad "train stdout" "$(head -3 "$T/train"; tail -4 "$T/train")"
+# --version: one line naming the version, the commit built from, the options and the compiler; every run starts with it.
+v=$($G --version)
+want=$(git describe --always --dirty --abbrev=7 2>/dev/null || echo unknown)
+echo "$v" | grep -qE "^gptrain [0-9]+\.[0-9]+\.[0-9]+ \(commit [0-9a-z-]+\): OpenBLAS (yes|no), MPI (yes|no)[^,]*, CUDA [^,]+(, [^,]+)*, NCCL (yes|no|emulated); (gcc|clang) " \
+    && echo "$v" | grep -q "(commit $want)" && [ "$(head -1 "$T/train")" = "$v" ] && [ "$($G version)" = "$v" ] \
+    && ok "--version: $v; the first line of a run" || bad "--version" "'$v' (commit $want); run's first line: $(head -1 "$T/train")"
 # --verbose on prints the whole configuration; a long run prints about 1% of its steps (the log keeps every one).
 $G train $RUN --steps 300 --eval-every 0 --verbose on --log "$T/long.jsonl" --out "$T/long" >"$T/tl" 2>&1
 rows=$(grep -cE '^ +[0-9]+/300 ' "$T/tl")

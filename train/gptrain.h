@@ -18,6 +18,10 @@
 // Print "gptrain: error: <message>" on one line to stderr and exit 2.
 void die_user(const char *fmt, ...) __attribute__((format(printf, 1, 2), noreturn));
 
+// "gptrain VERSION (commit C): OpenBLAS yes, MPI ..., CUDA ..., NCCL ...; COMPILER": --version and the first line
+// of every run (train/version.c).
+const char *gptrain_version(void);
+
 int cmd_prepare(Options *o);
 int cmd_train(Options *o);
 int cmd_sample(Options *o);

@@ -20,7 +20,7 @@ static void usage(FILE *f) {
             "  ab        A/B test two configurations: interleaved trials, tokens/s, MFU/HFU, memory, B/A ratio\n"
             "  bench     sweep a grid of configurations (--sweep key=v1,v2), or the course table (--course)\n"
             "  plot      a run's JSONL log as a PNG: loss, tokens/s, MFU/HFU, memory against step\n"
-            "gptrain COMMAND --help lists the flags of a command.\n");
+            "gptrain COMMAND --help lists the flags of a command; gptrain --version, the build.\n");
 }
 
 int cmd_prepare(Options *o) {
@@ -35,6 +35,10 @@ int main(int argc, char **argv) {
     if (argc < 2) { usage(stderr); return EXIT_USER; }
     const char *name = argv[1];
     if (!strcmp(name, "--help") || !strcmp(name, "-h") || !strcmp(name, "help")) { usage(stdout); return 0; }
+    if (!strcmp(name, "--version") || !strcmp(name, "version")) {
+        printf("%s\n", gptrain_version());
+        return 0;
+    }
     if (!strcmp(name, "ab")) return cmd_ab(argc - 2, argv + 2);
     if (!strcmp(name, "bench")) return cmd_bench(argc - 2, argv + 2);
     if (!strcmp(name, "plot")) return plot_main(argc - 2, argv + 2);

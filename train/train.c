@@ -740,6 +740,7 @@ int trainer_setup(Trainer *t, Options *o) {
     // Rank 0 speaks for the group: the other ranks' stdout goes nowhere (errors still reach stderr).
     if (t->dist.rank != 0 && !freopen("/dev/null", "w", stdout))
         die_user("cannot silence rank %d's stdout", t->dist.rank);
+    printf("%s\n", gptrain_version());   // the first line of every run: what built the numbers below
     if (o->train_data[0] && o->data[0])
         die_user("--train-data: give either --data DIR or --train-data/--val-data globs");
     if (o->train_data[0] && !o->val_data[0] && o->eval_every != -1)
