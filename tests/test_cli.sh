@@ -49,6 +49,27 @@ want=$(git describe --always --dirty --abbrev=7 2>/dev/null || echo unknown)
 echo "$v" | grep -qE "^gptrain [0-9]+\.[0-9]+\.[0-9]+ \(commit [0-9a-z-]+\): OpenBLAS (yes|no), MPI (yes|no)[^,]*, CUDA [^,]+(, [^,]+)*, NCCL (yes|no|emulated); (gcc|clang) " \
     && echo "$v" | grep -q "(commit $want)" && [ "$(head -1 "$T/train")" = "$v" ] && [ "$($G version)" = "$v" ] \
     && ok "--version: $v; the first line of a run" || bad "--version" "'$v' (commit $want); run's first line: $(head -1 "$T/train")"
+# Help a newcomer reads: gptrain help CMD = gptrain CMD --help, lines under 100 columns, an example that parses;
+# train's flags under their sections in order, each flag of the resolved configuration listed once, * required.
+hbad=
+for c in prepare train sample export info plan ab bench plot; do
+    $G help $c >"$T/h1" 2>&1 && $G $c --help >"$T/h2" 2>&1 && cmp -s "$T/h1" "$T/h2" || hbad="$hbad $c:differs"
+    long=$(awk 'length($0) > 99' "$T/h1" | head -1)
+    [ -z "$long" ] || hbad="$hbad $c:long($long)"
+    ex=$(sed -n '/^example:$/{n;s/^  gptrain //p}' "$T/h1")
+    [ -n "$ex" ] || { hbad="$hbad $c:no-example"; continue; }
+    eval "\$G $ex --help" >/dev/null 2>"$T/herr" || hbad="$hbad $c:example($(cat "$T/herr"))"
+done
+$G train --help >"$T/ht"
+$G prepare --help >"$T/hp"
+secs=$(grep -E '^[a-z][a-z ]+:$' "$T/ht" | grep -v '^example:$' | tr '\n' '/')
+missing=$(sed -n 's/^  \([a-z0-9-]*\) = .*/\1/p' "$T/run/config.txt" | while read -r k; do
+    [ "$(grep -cE "^  [* ] --$k( |\$)" "$T/ht")" = 1 ] || echo "$k"; done)
+[ -z "$hbad" ] && [ "$secs" = "general:/data:/model:/batch:/optimizer and schedule:/precision and speed:/checkpoints:/evaluation and logging:/distributed:/" ] \
+    && [ -z "$missing" ] && grep -q '^  \* --data DIR ' "$T/ht" && grep -q '^  \* --train-data GLOB ' "$T/ht" \
+    && grep -q '^\* required: one of --data DIR and --train-data GLOB' "$T/ht" && grep -q '^  \* --input FILE|DIR ' "$T/hp" \
+    && ok "help: gptrain help CMD = CMD --help for 9 commands, lines < 100 columns, examples parse; train's sections in order, every flag once, required ones marked" \
+    || bad "help" "problems:$hbad; sections $secs; flags missing or repeated: $missing"
 # --verbose on prints the whole configuration; a long run prints about 1% of its steps (the log keeps every one).
 $G train $RUN --steps 300 --eval-every 0 --verbose on --log "$T/long.jsonl" --out "$T/long" >"$T/tl" 2>&1
 rows=$(grep -cE '^ +[0-9]+/300 ' "$T/tl")

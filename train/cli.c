@@ -17,13 +17,16 @@ typedef struct FlagDef {
     FlagType type;
     const char *def;
     int cmds;
-    const char *choices, *help;
+    const char *choices;
+    FlagSection section;
+    int required;   // the commands that need it (the help marks it)
+    const char *help;
     size_t offset;
 } FlagDef;
 
 static const FlagDef FLAGS[] = {
-#define CLI_DEF(field, flag, type, def, cmds, choices, help) \
-    {#field, flag, type, def, cmds, choices, help, offsetof(Options, field)},
+#define CLI_DEF(field, flag, type, def, cmds, choices, section, required, help) \
+    {#field, flag, type, def, cmds, choices, section, required, help, offsetof(Options, field)},
     GPTRAIN_FLAGS(CLI_DEF)
 #undef CLI_DEF
 };
@@ -213,18 +216,96 @@ static void print_str(FILE *f, const char *s) {
     }
 }
 
-void cli_print_help(FILE *f, int cmd, const char *cmd_name) {
-    fprintf(f, "usage: gptrain %s [--flag value ...]\n\nflags (default in brackets):\n", cmd_name);
-    for (int i = 0; i < NUM_FLAGS; i++) {
-        const FlagDef *d = &FLAGS[i];
-        if (!(d->cmds & cmd)) continue;
-        char left[64];
-        const char *meta = d->type == F_INT ? "N" : d->type == F_AUTO ? "N|auto" : d->type == F_NUM ? "X" : d->type == F_CHOICE ? d->choices : "S";
-        snprintf(left, sizeof left, "--%s %s", d->name, meta);
-        fprintf(f, "  %-34s %s [", left, d->help);
-        print_str(f, d->def);
-        fprintf(f, "]\n");
+static const char *const SECTION_NAMES[NUM_SECTIONS] = {
+    "general", "data", "model", "batch", "optimizer and schedule", "precision and speed", "checkpoints",
+    "evaluation and logging", "distributed", "sampling and export"};
+
+// Per command: its synopsis (the required flags first), one example, and what its required marks mean.
+static const struct {
+    int cmd;
+    const char *synopsis, *example, *required_note;
+} COMMAND_HELP[] = {
+    {CMD_PREPARE, "--input FILE|DIR --out DIR [flags]",
+     "gptrain prepare --input data/tinyshakespeare/input.txt --out data/shakespeare_char", "* required"},
+    {CMD_TRAIN, "--data DIR | --train-data GLOB --val-data GLOB [flags]",
+     "gptrain train --data data/shakespeare_char --preset tiny --steps 2000 --log out/log.jsonl",
+     "* required: one of --data DIR and --train-data GLOB (with --val-data GLOB, or --eval-every -1)"},
+    {CMD_SAMPLE, "[--from DIR | --checkpoint FILE] [flags]",
+     "gptrain sample --from out --prompt \"ROMEO:\" --tokens 200 --temperature 0.8", NULL},
+    {CMD_EXPORT, "[--from DIR | --checkpoint FILE] --out FILE [flags]",
+     "gptrain export --from out --out out/model_llmc.bin --dtype bf16", "* required"},
+    {CMD_INFO, "[flags] (model and batch as for train; no data needed)",
+     "gptrain info --preset gpt2-124m --batch 8 --seq-len 1024 --precision bf16 --gpus 8", NULL},
+};
+
+void cli_print_wrapped(FILE *f, const char *text, int indent, int first) {
+    int col = first;
+    const char *s = text;
+    while (*s) {
+        while (*s == ' ') s++;
+        const char *e = s;
+        while (*e && *e != ' ') e++;
+        const int w = (int)(e - s);
+        if (!w) break;
+        if (col > indent && col + 1 + w > CLI_HELP_WIDTH) {
+            fprintf(f, "\n%*s", indent, "");
+            col = indent;
+        } else if (col > indent) {
+            fputc(' ', f);
+            col++;
+        } else if (col < indent) {
+            fprintf(f, "%*s", indent - col, "");
+            col = indent;
+        }
+        fprintf(f, "%.*s", w, s);
+        col += w;
+        s = e;
     }
+    fputc('\n', f);
+}
+
+void cli_print_help(FILE *f, int cmd, const char *cmd_name) {
+    const char *synopsis = "[flags]", *example = NULL, *note = NULL;
+    for (size_t c = 0; c < sizeof COMMAND_HELP / sizeof COMMAND_HELP[0]; c++)
+        if (COMMAND_HELP[c].cmd == cmd) {
+            synopsis = COMMAND_HELP[c].synopsis;
+            example = COMMAND_HELP[c].example;
+            note = COMMAND_HELP[c].required_note;
+        }
+    fprintf(f, "usage: gptrain %s %s\n", cmd_name, synopsis);
+    if (example) fprintf(f, "example:\n  %s\n", example);
+    fprintf(f, "flags (--flag value or --flag=value; the default in brackets%s):\n", note ? "; * required" : "");
+    // (every flag of the command once, under its section, in the table's order)
+    const int indent = 32;
+    for (int s = 0; s < NUM_SECTIONS; s++) {
+        int shown = 0;
+        for (int i = 0; i < NUM_FLAGS; i++) {
+            const FlagDef *d = &FLAGS[i];
+            if (!(d->cmds & cmd) || d->section != (FlagSection)s) continue;
+            if (!shown++) fprintf(f, "\n%s:\n", SECTION_NAMES[s]);
+            const char *meta = d->type == F_INT    ? "N"
+                             : d->type == F_AUTO   ? "N|auto"
+                             : d->type == F_NUM    ? "X"
+                             : d->choices          ? d->choices
+                                                   : "S";
+            char left[128], text[1024], def[160];
+            const int n = snprintf(left, sizeof left, "%s--%s %s", d->required & cmd ? "* " : "  ", d->name, meta);
+            int j = 0;   // the default, escaped to one line
+            for (const char *p = d->def; *p && j < (int)sizeof def - 3; p++) {
+                if (*p == '\n' || *p == '\\') def[j++] = '\\';
+                def[j++] = *p == '\n' ? 'n' : *p;
+            }
+            def[j] = 0;
+            if (def[0]) snprintf(text, sizeof text, "%s [%s]", d->help, def);
+            else snprintf(text, sizeof text, "%s", d->help);
+            fprintf(f, "  %s", left);
+            if (2 + n + 1 > indent) {   // a long flag: its help on the next line
+                fputc('\n', f);
+                cli_print_wrapped(f, text, indent, 0);
+            } else cli_print_wrapped(f, text, indent, 2 + n);
+        }
+    }
+    if (note && cmd != CMD_PREPARE && cmd != CMD_EXPORT) fprintf(f, "\n%s\n", note);
 }
 
 void cli_print_resolved(FILE *f, const Options *o, int cmd) {

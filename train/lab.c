@@ -84,12 +84,25 @@ static const LabFlag LAB_FLAGS[] = {
 #define NUM_LAB_FLAGS (int)(sizeof LAB_FLAGS / sizeof LAB_FLAGS[0])
 
 static void lab_help(int cmd) {
-    printf("usage: gptrain %s [lab flags] [train flags ...]\n\nlab flags (default in brackets):\n",
-           cmd == 1 ? "ab" : "bench");
-    for (int i = 0; i < NUM_LAB_FLAGS; i++)
-        if (LAB_FLAGS[i].cmds & cmd) printf("  --%-14s %s [%s]\n", LAB_FLAGS[i].name, LAB_FLAGS[i].help, LAB_FLAGS[i].def);
-    printf("every other flag goes to each `gptrain train` run (see gptrain train --help); each run adds --steps, --log, "
-           "--out and --eval-every 0 --eval-steps 1 of its own\n");
+    printf("usage: gptrain %s %s [lab flags] [train flags ...]\nexample:\n  %s\n\nlab flags (default in brackets):\n",
+           cmd == 1 ? "ab" : "bench", cmd == 1 ? "--a \"FLAGS\" --b \"FLAGS\"" : "--sweep KEY=V1,V2 | --course",
+           cmd == 1 ? "gptrain ab --data data/shakespeare_char --a \"--recompute none\" --b \"--recompute full\" --trials 3"
+                    : "gptrain bench --data data/shakespeare_char --sweep batch=4,8,16 --plot out/batch.png");
+    for (int i = 0; i < NUM_LAB_FLAGS; i++) {
+        const LabFlag *f = &LAB_FLAGS[i];
+        if (!(f->cmds & cmd)) continue;
+        const char *meta = f->type == LF_INT ? "N" : f->type == LF_NUM ? "X" : f->type == LF_LIST ? "KEY=V1,V2"
+                         : f->type == LF_BOOL ? "" : strlen(f->name) == 1 ? "\"FLAGS\"" : "FILE";
+        char left[64], text[512];
+        const int n = snprintf(left, sizeof left, "  --%s %s", f->name, meta);
+        if (f->def[0]) snprintf(text, sizeof text, "%s [%s]", f->help, f->def);
+        else snprintf(text, sizeof text, "%s", f->help);
+        fputs(left, stdout);
+        cli_print_wrapped(stdout, text, 24, n);
+    }
+    printf("\n");
+    cli_print_wrapped(stdout, "every other flag goes to each `gptrain train` run (see gptrain train --help); each run "
+                              "adds --steps, --log, --out and --eval-every 0 --eval-steps 1 of its own", 0, 0);
 }
 
 static int parse_int_flag(const char *flag, const char *v, int min) {

@@ -20,7 +20,8 @@ static void usage(FILE *f) {
             "  ab        A/B test two configurations: interleaved trials, tokens/s, MFU/HFU, memory, B/A ratio\n"
             "  bench     sweep a grid of configurations (--sweep key=v1,v2), or the course table (--course)\n"
             "  plot      a run's JSONL log as a PNG: loss, tokens/s, MFU/HFU, memory against step\n"
-            "gptrain COMMAND --help lists the flags of a command; gptrain --version, the build.\n");
+            "gptrain help COMMAND (or gptrain COMMAND --help) lists a command's flags, with an example;\n"
+            "gptrain --version names the build.\n");
 }
 
 int cmd_prepare(Options *o) {
@@ -34,6 +35,11 @@ int cmd_prepare(Options *o) {
 int main(int argc, char **argv) {
     if (argc < 2) { usage(stderr); return EXIT_USER; }
     const char *name = argv[1];
+    if (!strcmp(name, "help") && argc == 3) {   // gptrain help CMD = gptrain CMD --help
+        static char help_flag[] = "--help";
+        char *again[3] = {argv[0], argv[2], help_flag};
+        return main(3, again);
+    }
     if (!strcmp(name, "--help") || !strcmp(name, "-h") || !strcmp(name, "help")) { usage(stdout); return 0; }
     if (!strcmp(name, "--version") || !strcmp(name, "version")) {
         printf("%s\n", gptrain_version());

@@ -307,6 +307,7 @@ int plot_main(int argc, char **argv) {
     for (int i = 0; i < argc; i++) {
         if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) {
             printf("usage: gptrain plot LOG.jsonl [--out PNG]\n"
+                   "example:\n  gptrain plot out/log.jsonl --out out/run.png\n"
                    "  draws loss (and val loss), tokens/s, MFU/HFU and memory against step from a `train --log` file\n"
                    "  --out PNG   where to write the chart (default: the log's name with .png); needs gnuplot\n");
             return 0;
