@@ -12,6 +12,7 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include <string.h>
 
 #ifdef __cplusplus
 extern "C" {
@@ -29,6 +30,20 @@ typedef struct Backend Backend;
 typedef enum { DTYPE_F32 = 0, DTYPE_BF16 = 1 } DType;
 static inline size_t dtype_bytes(DType t) { return t == DTYPE_BF16 ? 2 : 4; }
 static inline const char *dtype_name(DType t) { return t == DTYPE_BF16 ? "bf16" : "fp32"; }
+// bf16 on the host: the top half of an fp32, rounded to nearest even (a NaN stays a quiet NaN); and back, exactly.
+static inline uint16_t dtype_bf16_from_f32(float x) {
+    uint32_t u;
+    memcpy(&u, &x, 4);
+    if ((u & 0x7fffffffu) > 0x7f800000u) return (uint16_t)((u >> 16) | 0x40);
+    u += 0x7fffu + ((u >> 16) & 1u);
+    return (uint16_t)(u >> 16);
+}
+static inline float dtype_bf16_to_f32(uint16_t b) {
+    const uint32_t u = (uint32_t)b << 16;
+    float x;
+    memcpy(&x, &u, 4);
+    return x;
+}
 // A parameter gradient (ops.h): its elements are in Backend.grad_dtype, fp32 unless the run chose bf16 gradients.
 typedef void Grad;
 

@@ -210,13 +210,6 @@ void gpt_weights_changed(GPT *g) {
     if (master_sharded(g)) gather_weights(g);
 }
 
-// bf16 (the top half of an fp32) to fp32, exactly.
-static float bf16_to_float(uint16_t h) {
-    const uint32_t u = (uint32_t)h << 16;
-    float f;
-    memcpy(&f, &u, sizeof f);
-    return f;
-}
 
 // n values of dtype dt at src (backend memory) to fp32 host memory.
 static void to_host_f32(const GPT *g, float *dst, const void *src, size_t n, DType dt) {
@@ -231,7 +224,7 @@ static void to_host_f32(const GPT *g, float *dst, const void *src, size_t n, DTy
     for (size_t i = 0; i < n; i++) {
         uint16_t v;
         memcpy(&v, h + i * sizeof v, sizeof v);
-        dst[i] = bf16_to_float(v);
+        dst[i] = dtype_bf16_to_f32(v);
     }
 }
 

@@ -19,8 +19,9 @@
 # the compute stream (ordered, so nothing overlaps: test_nccl's race probe no longer races), the GPU's dropout mask
 # one element off the CPU's, and three in ZeRO-1 (the weights'
 # all-gather not ordered after the AdamW step, AdamW indexing the moments' shard as a whole buffer, a shard's bf16
-# copy rounded by its index in the shard: no longer byte-identical to plain data parallelism). The unchanged sources pass the same
-# programs in the rest of make test.
+# copy rounded by its index in the shard: no longer byte-identical to plain data parallelism), and a GELU that runs
+# clean but computes wrong, which only the run's self-check catches (it must refuse to train and write nothing).
+# The unchanged sources pass the same programs in the rest of make test.
 . tests/lib.sh
 if [ ! -f build/emu/libgptrain.a ]; then
     bad "build/emu/libgptrain.a" "missing (make emu builds it)"
@@ -110,6 +111,12 @@ plant "batch upload: the copy not ordered after the work that still reads its to
 train/main.c "stream race" \
 '    if (cs->have_prev_upload) CUDA_CHECK(cudaStreamWaitEvent(cs->copy_stream, cs->prev_upload, 0));' '' \
 '"$BIN" train --data "$T/data" --preset micro --seq-len 32 --steps 2 --batch 2 --grad-accum 3 --eval-steps 1 --device cuda --out "$T/upload"'
+# A kernel that runs clean but computes wrong (GELU's cubic coefficient 0.05, not 0.044715): the emulator has
+# nothing to report, the run's self-check must refuse before the first step and write nothing.
+plant "a wrong GELU forward: the run's self-check refuses to train (gptrain)" $K/gelu.cu train/main.c \
+"self-check: gelu_forward \(out\) on this GPU differs from the CPU reference" \
+'tanhf(GELU_SCALE * (x + 0.044715f * x * x * x))));' 'tanhf(GELU_SCALE * (x + 0.05f * x * x * x))));' \
+'"$BIN" train --data "$T/data" --preset micro --seq-len 32 --steps 1 --batch 2 --eval-steps 1 --device cuda --precision fp32 --out "$T/selfcheck"; rc=$?; if [ -e "$T/selfcheck" ]; then echo "the refused run wrote $T/selfcheck"; true; else [ $rc -eq 0 ]; fi'
 plant "batch upload: the forward not waiting for its copy" $K/backend_cuda.cu tests/gpu/test_gpu.c "stream race" \
 '    CUDA_CHECK(cudaStreamWaitEvent(0, cs->stage_done[k], 0));' ''
 plant "matmul forward on cuBLASLt without its bias epilogue" $K/matmul.cu tests/gpu/test_gpu.c "FAIL matmul_forward" \

@@ -24,6 +24,13 @@ STEPS=6
 RUN="--data $T/data --preset micro --batch 4 --seq-len 32 --steps $STEPS --eval-every 3 --eval-steps 2 --print-every 3"
 . tests/gpu/train_cases.sh
 
+# The self-check before the first step: every op of the run against the CPU reference, one line with the worst error
+# per op family (a wrong kernel is refused: tests/test_emu_bugs.sh plants one); --self-check off skips it.
+sc=$(grep "^self-check: passed, [0-9]* outputs of every op the run uses" "$T/g.out")
+echo "$sc" | grep -qE "encoder [0-9.e-]+, layernorm [0-9.e-]+, matmul [0-9.e-]+, attention [0-9.e-]+, gelu/residual/dropout [0-9.e-]+, classifier [0-9.e-]+, adamw/norm [0-9.e-]+$" \
+    && $G train $RUN --steps 1 --device cuda --self-check off --out "$T/nosc" >"$T/nosc.out" 2>&1 \
+    && ! grep -q "self-check" "$T/nosc.out" \
+    && ok "GPU run: $sc; --self-check off skips it" || bad "self-check line" "'$sc'; $(grep self-check "$T/nosc.out")"
 # The device line and the peak table's unknown-GPU path.
 grep -q "^device: cuda: gptrain emulated GPU (sm_90)" "$T/g.out" && grep -q "no peak-FLOPS entry for this GPU" "$T/g.out" \
     && grep -E "^ +$STEPS/$STEPS " "$T/g.out" | grep -q " n/a " \

@@ -92,10 +92,7 @@ void resolve_backend(Options *o, Backend *be, int gpu) {
     if (want_cuda || (!strcmp(o->device, "auto") && backend_cuda_device_count() > 0)) {
         char err[512];
         if (!strcmp(o->precision, "auto")) o->precision = "bf16";   // tensor cores by default on a GPU
-        const int mode = !strcmp(o->precision, "tf32")   ? 1
-                         : !strcmp(o->precision, "bf16") ? 2
-                         : !strcmp(o->precision, "fp16") ? 3
-                                                         : 0;
+        const int mode = resolve_matmul_mode(o);
         // Each rank drives the GPU of its local rank (dist.c finds it from the launcher or, failing that, from the
         // ranks that share this node).
         const int device = gpu, count = backend_cuda_device_count();
@@ -118,6 +115,10 @@ void resolve_backend(Options *o, Backend *be, int gpu) {
         die_user("--cpu-kernels %s: not built into this binary (make found no OpenBLAS); use --cpu-kernels reference",
                  o->cpu_kernels);
     be->grad_dtype = resolve_grad_dtype(o);   // fp32: bf16 gradients are a user error here
+}
+
+int resolve_matmul_mode(const Options *o) {
+    return !strcmp(o->precision, "tf32") ? 1 : !strcmp(o->precision, "bf16") ? 2 : !strcmp(o->precision, "fp16") ? 3 : 0;
 }
 
 DType resolve_dtype(Options *o) {

@@ -42,6 +42,8 @@ void resolve_backend(Options *o, Backend *be, int gpu);
 // The compute dtype --precision (resolved by resolve_backend, or on paper for --device as `info` does: auto is bf16
 // on --device cuda) stores activations and the weights' working copy in: bf16 for bf16, else fp32.
 DType resolve_dtype(Options *o);
+// The GPU matmuls' mode for the resolved --precision (backend_cuda_init's: 0 fp32, 1 TF32, 2 bf16, 3 fp16).
+int resolve_matmul_mode(const Options *o);
 // The parameter gradients' dtype, --grad-dtype: bf16 only over a bf16 compute dtype (a user error otherwise).
 DType resolve_grad_dtype(Options *o);
 // --attention for this model on this backend (be NULL: plan for --device, as `info` does): auto is flash on a GPU

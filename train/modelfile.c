@@ -22,20 +22,6 @@
 #define MODEL_VERSION_FP32 3
 #define MODEL_VERSION_BF16 5
 
-static uint16_t f32_to_bf16(float x) {
-    uint32_t u;
-    memcpy(&u, &x, 4);
-    if ((u & 0x7fffffffu) > 0x7f800000u) return (uint16_t)((u >> 16) | 0x40);   // NaN stays a (quiet) NaN
-    u += 0x7fffu + ((u >> 16) & 1u);                                          // round to nearest, ties to even
-    return (uint16_t)(u >> 16);
-}
-
-static float bf16_to_f32(uint16_t b) {
-    uint32_t u = (uint32_t)b << 16;
-    float x;
-    memcpy(&x, &u, 4);
-    return x;
-}
 
 uint32_t modelfile_tokenizer_id(const char *tokenizer_text) {
     Hash64 s;
@@ -69,7 +55,7 @@ int modelfile_save_weights(const GPTConfig *c, const float *w, size_t np, const 
         uint16_t buf[4096];
         for (size_t i = 0; ok && i < np; i += 4096) {
             size_t n = np - i < 4096 ? np - i : 4096;
-            for (size_t j = 0; j < n; j++) buf[j] = f32_to_bf16(w[i + j]);
+            for (size_t j = 0; j < n; j++) buf[j] = dtype_bf16_from_f32(w[i + j]);
             ok = !file_write(f, buf, n * sizeof(uint16_t));
         }
     }
@@ -187,7 +173,7 @@ int modelfile_load_weights(GPT *g, const char *path, char *err, size_t errlen) {
         uint16_t buf[4096];
         while (n < np) {
             const size_t want = np - n < 4096 ? np - n : 4096, got = fread(buf, sizeof(uint16_t), want, f);
-            for (size_t j = 0; j < got; j++) w[n + j] = bf16_to_f32(buf[j]);
+            for (size_t j = 0; j < got; j++) w[n + j] = dtype_bf16_to_f32(buf[j]);
             n += got;
             if (got < want) break;
         }

@@ -27,6 +27,7 @@
 #include "ops.h"
 #include "plot.h"
 #include "schedule.h"
+#include "selfcheck.h"
 #include "trainer.h"
 
 static int is_power_of_two(double x) {
@@ -781,6 +782,16 @@ int trainer_setup(Trainer *t, Options *o) {
     }
 #endif
     t->attn = resolve_attention(o, &t->be, &t->cfg);
+#ifdef GPTRAIN_CUDA
+    // Before anything is allocated or written: a GPU whose kernels disagree with the CPU reference never trains.
+    if (t->be.kind == BACKEND_CUDA && !strcmp(o->self_check, "on")) {
+        const SelfCheckSpec sc = {resolve_matmul_mode(o), t->attn, t->cfg.d_model / t->cfg.n_head, (float)o->dropout,
+                                  (uint64_t)o->seed ^ (uint64_t)(backend_now_s() * 1e9) ^ (uint64_t)t->dist.rank << 48};
+        char line[1024];
+        if (selfcheck_run(&t->be, &sc, line, sizeof line)) die_user("%s", line);
+        printf("%s\n", line);
+    }
+#endif
     gpt_recompute_parse(o->recompute, &t->rc);  // the CLI already checked the choice
     if (o->batch == CLI_AUTO) resolve_batch_auto(o, &t->be, &t->cfg, t->T, t->rc, t->attn, o->zero ? t->dist.world : 1);
     t->B = o->batch;
