@@ -48,7 +48,8 @@ v=$($G --version)
 want=$(git describe --always --dirty --abbrev=7 2>/dev/null || echo unknown)
 echo "$v" | grep -qE "^gptrain [0-9]+\.[0-9]+\.[0-9]+ \(commit [0-9a-z-]+\): OpenBLAS (yes|no), MPI (yes|no)[^,]*, CUDA [^,]+(, [^,]+)*, NCCL (yes|no|emulated); (gcc|clang) " \
     && echo "$v" | grep -q "(commit $want)" && [ "$(head -1 "$T/train")" = "$v" ] && [ "$($G version)" = "$v" ] \
-    && ok "--version: $v; the first line of a run" || bad "--version" "'$v' (commit $want); run's first line: $(head -1 "$T/train")"
+    && [ "$(head -1 "$T/run/config.txt")" = "# $v" ] \
+    && ok "--version: $v; the first line of a run and of OUT/config.txt" || bad "--version" "'$v' (commit $want); run's first line: $(head -1 "$T/train")"
 # Help a newcomer reads: gptrain help CMD = gptrain CMD --help, lines under 100 columns, an example that parses;
 # train's flags under their sections in order, each flag of the resolved configuration listed once, * required.
 hbad=

@@ -335,7 +335,6 @@ static void check_attention(Check *k, double r_att) {
         op_attention_forward(k->gpu, out.g, att.g, p > 0 ? scratch.g : NULL, qkv.g, B, T, C, NH, p, key);
         compare_scaled(k, FAM_ATTENTION, "attention_forward", "out", &out, r_att, NULL, low);
         compare_scaled(k, FAM_ATTENTION, "attention_forward", "att", &att, r_att, causal, low);
-        for (size_t i = 0; i < na; i++) att.h[i] = 0;
         backend_to_host(&k->cpu, att.h, att.c, na * 4);
         for (size_t i = 0; i < na; i++)
             if (!causal[i]) att.h[i] = 0;
@@ -401,6 +400,10 @@ static void check_tail(Check *k, double r_store, double r_f32) {
         backend_to_device(&k->cpu, copy.c, cp, n * 4);
         free(cp);
         compare(k, FAM_OPTIMIZER, "adamw_step", "bf16 copy", &copy, r_store, NULL);
+        // the copy as initialisation and a load write it (stochastically rounded from element `first` on)
+        op_to_compute(&k->cpu, copy.c, params.c, n - 7, 7, 777u);
+        op_to_compute(k->gpu, copy.g, params.g, n - 7, 7, 777u);
+        compare(k, FAM_OPTIMIZER, "to_compute", "bf16 copy", &copy, r_store, NULL);
     }
     release(k, &grads), release(k, &norm), release(k, &params), release(k, &m), release(k, &v), release(k, &copy);
 }

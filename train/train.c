@@ -917,7 +917,11 @@ int trainer_setup(Trainer *t, Options *o) {
         char path[4200], tmp[4300];
         snprintf(path, sizeof path, "%s/config.txt", o->out);
         FILE *f = file_create_tmp(path, tmp, sizeof tmp, err, sizeof err);
-        if (!f || file_commit_tmp(f, tmp, path, !file_write(f, t->cfg_text, strlen(t->cfg_text)), err, sizeof err))
+        char head[600];   // a comment line (--config skips it): the build that resolved it
+        snprintf(head, sizeof head, "# %s\n", gptrain_version());
+        if (!f || file_commit_tmp(f, tmp, path,
+                                  !file_write(f, head, strlen(head)) && !file_write(f, t->cfg_text, strlen(t->cfg_text)),
+                                  err, sizeof err))
             die_user("--out: %s", err);
     }
     print_run_header(t);
